@@ -1,0 +1,223 @@
+"""Strict reading of YAML documents with line numbers for every key.
+
+Documents are parsed with :func:`yaml.safe_load`; the same text is composed once more into YAML
+nodes only to learn the line of each key, so that every validation error can say
+``FILE:LINE: KEY: ...``. :class:`Node` is the reader the space DSL and the experiment schema use:
+it hands out typed values, remembers which keys were read, and rejects the rest by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from nas._errors import NasConfigError
+
+__all__ = ["Node", "load_yaml"]
+
+T = TypeVar("T")
+_MISSING = object()
+Path_ = tuple[object, ...]
+
+
+def _lines(node: yaml.Node, path: Path_, out: dict[Path_, int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = yaml.safe_load(key_node.value) if key_node.tag.endswith(":int") else None
+                key = key if key is not None else key_node.value
+                out[path + (key,)] = key_node.start_mark.line + 1
+                _lines(value_node, path + (key,), out)
+                out[path + (key,)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _lines(item, path + (i,), out)
+
+
+def load_yaml(path: str | Path, text: str | None = None) -> Node:
+    """Read a YAML mapping from ``path`` (or from ``text`` naming ``path``) into a :class:`Node`."""
+    path = Path(path)
+    if text is None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise NasConfigError("file not found; check the path", file=path) from None
+        except OSError as exc:
+            raise NasConfigError(f"cannot read file ({exc.strerror})", file=path) from None
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise NasConfigError(f"not valid YAML: {problem}", file=path, line=line) from None
+    lines: dict[Path_, int] = {}
+    if root is not None:
+        _lines(root, (), lines)
+    if not isinstance(data, dict):
+        raise NasConfigError(
+            f"expected a YAML mapping at the top level, got {_kind(data)}", file=path, line=1
+        )
+    return Node(data, path=(), file=path, lines=lines)
+
+
+def _kind(value: object) -> str:
+    if value is None:
+        return "nothing"
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _format_path(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class Node:
+    """A value inside a YAML document, with its key path, file and line, for strict validation.
+
+    A mapping node records every key read through it; :meth:`done` rejects the others by name
+    with the nearest allowed key, so a typo never passes silently.
+    """
+
+    def __init__(
+        self,
+        value: Any,
+        *,
+        path: Path_ = (),
+        file: str | Path | None = None,
+        lines: dict[Path_, int] | None = None,
+    ) -> None:
+        self.value = value
+        self.path = path
+        self.file = file
+        self._lines = lines or {}
+        self._read: set[str] = set()
+
+    # -- errors ---------------------------------------------------------------------------------
+    @property
+    def line(self) -> int | None:
+        path = self.path
+        while path not in self._lines and path:
+            path = path[:-1]
+        return self._lines.get(path)
+
+    @property
+    def key(self) -> str:
+        return _format_path(self.path)
+
+    def error(self, message: str, **kwargs: Any) -> NasConfigError:
+        """A :class:`NasConfigError` located at this node."""
+        return NasConfigError(
+            message, file=self.file, line=self.line, key=self.key or None, **kwargs
+        )
+
+    # -- structure ------------------------------------------------------------------------------
+    def child(self, key: object, value: Any) -> Node:
+        return Node(value, path=self.path + (key,), file=self.file, lines=self._lines)
+
+    def _mapping(self) -> dict[str, Any]:
+        if not isinstance(self.value, dict):
+            raise self.error(f"expected a mapping, got {_kind(self.value)}")
+        return self.value
+
+    def has(self, key: str) -> bool:
+        return key in self._mapping()
+
+    def get(self, key: str, default: Any = _MISSING) -> Node:
+        """The child under ``key``; a missing key is an error unless ``default`` is given."""
+        mapping = self._mapping()
+        self._read.add(key)
+        if key not in mapping:
+            if default is _MISSING:
+                raise self.error(f"missing required key '{key}'")
+            return self.child(key, default)
+        return self.child(key, mapping[key])
+
+    def keys(self) -> list[str]:
+        return [str(k) for k in self._mapping()]
+
+    def items(self) -> Iterator[tuple[str, Node]]:
+        for key in self.keys():
+            yield key, self.get(key)
+
+    def list(self, *, allow_scalar: bool = False, nonempty: bool = True) -> list[Node]:
+        """The items of a list node (a scalar counts as a one-item list if ``allow_scalar``)."""
+        value = self.value
+        if not isinstance(value, list):
+            if allow_scalar and not isinstance(value, dict) and value is not None:
+                return [self]
+            raise self.error(f"expected a list, got {_kind(value)}")
+        if nonempty and not value:
+            raise self.error("expected a non-empty list")
+        return [self.child(i, v) for i, v in enumerate(value)]
+
+    def done(self, allowed: Sequence[str] | None = None) -> None:
+        """Reject every key of this mapping that was not read (or is not in ``allowed``)."""
+        known = set(allowed) if allowed is not None else self._read
+        for key in self._mapping():
+            if str(key) not in known:
+                raise self.child(key, None).error(
+                    f"unknown key '{key}'", allowed=sorted(known), value=key
+                )
+
+    # -- scalars --------------------------------------------------------------------------------
+    def as_str(self) -> str:
+        if not isinstance(self.value, str) or not self.value:
+            raise self.error(f"expected a non-empty string, got {_kind(self.value)}")
+        return self.value
+
+    def as_bool(self) -> bool:
+        if not isinstance(self.value, bool):
+            raise self.error(f"expected true or false, got {self.value!r}")
+        return self.value
+
+    def as_int(self, *, min: int | None = None, max: int | None = None) -> int:
+        value = self.value
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(f"expected an integer, got {value!r}")
+        if min is not None and value < min:
+            raise self.error(f"expected an integer >= {min}, got {value}")
+        if max is not None and value > max:
+            raise self.error(f"expected an integer <= {max}, got {value}")
+        return value
+
+    def as_float(self, *, min: float | None = None, max: float | None = None) -> float:
+        value = self.value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.error(f"expected a number, got {value!r}")
+        if min is not None and value < min:
+            raise self.error(f"expected a number >= {min}, got {value}")
+        if max is not None and value > max:
+            raise self.error(f"expected a number <= {max}, got {value}")
+        return float(value)
+
+    def as_choice(self, allowed: Sequence[str]) -> str:
+        value = self.value
+        if value not in allowed:
+            raise self.error(f"unknown value {value!r}", allowed=allowed, value=value)
+        return str(value)
+
+    def as_ints(self, *, min: int | None = None) -> tuple[int, ...]:
+        """A list of integers (a single integer counts as a one-item list), without repeats."""
+        items = tuple(n.as_int(min=min) for n in self.list(allow_scalar=True))
+        if len(set(items)) != len(items):
+            raise self.error(f"repeated values in {list(items)}")
+        return items
+
+    def convert(self, fn: Callable[[Any], T]) -> T:
+        """Apply ``fn`` to the value, turning its ValueError into a located error."""
+        try:
+            return fn(self.value)
+        except NasConfigError:
+            raise
+        except (ValueError, TypeError) as exc:
+            raise self.error(str(exc)) from None

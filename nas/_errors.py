@@ -1,0 +1,60 @@
+"""The one error type users see for bad input, and its formatting."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from pathlib import Path
+
+__all__ = ["NasConfigError", "nearest"]
+
+
+def nearest(value: object, allowed: Iterable[object]) -> str | None:
+    """The allowed value closest to ``value`` by spelling, or None when nothing is close."""
+    names = [str(a) for a in allowed]
+    matches = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
+    return matches[0] if matches else None
+
+
+class NasConfigError(ValueError):
+    """Bad user input: a search space, experiment, architecture or table that does not validate.
+
+    The message is one line shaped ``FILE:LINE: KEY: what is wrong; what is allowed (did you mean X?)``
+    so that the CLI can print it unchanged and exit with status 2.
+
+    Args:
+        message: What is wrong and how to fix it.
+        file: The file the bad value came from, if any.
+        line: 1-based line of the bad value in ``file``, if known.
+        key: Dotted path of the bad key (``stages[1].width``), if any.
+        allowed: The values that would have been accepted; listed and used for a suggestion.
+        value: The bad value, used to suggest the nearest allowed one.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str | Path | None = None,
+        line: int | None = None,
+        key: str | None = None,
+        allowed: Iterable[object] | None = None,
+        value: object = None,
+    ) -> None:
+        self.file = str(file) if file is not None else None
+        self.line = line
+        self.key = key
+        self.reason = message
+        self.allowed = [str(a) for a in allowed] if allowed is not None else None
+        text = message
+        if self.allowed is not None:
+            text += f"; choose one of {', '.join(self.allowed)}"
+            guess = nearest(value, self.allowed) if value is not None else None
+            if guess is not None and guess != str(value):
+                text += f" (did you mean '{guess}'?)"
+        where = ""
+        if self.file is not None:
+            where = self.file + (f":{line}" if line is not None else "") + ": "
+        if key:
+            where += f"{key}: "
+        super().__init__(where + text)

@@ -1,0 +1,35 @@
+"""Search spaces: the DSL, the op library, architectures and the models they build."""
+
+from nas.space._architecture import SCHEMA_VERSION, Architecture
+from nas.space._cell import CellSpace
+from nas.space._chain import ChainSpace
+from nas.space._layers import Layer, LayerTable
+from nas.space._ops import LayerProfile, Op, OpSpec, list_ops, parse_op, profile_layer, register_op
+from nas.space._space import (
+    SearchSpace,
+    builtin_space_dir,
+    list_spaces,
+    load_space,
+    space_from_dict,
+)
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Architecture",
+    "CellSpace",
+    "ChainSpace",
+    "Layer",
+    "LayerProfile",
+    "LayerTable",
+    "Op",
+    "OpSpec",
+    "SearchSpace",
+    "builtin_space_dir",
+    "list_ops",
+    "list_spaces",
+    "load_space",
+    "parse_op",
+    "profile_layer",
+    "register_op",
+    "space_from_dict",
+]

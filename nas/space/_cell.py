@@ -1,0 +1,272 @@
+"""Cell spaces (NAS-Bench-201 / DARTS style): a fixed macro skeleton around one searched DAG cell.
+
+DSL (``type: cell``)::
+
+    name: nasbench201
+    type: cell
+    input: {channels: 3, height: 32, width: 32}
+    num_classes: 10
+    ops: {none: zero, skip_connect: skip, nor_conv_3x3: rcb_k3, ...}
+    cell: {nodes: 4, ops: [none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3]}
+    stem: {op: conv_k3_linear, width: 16}
+    stages:
+      - {cells: 5, width: 16}
+      - {reduction: resnet_block, cells: 5, width: 32}
+    head: {op: bnact_relu}
+    classifier: {dropout: 0.0}
+
+Node ``j`` of the cell sums ``op(i->j)(node i)`` over all ``i < j``; node 0 is the cell input and
+the last node its output. Parameters are one per edge, named ``{i}->{j}``. The string form is the
+NAS-Bench-201 arch string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas._config import Node
+from nas._errors import NasConfigError
+from nas.space._architecture import Architecture, Choice
+from nas.space._chain import classifier_layer
+from nas.space._layers import Layer
+from nas.space._ops import OpSpec, parse_op, profile_layer
+from nas.space._space import (
+    SearchSpace,
+    read_classifier,
+    read_header,
+    read_op,
+    read_op_choices,
+    read_op_library,
+)
+
+__all__ = ["CellSpace"]
+
+_EDGE = re.compile(r"^(?P<op>[^~|+]+)~(?P<src>\d+)$")
+
+
+class Cell(nn.Module):
+    """A DAG cell: ``node_j = sum_{i<j} edge_{i->j}(node_i)``; returns the last node."""
+
+    def __init__(self, edges: dict[str, nn.Module], nodes: int) -> None:
+        super().__init__()
+        self.nodes = nodes
+        self.edges = nn.ModuleDict({k.replace("->", "_to_"): m for k, m in edges.items()})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        states = [x]
+        for j in range(1, self.nodes):
+            states.append(sum(self.edges[f"{i}_to_{j}"](states[i]) for i in range(j)))
+        return states[-1]
+
+
+class CellNet(nn.Module):
+    """stem -> cells and reduction blocks -> head -> global pool -> dropout -> classifier."""
+
+    def __init__(self, stem: nn.Module, body: list[nn.Module], head: nn.Module, width: int,
+                 num_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.stem = stem
+        self.cells = nn.Sequential(*body)
+        self.head = head
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, classes)
+        x = self.head(self.cells(self.stem(x)))
+        return self.classifier(self.dropout(self.pool(x).flatten(1)))
+
+
+class CellSpace(SearchSpace):
+    """One DAG cell, searched edge by edge, repeated inside a fixed skeleton."""
+
+    type_name = "cell"
+
+    @classmethod
+    def _parse(cls, node: Node) -> CellSpace:
+        spec = read_header(node, cls.type_name)
+        library = read_op_library(node.get("ops", None))
+        cell_node = node.get("cell")
+        nodes = cell_node.get("nodes").as_int(min=2, max=12)
+        cell_ops = read_op_choices(cell_node.get("ops"), library)
+        cell_node.done()
+        for label in cell_ops:
+            if "~" in label or "+" in label:
+                raise cell_node.get("ops").error(f"op label {label!r} may not contain '~' or '+'")
+        stem_node = node.get("stem")
+        stem = {"op": read_op(stem_node.get("op")).name,
+                "width": stem_node.get("width").as_int(min=1)}
+        stem_node.done()
+        stages = []
+        width = stem["width"]
+        for s in node.get("stages").list():
+            red = s.get("reduction", None)
+            stage = {
+                "cells": s.get("cells").as_int(min=1),
+                "width": s.get("width").as_int(min=1),
+                "reduction": read_op(red).name if red.value is not None else None,
+            }
+            s.done()
+            if stage["reduction"] is None and stage["width"] != width:
+                raise s.get("width").error(
+                    f"width changes from {width} to {stage['width']} without a reduction op; "
+                    "add 'reduction: resnet_block' (or another op) to this stage"
+                )
+            if stage["reduction"] is not None:
+                problem = parse_op(stage["reduction"]).op().check(width, stage["width"], 2)
+                if problem:
+                    raise s.get("reduction").error(problem)
+            for label, op in cell_ops.items():
+                problem = op.op().check(stage["width"], stage["width"], 1)
+                if problem:
+                    raise cell_node.get("ops").error(f"op '{label}': {problem}")
+            width = stage["width"]
+            stages.append(stage)
+        head_node = node.get("head", None)
+        head = None
+        if head_node.value is not None:
+            head = {"op": read_op(head_node.get("op")).name}
+            head_node.done()
+        spec.update({
+            "ops": {label: op.name for label, op in cell_ops.items()},
+            "cell": {"nodes": nodes, "ops": list(cell_ops)},
+            "stem": stem,
+            "stages": stages,
+            "head": head,
+            "classifier": read_classifier(node.get("classifier", None)),
+        })
+        node.done()
+        reductions = sum(s["reduction"] is not None for s in stages)
+        side = min(spec["input"][1:])
+        if side / 2**reductions < 1:
+            raise node.get("stages").error(
+                f"{reductions} reductions shrink the {side}x{side} input below 1 pixel"
+            )
+        return cls(spec)
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self._ops = {label: parse_op(text) for label, text in spec["ops"].items()}
+        self._nodes = spec["cell"]["nodes"]
+        self._edges = [(i, j) for j in range(1, self._nodes) for i in range(j)]
+        super().__init__(spec)
+
+    def _parameters(self) -> dict[str, tuple[Choice, ...]]:
+        ops = tuple(self._spec["cell"]["ops"])
+        return {f"{i}->{j}": ops for i, j in self._edges}
+
+    def size(self) -> int:
+        return len(self._spec["cell"]["ops"]) ** len(self._edges)
+
+    def _edge_ops(self, arch: Architecture) -> dict[str, str]:
+        ops = self._spec["cell"]["ops"]
+        return {f"{i}->{j}": str(arch.choices.get(f"{i}->{j}", ops[0])) for i, j in self._edges}
+
+    # -- layers and model -----------------------------------------------------------------------
+    def _walk(self, arch: Architecture):
+        """Yield (name, label, op, cin, cout, stride, in_shape) in execution order."""
+        self.check(arch)
+        edges = self._edge_ops(arch)
+        c, h, w = self.input_shape
+        stem = self._spec["stem"]
+        yield "stem", stem["op"], parse_op(stem["op"]), c, stem["width"], 1
+        cell_index = 0
+        width = stem["width"]
+        for s, stage in enumerate(self._spec["stages"]):
+            if stage["reduction"] is not None:
+                op = parse_op(stage["reduction"])
+                yield f"cells.{cell_index}", stage["reduction"], op, width, stage["width"], 2
+                cell_index += 1
+            width = stage["width"]
+            for _ in range(stage["cells"]):
+                for key, label in edges.items():
+                    yield f"cells.{cell_index}.{key}", label, self._ops[label], width, width, 1
+                cell_index += 1
+        if self._spec["head"] is not None:
+            head = self._spec["head"]["op"]
+            yield "head", head, parse_op(head), width, width, 1
+
+    def layers(self, arch: Architecture) -> tuple[Layer, ...]:
+        out: list[Layer] = []
+        shape = self.input_shape
+        for name, label, op, _, cout, stride in self._walk(arch):
+            in_shape = shape if "->" not in name else (cout, shape[1], shape[2])
+            prof = profile_layer(op, in_shape, cout, stride)
+            out.append(Layer(name, label, op, in_shape, prof.out_shape, stride, prof.params,
+                             prof.macs))
+            if "->" not in name:
+                shape = prof.out_shape
+        out.append(classifier_layer(shape, self.num_classes))
+        return tuple(out)
+
+    def peak_activation_elems(self, arch: Architecture) -> int:
+        """All ``nodes`` states of a cell are alive until its output is summed."""
+        peak = super().peak_activation_elems(arch)
+        for layer in self.layers(arch):
+            if "->" in layer.name:
+                c, h, w = layer.in_shape
+                peak = max(peak, self._nodes * c * h * w)
+        return peak
+
+    def _build(self, arch: Architecture) -> nn.Module:
+        body: list[nn.Module] = []
+        pending: dict[str, nn.Module] = {}
+        stem = head = None
+        width = 0
+        for name, _, op, cin, cout, stride in self._walk(arch):
+            module = op.op().build(cin, cout, stride)
+            width = cout
+            if name == "stem":
+                stem = module
+            elif name == "head":
+                head = module
+            elif "->" in name:
+                pending[name.rsplit(".", 1)[1]] = module
+                if len(pending) == len(self._edges):
+                    body.append(Cell(pending, self._nodes))
+                    pending = {}
+            else:
+                body.append(module)
+        return CellNet(stem, body, head or nn.Identity(), width, self.num_classes,
+                       self._spec["classifier"]["dropout"])
+
+    # -- string form ----------------------------------------------------------------------------
+    def format(self, arch: Architecture) -> str:
+        edges = self._edge_ops(self._checked(arch))
+        nodes = ["|" + "|".join(f"{edges[f'{i}->{j}']}~{i}" for i in range(j)) + "|"
+                 for j in range(1, self._nodes)]
+        return "+".join(nodes)
+
+    def _checked(self, arch: Architecture) -> Architecture:
+        self.check(arch)
+        return arch
+
+    def parse(self, text: str) -> Architecture:
+        example = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|...|"
+        if not isinstance(text, str):
+            raise NasConfigError(f"space '{self.name}': expected an arch string like {example}")
+        nodes = text.strip().split("+")
+        if len(nodes) != self._nodes - 1:
+            raise NasConfigError(
+                f"space '{self.name}': {text!r} has {len(nodes)} nodes separated by '+', "
+                f"expected {self._nodes - 1} (like {example})"
+            )
+        choices: dict[str, Choice] = {}
+        for j, part in enumerate(nodes, start=1):
+            if not (part.startswith("|") and part.endswith("|")):
+                raise NasConfigError(f"space '{self.name}': node {j} {part!r} must start and "
+                                     "end with '|'")
+            edges = part[1:-1].split("|")
+            if len(edges) != j:
+                raise NasConfigError(f"space '{self.name}': node {j} needs {j} edges, got "
+                                     f"{len(edges)} in {part!r}")
+            for i, edge in enumerate(edges):
+                m = _EDGE.match(edge)
+                if not m or int(m["src"]) != i:
+                    raise NasConfigError(f"space '{self.name}': edge {edge!r} of node {j} must be "
+                                         f"'<op>~{i}'")
+                choices[f"{i}->{j}"] = m["op"]
+        return self.from_choices(choices, source=f"space '{self.name}' string {text!r}")

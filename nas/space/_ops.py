@@ -1,0 +1,524 @@
+"""The operation library: one registered class per op type, parsed from short spec strings.
+
+An op spec string is the op type followed by optional ``_``-separated tokens::
+
+    mbconv_k5_e6_se_hswish   -> MBConv, kernel 5, expansion 6, squeeze-excite, h-swish
+    conv_k3_relu6            -> Conv-BN-ReLU6 with a 3x3 kernel
+    avgpool_k3               -> 3x3 average pooling
+    fused_mbconv_k3_e4       -> fused MBConv
+
+Tokens: ``k<int>`` or ``<int>x<int>`` kernel, ``e<int>`` expansion, ``g<int>`` groups, ``se``
+squeeze-excite, and an activation (``relu``, ``relu6``, ``hswish``, ``swish``, ``linear``).
+Each op class says which tokens it takes and their defaults. Adding an op is one class with
+``@register_op`` and a ``build`` method; parameter and MAC counts are taken from the module it
+builds (see :func:`profile_layer`), so they can never disagree with the model.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from nas._errors import NasConfigError, nearest
+
+__all__ = [
+    "ACTIVATIONS",
+    "LayerProfile",
+    "Op",
+    "OpSpec",
+    "list_ops",
+    "parse_op",
+    "profile_layer",
+    "register_op",
+]
+
+Shape = tuple[int, int, int]  # (C, H, W), batch excluded
+
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "relu6": lambda: nn.ReLU6(inplace=True),
+    "hswish": lambda: nn.Hardswish(inplace=True),
+    "swish": lambda: nn.SiLU(inplace=True),
+    "linear": nn.Identity,
+}
+
+_REGISTRY: dict[str, type[Op]] = {}
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """A parsed op: its type and the values of its parameters (``None`` where it takes none)."""
+
+    type: str
+    kernel: int | None = None
+    expansion: int | None = None
+    groups: int | None = None
+    se: bool | None = None
+    act: str | None = None
+
+    @property
+    def name(self) -> str:
+        """Canonical spec string with every parameter spelled out (``mbconv_k3_e6_g1_relu``)."""
+        parts = [self.type]
+        if self.kernel is not None:
+            parts.append(f"k{self.kernel}")
+        if self.expansion is not None:
+            parts.append(f"e{self.expansion}")
+        if self.groups is not None:
+            parts.append(f"g{self.groups}")
+        if self.se:
+            parts.append("se")
+        if self.act is not None:
+            parts.append(self.act)
+        return "_".join(parts)
+
+    def op(self) -> Op:
+        return _REGISTRY[self.type](self)
+
+
+class Op(ABC):
+    """A candidate operation of a search space.
+
+    Subclasses set ``type_name`` and ``defaults`` (the tokens they accept, with default values)
+    and implement :meth:`build`. An op is stateless; ``build`` returns a fresh module each call.
+    Contract: for input ``(N, cin, H, W)`` the module returns ``(N, cout, ceil(H/stride),
+    ceil(W/stride))``.
+    """
+
+    type_name: ClassVar[str]
+    defaults: ClassVar[dict[str, object]] = {}
+    #: whether the op may change the channel count (pools and identity may not on their own)
+    identity_like: ClassVar[bool] = False
+
+    def __init__(self, spec: OpSpec) -> None:
+        self.spec = spec
+
+    @abstractmethod
+    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
+        """A module computing this op from ``cin`` to ``cout`` channels at ``stride``."""
+
+    def check(self, cin: int, cout: int, stride: int) -> str | None:
+        """Why this op cannot map ``cin`` to ``cout`` at ``stride``, or None when it can."""
+        groups = self.spec.groups or 1
+        for name, value in (("input width", cin), ("output width", cout)):
+            if value % groups:
+                return f"{name} {value} does not divide into {groups} groups"
+        return None
+
+
+def register_op(cls: type[Op]) -> type[Op]:
+    """Class decorator adding an op type to the library; a duplicate name is an error."""
+    if cls.type_name in _REGISTRY:
+        raise ValueError(f"op type '{cls.type_name}' is already registered")
+    _REGISTRY[cls.type_name] = cls
+    return cls
+
+
+def list_ops() -> list[str]:
+    """Names of all registered op types."""
+    return sorted(_REGISTRY)
+
+
+_TOKEN = re.compile(r"^(?:k(?P<k>\d+)|(?P<kk>\d+)x(?P<kk2>\d+)|e(?P<e>\d+)|g(?P<g>\d+))$")
+
+
+@functools.lru_cache(maxsize=4096)
+def parse_op(text: str) -> OpSpec:
+    """Parse an op spec string such as ``mbconv_k5_e6_se``; raises NasConfigError if malformed."""
+    if not isinstance(text, str) or not text:
+        raise NasConfigError(f"expected an op spec string, got {text!r}")
+    parts = text.split("_")
+    cls = None
+    for cut in range(len(parts), 0, -1):
+        if "_".join(parts[:cut]) in _REGISTRY:
+            cls, rest = _REGISTRY["_".join(parts[:cut])], parts[cut:]
+            break
+    if cls is None:
+        raise NasConfigError(f"unknown op '{text}'", allowed=list_ops(), value=parts[0])
+    values: dict[str, object] = {}
+    for token in rest:
+        m = _TOKEN.match(token)
+        if token == "se":
+            key, value = "se", True
+        elif token in ACTIVATIONS:
+            key, value = "act", token
+        elif m and m["k"]:
+            key, value = "kernel", int(m["k"])
+        elif m and m["kk"]:
+            if m["kk"] != m["kk2"]:
+                raise NasConfigError(f"op '{text}': only square kernels are supported")
+            key, value = "kernel", int(m["kk"])
+        elif m and m["e"]:
+            key, value = "expansion", int(m["e"])
+        elif m and m["g"]:
+            key, value = "groups", int(m["g"])
+        else:
+            allowed = ["k<int>", "e<int>", "g<int>", "se", *ACTIVATIONS]
+            raise NasConfigError(
+                f"op '{text}': unknown token '{token}'", allowed=allowed, value=token
+            )
+        if key not in cls.defaults:
+            takes = ", ".join(cls.defaults) or "no parameters"
+            raise NasConfigError(f"op '{text}': {cls.type_name} takes {takes}, not {key}")
+        if key in values:
+            raise NasConfigError(f"op '{text}': {key} given twice")
+        if key == "kernel" and (value < 1 or value % 2 == 0):  # type: ignore[operator]
+            raise NasConfigError(f"op '{text}': kernel must be odd and >= 1, got {value}")
+        if key in ("expansion", "groups") and value < 1:  # type: ignore[operator]
+            raise NasConfigError(f"op '{text}': {key} must be >= 1, got {value}")
+        values[key] = value
+    merged = {**cls.defaults, **values}
+    return OpSpec(type=cls.type_name, **merged)  # type: ignore[arg-type]
+
+
+# -- building blocks -------------------------------------------------------------------------
+
+
+class ConvBNAct(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int, groups: int, act: str):
+        super().__init__(
+            nn.Conv2d(cin, cout, kernel, stride, kernel // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+            ACTIVATIONS[act](),
+        )
+
+
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation (Hu et al. 2018) with the MobileNetV3 hard-sigmoid gate."""
+
+    def __init__(self, channels: int, reduction: int = 4) -> None:
+        super().__init__()
+        hidden = max(8, channels // reduction)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc1 = nn.Conv2d(channels, hidden, 1)
+        self.act = nn.ReLU(inplace=True)
+        self.fc2 = nn.Conv2d(hidden, channels, 1)
+        self.gate = nn.Hardsigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.fc2(self.act(self.fc1(self.pool(x)))))
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet channel shuffle, so grouped 1x1 convs mix information across groups."""
+
+    def __init__(self, groups: int) -> None:
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(n, c, h, w)
+
+
+class Residual(nn.Module):
+    """``body(x) + x`` when shapes allow it (stride 1, same width), else ``body(x)``."""
+
+    def __init__(self, body: nn.Module, use_skip: bool) -> None:
+        super().__init__()
+        self.body = body
+        self.use_skip = use_skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        return out + x if self.use_skip else out
+
+
+class Zero(nn.Module):
+    """Outputs zeros of the right shape (the 'none' edge of a DARTS/NB201 cell)."""
+
+    def __init__(self, cout: int, stride: int) -> None:
+        super().__init__()
+        self.cout = cout
+        self.stride = stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x[:, :, :: self.stride, :: self.stride]
+        if x.shape[1] == self.cout:
+            return x.mul(0.0)
+        return x.new_zeros(x.shape[0], self.cout, x.shape[2], x.shape[3])
+
+
+def _project(cin: int, cout: int, stride: int) -> nn.Module:
+    """1x1 conv + BN that changes width and/or resolution (shortcut of skip and pool ops)."""
+    return nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+
+
+# -- the op library -------------------------------------------------------------------------
+
+
+@register_op
+class Conv(Op):
+    """Conv kxk -> BN -> activation."""
+
+    type_name = "conv"
+    defaults = {"kernel": 3, "groups": 1, "act": "relu"}
+
+    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
+        s = self.spec
+        return ConvBNAct(cin, cout, s.kernel, stride, s.groups, s.act)  # type: ignore[arg-type]
+
+
+@register_op
+class Conv1x1(Conv):
+    """Pointwise conv -> BN -> activation (``conv1x1`` is ``conv_k1``)."""
+
+    type_name = "conv1x1"
+    defaults = {"groups": 1, "act": "relu"}
+
+    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
+        s = self.spec
+        return ConvBNAct(cin, cout, 1, stride, s.groups, s.act)  # type: ignore[arg-type]
+
+
+@register_op
+class ReLUConvBN(Op):
+    """ReLU -> conv kxk -> BN, NAS-Bench-201's ``nor_conv`` (Dong & Yang 2020)."""
+
+    type_name = "rcb"
+    defaults = {"kernel": 3}
+
+    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
+        k = self.spec.kernel
+        return nn.Sequential(
+            nn.ReLU(inplace=False),
+            nn.Conv2d(cin, cout, k, stride, k // 2, bias=False),  # type: ignore[arg-type]
+            nn.BatchNorm2d(cout),
+        )
+
+
+@register_op
+class DepthwiseSeparable(Op):
+    """Depthwise kxk -> BN -> act -> pointwise 1x1 -> BN -> act (MobileNetV1)."""
+
+    type_name = "dwsep"
+    defaults = {"kernel": 3, "act": "relu"}
+
+    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
+        s = self.spec
+        return nn.Sequential(
+            ConvBNAct(cin, cin, s.kernel, stride, cin, s.act),  # type: ignore[arg-type]
+            ConvBNAct(cin, cout, 1, 1, 1, s.act),  # type: ignore[arg-type]
+        )
+
+
+@register_op
+class MBConv(Op):
+    """Inverted residual (MobileNetV2/V3, FBNet): expand 1x1 -> depthwise kxk -> [SE] -> project.
+
+    Expansion 1 has no expand conv. Groups > 1 make both 1x1 convs grouped, with a channel
+    shuffle after the expansion (FBNet's ``_g2`` blocks). The residual is used when the stride
+    is 1 and the width is unchanged.
+    """
+
+    type_name = "mbconv"
+    defaults = {"kernel": 3, "expansion": 6, "groups": 1, "se": False, "act": "relu"}
+
+    def check(self, cin: int, cout: int, stride: int) -> str | None:
+        return super().check(cin, cout, stride) or super().check(
+            cin * self.spec.expansion, cout, stride  # type: ignore[operator]
+        )
+
+    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
+        s = self.spec
+        hidden = cin * s.expansion  # type: ignore[operator]
+        layers: list[nn.Module] = []
+        if s.expansion != 1:
+            layers.append(ConvBNAct(cin, hidden, 1, 1, s.groups, s.act))  # type: ignore[arg-type]
+            if s.groups != 1:
+                layers.append(ChannelShuffle(s.groups))  # type: ignore[arg-type]
+        layers.append(ConvBNAct(hidden, hidden, s.kernel, stride, hidden, s.act))  # type: ignore
+        if s.se:
+            layers.append(SqueezeExcite(hidden))
+        layers += [
+            nn.Conv2d(hidden, cout, 1, bias=False, groups=s.groups),  # type: ignore[arg-type]
+            nn.BatchNorm2d(cout),
+        ]
+        return Residual(nn.Sequential(*layers), use_skip=stride == 1 and cin == cout)
+
+
+@register_op
+class FusedMBConv(Op):
+    """Fused MBConv (EfficientNetV2): conv kxk expand -> [SE] -> project 1x1 (none at e1)."""
+
+    type_name = "fused_mbconv"
+    defaults = {"kernel": 3, "expansion": 4, "se": False, "act": "relu"}
+
+    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
+        s = self.spec
+        if s.expansion == 1:
+            body: list[nn.Module] = [ConvBNAct(cin, cout, s.kernel, stride, 1, s.act)]  # type: ignore
+            if s.se:
+                body.append(SqueezeExcite(cout))
+        else:
+            hidden = cin * s.expansion  # type: ignore[operator]
+            body = [ConvBNAct(cin, hidden, s.kernel, stride, 1, s.act)]  # type: ignore[arg-type]
+            if s.se:
+                body.append(SqueezeExcite(hidden))
+            body += [nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        return Residual(nn.Sequential(*body), use_skip=stride == 1 and cin == cout)
+
+
+@register_op
+class Skip(Op):
+    """Identity; where width or resolution changes, a strided 1x1 conv + BN (FBNet's Skip)."""
+
+    type_name = "skip"
+    identity_like = True
+
+    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
+        return nn.Identity() if stride == 1 and cin == cout else _project(cin, cout, stride)
+
+
+@register_op
+class ZeroOp(Op):
+    """Zero output: removes an edge of a cell ('none' in NAS-Bench-201 and DARTS)."""
+
+    type_name = "zero"
+    identity_like = True
+
+    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
+        return Zero(cout, stride)
+
+
+class _Pool(Op):
+    identity_like = True
+    defaults = {"kernel": 3}
+
+    @abstractmethod
+    def pool(self, stride: int) -> nn.Module: ...
+
+    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
+        pool = self.pool(stride)
+        if cin == cout:
+            return pool
+        # NB201's POOLING preprocesses with a 1x1 conv when widths differ
+        return nn.Sequential(_project(cin, cout, 1), pool)
+
+
+@register_op
+class AvgPool(_Pool):
+    """kxk average pooling (padding not counted, as in NAS-Bench-201)."""
+
+    type_name = "avgpool"
+
+    def pool(self, stride: int) -> nn.Module:
+        k = self.spec.kernel
+        return nn.AvgPool2d(k, stride, k // 2, count_include_pad=False)  # type: ignore[arg-type]
+
+
+@register_op
+class MaxPool(_Pool):
+    """kxk max pooling."""
+
+    type_name = "maxpool"
+
+    def pool(self, stride: int) -> nn.Module:
+        k = self.spec.kernel
+        return nn.MaxPool2d(k, stride, k // 2)  # type: ignore[arg-type]
+
+
+@register_op
+class BNAct(Op):
+    """BatchNorm -> activation, no conv (NAS-Bench-201's ``lastact``); keeps the width."""
+
+    type_name = "bnact"
+    identity_like = True
+    defaults = {"act": "relu"}
+
+    def check(self, cin: int, cout: int, stride: int) -> str | None:
+        if cin != cout or stride != 1:
+            return f"bnact keeps width and resolution, but {cin}->{cout} at stride {stride}"
+        return None
+
+    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
+        return nn.Sequential(nn.BatchNorm2d(cout), ACTIVATIONS[self.spec.act]())  # type: ignore
+
+
+class _ResNetBasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int) -> None:
+        super().__init__()
+        self.conv_a = ReLUConvBN(OpSpec("rcb", kernel=3)).build(cin, cout, stride)
+        self.conv_b = ReLUConvBN(OpSpec("rcb", kernel=3)).build(cout, cout, 1)
+        if stride == 2:
+            self.downsample: nn.Module = nn.Sequential(
+                nn.AvgPool2d(2, 2), nn.Conv2d(cin, cout, 1, bias=False)
+            )
+        elif cin != cout:
+            self.downsample = ReLUConvBN(OpSpec("rcb", kernel=1)).build(cin, cout, 1)
+        else:
+            self.downsample = nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.downsample(x) + self.conv_b(self.conv_a(x))
+
+
+@register_op
+class ResNetBlock(Op):
+    """ResNet basic block with ReLU-Conv-BN convs: NAS-Bench-201's reduction block."""
+
+    type_name = "resnet_block"
+
+    def check(self, cin: int, cout: int, stride: int) -> str | None:
+        if stride not in (1, 2):
+            return f"resnet_block supports stride 1 or 2, got {stride}"
+        return None
+
+    def build(self, cin: int, cout: int, stride: int) -> nn.Module:
+        return _ResNetBasicBlock(cin, cout, stride)
+
+
+# -- costs taken from the built module ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerProfile:
+    """Size and work of one op at one shape, counted on the module it builds.
+
+    ``macs`` counts multiply-accumulates of convolutions and linear layers at batch 1 (the
+    convention of fvcore, thop and NAS-Bench-201's FLOPs); ``params`` counts every parameter.
+    """
+
+    out_shape: Shape
+    params: int
+    macs: int
+
+
+@functools.lru_cache(maxsize=65536)
+def profile_layer(op: OpSpec, in_shape: Shape, cout: int, stride: int) -> LayerProfile:
+    """Output shape, parameters and MACs of ``op`` applied to a ``(C, H, W)`` input.
+
+    The module is built on the meta device (no memory, no initialization) and run once there,
+    so the counts come from the very module :meth:`Op.build` returns.
+    """
+    macs = 0
+
+    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal macs
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            macs += out.numel() * (module.in_channels // module.groups) * k
+        elif isinstance(module, nn.Linear):
+            macs += out.numel() * module.in_features
+
+    with torch.device("meta"):
+        module = op.op().build(in_shape[0], cout, stride).eval()
+        hooks = [m.register_forward_hook(count) for m in module.modules()]
+        out = module(torch.empty(1, *in_shape))
+    for h in hooks:
+        h.remove()
+    params = sum(p.numel() for p in module.parameters())
+    return LayerProfile(out_shape=tuple(out.shape[1:]), params=params, macs=macs)  # type: ignore
+
+
+def unknown_label_error(label: str, labels: list[str]) -> NasConfigError:
+    guess = nearest(label, labels)
+    hint = f" (did you mean '{guess}'?)" if guess else ""
+    return NasConfigError(f"unknown op '{label}'; choose one of {', '.join(labels)}{hint}")

@@ -1,0 +1,348 @@
+"""SearchSpace: the base every space type implements, and loading spaces by name or path."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas._config import Node, load_yaml
+from nas._errors import NasConfigError, nearest
+from nas.space._architecture import Architecture, Choice, short_hash
+from nas.space._layers import Layer, LayerTable
+from nas.space._ops import OpSpec, parse_op
+
+__all__ = [
+    "SearchSpace",
+    "builtin_space_dir",
+    "list_spaces",
+    "load_space",
+    "space_from_dict",
+]
+
+Shape = tuple[int, int, int]
+_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]*$")
+_SPACE_TYPES: dict[str, type[SearchSpace]] = {}
+
+
+class SearchSpace(ABC):
+    """A set of architectures described by a fixed list of categorical parameters.
+
+    Every space compiles to the same parameter names and choices for every architecture
+    (:meth:`parameters`), so Optuna's samplers model every dimension jointly. Subclasses parse
+    their DSL section in ``_parse``, and implement :meth:`layers`, :meth:`build`,
+    :meth:`format` and :meth:`parse`.
+
+    A space is immutable once constructed; all methods are safe to call from several threads.
+    """
+
+    type_name: str = ""
+
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self._spec = spec
+        self.name: str = spec["name"]
+        self.description: str = spec.get("description", "")
+        self.input_shape: Shape = tuple(spec["input"])  # type: ignore[assignment]
+        self.num_classes: int = spec["num_classes"]
+        self.hash: str = short_hash(spec)
+        self._params: dict[str, tuple[Choice, ...]] = self._parameters()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.type_name:
+            _SPACE_TYPES[cls.type_name] = cls
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, hash={self.hash!r})"
+
+    # -- construction ---------------------------------------------------------------------------
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SearchSpace:
+        """Load and strictly validate a space file; errors name the file, line and key."""
+        return _from_node(load_yaml(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The canonical spec (every default filled in); ``space_from_dict`` inverts it."""
+        return json.loads(json.dumps(self._spec))
+
+    @abstractmethod
+    def _parameters(self) -> dict[str, tuple[Choice, ...]]:
+        """Parameter name -> choices, in a fixed order (only parameters with 2+ choices)."""
+
+    # -- parameters and architectures -----------------------------------------------------------
+    def parameters(self) -> dict[str, tuple[Choice, ...]]:
+        """Optuna categorical parameters: name -> choices, the same for every architecture."""
+        return dict(self._params)
+
+    def _canonical(self, choices: dict[str, Choice]) -> dict[str, Choice]:
+        """Choices with inactive parameters set to their canonical padding value."""
+        return choices
+
+    def from_choices(self, choices: Mapping[str, Any], *, source: str = "choices") -> Architecture:
+        """Validate a full mapping of parameter -> choice and return the canonical architecture."""
+        if not isinstance(choices, Mapping):
+            raise NasConfigError(f"{source}: expected a mapping of parameter -> choice")
+        for key in choices:
+            if key not in self._params:
+                raise NasConfigError(
+                    f"{source}: unknown parameter {key!r} for space '{self.name}'",
+                    allowed=list(self._params)[:12], value=key,
+                )
+        clean: dict[str, Choice] = {}
+        for key, allowed in self._params.items():
+            if key not in choices:
+                raise NasConfigError(f"{source}: missing parameter {key!r} of space '{self.name}'")
+            value = choices[key]
+            if value not in allowed and value != self._padding(key):
+                raise NasConfigError(
+                    f"{source}: parameter {key!r} has no choice {value!r}",
+                    allowed=allowed, value=value,
+                )
+            clean[key] = value
+        return Architecture(self.name, self.hash, self._canonical(clean))
+
+    def _padding(self, key: str) -> Choice | None:
+        """The value an inactive parameter takes in canonical form (None when it cannot be)."""
+        return None
+
+    def to_params(self, arch: Architecture) -> dict[str, Choice]:
+        """Optuna parameter values reproducing ``arch`` (for ``study.enqueue_trial``)."""
+        self.check(arch)
+        return {
+            k: (v if v in self._params[k] else self._params[k][0]) for k, v in arch.choices.items()
+        }
+
+    def sample(self, trial: Any) -> Architecture:
+        """Suggest every parameter from an Optuna trial and return the architecture."""
+        values = {k: trial.suggest_categorical(k, list(c)) for k, c in self._params.items()}
+        return self.from_choices(values)
+
+    def random(self, rng: np.random.Generator | int | None = None) -> Architecture:
+        """An architecture with every parameter drawn uniformly (seeded by ``rng``)."""
+        rng = np.random.default_rng(rng)
+        values = {k: c[int(rng.integers(len(c)))] for k, c in self._params.items()}
+        return self.from_choices(values)
+
+    @abstractmethod
+    def size(self) -> int:
+        """Number of distinct architectures (distinct canonical forms)."""
+
+    def enumerate(self, limit: int = 10_000_000) -> Iterator[Architecture]:
+        """Every distinct architecture; refuses spaces larger than ``limit``."""
+        if self.size() > limit:
+            raise NasConfigError(
+                f"space '{self.name}' has {self.size():.3g} architectures, more than {limit:,} "
+                "to enumerate; sample it instead"
+            )
+        seen: set[str] = set()
+        keys = list(self._params)
+        for values in itertools.product(*self._params.values()):
+            arch = self.from_choices(dict(zip(keys, values)))
+            if arch.arch_id not in seen:
+                seen.add(arch.arch_id)
+                yield arch
+
+    def check(self, arch: Architecture) -> None:
+        """Raise NasConfigError unless ``arch`` belongs to this space."""
+        if arch.space != self.name or arch.space_hash != self.hash:
+            raise NasConfigError(
+                f"architecture {arch.arch_id} is from space '{arch.space}' (hash "
+                f"{arch.space_hash}), not from '{self.name}' (hash {self.hash}); load it with "
+                "the space it was searched in"
+            )
+
+    # -- models and costs -----------------------------------------------------------------------
+    @abstractmethod
+    def layers(self, arch: Architecture) -> tuple[Layer, ...]:
+        """The layers ``arch`` builds, with shapes, parameters and MACs."""
+
+    @abstractmethod
+    def _build(self, arch: Architecture) -> nn.Module: ...
+
+    def build(self, arch: Architecture, *, seed: int | None = None) -> nn.Module:
+        """A freshly initialized ``torch.nn.Module`` for ``arch`` (seeded when ``seed`` is given).
+
+        The model maps ``(N, *input_shape)`` to ``(N, num_classes)`` logits.
+        """
+        self.check(arch)
+        if seed is None:
+            return self._build(arch)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self._build(arch)
+
+    def peak_activation_elems(self, arch: Architecture) -> int:
+        """Most activation elements alive at once at batch 1 (default: a layer's input+output)."""
+        return max(layer.activation_elems for layer in self.layers(arch))
+
+    def describe(self, arch: Architecture) -> LayerTable:
+        """Layer table with shapes, parameters and MACs; ``print`` it for a readable table."""
+        return LayerTable(
+            arch_id=arch.arch_id,
+            string=self.format(arch),
+            layers=self.layers(arch),
+            peak_activation_elems=self.peak_activation_elems(arch),
+        )
+
+    # -- string form ----------------------------------------------------------------------------
+    @abstractmethod
+    def format(self, arch: Architecture) -> str:
+        """One-line string form of ``arch`` (NB201 arch string for cell spaces)."""
+
+    @abstractmethod
+    def parse(self, text: str) -> Architecture:
+        """Inverse of :meth:`format`; raises NasConfigError naming what does not parse."""
+
+
+# -- shared parsing helpers ----------------------------------------------------------------------
+
+
+def read_label(node: Node) -> str:
+    label = node.as_str()
+    if not _LABEL.match(label):
+        raise node.error(
+            f"op label {label!r} must start with a letter or '_' and use only letters, digits, "
+            "'_', '.', '-'"
+        )
+    return label
+
+
+def read_op(node: Node) -> OpSpec:
+    """An op spec string at ``node``, with the parse error located there."""
+    text = node.as_str()
+    try:
+        return parse_op(text)
+    except NasConfigError as exc:
+        raise node.error(exc.reason) from None
+
+
+def read_op_library(node: Node) -> dict[str, OpSpec]:
+    """The optional top-level ``ops:`` mapping of label -> op spec."""
+    if node.value is None:
+        return {}
+    return {read_label(node.child(k, k)): read_op(v) for k, v in node.items()}
+
+
+def read_op_choices(node: Node, library: dict[str, OpSpec]) -> dict[str, OpSpec]:
+    """A list of op labels (from ``library``) or op spec strings -> label -> spec."""
+    out: dict[str, OpSpec] = {}
+    for item in node.list(allow_scalar=True):
+        text = item.as_str()
+        if text in library:
+            spec = library[text]
+        else:
+            try:
+                spec = parse_op(text)
+            except NasConfigError as exc:
+                if library:
+                    raise item.error(
+                        f"unknown op '{text}'", allowed=list(library), value=text
+                    ) from None
+                raise item.error(exc.reason) from None
+            read_label(item)
+        if text in out:
+            raise item.error(f"op '{text}' listed twice")
+        out[text] = spec
+    return out
+
+
+def read_input(node: Node) -> Shape:
+    """``input: {channels, height, width}`` or ``input: [C, H, W]``."""
+    if isinstance(node.value, list):
+        items = node.list()
+        if len(items) != 3:
+            raise node.error("expected [channels, height, width]")
+        return tuple(i.as_int(min=1) for i in items)  # type: ignore[return-value]
+    shape = (
+        node.get("channels").as_int(min=1),
+        node.get("height").as_int(min=1),
+        node.get("width").as_int(min=1),
+    )
+    node.done()
+    return shape
+
+
+def read_header(node: Node, type_name: str) -> dict[str, Any]:
+    name = node.get("name").as_str()
+    if not _LABEL.match(name):
+        raise node.get("name").error(f"space name {name!r} must be a plain identifier")
+    node.get("type")
+    return {
+        "name": name,
+        "type": type_name,
+        "description": node.get("description", "").value or "",
+        "input": list(read_input(node.get("input"))),
+        "num_classes": node.get("num_classes").as_int(min=2),
+    }
+
+
+def read_classifier(node: Node) -> dict[str, Any]:
+    if node.value is None:
+        return {"dropout": 0.0}
+    out = {"dropout": node.get("dropout", 0.0).as_float(min=0.0, max=0.99)}
+    node.done()
+    return out
+
+
+def spec_of(spec: OpSpec) -> str:
+    return spec.name
+
+
+def _from_node(node: Node) -> SearchSpace:
+    type_name = node.get("type").as_choice(sorted(_SPACE_TYPES))
+    return _SPACE_TYPES[type_name]._parse(node)  # type: ignore[attr-defined]
+
+
+def space_from_dict(spec: Mapping[str, Any], *, source: str = "space spec") -> SearchSpace:
+    """Rebuild a space from :meth:`SearchSpace.to_dict` (validated like a YAML file)."""
+    if not isinstance(spec, Mapping):
+        raise NasConfigError(f"{source}: expected a mapping")
+    return _from_node(Node(dict(spec), file=source))
+
+
+def builtin_space_dir() -> Path:
+    """The ``search_spaces/`` folder of the checkout this package was installed from."""
+    return Path(__file__).resolve().parents[2] / "search_spaces"
+
+
+def list_spaces() -> list[str]:
+    """Names of the built-in spaces (the YAML files in ``search_spaces/``)."""
+    folder = builtin_space_dir()
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
+    """A space from a built-in name (``nasbench201``), a YAML path, or a space (returned as is)."""
+    if isinstance(name_or_path, SearchSpace):
+        return name_or_path
+    text = str(name_or_path)
+    path = Path(text)
+    if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
+        return SearchSpace.from_yaml(path)
+    builtin = builtin_space_dir() / f"{text}.yaml"
+    if builtin.exists():
+        return SearchSpace.from_yaml(builtin)
+    names = list_spaces()
+    guess = nearest(text, names)
+    hint = f" (did you mean '{guess}'?)" if guess else ""
+    raise NasConfigError(
+        f"unknown search space '{text}': not a built-in space ({', '.join(names) or 'none found'})"
+        f" nor a YAML file{hint}"
+    )
+
+
+def ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def prod(values: Any) -> int:
+    return math.prod(values)
