@@ -192,8 +192,15 @@ class Node:
 
     def as_float(self, *, min: float | None = None, max: float | None = None) -> float:
         value = self.value
+        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-3 and 8.0e10 as strings
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(f"expected a number, got {value!r}")
+        if value != value:
+            raise self.error("expected a number, got NaN")
         if min is not None and value < min:
             raise self.error(f"expected a number >= {min}, got {value}")
         if max is not None and value > max:

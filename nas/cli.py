@@ -1,0 +1,188 @@
+"""Command line: ``nas run | search | pareto | spaces | show | sample``.
+
+User errors print one line on stderr and exit with status 2; tracebacks are for bugs only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from nas._errors import NasConfigError
+
+__all__ = ["main"]
+
+
+def _progress_bar(total: int, initial: int) -> Any:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, initial=initial, unit="trial", dynamic_ncols=True, file=sys.stderr,
+               disable=None)  # None: no bar when stderr is not a terminal (CI logs)
+
+    def update(event: str, info: dict[str, Any]) -> None:
+        if event == "epoch":
+            bar.set_postfix_str(f"trial {info['trial']} epoch {info['epoch']}/{info['epochs']} "
+                                f"loss {info['loss']:.3f}")
+        else:
+            bar.update(1)
+            bar.set_postfix_str(f"trial {info['trial']} {info['status']}")
+
+    update.close = bar.close  # type: ignore[attr-defined]
+    return update
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import optuna
+
+    from nas.pipeline import run_experiment
+    from nas.search import load_experiment
+
+    exp = load_experiment(args.experiment, args.set or [])
+    progress = None
+    if not args.quiet:
+        progress = _progress_bar(exp.search.n_trials, 0)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        result = run_experiment(exp, args.out, progress=progress, argv=sys.argv[1:])
+    finally:
+        if progress is not None:
+            progress.close()  # type: ignore[attr-defined]
+    s, r = result.search, result.report
+    print(f"study '{s.study_name}' ({s.storage}): {s.n_trials} trials, {s.n_new} new this run "
+          f"({s.n_trained} trained, {s.n_reused} reused, {s.n_infeasible} skipped by "
+          f"constraints, {s.n_failed} failed) in {s.seconds:.1f} s")
+    print(f"Pareto front: {r.n_pareto} architectures; hypervolume {r.hypervolume:.4f} "
+          "(normalized objectives, reference point 1.1)")
+    print(f"results in {result.run_dir}/ (trials.csv, pareto.csv, pareto.png, hypervolume.png, "
+          "manifest.json, architectures/)")
+    return 0
+
+
+def _cmd_pareto(args: argparse.Namespace) -> int:
+    import optuna
+
+    from nas.search import load_study, write_report
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = load_study(args.storage, args.study)
+    out = Path(args.out or f"pareto-{args.study}")
+    report = write_report(study, out)
+    frame_path = out / "pareto.csv"
+    print(frame_path.read_text().rstrip() if frame_path.stat().st_size else "(no trials)")
+    print(f"{report.n_trials} trials, {report.n_pareto} on the Pareto front; written to {out}/")
+    return 0
+
+
+def _cmd_spaces(args: argparse.Namespace) -> int:
+    from nas.space import builtin_space_dir, list_spaces, load_space
+
+    rows = []
+    for name in list_spaces():
+        space = load_space(name)
+        rows.append((name, f"{space.size():.4g}" if space.size() > 1e6 else f"{space.size():,}",
+                     str(len(space.parameters())),
+                     "x".join(map(str, space.input_shape)), space.description))
+    header = ("space", "architectures", "params", "input", "description")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    for row in [header, *rows]:
+        print("  ".join(v.ljust(w) for v, w in zip(row[:4], widths)) + "  " + row[4])
+    print(f"(built-in spaces live in {builtin_space_dir()}; any YAML path works too)")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    from nas.export import read_architecture_file
+    from nas.space import load_space
+
+    target = args.arch
+    if args.space:
+        space = load_space(args.space)
+        arch = space.parse(target)
+    elif target.endswith(".json") or Path(target).is_file():
+        space, arch, _ = read_architecture_file(target)
+    else:
+        raise NasConfigError(
+            f"'{target}' is not an arch.json file; to show an architecture string, name its "
+            "space: nas show --space SPACE 'ARCH'"
+        )
+    print(space.describe(arch))
+    if args.json:
+        print(arch.to_json())
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nas.space import load_space
+
+    space = load_space(args.space)
+    rng = np.random.default_rng(args.seed)
+    for _ in range(args.n):
+        arch = space.random(rng)
+        print(space.format(arch))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nas", description="Hardware-aware neural architecture search."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    for name, help_text in (("run", "run the whole pipeline of an experiment"),
+                            ("search", "run (or continue) the search of an experiment")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("experiment", help="experiment YAML file")
+        p.add_argument("--out", help="run directory (default: the experiment's 'out')")
+        p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                       help="override a config field, e.g. --set search.n_trials=60")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("pareto", help="write the Pareto report of a stored study")
+    p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///x.db")
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--out", help="output directory (default: pareto-<study>)")
+    p.set_defaults(func=_cmd_pareto)
+
+    p = sub.add_parser("spaces", help="list the built-in search spaces with their sizes")
+    p.set_defaults(func=_cmd_spaces)
+
+    p = sub.add_parser("show", help="layer table of an architecture")
+    p.add_argument("arch", help="an arch.json file, or an architecture string with --space")
+    p.add_argument("--space", help="built-in space name or YAML path (for a string)")
+    p.add_argument("--json", action="store_true", help="also print the architecture JSON")
+    p.set_defaults(func=_cmd_show)
+
+    p = sub.add_parser("sample", help="print random architectures of a space")
+    p.add_argument("--space", required=True, help="built-in space name or YAML path")
+    p.add_argument("-n", type=int, default=5, help="how many (default 5)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_sample)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except NasConfigError as exc:
+        print(f"nas: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nas: interrupted; finished trials are stored, run the same command to continue",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The cost-model interface: per-device latency and energy of an architecture's layers."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from nas._errors import NasConfigError
+from nas.space import Layer
+
+__all__ = ["CostEstimate", "CostModel"]
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """Predicted cost of running one architecture once at batch 1 on one device.
+
+    Attributes:
+        latency_ms: End-to-end latency in milliseconds.
+        energy_mj: Energy in millijoules.
+        kind: How the numbers were obtained: ``analytic``, ``measured``, ``imported`` or
+            ``calibrated``.
+    """
+
+    latency_ms: float
+    energy_mj: float
+    kind: str
+
+    def __post_init__(self) -> None:
+        for name in ("latency_ms", "energy_mj"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise NasConfigError(f"cost estimate {name} must be finite and >= 0, got {value}")
+
+    def to_dict(self) -> dict[str, float | str]:
+        return {"latency_ms": self.latency_ms, "energy_mj": self.energy_mj, "kind": self.kind}
+
+
+@runtime_checkable
+class CostModel(Protocol):
+    """Predicts latency and energy of a model on one device from its layers.
+
+    Contract: ``estimate`` is a pure function of the layers (same layers, same estimate), it is
+    safe to call from several threads, and it raises :class:`NasConfigError` for a layer it
+    cannot cost rather than returning a silent zero. Units are milliseconds and millijoules at
+    batch 1.
+    """
+
+    @property
+    def device(self) -> str:
+        """The device name used in metric names (``latency_ms@<device>``)."""
+        ...
+
+    def estimate(self, layers: Sequence[Layer]) -> CostEstimate:
+        """Latency and energy of running ``layers`` once, in order, at batch 1."""
+        ...

@@ -1,0 +1,48 @@
+"""Multi-objective search: experiments, objectives and constraints, the Optuna study, reports."""
+
+from nas.search._evaluate import Evaluator
+from nas.search._experiment import (
+    SAMPLERS,
+    Constraint,
+    Experiment,
+    Metric,
+    SearchConfig,
+    load_experiment,
+    parse_metric,
+)
+from nas.search._pareto import (
+    Normalization,
+    hypervolume,
+    hypervolume_history,
+    normalization_for,
+    pareto_mask,
+)
+from nas.search._report import Report, load_study, trials_frame, write_report
+from nas.search._samplers import make_sampler
+from nas.search._study import SearchOutcome, open_study, prepare, run_search, storage_url
+
+__all__ = [
+    "SAMPLERS",
+    "Constraint",
+    "Evaluator",
+    "Experiment",
+    "Metric",
+    "Normalization",
+    "Report",
+    "SearchConfig",
+    "SearchOutcome",
+    "hypervolume",
+    "hypervolume_history",
+    "load_experiment",
+    "load_study",
+    "make_sampler",
+    "normalization_for",
+    "open_study",
+    "parse_metric",
+    "pareto_mask",
+    "prepare",
+    "run_search",
+    "storage_url",
+    "trials_frame",
+    "write_report",
+]

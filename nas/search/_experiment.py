@@ -1,0 +1,300 @@
+"""The experiment file: what to search, on which data, for which objectives and constraints.
+
+Example (``experiments/quickstart.yaml``)::
+
+    name: quickstart
+    space: mobilenet_small            # a built-in space name or a YAML path
+    data: {dataset: digits}
+    train: {epochs: 4, lr: 0.01}
+    objectives: [error, params, latency_ms@cpu]
+    constraints: {latency_ms@cpu: "<= 2.0"}
+    search: {sampler: tpe, n_trials: 30, seed: 0}
+
+Relative paths inside the file (space, data) are resolved against the file's folder; ``out``
+against the working directory.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from nas._config import Node, load_yaml
+from nas._errors import NasConfigError
+from nas.train import DataConfig, TrainConfig
+
+__all__ = [
+    "SAMPLERS",
+    "Constraint",
+    "Experiment",
+    "Metric",
+    "SearchConfig",
+    "load_experiment",
+    "parse_metric",
+]
+
+SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
+STATIC_METRICS = ("params", "macs", "peak_mem_bytes")
+TRAINED_METRICS = ("error", "accuracy")
+COST_PREFIXES = ("latency_ms", "energy_mj")
+_OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+_CONSTRAINT = re.compile(r"^\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A named quantity of an architecture: objective, constraint, or both.
+
+    Attributes:
+        name: ``error``, ``accuracy``, ``params``, ``macs``, ``peak_mem_bytes``,
+            ``latency_ms@<device>`` or ``energy_mj@<device>``.
+        direction: ``minimize`` or ``maximize``.
+        needs_training: Whether the value comes from training (else it is free to compute).
+        device: The device of a cost metric, else None.
+    """
+
+    name: str
+    direction: str
+    needs_training: bool
+    device: str | None = None
+
+    @property
+    def quantity(self) -> str:
+        return self.name.split("@")[0]
+
+
+def parse_metric(name: str) -> Metric:
+    """A :class:`Metric` from its name; raises NasConfigError for an unknown one."""
+    if not isinstance(name, str):
+        raise NasConfigError(f"expected a metric name, got {name!r}")
+    if name in TRAINED_METRICS:
+        return Metric(name, "maximize" if name == "accuracy" else "minimize", True)
+    if name in STATIC_METRICS:
+        return Metric(name, "minimize", False)
+    quantity, at, device = name.partition("@")
+    if quantity in COST_PREFIXES and at and device:
+        return Metric(name, "minimize", False, device)
+    allowed = [*TRAINED_METRICS, *STATIC_METRICS, *(f"{p}@<device>" for p in COST_PREFIXES)]
+    raise NasConfigError(f"unknown metric '{name}'", allowed=allowed, value=name)
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """``metric op bound``, e.g. ``latency_ms@cpu <= 2.0``.
+
+    ``violation`` follows Optuna's convention: <= 0 when satisfied, > 0 when violated, scaled by
+    the bound so that constraints in different units weigh alike.
+    """
+
+    metric: Metric
+    op: str
+    bound: float
+
+    def satisfied(self, value: float) -> bool:
+        return bool(_OPS[self.op](value, self.bound))
+
+    def violation(self, value: float) -> float:
+        scale = abs(self.bound) or 1.0
+        excess = (value - self.bound) if self.op in ("<=", "<") else (self.bound - value)
+        if self.op in ("<", ">") and excess == 0:
+            return 1e-12
+        return excess / scale
+
+    def __str__(self) -> str:
+        return f"{self.metric.name} {self.op} {self.bound:g}"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How the study runs: sampler, budget, seed, and where Optuna stores it."""
+
+    sampler: str = "tpe"
+    n_trials: int = 30
+    seed: int = 0
+    storage: str | None = None
+    study_name: str | None = None
+    population_size: int | None = None
+    timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise NasConfigError(f"unknown sampler '{self.sampler}'", allowed=SAMPLERS,
+                                 value=self.sampler)
+        if self.n_trials < 1:
+            raise NasConfigError(f"search.n_trials must be >= 1, got {self.n_trials}")
+
+    @classmethod
+    def from_node(cls, node: Node) -> SearchConfig:
+        if node.value is None:
+            return cls()
+        storage = node.get("storage", None)
+        study = node.get("study_name", None)
+        pop = node.get("population_size", None)
+        timeout = node.get("timeout_s", None)
+        out = cls(
+            sampler=node.get("sampler", "tpe").as_choice(SAMPLERS),
+            n_trials=node.get("n_trials", 30).as_int(min=1),
+            seed=node.get("seed", 0).as_int(min=0),
+            storage=storage.as_str() if storage.value is not None else None,
+            study_name=study.as_str() if study.value is not None else None,
+            population_size=pop.as_int(min=2) if pop.value is not None else None,
+            timeout_s=timeout.as_float(min=0.0) if timeout.value is not None else None,
+        )
+        node.done()
+        return out
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment file (frozen; ``to_dict`` gives the resolved config)."""
+
+    name: str
+    space: str
+    data: DataConfig
+    train: TrainConfig
+    objectives: tuple[Metric, ...]
+    constraints: tuple[Constraint, ...]
+    search: SearchConfig
+    out: str
+    source: str | None = None
+    devices: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.objectives:
+            raise NasConfigError("an experiment needs at least one objective")
+
+    @property
+    def metrics(self) -> tuple[Metric, ...]:
+        """Objectives plus constrained metrics, each once."""
+        seen = {m.name: m for m in self.objectives}
+        for c in self.constraints:
+            seen.setdefault(c.metric.name, c.metric)
+        return tuple(seen.values())
+
+    @property
+    def needs_training(self) -> bool:
+        return any(m.needs_training for m in self.metrics)
+
+    @property
+    def study_name(self) -> str:
+        return self.search.study_name or self.name
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "space": self.space,
+            "data": self.data.to_dict(),
+            "train": self.train.to_dict(),
+            "objectives": [m.name for m in self.objectives],
+            "constraints": {c.metric.name: f"{c.op} {c.bound!r}" for c in self.constraints},
+            "devices": list(self.devices),
+            "search": asdict(self.search),
+            "out": self.out,
+        }
+
+
+def _apply_overrides(data: dict[str, Any], overrides: Sequence[str], file: str) -> None:
+    """Apply ``key.sub=value`` overrides (values parsed as YAML) to the raw document."""
+    for item in overrides:
+        key, eq, text = item.partition("=")
+        if not eq or not key.strip():
+            raise NasConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. search.n_trials=60")
+        parts = key.strip().split(".")
+        target = data
+        for part in parts[:-1]:
+            nxt = target.get(part)
+            if nxt is None:
+                nxt = target[part] = {}
+            if not isinstance(nxt, dict):
+                raise NasConfigError(f"--set {item!r}: '{part}' in {file} is not a mapping")
+            target = nxt
+        try:
+            target[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError:
+            raise NasConfigError(f"--set {item!r}: the value is not valid YAML") from None
+
+
+def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
+    """Read and strictly validate an experiment file (with ``--set`` overrides applied).
+
+    Raises:
+        NasConfigError: naming the file, line and key of the first problem.
+    """
+    path = Path(path)
+    node = load_yaml(path)
+    node.value = copy.deepcopy(node.value)
+    _apply_overrides(node.value, overrides, str(path))
+    base = path.resolve().parent
+
+    name = node.get("name").as_str()
+    space_node = node.get("space")
+    space = space_node.as_str()
+    if space.endswith((".yaml", ".yml")) or "/" in space:
+        resolved = (base / space) if not Path(space).is_absolute() else Path(space)
+        if not resolved.is_file():
+            raise space_node.error(f"space file {resolved} does not exist")
+        space = str(resolved)
+    data = DataConfig.from_node(node.get("data", {"dataset": "digits"}), base)
+    train = TrainConfig.from_node(node.get("train", {}))
+
+    objectives_node = node.get("objectives")
+    objectives = []
+    for item in objectives_node.list(allow_scalar=True):
+        metric = item.convert(parse_metric)
+        if any(m.name == metric.name for m in objectives):
+            raise item.error(f"objective '{metric.name}' listed twice")
+        if {metric.name, *(m.name for m in objectives)} >= {"error", "accuracy"}:
+            raise item.error("'error' and 'accuracy' are the same objective; keep one")
+        objectives.append(metric)
+
+    constraints = []
+    c_node = node.get("constraints", None)
+    if c_node.value is not None:
+        for key, value in c_node.items():
+            metric = c_node.child(key, key).convert(parse_metric)
+            text = str(value.value) if isinstance(value.value, (str, int, float)) else ""
+            m = _CONSTRAINT.match(text)
+            try:
+                bound = float(m[2]) if m else float("nan")
+            except ValueError:
+                bound = float("nan")
+            if not m or bound != bound:
+                raise value.error(
+                    f"expected a bound like \"<= 2.0\" or \">= 0.9\", got {value.value!r}"
+                )
+            constraints.append(Constraint(metric, m[1], bound))
+
+    devices_node = node.get("devices", None)
+    devices = [m.device for m in (*objectives, *(c.metric for c in constraints)) if m.device]
+    if devices_node.value is not None:
+        listed = [d.as_str() for d in devices_node.list(allow_scalar=True)]
+        for d in devices:
+            if d not in listed:
+                raise devices_node.error(
+                    f"metric on device '{d}' but 'devices' lists only {listed}", allowed=listed,
+                    value=d,
+                )
+        devices = listed
+    search = SearchConfig.from_node(node.get("search", None))
+    out = node.get("out", None)
+    exp = Experiment(
+        name=name,
+        space=space,
+        data=data,
+        train=train,
+        objectives=tuple(objectives),
+        constraints=tuple(constraints),
+        search=search,
+        out=out.as_str() if out.value is not None else str(Path("runs") / name),
+        source=str(path),
+        devices=tuple(dict.fromkeys(devices)),
+    )
+    node.done()
+    return exp

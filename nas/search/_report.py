@@ -1,0 +1,150 @@
+"""Run-directory outputs of a study: trials.csv, pareto.csv, pareto.png, hypervolume.png, and
+``architectures/<arch_id>.json`` for every Pareto member. Works from the storage alone, so
+``nas pareto --storage URL --study NAME`` reproduces what ``nas search`` wrote."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+import pandas as pd
+from optuna.trial import TrialState
+
+from nas._errors import NasConfigError
+from nas._io import atomic_write_text
+from nas.export import write_architecture_file
+from nas.search._pareto import hypervolume_history, normalization_for, pareto_mask
+from nas.search._study import OBJECTIVES_ATTR, SPACE_ATTR
+from nas.space import Architecture, space_from_dict
+
+__all__ = ["Report", "load_study", "trials_frame", "write_report"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Report:
+    """Paths written and the headline numbers of a report."""
+
+    out_dir: Path
+    n_trials: int
+    n_pareto: int
+    hypervolume: float
+    reference: dict[str, Any]
+
+
+def load_study(storage: str, study_name: str) -> optuna.Study:
+    """Load an existing study written by ``nas``; a clear error if it is absent or foreign."""
+    try:
+        study = optuna.load_study(study_name=study_name, storage=storage)
+    except KeyError:
+        names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
+        raise NasConfigError(
+            f"no study '{study_name}' in {storage}", allowed=names or ["(none)"], value=study_name
+        ) from None
+    if SPACE_ATTR not in study.user_attrs:
+        raise NasConfigError(f"study '{study_name}' in {storage} was not written by nas")
+    return study
+
+
+def _objectives(study: optuna.Study) -> list[str]:
+    return list(study.user_attrs.get(OBJECTIVES_ATTR) or study.metric_names or [])
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial: state, status, architecture, every metric, feasibility, Pareto flag."""
+    objectives = _objectives(study)
+    directions = ["maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize"
+                  for d in study.directions]
+    rows = []
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        status = attrs.get("status", t.state.name.lower())
+        row: dict[str, Any] = {
+            "number": t.number,
+            "state": t.state.name,
+            "status": status,
+            "arch_id": attrs.get("arch_id"),
+            "arch": attrs.get("arch"),
+        }
+        for key, value in attrs.items():
+            if key in ("arch_id", "arch", "architecture", "status", "host", "pid"):
+                continue
+            row[key] = value
+        if status == "infeasible":  # never trained: its trained objectives were not measured
+            for key in ("error", "accuracy"):
+                if key in row:
+                    row[key] = np.nan
+        cons = t.constraints
+        row["feasible"] = t.state == TrialState.COMPLETE and all(v <= 0 for v in cons.values())
+        for key, value in cons.items():
+            row[f"constraint[{key}]"] = value
+        row["duration_s"] = t.duration.total_seconds() if t.duration else np.nan
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    for name in objectives:
+        if name not in frame:
+            frame[name] = np.nan
+    values = frame[objectives].to_numpy(dtype=float)
+    first = ~frame.duplicated("arch_id") | frame["arch_id"].isna()
+    feasible = frame["feasible"].to_numpy(bool) & first.to_numpy(bool)
+    frame["pareto"] = pareto_mask(values, directions, feasible)
+    lead = ["number", "state", "status", "arch_id", *objectives, "feasible", "pareto", "arch"]
+    return frame[lead + [c for c in frame.columns if c not in lead]]
+
+
+def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
+    """Write the run directory's report files for ``study`` into ``out_dir``."""
+    from nas.report import plot_hypervolume, plot_pareto_pairs, save_figure
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    objectives = _objectives(study)
+    directions = ["maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize"
+                  for d in study.directions]
+    frame = trials_frame(study)
+    atomic_write_text(out_dir / "trials.csv", frame.to_csv(index=False))
+    if frame.empty:
+        atomic_write_text(out_dir / "pareto.csv", "")
+        return Report(out_dir, 0, 0, 0.0, {})
+    pareto = frame[frame["pareto"]].sort_values(objectives[0])
+    atomic_write_text(out_dir / "pareto.csv", pareto.to_csv(index=False))
+
+    values = frame[objectives].to_numpy(dtype=float)
+    feasible = frame["feasible"].to_numpy(bool)
+    hv_final = 0.0
+    reference: dict[str, Any] = {}
+    if feasible.any():
+        norm = normalization_for(values, directions, feasible)
+        history = hypervolume_history(values, directions, norm, feasible)
+        hv_final = float(history[-1]) if len(history) else 0.0
+        reference = {"objectives": objectives, **norm.to_dict()}
+        save_figure(plot_hypervolume(history, norm, objectives), out_dir / "hypervolume.png")
+    title = f"{study.study_name}: {len(frame)} trials, {len(pareto)} on the Pareto front"
+    save_figure(plot_pareto_pairs(frame, objectives, directions, title=title),
+                out_dir / "pareto.png")
+
+    space = space_from_dict(study.user_attrs[SPACE_ATTR], source=f"study {study.study_name}")
+    run_dir = out_dir
+    for _, row in pareto.iterrows():
+        trial = study.trials[int(row["number"])]
+        arch = Architecture.from_dict(trial.user_attrs["architecture"])
+        metrics = {k: trial.user_attrs[k] for k in trial.user_attrs
+                   if k in row.index and k not in ("arch", "arch_id", "status", "weights")
+                   and isinstance(trial.user_attrs[k], (int, float))}
+        weights = trial.user_attrs.get("weights")
+        wpath = None
+        if weights:
+            for base in (run_dir, Path(study.user_attrs.get("nas.run_dir", run_dir))):
+                if (base / weights).is_file():
+                    wpath = base / weights
+                    break
+        write_architecture_file(out_dir / "architectures" / f"{arch.arch_id}.json", space, arch,
+                                metrics={"trial": trial.number, **metrics}, weights=wpath)
+    return Report(out_dir, len(frame), len(pareto), hv_final, reference)

@@ -1,0 +1,264 @@
+"""The search loop: an Optuna study over a space, with free metrics before any training."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from nas._errors import NasConfigError
+from nas.cost import load_cost_model
+from nas.search._evaluate import WORST, Evaluator, trained_metrics, violations
+from nas.search._experiment import Experiment
+from nas.search._samplers import make_sampler
+from nas.space import SearchSpace, load_space, space_from_dict
+from nas.train import SplitData, load_data
+
+__all__ = ["SearchOutcome", "open_study", "prepare", "run_search", "storage_url"]
+
+log = logging.getLogger(__name__)
+
+#: study user attributes written once when a study is created
+SPACE_ATTR = "nas.space_spec"
+OBJECTIVES_ATTR = "nas.objectives"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Everything a search needs, validated before anything is written to disk."""
+
+    experiment: Experiment
+    space: SearchSpace
+    evaluator: Evaluator
+
+
+@dataclass(frozen=True)
+class SearchOutcome:
+    """What one call of :func:`run_search` did."""
+
+    study_name: str
+    storage: str
+    n_trials: int
+    n_new: int
+    n_trained: int
+    n_reused: int
+    n_infeasible: int
+    n_failed: int
+    seconds: float
+
+
+def storage_url(experiment: Experiment, run_dir: Path) -> str:
+    """The experiment's storage URL, SQLite under the run directory by default."""
+    if experiment.search.storage:
+        return experiment.search.storage
+    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def adapt_space(space: SearchSpace, data: SplitData) -> SearchSpace:
+    """The space with its input shape and class count taken from the data, when they differ."""
+    if space.input_shape == data.input_shape and space.num_classes == data.num_classes:
+        return space
+    spec = space.to_dict()
+    spec["input"] = list(data.input_shape)
+    spec["num_classes"] = data.num_classes
+    log.info("space %s adapted to data %s: input %s, %d classes", space.name, data.name,
+             data.input_shape, data.num_classes)
+    return space_from_dict(spec, source=f"space '{space.name}' adapted to {data.name}")
+
+
+def prepare(experiment: Experiment) -> Prepared:
+    """Load the space, the data and the cost models; raises NasConfigError on any problem."""
+    space = load_space(experiment.space)
+    data = None
+    if experiment.needs_training:
+        data = load_data(experiment.data)
+        space = adapt_space(space, data)
+    models = {d: load_cost_model(d) for d in experiment.devices}
+    evaluator = Evaluator(space, experiment.metrics, models, experiment.train, data)
+    return Prepared(experiment, space, evaluator)
+
+
+def open_study(experiment: Experiment, space: SearchSpace, storage: str) -> optuna.Study:
+    """Create the study, or load it when it exists and matches this experiment."""
+    names = [m.name for m in experiment.objectives]
+    directions = [m.direction for m in experiment.objectives]
+    sampler = make_sampler(
+        experiment.search.sampler,
+        seed=experiment.search.seed,
+        n_trials=experiment.search.n_trials,
+        population_size=experiment.search.population_size,
+    )
+    study = optuna.create_study(
+        study_name=experiment.study_name,
+        storage=storage,
+        directions=directions,
+        sampler=sampler,
+        load_if_exists=True,
+    )
+    attrs = study.user_attrs
+    if OBJECTIVES_ATTR in attrs:
+        if attrs[OBJECTIVES_ATTR] != names:
+            raise NasConfigError(
+                f"study '{experiment.study_name}' in {storage} was created with objectives "
+                f"{attrs[OBJECTIVES_ATTR]}, not {names}; choose another search.study_name"
+            )
+        old = attrs.get(SPACE_ATTR, {})
+        if old != space.to_dict():
+            raise NasConfigError(
+                f"study '{experiment.study_name}' in {storage} searched a different space "
+                f"('{old.get('name')}' hash mismatch); choose another search.study_name"
+            )
+    else:
+        with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in practice
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names(names)
+        study.set_user_attr(OBJECTIVES_ATTR, names)
+        study.set_user_attr(SPACE_ATTR, space.to_dict())
+        study.set_user_attr("nas.experiment", experiment.to_dict())
+    return study
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    """Mark trials left RUNNING by a killed process on this host as failed."""
+    host = socket.gethostname()
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        pid = t.user_attrs.get("pid")
+        if t.user_attrs.get("host") != host or pid is None:
+            continue
+        try:
+            os.kill(pid, 0)
+            continue
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        study.tell(t.number, state=TrialState.FAIL)
+        log.warning("trial %d was interrupted (process %d gone); marked failed", t.number, pid)
+
+
+def run_search(
+    prepared: Prepared,
+    run_dir: Path,
+    *,
+    progress: Callable[[str, dict[str, Any]], None] | None = None,
+    save_weights: bool = True,
+) -> SearchOutcome:
+    """Run (or continue) the study until it holds ``n_trials`` finished trials.
+
+    Each trial: sample an architecture, compute its free metrics, and stop there if a free
+    constraint is violated (the candidate is never trained; its trained objectives get the worst
+    value and the trial carries its constraint violations). An architecture the study already
+    evaluated is not trained again: its metrics are copied. Otherwise it is built, trained and
+    evaluated; a diverged training is recorded as a failed trial and the search goes on.
+
+    ``progress(event, info)`` is called with ``"trial"`` after each trial and ``"epoch"`` during
+    training, for a progress bar.
+    """
+    from safetensors.torch import save_file
+
+    exp, space, evaluator = prepared.experiment, prepared.space, prepared.evaluator
+    storage = storage_url(exp, run_dir)
+    study = open_study(exp, space, storage)
+    _fail_stale(study)
+    if "nas.run_dir" not in study.user_attrs:
+        study.set_user_attr("nas.run_dir", str(run_dir.resolve()))
+    objectives = exp.objectives
+    free_constraints = [c for c in exp.constraints if not c.metric.needs_training]
+    known: dict[str, optuna.trial.FrozenTrial] = {}
+    finished = 0
+    for t in study.get_trials(deepcopy=False):
+        if t.state in (TrialState.COMPLETE, TrialState.FAIL):
+            finished += 1
+        if t.state == TrialState.COMPLETE and t.user_attrs.get("status") == "trained":
+            known.setdefault(t.user_attrs["arch_id"], t)
+    counts = {"trained": 0, "reused": 0, "infeasible": 0, "failed": 0}
+    start = time.perf_counter()
+    n_new = 0
+    host, pid = socket.gethostname(), os.getpid()
+    while finished < exp.search.n_trials:
+        if exp.search.timeout_s is not None and time.perf_counter() - start > exp.search.timeout_s:
+            log.info("search.timeout_s reached after %d new trials", n_new)
+            break
+        trial = study.ask()
+        arch = space.sample(trial)
+        metrics = evaluator.free_metrics(arch)
+        attrs: dict[str, Any] = {
+            "arch_id": arch.arch_id,
+            "arch": space.format(arch),
+            "architecture": arch.to_dict(),
+            "host": host,
+            "pid": pid,
+        }
+        cons = violations(free_constraints, metrics)
+        state = TrialState.COMPLETE
+        if any(v > 0 for v in cons.values()):
+            status = "infeasible"
+            metrics.update({m: w for m, w in WORST.items()})
+        elif arch.arch_id in known:
+            status = "reused"
+            prev = known[arch.arch_id]
+            metrics.update({m: prev.user_attrs[m] for m in WORST if m in prev.user_attrs})
+            attrs["duplicate_of"] = prev.number
+        elif not exp.needs_training:
+            status = "trained"  # nothing to train: all metrics are free
+        else:
+            def on_epoch(epoch: int, epochs: int, loss: float, _n: int = trial.number) -> None:
+                if progress:
+                    progress("epoch", {"trial": _n, "epoch": epoch, "epochs": epochs,
+                                       "loss": loss})
+
+            model, result = evaluator.train(arch, progress=on_epoch)
+            attrs.update({f"train.{k}": v for k, v in result.to_dict().items()
+                          if isinstance(v, (int, float, bool))})
+            if result.diverged or not math.isfinite(result.val_accuracy):
+                status = "diverged"
+                state = TrialState.FAIL
+            else:
+                status = "trained"
+                metrics.update(trained_metrics(result))
+                if save_weights:
+                    path = run_dir / "weights" / f"{arch.arch_id}.safetensors"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+                              str(path), metadata={"arch_id": arch.arch_id})
+                    attrs["weights"] = str(path.relative_to(run_dir))
+        attrs["status"] = status
+        for key, value in {**attrs, **metrics}.items():
+            trial.set_user_attr(key, value)
+        if state == TrialState.COMPLETE:
+            cons.update({k: v for k, v in violations(exp.constraints, metrics).items()
+                         if k not in cons})
+            for c in exp.constraints:  # every trial carries every constraint (0 = unknown)
+                trial.set_constraint(str(c), cons.get(str(c), 0.0))
+            frozen = study.tell(trial, [metrics[m.name] for m in objectives])
+            if status == "trained" and exp.needs_training:
+                known[arch.arch_id] = frozen
+        else:
+            study.tell(trial, state=TrialState.FAIL)
+        counts["failed" if status == "diverged" else status] += 1
+        finished += 1
+        n_new += 1
+        if progress:
+            progress("trial", {"trial": trial.number, "status": status, "arch": attrs["arch"],
+                               **{m.name: metrics.get(m.name) for m in objectives}})
+    return SearchOutcome(
+        study_name=exp.study_name,
+        storage=storage,
+        n_trials=finished,
+        n_new=n_new,
+        n_trained=counts["trained"],
+        n_reused=counts["reused"],
+        n_infeasible=counts["infeasible"],
+        n_failed=counts["failed"],
+        seconds=time.perf_counter() - start,
+    )
