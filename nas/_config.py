@@ -39,7 +39,7 @@ def _lines(node: yaml.Node, path: Path_, out: dict[Path_, int]) -> None:
 
 
 def load_yaml(path: str | Path, text: str | None = None) -> Node:
-    """Read a YAML mapping from ``path`` (or from ``text`` naming ``path``) into a :class:`Node`."""
+    """Read a YAML mapping from ``path`` (or ``text`` said to be ``path``) as a :class:`Node`."""
     path = Path(path)
     if text is None:
         try:
@@ -224,7 +224,9 @@ class Node:
         """Apply ``fn`` to the value, turning its ValueError into a located error."""
         try:
             return fn(self.value)
-        except NasConfigError:
-            raise
+        except NasConfigError as exc:
+            if exc.file is not None:
+                raise
+            raise self.error(exc.reason) from None
         except (ValueError, TypeError) as exc:
             raise self.error(str(exc)) from None

@@ -19,8 +19,9 @@ def nearest(value: object, allowed: Iterable[object]) -> str | None:
 class NasConfigError(ValueError):
     """Bad user input: a search space, experiment, architecture or table that does not validate.
 
-    The message is one line shaped ``FILE:LINE: KEY: what is wrong; what is allowed (did you mean X?)``
-    so that the CLI can print it unchanged and exit with status 2.
+    The message is one line shaped
+    ``FILE:LINE: KEY: what is wrong; what is allowed (did you mean X?)`` so that the CLI can
+    print it unchanged and exit with status 2.
 
     Args:
         message: What is wrong and how to fix it.
@@ -44,7 +45,6 @@ class NasConfigError(ValueError):
         self.file = str(file) if file is not None else None
         self.line = line
         self.key = key
-        self.reason = message
         self.allowed = [str(a) for a in allowed] if allowed is not None else None
         text = message
         if self.allowed is not None:
@@ -52,6 +52,7 @@ class NasConfigError(ValueError):
             guess = nearest(value, self.allowed) if value is not None else None
             if guess is not None and guess != str(value):
                 text += f" (did you mean '{guess}'?)"
+        self.reason = text  # the message without its location, for re-raising elsewhere
         where = ""
         if self.file is not None:
             where = self.file + (f":{line}" if line is not None else "") + ": "

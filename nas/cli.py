@@ -20,13 +20,21 @@ __all__ = ["main"]
 def _progress_bar(total: int, initial: int) -> Any:
     from tqdm import tqdm
 
-    bar = tqdm(total=total, initial=initial, unit="trial", dynamic_ncols=True, file=sys.stderr,
-               disable=None)  # None: no bar when stderr is not a terminal (CI logs)
+    bar = tqdm(
+        total=total,
+        initial=initial,
+        unit="trial",
+        dynamic_ncols=True,
+        file=sys.stderr,
+        disable=None,
+    )  # None: no bar when stderr is not a terminal (CI logs)
 
     def update(event: str, info: dict[str, Any]) -> None:
         if event == "epoch":
-            bar.set_postfix_str(f"trial {info['trial']} epoch {info['epoch']}/{info['epochs']} "
-                                f"loss {info['loss']:.3f}")
+            bar.set_postfix_str(
+                f"trial {info['trial']} epoch {info['epoch']}/{info['epochs']} "
+                f"loss {info['loss']:.3f}"
+            )
         else:
             bar.update(1)
             bar.set_postfix_str(f"trial {info['trial']} {info['status']}")
@@ -52,13 +60,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()  # type: ignore[attr-defined]
     s, r = result.search, result.report
-    print(f"study '{s.study_name}' ({s.storage}): {s.n_trials} trials, {s.n_new} new this run "
-          f"({s.n_trained} trained, {s.n_reused} reused, {s.n_infeasible} skipped by "
-          f"constraints, {s.n_failed} failed) in {s.seconds:.1f} s")
-    print(f"Pareto front: {r.n_pareto} architectures; hypervolume {r.hypervolume:.4f} "
-          "(normalized objectives, reference point 1.1)")
-    print(f"results in {result.run_dir}/ (trials.csv, pareto.csv, pareto.png, hypervolume.png, "
-          "manifest.json, architectures/)")
+    print(
+        f"study '{s.study_name}' ({s.storage}): {s.n_trials} trials, {s.n_new} new this run "
+        f"({s.n_trained} trained, {s.n_reused} reused, {s.n_infeasible} skipped by "
+        f"constraints, {s.n_failed} failed) in {s.seconds:.1f} s"
+    )
+    print(
+        f"Pareto front: {r.n_pareto} architectures; hypervolume {r.hypervolume:.4f} "
+        "(normalized objectives, reference point 1.1)"
+    )
+    print(
+        f"results in {result.run_dir}/ (trials.csv, pareto.csv, pareto.png, hypervolume.png, "
+        "manifest.json, architectures/)"
+    )
     return 0
 
 
@@ -83,13 +97,19 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
     rows = []
     for name in list_spaces():
         space = load_space(name)
-        rows.append((name, f"{space.size():.4g}" if space.size() > 1e6 else f"{space.size():,}",
-                     str(len(space.parameters())),
-                     "x".join(map(str, space.input_shape)), space.description))
+        rows.append(
+            (
+                name,
+                f"{space.size():.4g}" if space.size() > 1e6 else f"{space.size():,}",
+                str(len(space.parameters())),
+                "x".join(map(str, space.input_shape)),
+                space.description,
+            )
+        )
     header = ("space", "architectures", "params", "input", "description")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     for row in [header, *rows]:
-        print("  ".join(v.ljust(w) for v, w in zip(row[:4], widths)) + "  " + row[4])
+        print("  ".join(v.ljust(w) for v, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
     print(f"(built-in spaces live in {builtin_space_dir()}; any YAML path works too)")
     return 0
 
@@ -135,13 +155,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for name, help_text in (("run", "run the whole pipeline of an experiment"),
-                            ("search", "run (or continue) the search of an experiment")):
+    for name, help_text in (
+        ("run", "run the whole pipeline of an experiment"),
+        ("search", "run (or continue) the search of an experiment"),
+    ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("experiment", help="experiment YAML file")
         p.add_argument("--out", help="run directory (default: the experiment's 'out')")
-        p.add_argument("--set", action="append", metavar="KEY=VALUE",
-                       help="override a config field, e.g. --set search.n_trials=60")
+        p.add_argument(
+            "--set",
+            action="append",
+            metavar="KEY=VALUE",
+            help="override a config field, e.g. --set search.n_trials=60",
+        )
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
         p.set_defaults(func=_cmd_run)
 
@@ -171,16 +197,20 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.func(args))
     except NasConfigError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("nas: interrupted; finished trials are stored, run the same command to continue",
-              file=sys.stderr)
+        print(
+            "nas: interrupted; finished trials are stored, run the same command to continue",
+            file=sys.stderr,
+        )
         return 130
 
 

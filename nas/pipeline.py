@@ -19,8 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from nas._io import atomic_write_json
-from nas.search import Experiment, Report, SearchOutcome, load_study, prepare, run_search
-from nas.search import write_report
+from nas.search import (
+    Experiment,
+    Report,
+    SearchOutcome,
+    load_study,
+    prepare,
+    run_search,
+    write_report,
+)
 
 __all__ = ["RunResult", "environment", "run_experiment"]
 
@@ -47,8 +54,9 @@ def environment() -> dict[str, Any]:
     cpu = platform.processor() or ""
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f
-                        if line.startswith("model name")), cpu)
+            cpu = next(
+                (line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu
+            )
     except OSError:
         pass
     return {
@@ -83,16 +91,30 @@ def run_experiment(
         "started": started,
         "experiment": experiment.to_dict(),
         "experiment_file": experiment.source,
-        "space": {"name": prepared.space.name, "hash": prepared.space.hash,
-                  "size": prepared.space.size(), "input": list(prepared.space.input_shape),
-                  "num_classes": prepared.space.num_classes},
-        "seeds": {"search": experiment.search.seed, "train": experiment.train.seed,
-                  "data_split": experiment.data.seed},
-        "data": (None if prepared.evaluator.data is None else
-                 {"name": prepared.evaluator.data.name,
-                  "train_val": list(prepared.evaluator.data.sizes)}),
-        "devices": {d: getattr(m, "to_dict", lambda: {"device": d})()
-                    for d, m in prepared.evaluator.cost_models.items()},
+        "space": {
+            "name": prepared.space.name,
+            "hash": prepared.space.hash,
+            "size": prepared.space.size(),
+            "input": list(prepared.space.input_shape),
+            "num_classes": prepared.space.num_classes,
+        },
+        "seeds": {
+            "search": experiment.search.seed,
+            "train": experiment.train.seed,
+            "data_split": experiment.data.seed,
+        },
+        "data": (
+            None
+            if prepared.evaluator.data is None
+            else {
+                "name": prepared.evaluator.data.name,
+                "train_val": list(prepared.evaluator.data.sizes),
+            }
+        ),
+        "devices": {
+            d: (m.to_dict() if hasattr(m, "to_dict") else {"device": d})
+            for d, m in prepared.evaluator.cost_models.items()
+        },
         "environment": environment(),
         "status": "running",
     }
@@ -100,14 +122,19 @@ def run_experiment(
     outcome = run_search(prepared, run_dir, progress=progress)
     study = load_study(outcome.storage, outcome.study_name)
     report = write_report(study, run_dir)
-    manifest.update({
-        "status": "finished",
-        "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "storage": outcome.storage,
-        "study_name": outcome.study_name,
-        "search": asdict(outcome),
-        "pareto": {"n": report.n_pareto, "hypervolume": report.hypervolume,
-                   "hypervolume_reference": report.reference},
-    })
+    manifest.update(
+        {
+            "status": "finished",
+            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "storage": outcome.storage,
+            "study_name": outcome.study_name,
+            "search": asdict(outcome),
+            "pareto": {
+                "n": report.n_pareto,
+                "hypervolume": report.hypervolume,
+                "hypervolume_reference": report.reference,
+            },
+        }
+    )
     atomic_write_json(run_dir / "manifest.json", manifest)
     return RunResult(run_dir, outcome, report)

@@ -122,5 +122,3 @@ class AnalyticDevice:
     @classmethod
     def from_yaml(cls, path: str | Path) -> AnalyticDevice:
         return cls.from_node(load_yaml(path))
-
-

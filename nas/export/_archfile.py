@@ -57,7 +57,9 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
         raise NasConfigError(f"{path}: expected a JSON object")
     arch = Architecture.from_dict(doc, source=str(path))
     if "space_spec" not in doc:
-        raise NasConfigError(f"{path}: missing key 'space_spec' (the space the architecture is from)")
+        raise NasConfigError(
+            f"{path}: missing key 'space_spec' (the space the architecture is from)"
+        )
     space = space_from_dict(doc["space_spec"], source=f"{path}: space_spec")
     if space.hash != arch.space_hash:
         raise NasConfigError(
@@ -72,7 +74,7 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
     """Rebuild the model of an ``arch.json``, with its trained weights when the file names them.
 
     Example:
-        >>> model = load_architecture("runs/quickstart/architectures/0123456789ab.json")  # doctest: +SKIP
+        >>> model = load_architecture("runs/qs/architectures/0123456789ab.json")  # doctest: +SKIP
         >>> model.architecture.arch_id  # doctest: +SKIP
         '0123456789ab'
 
@@ -97,13 +99,20 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))
         extra = sorted(set(state) - set(expected))
-        wrong = sorted(k for k in set(expected) & set(state)
-                       if tuple(expected[k].shape) != tuple(state[k].shape))
+        wrong = sorted(
+            k
+            for k in set(expected) & set(state)
+            if tuple(expected[k].shape) != tuple(state[k].shape)
+        )
         if missing or extra or wrong:
             detail = "; ".join(
                 f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                for label, keys in (("missing", missing), ("unexpected", extra),
-                                    ("wrong shape", wrong)) if keys
+                for label, keys in (
+                    ("missing", missing),
+                    ("unexpected", extra),
+                    ("wrong shape", wrong),
+                )
+                if keys
             )
             raise NasConfigError(
                 f"{wpath}: weights do not match architecture {arch.arch_id} ({detail})"

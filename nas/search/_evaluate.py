@@ -50,7 +50,7 @@ class Evaluator:
     def train(
         self, arch: Architecture, *, progress: Callable[[int, int, float], None] | None = None
     ) -> tuple[Any, TrainResult]:
-        """Build ``arch`` (seeded) and train it on the experiment's data; returns (model, result)."""
+        """Build ``arch`` (seeded), train it on the experiment's data; returns (model, result)."""
         if self.data is None:
             raise RuntimeError("this experiment has no training objective and no data")
         model = self.space.build(arch, seed=self.train_config.seed)
@@ -62,9 +62,7 @@ def trained_metrics(result: TrainResult) -> dict[str, float]:
     return {"accuracy": result.val_accuracy, "error": 1.0 - result.val_accuracy}
 
 
-def violations(
-    constraints: Sequence[Constraint], metrics: dict[str, float]
-) -> dict[str, float]:
+def violations(constraints: Sequence[Constraint], metrics: dict[str, float]) -> dict[str, float]:
     """Optuna constraint values (> 0 violated) of the constraints whose metric is known."""
     return {
         str(c): c.violation(metrics[c.metric.name])

@@ -125,8 +125,9 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
-            raise NasConfigError(f"unknown sampler '{self.sampler}'", allowed=SAMPLERS,
-                                 value=self.sampler)
+            raise NasConfigError(
+                f"unknown sampler '{self.sampler}'", allowed=SAMPLERS, value=self.sampler
+            )
         if self.n_trials < 1:
             raise NasConfigError(f"search.n_trials must be >= 1, got {self.n_trials}")
 
@@ -267,7 +268,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
                 bound = float("nan")
             if not m or bound != bound:
                 raise value.error(
-                    f"expected a bound like \"<= 2.0\" or \">= 0.9\", got {value.value!r}"
+                    f'expected a bound like "<= 2.0" or ">= 0.9", got {value.value!r}'
                 )
             constraints.append(Constraint(metric, m[1], bound))
 
@@ -278,7 +279,8 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
         for d in devices:
             if d not in listed:
                 raise devices_node.error(
-                    f"metric on device '{d}' but 'devices' lists only {listed}", allowed=listed,
+                    f"metric on device '{d}' but 'devices' lists only {listed}",
+                    allowed=listed,
                     value=d,
                 )
         devices = listed

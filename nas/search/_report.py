@@ -58,8 +58,10 @@ def _objectives(study: optuna.Study) -> list[str]:
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial: state, status, architecture, every metric, feasibility, Pareto flag."""
     objectives = _objectives(study)
-    directions = ["maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize"
-                  for d in study.directions]
+    directions = [
+        "maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize"
+        for d in study.directions
+    ]
     rows = []
     for t in study.get_trials(deepcopy=False):
         attrs = t.user_attrs
@@ -106,8 +108,10 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     objectives = _objectives(study)
-    directions = ["maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize"
-                  for d in study.directions]
+    directions = [
+        "maximize" if d == optuna.study.StudyDirection.MAXIMIZE else "minimize"
+        for d in study.directions
+    ]
     frame = trials_frame(study)
     atomic_write_text(out_dir / "trials.csv", frame.to_csv(index=False))
     if frame.empty:
@@ -127,17 +131,22 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
         reference = {"objectives": objectives, **norm.to_dict()}
         save_figure(plot_hypervolume(history, norm, objectives), out_dir / "hypervolume.png")
     title = f"{study.study_name}: {len(frame)} trials, {len(pareto)} on the Pareto front"
-    save_figure(plot_pareto_pairs(frame, objectives, directions, title=title),
-                out_dir / "pareto.png")
+    save_figure(
+        plot_pareto_pairs(frame, objectives, directions, title=title), out_dir / "pareto.png"
+    )
 
     space = space_from_dict(study.user_attrs[SPACE_ATTR], source=f"study {study.study_name}")
     run_dir = out_dir
     for _, row in pareto.iterrows():
         trial = study.trials[int(row["number"])]
         arch = Architecture.from_dict(trial.user_attrs["architecture"])
-        metrics = {k: trial.user_attrs[k] for k in trial.user_attrs
-                   if k in row.index and k not in ("arch", "arch_id", "status", "weights")
-                   and isinstance(trial.user_attrs[k], (int, float))}
+        metrics = {
+            k: trial.user_attrs[k]
+            for k in trial.user_attrs
+            if k in row.index
+            and k not in ("arch", "arch_id", "status", "weights")
+            and isinstance(trial.user_attrs[k], (int, float))
+        }
         weights = trial.user_attrs.get("weights")
         wpath = None
         if weights:
@@ -145,6 +154,11 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
                 if (base / weights).is_file():
                     wpath = base / weights
                     break
-        write_architecture_file(out_dir / "architectures" / f"{arch.arch_id}.json", space, arch,
-                                metrics={"trial": trial.number, **metrics}, weights=wpath)
+        write_architecture_file(
+            out_dir / "architectures" / f"{arch.arch_id}.json",
+            space,
+            arch,
+            metrics={"trial": trial.number, **metrics},
+            weights=wpath,
+        )
     return Report(out_dir, len(frame), len(pareto), hv_final, reference)

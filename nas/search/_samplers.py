@@ -29,5 +29,6 @@ def make_sampler(
         return optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
-    raise NasConfigError(f"unknown sampler '{name}'",
-                         allowed=["tpe", "nsga2", "nsga3", "gp", "random"], value=name)
+    raise NasConfigError(
+        f"unknown sampler '{name}'", allowed=["tpe", "nsga2", "nsga3", "gp", "random"], value=name
+    )

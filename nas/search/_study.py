@@ -71,8 +71,13 @@ def adapt_space(space: SearchSpace, data: SplitData) -> SearchSpace:
     spec = space.to_dict()
     spec["input"] = list(data.input_shape)
     spec["num_classes"] = data.num_classes
-    log.info("space %s adapted to data %s: input %s, %d classes", space.name, data.name,
-             data.input_shape, data.num_classes)
+    log.info(
+        "space %s adapted to data %s: input %s, %d classes",
+        space.name,
+        data.name,
+        data.input_shape,
+        data.num_classes,
+    )
     return space_from_dict(spec, source=f"space '{space.name}' adapted to {data.name}")
 
 
@@ -212,14 +217,21 @@ def run_search(
         elif not exp.needs_training:
             status = "trained"  # nothing to train: all metrics are free
         else:
+
             def on_epoch(epoch: int, epochs: int, loss: float, _n: int = trial.number) -> None:
                 if progress:
-                    progress("epoch", {"trial": _n, "epoch": epoch, "epochs": epochs,
-                                       "loss": loss})
+                    progress(
+                        "epoch", {"trial": _n, "epoch": epoch, "epochs": epochs, "loss": loss}
+                    )
 
             model, result = evaluator.train(arch, progress=on_epoch)
-            attrs.update({f"train.{k}": v for k, v in result.to_dict().items()
-                          if isinstance(v, (int, float, bool))})
+            attrs.update(
+                {
+                    f"train.{k}": v
+                    for k, v in result.to_dict().items()
+                    if isinstance(v, (int, float, bool))
+                }
+            )
             if result.diverged or not math.isfinite(result.val_accuracy):
                 status = "diverged"
                 state = TrialState.FAIL
@@ -229,15 +241,19 @@ def run_search(
                 if save_weights:
                     path = run_dir / "weights" / f"{arch.arch_id}.safetensors"
                     path.parent.mkdir(parents=True, exist_ok=True)
-                    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
-                              str(path), metadata={"arch_id": arch.arch_id})
+                    save_file(
+                        {k: v.contiguous() for k, v in model.state_dict().items()},
+                        str(path),
+                        metadata={"arch_id": arch.arch_id},
+                    )
                     attrs["weights"] = str(path.relative_to(run_dir))
         attrs["status"] = status
         for key, value in {**attrs, **metrics}.items():
             trial.set_user_attr(key, value)
         if state == TrialState.COMPLETE:
-            cons.update({k: v for k, v in violations(exp.constraints, metrics).items()
-                         if k not in cons})
+            cons.update(
+                {k: v for k, v in violations(exp.constraints, metrics).items() if k not in cons}
+            )
             for c in exp.constraints:  # every trial carries every constraint (0 = unknown)
                 trial.set_constraint(str(c), cons.get(str(c), 0.0))
             frozen = study.tell(trial, [metrics[m.name] for m in objectives])
@@ -249,8 +265,15 @@ def run_search(
         finished += 1
         n_new += 1
         if progress:
-            progress("trial", {"trial": trial.number, "status": status, "arch": attrs["arch"],
-                               **{m.name: metrics.get(m.name) for m in objectives}})
+            progress(
+                "trial",
+                {
+                    "trial": trial.number,
+                    "status": status,
+                    "arch": attrs["arch"],
+                    **{m.name: metrics.get(m.name) for m in objectives},
+                },
+            )
     return SearchOutcome(
         study_name=exp.study_name,
         storage=storage,

@@ -52,13 +52,19 @@ class Architecture:
 
     def __post_init__(self) -> None:
         if not isinstance(self.space, str) or not self.space:
-            raise NasConfigError(f"architecture space must be a non-empty string, got {self.space!r}")
+            raise NasConfigError(
+                f"architecture space must be a non-empty string, got {self.space!r}"
+            )
         if not isinstance(self.space_hash, str) or not self.space_hash:
             raise NasConfigError("architecture space_hash must be a non-empty string")
         if not isinstance(self.choices, Mapping):
             raise NasConfigError(f"architecture choices must be a mapping, got {self.choices!r}")
         for key, value in self.choices.items():
-            if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, Choice):
+            if (
+                not isinstance(key, str)
+                or isinstance(value, bool)
+                or not isinstance(value, Choice)
+            ):
                 raise NasConfigError(
                     f"architecture choice {key!r}: expected a string or integer, got {value!r}"
                 )

@@ -33,7 +33,7 @@ from nas._errors import NasConfigError
 from nas.space._architecture import Architecture, Choice
 from nas.space._chain import classifier_layer
 from nas.space._layers import Layer
-from nas.space._ops import OpSpec, parse_op, profile_layer
+from nas.space._ops import parse_op, profile_layer
 from nas.space._space import (
     SearchSpace,
     read_classifier,
@@ -66,8 +66,15 @@ class Cell(nn.Module):
 class CellNet(nn.Module):
     """stem -> cells and reduction blocks -> head -> global pool -> dropout -> classifier."""
 
-    def __init__(self, stem: nn.Module, body: list[nn.Module], head: nn.Module, width: int,
-                 num_classes: int, dropout: float) -> None:
+    def __init__(
+        self,
+        stem: nn.Module,
+        body: list[nn.Module],
+        head: nn.Module,
+        width: int,
+        num_classes: int,
+        dropout: float,
+    ) -> None:
         super().__init__()
         self.stem = stem
         self.cells = nn.Sequential(*body)
@@ -98,8 +105,10 @@ class CellSpace(SearchSpace):
             if "~" in label or "+" in label:
                 raise cell_node.get("ops").error(f"op label {label!r} may not contain '~' or '+'")
         stem_node = node.get("stem")
-        stem = {"op": read_op(stem_node.get("op")).name,
-                "width": stem_node.get("width").as_int(min=1)}
+        stem = {
+            "op": read_op(stem_node.get("op")).name,
+            "width": stem_node.get("width").as_int(min=1),
+        }
         stem_node.done()
         stages = []
         width = stem["width"]
@@ -131,14 +140,16 @@ class CellSpace(SearchSpace):
         if head_node.value is not None:
             head = {"op": read_op(head_node.get("op")).name}
             head_node.done()
-        spec.update({
-            "ops": {label: op.name for label, op in cell_ops.items()},
-            "cell": {"nodes": nodes, "ops": list(cell_ops)},
-            "stem": stem,
-            "stages": stages,
-            "head": head,
-            "classifier": read_classifier(node.get("classifier", None)),
-        })
+        spec.update(
+            {
+                "ops": {label: op.name for label, op in cell_ops.items()},
+                "cell": {"nodes": nodes, "ops": list(cell_ops)},
+                "stem": stem,
+                "stages": stages,
+                "head": head,
+                "classifier": read_classifier(node.get("classifier", None)),
+            }
+        )
         node.done()
         reductions = sum(s["reduction"] is not None for s in stages)
         side = min(spec["input"][1:])
@@ -175,7 +186,7 @@ class CellSpace(SearchSpace):
         yield "stem", stem["op"], parse_op(stem["op"]), c, stem["width"], 1
         cell_index = 0
         width = stem["width"]
-        for s, stage in enumerate(self._spec["stages"]):
+        for stage in self._spec["stages"]:
             if stage["reduction"] is not None:
                 op = parse_op(stage["reduction"])
                 yield f"cells.{cell_index}", stage["reduction"], op, width, stage["width"], 2
@@ -195,8 +206,9 @@ class CellSpace(SearchSpace):
         for name, label, op, _, cout, stride in self._walk(arch):
             in_shape = shape if "->" not in name else (cout, shape[1], shape[2])
             prof = profile_layer(op, in_shape, cout, stride)
-            out.append(Layer(name, label, op, in_shape, prof.out_shape, stride, prof.params,
-                             prof.macs))
+            out.append(
+                Layer(name, label, op, in_shape, prof.out_shape, stride, prof.params, prof.macs)
+            )
             if "->" not in name:
                 shape = prof.out_shape
         out.append(classifier_layer(shape, self.num_classes))
@@ -230,14 +242,22 @@ class CellSpace(SearchSpace):
                     pending = {}
             else:
                 body.append(module)
-        return CellNet(stem, body, head or nn.Identity(), width, self.num_classes,
-                       self._spec["classifier"]["dropout"])
+        return CellNet(
+            stem,
+            body,
+            head or nn.Identity(),
+            width,
+            self.num_classes,
+            self._spec["classifier"]["dropout"],
+        )
 
     # -- string form ----------------------------------------------------------------------------
     def format(self, arch: Architecture) -> str:
         edges = self._edge_ops(self._checked(arch))
-        nodes = ["|" + "|".join(f"{edges[f'{i}->{j}']}~{i}" for i in range(j)) + "|"
-                 for j in range(1, self._nodes)]
+        nodes = [
+            "|" + "|".join(f"{edges[f'{i}->{j}']}~{i}" for i in range(j)) + "|"
+            for j in range(1, self._nodes)
+        ]
         return "+".join(nodes)
 
     def _checked(self, arch: Architecture) -> Architecture:
@@ -257,16 +277,19 @@ class CellSpace(SearchSpace):
         choices: dict[str, Choice] = {}
         for j, part in enumerate(nodes, start=1):
             if not (part.startswith("|") and part.endswith("|")):
-                raise NasConfigError(f"space '{self.name}': node {j} {part!r} must start and "
-                                     "end with '|'")
+                raise NasConfigError(
+                    f"space '{self.name}': node {j} {part!r} must start and end with '|'"
+                )
             edges = part[1:-1].split("|")
             if len(edges) != j:
-                raise NasConfigError(f"space '{self.name}': node {j} needs {j} edges, got "
-                                     f"{len(edges)} in {part!r}")
+                raise NasConfigError(
+                    f"space '{self.name}': node {j} needs {j} edges, got {len(edges)} in {part!r}"
+                )
             for i, edge in enumerate(edges):
                 m = _EDGE.match(edge)
                 if not m or int(m["src"]) != i:
-                    raise NasConfigError(f"space '{self.name}': edge {edge!r} of node {j} must be "
-                                         f"'<op>~{i}'")
+                    raise NasConfigError(
+                        f"space '{self.name}': edge {edge!r} of node {j} must be '<op>~{i}'"
+                    )
                 choices[f"{i}->{j}"] = m["op"]
         return self.from_choices(choices, source=f"space '{self.name}' string {text!r}")

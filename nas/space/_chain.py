@@ -53,8 +53,13 @@ class ChainNet(nn.Module):
     """stem -> stages -> head -> global average pool -> dropout -> linear classifier."""
 
     def __init__(
-        self, stem: nn.Module, stages: list[nn.Module], head: nn.Module, width: int,
-        num_classes: int, dropout: float,
+        self,
+        stem: nn.Module,
+        stages: list[nn.Module],
+        head: nn.Module,
+        width: int,
+        num_classes: int,
+        dropout: float,
     ) -> None:
         super().__init__()
         self.stem = stem
@@ -99,12 +104,14 @@ class ChainSpace(SearchSpace):
         for s in node.get("stages").list():
             stage_ops = read_op_choices(s.get("ops"), library)
             used.update(stage_ops)
-            stages.append({
-                "depth": sorted(s.get("depth").as_ints(min=1)),
-                "width": [width(w) for w in s.get("width").list(allow_scalar=True)],
-                "stride": sorted(s.get("stride", 1).as_ints(min=1)),
-                "ops": list(stage_ops),
-            })
+            stages.append(
+                {
+                    "depth": sorted(s.get("depth").as_ints(min=1)),
+                    "width": [width(w) for w in s.get("width").list(allow_scalar=True)],
+                    "stride": sorted(s.get("stride", 1).as_ints(min=1)),
+                    "ops": list(stage_ops),
+                }
+            )
             if len(set(stages[-1]["width"])) != len(stages[-1]["width"]):
                 raise s.get("width").error("repeated widths")
             s.done()
@@ -218,7 +225,9 @@ class ChainSpace(SearchSpace):
         for i in range(len(self._stages)):
             _, width, stride, ops = self._stage(arch.choices, i)
             for j, label in enumerate(ops):
-                plan.append((f"stages.{i}.{j}", label, self._ops[label], width, stride if j == 0 else 1))
+                plan.append(
+                    (f"stages.{i}.{j}", label, self._ops[label], width, stride if j == 0 else 1)
+                )
         head = self._spec["head"]
         if head is not None:
             plan.append(("head", head["op"], parse_op(head["op"]), head["width"], 1))
@@ -229,7 +238,9 @@ class ChainSpace(SearchSpace):
         out: list[Layer] = []
         for name, label, op, cout, stride in self._plan(arch):
             prof = profile_layer(op, shape, cout, stride)
-            out.append(Layer(name, label, op, shape, prof.out_shape, stride, prof.params, prof.macs))
+            out.append(
+                Layer(name, label, op, shape, prof.out_shape, stride, prof.params, prof.macs)
+            )
             shape = prof.out_shape
         out.append(classifier_layer(shape, self.num_classes))
         return tuple(out)
@@ -243,15 +254,22 @@ class ChainSpace(SearchSpace):
             cin = cout
         stages = []
         for i in range(len(self._stages)):
-            stages.append(nn.Sequential(*[m for n, m in modules.items()
-                                           if n.startswith(f"stages.{i}.")]))
+            stages.append(
+                nn.Sequential(*[m for n, m in modules.items() if n.startswith(f"stages.{i}.")])
+            )
         head = modules.get("head", nn.Identity())
-        return ChainNet(modules["stem"], stages, head, cin, self.num_classes,
-                        self._spec["classifier"]["dropout"])
+        return ChainNet(
+            modules["stem"],
+            stages,
+            head,
+            cin,
+            self.num_classes,
+            self._spec["classifier"]["dropout"],
+        )
 
     # -- string form ----------------------------------------------------------------------------
     def _plain(self) -> bool:
-        """Whether the string form is just the op labels (no stage has depth/width/stride choices)."""
+        """Whether the string form is only op labels (no depth, width or stride choices)."""
         return all(len(s[k]) == 1 for s in self._stages for k in ("depth", "width", "stride"))
 
     def format(self, arch: Architecture) -> str:
@@ -273,7 +291,7 @@ class ChainSpace(SearchSpace):
             tokens, groups = text.split(), []
             for stage in self._stages:
                 groups.append(tokens[: stage["depth"][0]])
-                tokens = tokens[stage["depth"][0]:]
+                tokens = tokens[stage["depth"][0] :]
             if tokens:
                 groups[-1] += tokens
         else:
@@ -287,7 +305,7 @@ class ChainSpace(SearchSpace):
                 f"in {text!r}"
             )
         choices: dict[str, Choice] = {}
-        for i, (stage, tokens) in enumerate(zip(self._stages, groups)):
+        for i, (stage, tokens) in enumerate(zip(self._stages, groups, strict=True)):
             ops = []
             for token in tokens:
                 m = _STAGE_TOKEN.match(token)
@@ -299,7 +317,8 @@ class ChainSpace(SearchSpace):
                 else:
                     raise NasConfigError(
                         f"space '{self.name}': stage {i}: unknown op '{token}'",
-                        allowed=stage["ops"], value=token,
+                        allowed=stage["ops"],
+                        value=token,
                     )
             if len(ops) not in stage["depth"]:
                 raise NasConfigError(
@@ -333,5 +352,3 @@ def classifier_layer(shape: tuple[int, int, int], num_classes: int) -> Layer:
         params=c * num_classes + num_classes,
         macs=c * num_classes,
     )
-
-

@@ -98,15 +98,19 @@ class LayerTable:
     def __str__(self) -> str:
         rows = self.rows()
         cols = ["layer", "op", "in_shape", "out_shape", "stride", "params", "macs"]
-        cells = [[str(r[c]) if c not in ("params", "macs") else f"{r[c]:,}" for c in cols]
-                 for r in rows]
+        cells = [
+            [str(r[c]) if c not in ("params", "macs") else f"{r[c]:,}" for c in cols] for r in rows
+        ]
         total = ["total", "", "", "", "", f"{self.params:,}", f"{self.macs:,}"]
-        widths = [max(len(c), *(len(row[i]) for row in cells + [total])) for i, c in enumerate(cols)]
+        widths = [
+            max(len(c), *(len(row[i]) for row in cells + [total])) for i, c in enumerate(cols)
+        ]
         numeric = {"stride", "params", "macs"}
 
         def fmt(row: list[str]) -> str:
             return "  ".join(
-                v.rjust(w) if c in numeric else v.ljust(w) for v, w, c in zip(row, widths, cols)
+                v.rjust(w) if c in numeric else v.ljust(w)
+                for v, w, c in zip(row, widths, cols, strict=True)
             ).rstrip()
 
         lines = [f"architecture {self.arch_id}: {self.string}", fmt(cols)]
@@ -114,6 +118,8 @@ class LayerTable:
         lines += [fmt(row) for row in cells]
         lines.append("  ".join("-" * w for w in widths))
         lines.append(fmt(total))
-        lines.append(f"peak memory (fp32 weights + live activations, batch 1): "
-                     f"{self.peak_mem_bytes:,} bytes")
+        lines.append(
+            f"peak memory (fp32 weights + live activations, batch 1): "
+            f"{self.peak_mem_bytes:,} bytes"
+        )
         return "\n".join(lines)

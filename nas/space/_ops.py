@@ -323,7 +323,9 @@ class MBConv(Op):
 
     def check(self, cin: int, cout: int, stride: int) -> str | None:
         return super().check(cin, cout, stride) or super().check(
-            cin * self.spec.expansion, cout, stride  # type: ignore[operator]
+            cin * self.spec.expansion,
+            cout,
+            stride,  # type: ignore[operator]
         )
 
     def build(self, cin: int, cout: int, stride: int) -> nn.Module:

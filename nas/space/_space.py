@@ -95,7 +95,8 @@ class SearchSpace(ABC):
             if key not in self._params:
                 raise NasConfigError(
                     f"{source}: unknown parameter {key!r} for space '{self.name}'",
-                    allowed=list(self._params)[:12], value=key,
+                    allowed=list(self._params)[:12],
+                    value=key,
                 )
         clean: dict[str, Choice] = {}
         for key, allowed in self._params.items():
@@ -105,7 +106,8 @@ class SearchSpace(ABC):
             if value not in allowed and value != self._padding(key):
                 raise NasConfigError(
                     f"{source}: parameter {key!r} has no choice {value!r}",
-                    allowed=allowed, value=value,
+                    allowed=allowed,
+                    value=value,
                 )
             clean[key] = value
         return Architecture(self.name, self.hash, self._canonical(clean))
@@ -146,7 +148,7 @@ class SearchSpace(ABC):
         seen: set[str] = set()
         keys = list(self._params)
         for values in itertools.product(*self._params.values()):
-            arch = self.from_choices(dict(zip(keys, values)))
+            arch = self.from_choices(dict(zip(keys, values, strict=True)))
             if arch.arch_id not in seen:
                 seen.add(arch.arch_id)
                 yield arch

@@ -1,0 +1,97 @@
+"""Experiment files: strict validation, overrides, metrics and constraints."""
+
+from __future__ import annotations
+
+import pytest
+
+from nas import NasConfigError
+from nas.search import Constraint, load_experiment, parse_metric
+from nas.search._experiment import Metric
+
+GOOD = """
+name: demo
+space: mobilenet_small
+data: {dataset: digits}
+train: {epochs: 2}
+objectives: [error, params, latency_ms@cpu]
+constraints:
+  latency_ms@cpu: "<= 2.0"
+  accuracy: ">= 0.5"
+search: {sampler: nsga2, n_trials: 9, seed: 4}
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_good_experiment(tmp_path):
+    exp = load_experiment(write(tmp_path, GOOD))
+    assert [m.name for m in exp.objectives] == ["error", "params", "latency_ms@cpu"]
+    assert [m.direction for m in exp.objectives] == ["minimize"] * 3
+    assert exp.devices == ("cpu",)
+    assert [str(c) for c in exp.constraints] == ["latency_ms@cpu <= 2", "accuracy >= 0.5"]
+    assert exp.search.sampler == "nsga2" and exp.search.n_trials == 9
+    assert exp.out == "runs/demo"
+    assert exp.needs_training
+
+
+def test_overrides(tmp_path):
+    exp = load_experiment(
+        write(tmp_path, GOOD),
+        ["search.n_trials=60", "train.lr=1e-3", "search.sampler=random", "out=elsewhere"],
+    )
+    assert exp.search.n_trials == 60 and exp.train.lr == pytest.approx(1e-3)
+    assert exp.search.sampler == "random" and exp.out == "elsewhere"
+    with pytest.raises(NasConfigError, match="expected KEY=VALUE"):
+        load_experiment(write(tmp_path, GOOD), ["search.n_trials"])
+    with pytest.raises(NasConfigError, match=r"search\.n_trails: unknown key.*did you mean"):
+        load_experiment(write(tmp_path, GOOD), ["search.n_trails=5"])
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "pattern"),
+    [
+        ("sampler: nsga2", "sampler: nsga4", r"search\.sampler: unknown value 'nsga4'.*nsga2"),
+        (
+            "[error, params, latency_ms@cpu]",
+            "[eror, params]",
+            r"objectives\[0\]: unknown metric 'eror'.*did you mean 'error'",
+        ),
+        ("[error, params, latency_ms@cpu]", "[error, accuracy]", r"same objective"),
+        ('"<= 2.0"', '"at most 2"', r"constraints\.latency_ms@cpu: expected a bound like"),
+        ("train: {epochs: 2}", "train: {epochs: 0}", r"train\.epochs"),
+        ("name: demo", "nme: demo", r"missing required key 'name'"),
+        ("search:", "serch:", r"serch: unknown key 'serch'.*did you mean 'search'"),
+        ("space: mobilenet_small", "space: missing.yaml", r"space: space file .* does not exist"),
+        ("n_trials: 9", "n_trials: nine", r"search\.n_trials: expected an integer"),
+    ],
+)
+def test_bad_experiments(tmp_path, old, new, pattern):
+    assert old in GOOD
+    with pytest.raises(NasConfigError, match=pattern) as info:
+        load_experiment(write(tmp_path, GOOD.replace(old, new)))
+    assert str(info.value).startswith(str(tmp_path / "exp.yaml"))
+
+
+def test_metrics_and_constraints():
+    assert parse_metric("accuracy") == Metric("accuracy", "maximize", True)
+    assert parse_metric("energy_mj@edge-tpu").device == "edge-tpu"
+    with pytest.raises(NasConfigError, match="did you mean 'latency_ms@<device>'"):
+        parse_metric("latency_ms")
+    c = Constraint(parse_metric("params"), "<=", 1000)
+    assert c.satisfied(1000) and c.violation(1000) == 0 and c.violation(1500) == 0.5
+    g = Constraint(parse_metric("accuracy"), ">=", 0.9)
+    assert g.violation(0.95) < 0 < g.violation(0.8)
+    strict = Constraint(parse_metric("params"), "<", 10)
+    assert strict.violation(10) > 0 and not strict.satisfied(10)
+
+
+def test_unknown_device_is_reported_before_anything_runs(tmp_path):
+    from nas.search import prepare
+
+    exp = load_experiment(write(tmp_path, GOOD.replace("latency_ms@cpu", "latency_ms@cpx")))
+    with pytest.raises(NasConfigError, match=r"unknown device 'cpx'.*did you mean 'cpu'"):
+        prepare(exp)

@@ -1,0 +1,140 @@
+"""The search loop on real (tiny) training: outputs, resume, dedup, constraints, failures."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pandas as pd
+import pytest
+
+from nas.pipeline import run_experiment
+from nas.search import load_experiment, load_study, trials_frame, write_report
+
+
+def test_run_writes_every_output(tiny_experiment, tmp_path):
+    exp = load_experiment(tiny_experiment(objectives="[error, params, latency_ms@cpu]"))
+    result = run_experiment(exp, tmp_path / "run")
+    run = result.run_dir
+    for name in ("trials.csv", "pareto.csv", "pareto.png", "hypervolume.png", "manifest.json"):
+        assert (run / name).stat().st_size > 0, name
+    trials = pd.read_csv(run / "trials.csv")
+    assert len(trials) == 6
+    assert {"error", "params", "latency_ms@cpu", "energy_mj@cpu", "arch_id", "pareto"} <= set(
+        trials
+    )
+    pareto = pd.read_csv(run / "pareto.csv")
+    assert len(pareto) >= 1
+    files = sorted(p.stem for p in (run / "architectures").glob("*.json"))
+    assert files == sorted(pareto["arch_id"])
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["status"] == "finished"
+    assert manifest["space"]["name"] == "tiny_cell"
+    assert manifest["seeds"] == {"search": 0, "train": 0, "data_split": 0}
+    assert manifest["environment"]["packages"]["optuna"] == optuna.__version__
+    assert manifest["pareto"]["hypervolume_reference"]["reference"] == [1.1, 1.1, 1.1]
+    # the study is a plain Optuna study that other tools read as is
+    study = optuna.load_study(study_name="tiny", storage=result.search.storage)
+    assert study.metric_names == ["error", "params", "latency_ms@cpu"]
+    t = study.best_trials[0]
+    assert {"arch_id", "architecture", "error", "params", "latency_ms@cpu"} <= set(t.user_attrs)
+
+
+def test_same_command_continues_and_never_retrains(tiny_experiment, tmp_path):
+    path = tiny_experiment(n_trials=4)
+    first = run_experiment(load_experiment(path), tmp_path / "run")
+    assert first.search.n_new == 4
+    again = run_experiment(load_experiment(path), tmp_path / "run")
+    assert again.search.n_new == 0 and again.search.n_trials == 4
+    more = run_experiment(load_experiment(path, ["search.n_trials=7"]), tmp_path / "run")
+    assert more.search.n_new == 3 and more.search.n_trials == 7
+    frame = trials_frame(load_study(more.search.storage, "tiny"))
+    assert len(frame) == 7
+
+
+def test_duplicate_architectures_are_not_trained_again(tiny_experiment, tmp_path):
+    # 27 architectures; 40 trials must revisit some, and those are copied, not trained
+    exp = load_experiment(tiny_experiment(n_trials=40))
+    result = run_experiment(exp, tmp_path / "run")
+    s = result.search
+    assert s.n_trained <= 27 and s.n_reused >= 13
+    frame = pd.read_csv(tmp_path / "run" / "trials.csv")
+    trained = frame[frame["status"] == "trained"]
+    assert trained["arch_id"].is_unique
+    reused = frame[frame["status"] == "reused"]
+    for _, row in reused.iterrows():
+        original = frame[frame["number"] == row["duplicate_of"]].iloc[0]
+        assert original["arch_id"] == row["arch_id"] and original["error"] == row["error"]
+    assert len(list((tmp_path / "run" / "weights").glob("*.safetensors"))) == s.n_trained
+
+
+def test_cheap_constraint_violators_are_never_trained(tiny_experiment, tmp_path):
+    path = tiny_experiment('constraints: {params: "<= 800"}', n_trials=10)
+    result = run_experiment(load_experiment(path), tmp_path / "run")
+    frame = pd.read_csv(tmp_path / "run" / "trials.csv")
+    bad = frame[frame["params"] > 800]
+    assert len(bad) > 0 and (bad["status"] == "infeasible").all()
+    assert bad["error"].isna().all()  # not measured, shown as missing
+    assert not bad["feasible"].any() and not bad["pareto"].any()
+    assert result.search.n_infeasible == len(bad)
+    weights = {p.stem for p in (tmp_path / "run" / "weights").glob("*")}
+    assert not weights & set(bad["arch_id"])
+    study = load_study(result.search.storage, "tiny")
+    for t in study.trials:
+        assert list(t.constraints) == ["params <= 800"]
+        assert (t.constraints["params <= 800"] > 0) == (t.user_attrs["params"] > 800)
+
+
+def test_diverging_training_is_a_failed_trial_and_search_goes_on(tiny_experiment, tmp_path):
+    path = tiny_experiment(n_trials=3)
+    exp = load_experiment(path, ["train.lr=1e12", "train.optimizer=sgd"])
+    result = run_experiment(exp, tmp_path / "run")
+    frame = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert len(frame) == 3
+    failed = frame[frame["state"] == "FAIL"]
+    assert len(failed) >= 1 and (failed["status"] == "diverged").all()
+    assert result.search.n_failed == len(failed)
+
+
+def test_pareto_command_reproduces_the_report_from_storage(tiny_experiment, tmp_path):
+    result = run_experiment(load_experiment(tiny_experiment()), tmp_path / "run")
+    study = load_study(result.search.storage, "tiny")
+    report = write_report(study, tmp_path / "again")
+    a = pd.read_csv(tmp_path / "run" / "pareto.csv")
+    b = pd.read_csv(tmp_path / "again" / "pareto.csv")
+    assert list(a["arch_id"]) == list(b["arch_id"])
+    assert report.n_pareto == len(a)
+    # weights are found through the study even when the report goes elsewhere
+    doc = json.loads(next((tmp_path / "again" / "architectures").glob("*.json")).read_text())
+    assert "weights" in doc
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "nsga3", "gp", "random"])
+def test_every_sampler_runs_cost_only_search(tmp_path, sampler):
+    """Cost-only searches need no data and no training (ImageNet-resolution space)."""
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"""
+name: cost_{sampler}
+space: mbconv_imagenet
+objectives: [macs, latency_ms@cpu, energy_mj@gpu]
+search: {{sampler: {sampler}, n_trials: 12, seed: 1}}
+""")
+    result = run_experiment(load_experiment(path), tmp_path / "run")
+    assert result.search.n_trials == 12 and result.search.n_trained == 12
+    assert result.report.n_pareto >= 1
+    assert not (tmp_path / "run" / "weights").exists()
+
+
+def test_seeded_search_is_deterministic(tmp_path):
+    frames = []
+    for i in range(2):
+        path = tmp_path / f"exp{i}.yaml"
+        path.write_text("""
+name: det
+space: fbnet
+objectives: [params, latency_ms@cpu]
+search: {sampler: tpe, n_trials: 15, seed: 3}
+""")
+        run_experiment(load_experiment(path), tmp_path / f"run{i}")
+        frames.append(pd.read_csv(tmp_path / f"run{i}" / "pareto.csv"))
+    assert list(frames[0]["arch_id"]) == list(frames[1]["arch_id"])

@@ -1,0 +1,115 @@
+"""Malformed space files raise one error type naming file, line, key, allowed values, nearest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nas import NasConfigError
+from nas.space import SearchSpace, builtin_space_dir
+
+BASE = (builtin_space_dir() / "mobilenet_small.yaml").read_text()
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "pattern"),
+    [
+        (
+            "mb_k3_e1, mb_k3_e3",
+            "mb_k3_e1, mb_k4_e3",
+            r"space\.yaml:\d+: stages\[0\]\.ops\[1\]: unknown op 'mb_k4_e3'; choose one of .*"
+            r"\(did you mean 'mb_k[35]_e3'\?\)",
+        ),
+        (
+            "width_divisor: 8",
+            "width_divisr: 8",
+            r"space\.yaml:\d+: width_divisr: unknown key 'width_divisr'.*"
+            r"did you mean 'width_divisor'",
+        ),
+        ("num_classes: 10", "num_classes: ten", r"num_classes: expected an integer, got 'ten'"),
+        (
+            "width: [16, 24]",
+            "width: [16, 20]",
+            r"stages\[0\]\.width\[1\]: width 20 is not a multiple of width_divisor 8",
+        ),
+        (
+            "stride: 2, ops: [mb_k3_e3, mb_k3_e6",
+            "stride: 16, ops: [mb_k3_e3, mb_k3_e6",
+            r"stages\[2\]\.stride: stride 16 shrinks the 4x4 feature map below 1 pixel",
+        ),
+        ("num_classes: 10\n", "", r"missing required key 'num_classes'"),
+        (
+            "mb_k3_e1: mbconv_k3_e1_relu6",
+            "mb_k3_e1: mbconv_k3_e1_relu7",
+            r"ops\.mb_k3_e1: op 'mbconv_k3_e1_relu7': unknown token 'relu7'.*relu6",
+        ),
+        ("type: chain", "type: chian", r"type: unknown value 'chian'.*did you mean 'chain'"),
+        ("depth: [1, 2]", "depth: [0, 2]", r"stages\[0\]\.depth\[0\]: expected an integer >= 1"),
+        ("mbconv_k3_e3_relu6", "mbconv_k4_e3_relu6", r"kernel must be odd"),
+    ],
+)
+def test_malformed_space_names_file_line_and_key(tmp_path, old, new, pattern):
+    assert old in BASE
+    path = write(tmp_path, BASE.replace(old, new, 1))
+    with pytest.raises(NasConfigError, match=pattern) as info:
+        SearchSpace.from_yaml(path)
+    assert "\n" not in str(info.value)
+    assert info.value.file == str(path)
+
+
+def test_line_number_points_at_the_bad_key(tmp_path):
+    text = BASE.replace("width_divisor: 8", "width_divisr: 8")
+    line = 1 + text.splitlines().index("width_divisr: 8")
+    with pytest.raises(NasConfigError) as info:
+        SearchSpace.from_yaml(write(tmp_path, text))
+    assert info.value.line == line
+
+
+def test_groups_that_do_not_divide_the_width(tmp_path):
+    text = BASE.replace("mb_k3_e1: mbconv_k3_e1_relu6", "mb_k3_e1: mbconv_k3_e1_g3_relu6")
+    with pytest.raises(NasConfigError, match=r"does not divide into 3 groups"):
+        SearchSpace.from_yaml(write(tmp_path, text))
+
+
+def test_invalid_yaml_and_missing_file(tmp_path):
+    with pytest.raises(NasConfigError, match=r"space\.yaml:3: not valid YAML"):
+        SearchSpace.from_yaml(write(tmp_path, "name: x\ntype: chain\n  bad: [\n"))
+    with pytest.raises(NasConfigError, match=r"nope\.yaml: file not found"):
+        SearchSpace.from_yaml(tmp_path / "nope.yaml")
+
+
+def test_cell_width_change_needs_a_reduction(tmp_path):
+    text = (builtin_space_dir() / "nasbench201.yaml").read_text()
+    text = text.replace("{reduction: resnet_block, cells: 5, width: 32}", "{cells: 5, width: 32}")
+    with pytest.raises(NasConfigError, match=r"stages\[1\]\.width: width changes from 16 to 32"):
+        SearchSpace.from_yaml(write(tmp_path, text))
+
+
+def test_unknown_builtin_space_suggests_nearest():
+    from nas.space import load_space
+
+    with pytest.raises(NasConfigError, match=r"did you mean 'nasbench201'"):
+        load_space("nasbench210")
+
+
+def test_bad_architecture_strings():
+    from nas.space import load_space
+
+    nb = load_space("nasbench201")
+    with pytest.raises(NasConfigError, match=r"expected 3"):
+        nb.parse("|nor_conv_3x3~0|")
+    with pytest.raises(NasConfigError, match=r"no choice 'conv_5x5'.*did you mean"):
+        nb.parse("|conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    fb = load_space("fbnet")
+    with pytest.raises(NasConfigError, match=r"unknown op 'k7_e6'"):
+        fb.parse(" ".join(["k7_e6"] * 22))
+    ms = load_space("mobilenet_small")
+    with pytest.raises(NasConfigError, match=r"separate the 3 stages with '\|'"):
+        ms.parse("mb_k3_e1 mb_k3_e3")

@@ -1,0 +1,70 @@
+"""The command line as a user meets it: exit codes, one-line errors, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from nas.cli import main
+
+
+def test_spaces_lists_builtins_with_sizes(capsys):
+    assert main(["spaces"]) == 0
+    out = capsys.readouterr().out
+    assert "nasbench201" in out and "15,625" in out and "fbnet" in out
+
+
+def test_show_string_and_file(capsys, tmp_path):
+    arch = (
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|"
+        "+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+    )
+    assert main(["show", "--space", "nasbench201", arch, "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "1,531,546" in out  # NAS-Bench-201's own count for this cell (1.531546 M)
+    doc = json.loads(out.strip().splitlines()[-1])
+    assert doc["space"] == "nasbench201"
+
+
+def test_sample_prints_parseable_strings(capsys):
+    assert main(["sample", "--space", "fbnet", "-n", "3", "--seed", "1"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 3 and all(len(line.split()) == 22 for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (["show", "--space", "nasbench201", "|bad~0|"], "expected 3"),
+        (["show", "--space", "nasbnch201", "x"], "did you mean 'nasbench201'"),
+        (["show", "missing.json"], "file not found"),
+        (["pareto", "--storage", "sqlite:///{tmp}/none.db", "--study", "x"], "no study 'x'"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(capsys, tmp_path, args, pattern):
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nas: error: ") and pattern in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_bad_experiment_leaves_no_run_directory(tmp_path):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        "name: x\nspace: mobilenet_small\nobjectives: [error]\n"
+        "data: {dataset: mnist, root: nowhere}\n"
+    )
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "nas", "run", str(exp), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("nas: error: " + str(exp))
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+    assert not out.exists()
