@@ -62,7 +62,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     s, r = result.search, result.report
     print(
         f"study '{s.study_name}' ({s.storage}): {s.n_trials} trials, {s.n_new} new this run "
-        f"({s.n_trained} trained, {s.n_reused} reused, {s.n_infeasible} skipped by "
+        f"({s.n_trained} trained, {s.n_evaluated} cost-only, {s.n_reused} reused, "
+        f"{s.n_infeasible} skipped by "
         f"constraints, {s.n_failed} failed) in {s.seconds:.1f} s"
     )
     print(
