@@ -45,7 +45,7 @@ def environment() -> dict[str, Any]:
     """Package versions and a fingerprint of the machine, for the manifest."""
     import torch
 
-    versions = {}
+    versions: dict[str, str | None] = {}
     for pkg in ("hwnas", "torch", "optuna", "numpy", "pandas", "scikit-learn", "matplotlib"):
         try:
             versions[pkg] = metadata.version(pkg)

@@ -246,7 +246,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     train = TrainConfig.from_node(node.get("train", {}))
 
     objectives_node = node.get("objectives")
-    objectives = []
+    objectives: list[Metric] = []
     for item in objectives_node.list(allow_scalar=True):
         metric = item.convert(parse_metric)
         if any(m.name == metric.name for m in objectives):

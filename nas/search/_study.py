@@ -124,7 +124,7 @@ def make_storage(url: str) -> str | optuna.storages.BaseStorage:
 def open_study(experiment: Experiment, space: SearchSpace, storage: str) -> optuna.Study:
     """Create the study, or load it when it exists and matches this experiment."""
     names = [m.name for m in experiment.objectives]
-    directions = [m.direction for m in experiment.objectives]
+    directions: list[Any] = [m.direction for m in experiment.objectives]
     study = optuna.create_study(
         study_name=experiment.study_name,
         storage=make_storage(storage),

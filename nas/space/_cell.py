@@ -105,16 +105,16 @@ class CellSpace(SearchSpace):
             if "~" in label or "+" in label:
                 raise cell_node.get("ops").error(f"op label {label!r} may not contain '~' or '+'")
         stem_node = node.get("stem")
-        stem = {
+        stem: dict[str, Any] = {
             "op": read_op(stem_node.get("op")).name,
             "width": stem_node.get("width").as_int(min=1),
         }
         stem_node.done()
-        stages = []
+        stages: list[dict[str, Any]] = []
         width = stem["width"]
         for s in node.get("stages").list():
             red = s.get("reduction", None)
-            stage = {
+            stage: dict[str, Any] = {
                 "cells": s.get("cells").as_int(min=1),
                 "width": s.get("width").as_int(min=1),
                 "reduction": read_op(red).name if red.value is not None else None,
@@ -242,6 +242,8 @@ class CellSpace(SearchSpace):
                     pending = {}
             else:
                 body.append(module)
+        if stem is None:
+            raise RuntimeError("a cell space always has a stem")
         return CellNet(
             stem,
             body,

@@ -24,6 +24,7 @@ fixed length and every sampler sees every dimension.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -55,7 +56,7 @@ class ChainNet(nn.Module):
     def __init__(
         self,
         stem: nn.Module,
-        stages: list[nn.Module],
+        stages: Sequence[nn.Module],
         head: nn.Module,
         width: int,
         num_classes: int,
@@ -100,7 +101,7 @@ class ChainSpace(SearchSpace):
             "stride": stem_node.get("stride", 1).as_int(min=1),
         }
         stem_node.done()
-        stages = []
+        stages: list[dict[str, Any]] = []
         for s in node.get("stages").list():
             stage_ops = read_op_choices(s.get("ops"), library)
             used.update(stage_ops)

@@ -100,13 +100,34 @@ class Op(ABC):
     def __init__(self, spec: OpSpec) -> None:
         self.spec = spec
 
+    # typed views of the spec; parse_op fills every parameter an op declares in ``defaults``
+    @property
+    def kernel(self) -> int:
+        return self.spec.kernel or 1
+
+    @property
+    def expansion(self) -> int:
+        return self.spec.expansion or 1
+
+    @property
+    def groups(self) -> int:
+        return self.spec.groups or 1
+
+    @property
+    def se(self) -> bool:
+        return bool(self.spec.se)
+
+    @property
+    def act(self) -> str:
+        return self.spec.act or "linear"
+
     @abstractmethod
     def build(self, cin: int, cout: int, stride: int) -> nn.Module:
         """A module computing this op from ``cin`` to ``cout`` channels at ``stride``."""
 
     def check(self, cin: int, cout: int, stride: int) -> str | None:
         """Why this op cannot map ``cin`` to ``cout`` at ``stride``, or None when it can."""
-        groups = self.spec.groups or 1
+        groups = self.groups
         for name, value in (("input width", cin), ("output width", cout)):
             if value % groups:
                 return f"{name} {value} does not divide into {groups} groups"
@@ -145,6 +166,7 @@ def parse_op(text: str) -> OpSpec:
     values: dict[str, object] = {}
     for token in rest:
         m = _TOKEN.match(token)
+        value: bool | int | str
         if token == "se":
             key, value = "se", True
         elif token in ACTIVATIONS:
@@ -169,9 +191,9 @@ def parse_op(text: str) -> OpSpec:
             raise NasConfigError(f"op '{text}': {cls.type_name} takes {takes}, not {key}")
         if key in values:
             raise NasConfigError(f"op '{text}': {key} given twice")
-        if key == "kernel" and (value < 1 or value % 2 == 0):  # type: ignore[operator]
+        if key == "kernel" and isinstance(value, int) and (value < 1 or value % 2 == 0):
             raise NasConfigError(f"op '{text}': kernel must be odd and >= 1, got {value}")
-        if key in ("expansion", "groups") and value < 1:  # type: ignore[operator]
+        if key in ("expansion", "groups") and isinstance(value, int) and value < 1:
             raise NasConfigError(f"op '{text}': {key} must be >= 1, got {value}")
         values[key] = value
     merged = {**cls.defaults, **values}
@@ -262,8 +284,7 @@ class Conv(Op):
     defaults = {"kernel": 3, "groups": 1, "act": "relu"}
 
     def build(self, cin: int, cout: int, stride: int) -> nn.Module:
-        s = self.spec
-        return ConvBNAct(cin, cout, s.kernel, stride, s.groups, s.act)  # type: ignore[arg-type]
+        return ConvBNAct(cin, cout, self.kernel, stride, self.groups, self.act)
 
 
 @register_op
@@ -274,8 +295,7 @@ class Conv1x1(Conv):
     defaults = {"groups": 1, "act": "relu"}
 
     def build(self, cin: int, cout: int, stride: int) -> nn.Module:
-        s = self.spec
-        return ConvBNAct(cin, cout, 1, stride, s.groups, s.act)  # type: ignore[arg-type]
+        return ConvBNAct(cin, cout, 1, stride, self.groups, self.act)
 
 
 @register_op
@@ -286,10 +306,10 @@ class ReLUConvBN(Op):
     defaults = {"kernel": 3}
 
     def build(self, cin: int, cout: int, stride: int) -> nn.Module:
-        k = self.spec.kernel
+        k = self.kernel
         return nn.Sequential(
             nn.ReLU(inplace=False),
-            nn.Conv2d(cin, cout, k, stride, k // 2, bias=False),  # type: ignore[arg-type]
+            nn.Conv2d(cin, cout, k, stride, k // 2, bias=False),
             nn.BatchNorm2d(cout),
         )
 
@@ -302,10 +322,9 @@ class DepthwiseSeparable(Op):
     defaults = {"kernel": 3, "act": "relu"}
 
     def build(self, cin: int, cout: int, stride: int) -> nn.Module:
-        s = self.spec
         return nn.Sequential(
-            ConvBNAct(cin, cin, s.kernel, stride, cin, s.act),  # type: ignore[arg-type]
-            ConvBNAct(cin, cout, 1, 1, 1, s.act),  # type: ignore[arg-type]
+            ConvBNAct(cin, cin, self.kernel, stride, cin, self.act),
+            ConvBNAct(cin, cout, 1, 1, 1, self.act),
         )
 
 
@@ -323,24 +342,23 @@ class MBConv(Op):
 
     def check(self, cin: int, cout: int, stride: int) -> str | None:
         return super().check(cin, cout, stride) or super().check(
-            cin * self.spec.expansion,
+            cin * self.expansion,
             cout,
-            stride,  # type: ignore[operator]
+            stride,
         )
 
     def build(self, cin: int, cout: int, stride: int) -> nn.Module:
-        s = self.spec
-        hidden = cin * s.expansion  # type: ignore[operator]
+        hidden = cin * self.expansion
         layers: list[nn.Module] = []
-        if s.expansion != 1:
-            layers.append(ConvBNAct(cin, hidden, 1, 1, s.groups, s.act))  # type: ignore[arg-type]
-            if s.groups != 1:
-                layers.append(ChannelShuffle(s.groups))  # type: ignore[arg-type]
-        layers.append(ConvBNAct(hidden, hidden, s.kernel, stride, hidden, s.act))  # type: ignore
-        if s.se:
+        if self.expansion != 1:
+            layers.append(ConvBNAct(cin, hidden, 1, 1, self.groups, self.act))
+            if self.groups != 1:
+                layers.append(ChannelShuffle(self.groups))
+        layers.append(ConvBNAct(hidden, hidden, self.kernel, stride, hidden, self.act))
+        if self.se:
             layers.append(SqueezeExcite(hidden))
         layers += [
-            nn.Conv2d(hidden, cout, 1, bias=False, groups=s.groups),  # type: ignore[arg-type]
+            nn.Conv2d(hidden, cout, 1, bias=False, groups=self.groups),
             nn.BatchNorm2d(cout),
         ]
         return Residual(nn.Sequential(*layers), use_skip=stride == 1 and cin == cout)
@@ -354,15 +372,14 @@ class FusedMBConv(Op):
     defaults = {"kernel": 3, "expansion": 4, "se": False, "act": "relu"}
 
     def build(self, cin: int, cout: int, stride: int) -> nn.Module:
-        s = self.spec
-        if s.expansion == 1:
-            body: list[nn.Module] = [ConvBNAct(cin, cout, s.kernel, stride, 1, s.act)]  # type: ignore
-            if s.se:
+        if self.expansion == 1:
+            body: list[nn.Module] = [ConvBNAct(cin, cout, self.kernel, stride, 1, self.act)]
+            if self.se:
                 body.append(SqueezeExcite(cout))
         else:
-            hidden = cin * s.expansion  # type: ignore[operator]
-            body = [ConvBNAct(cin, hidden, s.kernel, stride, 1, s.act)]  # type: ignore[arg-type]
-            if s.se:
+            hidden = cin * self.expansion
+            body = [ConvBNAct(cin, hidden, self.kernel, stride, 1, self.act)]
+            if self.se:
                 body.append(SqueezeExcite(hidden))
             body += [nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
         return Residual(nn.Sequential(*body), use_skip=stride == 1 and cin == cout)
@@ -412,8 +429,8 @@ class AvgPool(_Pool):
     type_name = "avgpool"
 
     def pool(self, stride: int) -> nn.Module:
-        k = self.spec.kernel
-        return nn.AvgPool2d(k, stride, k // 2, count_include_pad=False)  # type: ignore[arg-type]
+        k = self.kernel
+        return nn.AvgPool2d(k, stride, k // 2, count_include_pad=False)
 
 
 @register_op
@@ -423,8 +440,8 @@ class MaxPool(_Pool):
     type_name = "maxpool"
 
     def pool(self, stride: int) -> nn.Module:
-        k = self.spec.kernel
-        return nn.MaxPool2d(k, stride, k // 2)  # type: ignore[arg-type]
+        k = self.kernel
+        return nn.MaxPool2d(k, stride, k // 2)
 
 
 @register_op
@@ -441,7 +458,7 @@ class BNAct(Op):
         return None
 
     def build(self, cin: int, cout: int, stride: int) -> nn.Module:
-        return nn.Sequential(nn.BatchNorm2d(cout), ACTIVATIONS[self.spec.act]())  # type: ignore
+        return nn.Sequential(nn.BatchNorm2d(cout), ACTIVATIONS[self.act]())
 
 
 class _ResNetBasicBlock(nn.Module):
@@ -517,7 +534,8 @@ def profile_layer(op: OpSpec, in_shape: Shape, cout: int, stride: int) -> LayerP
     for h in hooks:
         h.remove()
     params = sum(p.numel() for p in module.parameters())
-    return LayerProfile(out_shape=tuple(out.shape[1:]), params=params, macs=macs)  # type: ignore
+    c, h, w = out.shape[1:]
+    return LayerProfile(out_shape=(int(c), int(h), int(w)), params=params, macs=macs)
 
 
 def unknown_label_error(label: str, labels: list[str]) -> NasConfigError:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -140,3 +141,26 @@ search: {sampler: tpe, n_trials: 15, seed: 3}
         run_experiment(load_experiment(path), tmp_path / f"run{i}")
         frames.append(pd.read_csv(tmp_path / f"run{i}" / "pareto.csv"))
     assert list(frames[0]["arch_id"]) == list(frames[1]["arch_id"])
+
+
+def test_mnist_idx_search_adapts_the_space(tmp_path):
+    from tests.conftest import shared_file
+
+    shared_file("mnist-test-10k/t10k-images-idx3-ubyte.gz")
+    repo = Path(__file__).resolve().parents[2]
+    exp = load_experiment(
+        repo / "experiments" / "mnist.yaml",
+        ["search.n_trials=2", "data.limit=600", "train.epochs=1"],
+    )
+    result = run_experiment(exp, tmp_path / "run")
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert manifest["space"]["input"] == [1, 28, 28]
+    assert manifest["data"]["train_val"] == [480, 120]
+    assert result.search.n_trials == 2
+
+
+def test_example_experiments_validate():
+    repo = Path(__file__).resolve().parents[2]
+    for path in sorted((repo / "experiments").glob("*.yaml")):
+        exp = load_experiment(path)
+        assert exp.objectives, path
