@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter
 
 from nas._errors import NasConfigError
 
@@ -77,7 +78,12 @@ def _check_inputs(
 def _use_log(ax: Axes, axis: str, values: np.ndarray) -> None:
     """Switch ``axis`` ("x" or "y") to log scale when its positive values span > 2 decades."""
     finite = values[np.isfinite(values)]
-    if finite.size == 0 or np.any(finite <= 0):
+    if finite.size == 0:
+        return
+    axis_obj = ax.xaxis if axis == "x" else ax.yaxis
+    if np.abs(finite).max() >= 1e4:  # 150000 -> "150k": long tick labels would collide
+        axis_obj.set_major_formatter(EngFormatter(sep=""))
+    if np.any(finite <= 0):
         return
     if finite.max() / finite.min() > _LOG_RATIO:
         if axis == "x":
@@ -105,10 +111,13 @@ def plot_pareto_pairs(
 
     Returns:
         A new figure with one axes per unordered pair of objectives (k(k-1)/2 of them; one
-        strip plot when k == 1). Legend counts are over trials with finite values for all
-        objectives: Pareto = feasible and ``pareto``, dominated = feasible and not ``pareto``,
-        violates constraints = not ``feasible``. For k == 2 the Pareto members are joined by the
-        staircase of the 2-D front.
+        strip plot when k == 1). Each panel shows every trial with finite values for its two
+        objectives (a candidate rejected by a cheap constraint before training still appears in
+        the panels of its free metrics). Legend counts: Pareto = feasible and ``pareto``,
+        dominated = feasible, finite in every objective and not ``pareto``, violates
+        constraints = not ``feasible`` with at least one finite objective; trials with no
+        finite objective (failed) are only counted in the legend title. For k == 2 the Pareto
+        members are joined by the staircase of the 2-D front.
 
     Raises:
         NasConfigError: A column is missing or the directions do not match the objectives.
@@ -117,14 +126,16 @@ def plot_pareto_pairs(
     k = len(objectives)
     values = frame[list(objectives)].to_numpy(dtype=float)  # (n, k)
     finite = np.all(np.isfinite(values), axis=1)
+    some = np.any(np.isfinite(values), axis=1)
     feasible = frame["feasible"].to_numpy(dtype=bool)
     pareto = frame["pareto"].to_numpy(dtype=bool)
     groups = {
         "pareto": finite & feasible & pareto,
         "dominated": finite & feasible & ~pareto,
-        "violates": finite & ~feasible,
+        "violates": some & ~feasible,
     }
-    n_failed = int(np.count_nonzero(~finite))
+    counts = {name: int(np.count_nonzero(sel)) for name, sel in groups.items()}
+    n_failed = int(np.count_nonzero(~some))
 
     pairs = list(itertools.combinations(range(k), 2)) or [(0, 0)]
     n_cols = min(len(pairs), _MAX_COLUMNS)
@@ -150,7 +161,8 @@ def plot_pareto_pairs(
         ax.set_xlabel(_label(objectives[ix], directions[ix]))
         _use_log(ax, "x", x[finite])
 
-        sel = groups["dominated"]
+        shown = np.isfinite(x) & np.isfinite(y)
+        sel = groups["dominated"] & shown
         ax.scatter(
             x[sel],
             y[sel],
@@ -158,10 +170,10 @@ def plot_pareto_pairs(
             color=_DOMINATED_COLOR,
             alpha=0.5,
             linewidths=0,
-            label=f"dominated ({np.count_nonzero(sel)})",
+            label=f"dominated ({counts['dominated']})",
             zorder=1,
         )
-        sel = groups["violates"]
+        sel = groups["violates"] & shown
         ax.scatter(
             x[sel],
             y[sel],
@@ -169,10 +181,10 @@ def plot_pareto_pairs(
             color=_VIOLATES_COLOR,
             marker="x",
             alpha=0.8,
-            label=f"violates constraints ({np.count_nonzero(sel)})",
+            label=f"violates constraints ({counts['violates']})",
             zorder=2,
         )
-        sel = groups["pareto"]
+        sel = groups["pareto"] & shown
         ax.scatter(
             x[sel],
             y[sel],
@@ -180,7 +192,7 @@ def plot_pareto_pairs(
             color=_PARETO_COLOR,
             edgecolors="black",
             linewidths=0.5,
-            label=f"Pareto ({np.count_nonzero(sel)})",
+            label=f"Pareto ({counts['pareto']})",
             zorder=4,
         )
         if k == 2 and np.count_nonzero(sel) > 1:
@@ -200,11 +212,11 @@ def plot_pareto_pairs(
         ax.grid(True, which="major", alpha=0.3)
 
     handles, labels = axes[0].get_legend_handles_labels()
-    order = [2, 0, 1]  # Pareto, dominated, violates
+    legend_order = [2, 0, 1]  # Pareto, dominated, violates
     legend_title = f"{n_failed} failed trials not shown" if n_failed else None
     axes[0].legend(
-        [handles[i] for i in order],
-        [labels[i] for i in order],
+        [handles[i] for i in legend_order],
+        [labels[i] for i in legend_order],
         loc="best",
         fontsize="small",
         title=legend_title,

@@ -26,7 +26,7 @@ def _frame(objectives: list[str], directions: list[str], n: int = 50, seed: int 
         "accuracy": rng.uniform(0.6, 0.95, n),
     }
     frame = pd.DataFrame({name: data[name] for name in objectives})
-    frame.loc[[3, 17], objectives[0]] = np.nan  # failed trials
+    frame.loc[[3, 17], objectives] = np.nan  # failed trials: nothing measured
     frame["feasible"] = rng.random(n) > 0.2
     frame["pareto"] = pareto_mask(
         frame[objectives].to_numpy(), directions, frame["feasible"].to_numpy()
@@ -36,11 +36,12 @@ def _frame(objectives: list[str], directions: list[str], n: int = 50, seed: int 
 
 def _counts(frame: pd.DataFrame, objectives: list[str]) -> tuple[int, int, int]:
     finite = frame[objectives].notna().all(axis=1)
+    some = frame[objectives].notna().any(axis=1)  # e.g. untrained: free metrics only
     feasible, pareto = frame["feasible"], frame["pareto"]
     return (
         int((finite & feasible & pareto).sum()),
         int((finite & feasible & ~pareto).sum()),
-        int((finite & ~feasible).sum()),
+        int((some & ~feasible).sum()),
     )
 
 
