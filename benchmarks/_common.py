@@ -27,7 +27,11 @@ def update_section(key: str, body: str) -> None:
     start, end = f"<!-- {key} -->", f"<!-- /{key} -->"
     block = f"{start}\n{body.rstrip()}\n{end}"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
-    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    text = (
+        pattern.sub(lambda _: block, text)
+        if pattern.search(text)
+        else text.rstrip() + "\n\n" + block + "\n"
+    )
     tmp = DOC.with_suffix(".tmp")
     tmp.write_text(text)
     os.replace(tmp, DOC)

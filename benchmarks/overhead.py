@@ -79,8 +79,10 @@ search: {{sampler: {args.sampler}, n_trials: {args.trials}, seed: 0}}
         ("mean ms/trial, last 100 trials", f"{statistics.mean(ms[-100:]):.1f}"),
         ("p95 ms/trial", f"{sorted(ms)[int(0.95 * n) - 1]:.1f}"),
         ("total s", f"{total:.1f}"),
-        ("trained / reused / infeasible", f"{outcome.n_trained} / {outcome.n_reused} / "
-         f"{outcome.n_infeasible}"),
+        (
+            "trained / reused / infeasible",
+            f"{outcome.n_trained} / {outcome.n_reused} / {outcome.n_infeasible}",
+        ),
     ]
     table = "| measure | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows)
     print(table)

@@ -32,8 +32,18 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        cmd = [sys.executable, "-m", "nas", "run", "experiments/quickstart.yaml", "--out",
-               str(run), "--set", f"search.n_trials={args.trials}", "-q"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "nas",
+            "run",
+            "experiments/quickstart.yaml",
+            "--out",
+            str(run),
+            "--set",
+            f"search.n_trials={args.trials}",
+            "-q",
+        ]
         start = time.perf_counter()
         subprocess.run(cmd, cwd=REPO, check=True)
         seconds = time.perf_counter() - start
@@ -44,11 +54,12 @@ def main() -> None:
     rows = [
         ("trials", f"{len(trials)}"),
         ("wall clock, whole command (s)", f"{seconds:.1f}"),
-        ("trained / reused / skipped by constraints",
-         f"{len(trained)} / {(trials['status'] == 'reused').sum()} / "
-         f"{(trials['status'] == 'infeasible').sum()}"),
-        ("mean training time per trained trial (s)",
-         f"{trained['duration_s'].mean():.2f}"),
+        (
+            "trained / reused / skipped by constraints",
+            f"{len(trained)} / {(trials['status'] == 'reused').sum()} / "
+            f"{(trials['status'] == 'infeasible').sum()}",
+        ),
+        ("mean training time per trained trial (s)", f"{trained['duration_s'].mean():.2f}"),
         ("Pareto members", f"{len(pareto)}"),
         ("best validation error", f"{trials['error'].min():.4f}"),
         ("hypervolume (normalized, ref 1.1)", f"{manifest['pareto']['hypervolume']:.4f}"),

@@ -46,29 +46,49 @@ def main() -> None:
             with torch.no_grad():
                 out = model(x)
             t3 = time.perf_counter()
-            ok += int(out.shape == (1, space.num_classes) and bool(torch.isfinite(out).all())
-                      and table.params == sum(p.numel() for p in model.parameters()))
+            ok += int(
+                out.shape == (1, space.num_classes)
+                and bool(torch.isfinite(out).all())
+                and table.params == sum(p.numel() for p in model.parameters())
+            )
             describe_ms.append((t1 - t0) * 1e3)
             build_ms.append((t2 - t1) * 1e3)
             forward_ms.append((t3 - t2) * 1e3)
             params.append(table.params)
-        rows.append((
-            name, f"{space.size():.4g}" if space.size() > 1e6 else f"{space.size():,}",
-            str(len(space.parameters())), "x".join(map(str, space.input_shape)),
-            f"{ok}/{args.n}", f"{statistics.median(describe_ms):.2f}",
-            f"{statistics.median(build_ms):.1f}", f"{statistics.median(forward_ms):.1f}",
-            f"{min(params):,}-{max(params):,}",
-        ))
-    header = ("space", "architectures", "Optuna params", "input", "built+ran OK",
-              "describe ms (median)", "build ms", "forward ms (batch 1)", "params range")
+        rows.append(
+            (
+                name,
+                f"{space.size():.4g}" if space.size() > 1e6 else f"{space.size():,}",
+                str(len(space.parameters())),
+                "x".join(map(str, space.input_shape)),
+                f"{ok}/{args.n}",
+                f"{statistics.median(describe_ms):.2f}",
+                f"{statistics.median(build_ms):.1f}",
+                f"{statistics.median(forward_ms):.1f}",
+                f"{min(params):,}-{max(params):,}",
+            )
+        )
+    header = (
+        "space",
+        "architectures",
+        "Optuna params",
+        "input",
+        "built+ran OK",
+        "describe ms (median)",
+        "build ms",
+        "forward ms (batch 1)",
+        "params range",
+    )
     table = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
     table += "\n".join("| " + " | ".join(r) + " |" for r in rows)
     t0 = time.perf_counter()
     nb = load_space("nasbench201")
     distinct = len({nb.format(a) for a in nb.enumerate()})
     enum_s = time.perf_counter() - t0
-    table += (f"\n\n`nasbench201` enumerates {distinct:,} distinct architectures "
-              f"(NB201 arch strings) in {enum_s:.1f} s; the official index has 15,625.")
+    table += (
+        f"\n\n`nasbench201` enumerates {distinct:,} distinct architectures "
+        f"(NB201 arch strings) in {enum_s:.1f} s; the official index has 15,625."
+    )
     print(table)
     if args.write:
         update_section(

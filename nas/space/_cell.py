@@ -33,6 +33,7 @@ from nas._errors import NasConfigError
 from nas.space._architecture import Architecture, Choice
 from nas.space._chain import classifier_layer
 from nas.space._layers import Layer
+from nas.space._network import Network
 from nas.space._ops import parse_op, profile_layer
 from nas.space._space import (
     SearchSpace,
@@ -61,31 +62,6 @@ class Cell(nn.Module):
         for j in range(1, self.nodes):
             states.append(sum(self.edges[f"{i}_to_{j}"](states[i]) for i in range(j)))
         return states[-1]
-
-
-class CellNet(nn.Module):
-    """stem -> cells and reduction blocks -> head -> global pool -> dropout -> classifier."""
-
-    def __init__(
-        self,
-        stem: nn.Module,
-        body: list[nn.Module],
-        head: nn.Module,
-        width: int,
-        num_classes: int,
-        dropout: float,
-    ) -> None:
-        super().__init__()
-        self.stem = stem
-        self.cells = nn.Sequential(*body)
-        self.head = head
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(width, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, classes)
-        x = self.head(self.cells(self.stem(x)))
-        return self.classifier(self.dropout(self.pool(x).flatten(1)))
 
 
 class CellSpace(SearchSpace):
@@ -244,7 +220,7 @@ class CellSpace(SearchSpace):
                 body.append(module)
         if stem is None:
             raise RuntimeError("a cell space always has a stem")
-        return CellNet(
+        return Network(
             stem,
             body,
             head or nn.Identity(),

@@ -24,7 +24,6 @@ fixed length and every sampler sees every dimension.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from torch import nn
@@ -33,6 +32,7 @@ from nas._config import Node
 from nas._errors import NasConfigError
 from nas.space._architecture import Architecture, Choice
 from nas.space._layers import Layer
+from nas.space._network import Network
 from nas.space._ops import OpSpec, parse_op, profile_layer
 from nas.space._space import (
     SearchSpace,
@@ -48,31 +48,6 @@ __all__ = ["ChainSpace"]
 
 PAD = "skip"
 _STAGE_TOKEN = re.compile(r"^([ws])(\d+)$")
-
-
-class ChainNet(nn.Module):
-    """stem -> stages -> head -> global average pool -> dropout -> linear classifier."""
-
-    def __init__(
-        self,
-        stem: nn.Module,
-        stages: Sequence[nn.Module],
-        head: nn.Module,
-        width: int,
-        num_classes: int,
-        dropout: float,
-    ) -> None:
-        super().__init__()
-        self.stem = stem
-        self.stages = nn.Sequential(*stages)
-        self.head = head
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(width, num_classes)
-
-    def forward(self, x):  # (N, C, H, W) -> (N, classes)
-        x = self.head(self.stages(self.stem(x)))
-        return self.classifier(self.dropout(self.pool(x).flatten(1)))
 
 
 class ChainSpace(SearchSpace):
@@ -259,7 +234,7 @@ class ChainSpace(SearchSpace):
                 nn.Sequential(*[m for n, m in modules.items() if n.startswith(f"stages.{i}.")])
             )
         head = modules.get("head", nn.Identity())
-        return ChainNet(
+        return Network(
             modules["stem"],
             stages,
             head,
