@@ -17,27 +17,38 @@ from nas._errors import NasConfigError
 __all__ = ["main"]
 
 
-def _progress_bar(total: int, initial: int) -> Any:
+def _progress_bar(total: int) -> Any:
+    """A tqdm bar on a terminal; one line per trial when stderr is a file or a pipe (CI logs)."""
     from tqdm import tqdm
 
-    bar = tqdm(
-        total=total,
-        initial=initial,
-        unit="trial",
-        dynamic_ncols=True,
-        file=sys.stderr,
-        disable=None,
-    )  # None: no bar when stderr is not a terminal (CI logs)
+    bar = tqdm(total=total, unit="trial", dynamic_ncols=True, file=sys.stderr, disable=None)
+    done = [0]
 
     def update(event: str, info: dict[str, Any]) -> None:
-        if event == "epoch":
+        if event == "start":
+            done[0] = info["finished"]
+            bar.reset(total=info["total"])
+            bar.update(info["finished"])
+        elif event == "epoch":
             bar.set_postfix_str(
                 f"trial {info['trial']} epoch {info['epoch']}/{info['epochs']} "
                 f"loss {info['loss']:.3f}"
             )
         else:
+            done[0] += 1
             bar.update(1)
             bar.set_postfix_str(f"trial {info['trial']} {info['status']}")
+            if bar.disable:
+                values = ", ".join(
+                    f"{k}={v:.4g}"
+                    for k, v in info.items()
+                    if k not in ("trial", "status", "arch") and isinstance(v, (int, float))
+                )
+                print(
+                    f"trial {info['trial']} ({done[0]}/{total}) {info['status']}: {values}",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     update.close = bar.close  # type: ignore[attr-defined]
     return update
@@ -52,7 +63,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     exp = load_experiment(args.experiment, args.set or [])
     progress = None
     if not args.quiet:
-        progress = _progress_bar(exp.search.n_trials, 0)
+        progress = _progress_bar(exp.search.n_trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         result = run_experiment(exp, args.out, progress=progress, argv=sys.argv[1:])

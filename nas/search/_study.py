@@ -211,8 +211,8 @@ def run_search(
     evaluated is not trained again: its metrics are copied. Otherwise it is built, trained and
     evaluated; a diverged training is recorded as a failed trial and the search goes on.
 
-    ``progress(event, info)`` is called with ``"trial"`` after each trial and ``"epoch"`` during
-    training, for a progress bar.
+    ``progress(event, info)`` is called with ``"start"`` (trials already finished, total), then
+    ``"trial"`` after each trial and ``"epoch"`` during training, for a progress bar.
     """
     from safetensors.torch import save_file
 
@@ -222,9 +222,12 @@ def run_search(
     study = open_study(exp, space, storage)
     if "nas.run_dir" not in study.user_attrs:
         study.set_user_attr("nas.run_dir", str(run_dir.resolve()))
+    # a resumed search must not replay the random start-up draws of the first run: offset the
+    # seed by the number of trials already finished (a fresh run uses the seed as given)
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
     sampler = make_sampler(
         exp.search.sampler,
-        seed=exp.search.seed,
+        seed=exp.search.seed + 1_000_003 * done,
         n_trials=exp.search.n_trials,
         population_size=exp.search.population_size,
     )
@@ -234,6 +237,9 @@ def run_search(
     counts = {"trained": 0, "evaluated": 0, "reused": 0, "infeasible": 0, "failed": 0}
     start = time.perf_counter()
     n_new = 0
+    mirror.sync()
+    if progress:
+        progress("start", {"finished": mirror.finished, "total": exp.search.n_trials})
     while True:
         mirror.sync()
         if mirror.finished >= exp.search.n_trials:

@@ -164,3 +164,14 @@ def test_example_experiments_validate():
     for path in sorted((repo / "experiments").glob("*.yaml")):
         exp = load_experiment(path)
         assert exp.objectives, path
+
+
+def test_resumed_search_does_not_replay_the_first_draws(tiny_experiment, tmp_path):
+    """Continuing a study draws new architectures instead of repeating the first run's."""
+    path = tiny_experiment(n_trials=3)
+    run_experiment(load_experiment(path), tmp_path / "run")
+    more = run_experiment(load_experiment(path, ["search.n_trials=6"]), tmp_path / "run")
+    frame = pd.read_csv(tmp_path / "run" / "trials.csv")
+    first, second = frame[frame["number"] < 3], frame[frame["number"] >= 3]
+    assert list(second["arch_id"]) != list(first["arch_id"])
+    assert more.search.n_new == 3
