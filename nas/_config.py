@@ -24,15 +24,16 @@ Path_ = tuple[object, ...]
 
 
 def _lines(node: yaml.Node, path: Path_, out: dict[Path_, int]) -> None:
-    out[path] = node.start_mark.line + 1
+    """Record the 1-based line of every key (for mapping entries) and item below ``node``."""
+    out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode):
-                key = yaml.safe_load(key_node.value) if key_node.tag.endswith(":int") else None
-                key = key if key is not None else key_node.value
+                key: object = key_node.value
+                if key_node.tag == "tag:yaml.org,2002:int":
+                    key = int(key_node.value)
                 out[path + (key,)] = key_node.start_mark.line + 1
                 _lines(value_node, path + (key,), out)
-                out[path + (key,)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
             _lines(item, path + (i,), out)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas.cost import CostModel
-from nas.search._experiment import Constraint, Metric
+from nas.search._experiment import Constraint
 from nas.space import Architecture, SearchSpace
 from nas.train import SplitData, TrainConfig, TrainResult, train_and_evaluate
 
@@ -27,7 +27,6 @@ class Evaluator:
     """
 
     space: SearchSpace
-    metrics: tuple[Metric, ...]
     cost_models: dict[str, CostModel]
     train_config: TrainConfig
     data: SplitData | None = None

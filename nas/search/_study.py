@@ -93,7 +93,7 @@ def prepare(experiment: Experiment) -> Prepared:
         data = load_data(experiment.data)
         space = adapt_space(space, data)
     models = {d: load_cost_model(d) for d in experiment.devices}
-    evaluator = Evaluator(space, experiment.metrics, models, experiment.train, data)
+    evaluator = Evaluator(space, models, experiment.train, data)
     return Prepared(experiment, space, evaluator)
 
 

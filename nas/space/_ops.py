@@ -26,7 +26,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from nas._errors import NasConfigError, nearest
+from nas._errors import NasConfigError
 
 __all__ = [
     "ACTIVATIONS",
@@ -94,8 +94,6 @@ class Op(ABC):
 
     type_name: ClassVar[str]
     defaults: ClassVar[dict[str, object]] = {}
-    #: whether the op may change the channel count (pools and identity may not on their own)
-    identity_like: ClassVar[bool] = False
 
     def __init__(self, spec: OpSpec) -> None:
         self.spec = spec
@@ -390,7 +388,6 @@ class Skip(Op):
     """Identity; where width or resolution changes, a strided 1x1 conv + BN (FBNet's Skip)."""
 
     type_name = "skip"
-    identity_like = True
 
     def build(self, cin: int, cout: int, stride: int) -> nn.Module:
         return nn.Identity() if stride == 1 and cin == cout else _project(cin, cout, stride)
@@ -401,14 +398,12 @@ class ZeroOp(Op):
     """Zero output: removes an edge of a cell ('none' in NAS-Bench-201 and DARTS)."""
 
     type_name = "zero"
-    identity_like = True
 
     def build(self, cin: int, cout: int, stride: int) -> nn.Module:
         return Zero(cout, stride)
 
 
 class _Pool(Op):
-    identity_like = True
     defaults = {"kernel": 3}
 
     @abstractmethod
@@ -449,7 +444,6 @@ class BNAct(Op):
     """BatchNorm -> activation, no conv (NAS-Bench-201's ``lastact``); keeps the width."""
 
     type_name = "bnact"
-    identity_like = True
     defaults = {"act": "relu"}
 
     def check(self, cin: int, cout: int, stride: int) -> str | None:
@@ -536,9 +530,3 @@ def profile_layer(op: OpSpec, in_shape: Shape, cout: int, stride: int) -> LayerP
     params = sum(p.numel() for p in module.parameters())
     c, h, w = out.shape[1:]
     return LayerProfile(out_shape=(int(c), int(h), int(w)), params=params, macs=macs)
-
-
-def unknown_label_error(label: str, labels: list[str]) -> NasConfigError:
-    guess = nearest(label, labels)
-    hint = f" (did you mean '{guess}'?)" if guess else ""
-    return NasConfigError(f"unknown op '{label}'; choose one of {', '.join(labels)}{hint}")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
@@ -295,10 +294,6 @@ def read_classifier(node: Node) -> dict[str, Any]:
     return out
 
 
-def spec_of(spec: OpSpec) -> str:
-    return spec.name
-
-
 def _from_node(node: Node) -> SearchSpace:
     type_name = node.get("type").as_choice(sorted(_SPACE_TYPES))
     return _SPACE_TYPES[type_name]._parse(node)  # type: ignore[attr-defined]
@@ -344,7 +339,3 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
 
 def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-def prod(values: Any) -> int:
-    return math.prod(values)

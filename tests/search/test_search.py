@@ -175,3 +175,24 @@ def test_resumed_search_does_not_replay_the_first_draws(tiny_experiment, tmp_pat
     first, second = frame[frame["number"] < 3], frame[frame["number"] >= 3]
     assert list(second["arch_id"]) != list(first["arch_id"])
     assert more.search.n_new == 3
+
+
+@pytest.mark.parametrize("space_name", ["mobilenet_small", "fbnet", "nasbench201"])
+def test_samplers_see_every_parameter_jointly(tmp_path, space_name):
+    """The study's intersection search space is the whole space: nothing is conditional, so
+    multivariate TPE and GP model every dimension instead of sampling some at random."""
+    from optuna.search_space import IntersectionSearchSpace
+
+    from nas.space import load_space
+
+    path = tmp_path / "exp.yaml"
+    path.write_text(f"""
+name: joint
+space: {space_name}
+objectives: [params, latency_ms@cpu]
+search: {{sampler: tpe, n_trials: 15, seed: 0}}
+""")
+    result = run_experiment(load_experiment(path), tmp_path / "run")
+    study = load_study(result.search.storage, "joint")
+    joint = IntersectionSearchSpace().calculate(study)
+    assert set(joint) == set(load_space(space_name).parameters())
