@@ -8,6 +8,7 @@ it hands out typed values, remembers which keys were read, and rejects the rest 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -191,21 +192,36 @@ class Node:
             raise self.error(f"expected an integer <= {max}, got {value}")
         return value
 
-    def as_float(self, *, min: float | None = None, max: float | None = None) -> float:
+    def as_float(
+        self,
+        *,
+        min: float | None = None,
+        max: float | None = None,
+        gt: float | None = None,
+        lt: float | None = None,
+    ) -> float:
+        """A finite number (also from a string such as ``1e-3``, which YAML 1.1 reads as text),
+        within ``min <= value <= max`` and ``gt < value < lt`` where given."""
         value = self.value
-        if isinstance(value, str):  # PyYAML (YAML 1.1) reads 1e-3 and 8.0e10 as strings
+        if isinstance(value, str):
             try:
                 value = float(value)
             except ValueError:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(f"expected a number, got {value!r}")
-        if value != value:
-            raise self.error("expected a number, got NaN")
+        if not math.isfinite(value):
+            raise self.error(f"expected a finite number, got {value!r}")
         if min is not None and value < min:
             raise self.error(f"expected a number >= {min}, got {value}")
         if max is not None and value > max:
             raise self.error(f"expected a number <= {max}, got {value}")
+        if gt is not None and lt is not None and not gt < value < lt:
+            raise self.error(f"expected a number strictly between {gt:g} and {lt:g}, got {value}")
+        if gt is not None and not value > gt:
+            raise self.error(f"expected a number > {gt}, got {value}")
+        if lt is not None and not value < lt:
+            raise self.error(f"expected a number < {lt}, got {value}")
         return float(value)
 
     def as_choice(self, allowed: Sequence[str]) -> str:

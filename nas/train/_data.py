@@ -118,7 +118,7 @@ class DataConfig:
             dataset=dataset,
             root=locations["root"],
             path=locations["path"],
-            val_fraction=_fraction(node.get("val_fraction", 0.2)),
+            val_fraction=node.get("val_fraction", 0.2).as_float(gt=0.0, lt=1.0),
             seed=node.get("seed", 0).as_int(min=0),
             limit=None if limit_node.value is None else limit_node.as_int(min=2),
             normalize=node.get("normalize", True).as_bool(),
@@ -263,13 +263,6 @@ def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
         if key not in names:
             raise NasConfigError(f"unknown key '{key}'", allowed=names, value=key)
     return dict(data)
-
-
-def _fraction(node: Node) -> float:
-    value = node.as_float()
-    if not 0.0 < value < 1.0:
-        raise node.error(f"expected a number strictly between 0 and 1, got {value}")
-    return value
 
 
 def _stratified_split(y: np.ndarray, config: DataConfig) -> tuple[np.ndarray, np.ndarray]:

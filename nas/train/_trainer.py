@@ -103,20 +103,16 @@ class TrainConfig:
         """
         threads = node.get("threads", None)
         max_seconds = node.get("max_seconds", None)
-        smoothing_node = node.get("label_smoothing", 0.0)
-        smoothing = _number(smoothing_node, min=0.0)
-        if smoothing >= 1:
-            raise smoothing_node.error(f"expected a number < 1, got {smoothing}")
         config = cls(
             epochs=node.get("epochs", 5).as_int(min=1),
             batch_size=node.get("batch_size", 64).as_int(min=1),
-            lr=_positive(node.get("lr", 0.01)),
+            lr=node.get("lr", 0.01).as_float(gt=0.0),
             optimizer=node.get("optimizer", "adam").as_choice(OPTIMIZERS),
-            weight_decay=_number(node.get("weight_decay", 0.0), min=0.0),
-            label_smoothing=smoothing,
+            weight_decay=node.get("weight_decay", 0.0).as_float(min=0.0),
+            label_smoothing=node.get("label_smoothing", 0.0).as_float(min=0.0, lt=1.0),
             seed=node.get("seed", 0).as_int(min=0),
             threads=None if threads.value is None else threads.as_int(min=1),
-            max_seconds=None if max_seconds.value is None else _positive(max_seconds),
+            max_seconds=None if max_seconds.value is None else max_seconds.as_float(gt=0.0),
         )
         node.done()
         return config
@@ -359,26 +355,3 @@ def _forked_rng(device: torch.device) -> Iterator[None]:
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         yield
-
-
-def _number(node: Node, *, min: float | None = None) -> float:
-    """A finite number, also from a string like ``1e-3`` (YAML 1.1 reads that as a string)."""
-    if isinstance(node.value, str):
-        try:
-            value = float(node.value)
-        except ValueError:
-            raise node.error(f"expected a number, got {node.value!r}") from None
-    else:
-        value = node.as_float()
-    if not math.isfinite(value):
-        raise node.error(f"expected a finite number, got {node.value!r}")
-    if min is not None and value < min:
-        raise node.error(f"expected a number >= {min}, got {value}")
-    return value
-
-
-def _positive(node: Node) -> float:
-    value = _number(node)
-    if not value > 0:
-        raise node.error(f"expected a number > 0, got {value}")
-    return value
