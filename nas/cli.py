@@ -160,6 +160,133 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _profile_config(args: argparse.Namespace) -> Any:
+    from nas.cost._profile import ProfileConfig
+
+    return ProfileConfig(
+        device=args.device,
+        threads=args.threads,
+        batch=getattr(args, "batch", 1),
+        dtype=getattr(args, "dtype", "fp32"),
+        warmup=args.warmup,
+        repeats=args.repeats,
+    )
+
+
+def _counter(desc: str) -> Any:
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit="layer", file=sys.stderr, disable=None, dynamic_ncols=True)
+
+    def update(done: int, total: int, what: str) -> None:
+        bar.total = total
+        bar.n = done
+        bar.set_postfix_str(what[:60])
+        bar.refresh()
+
+    update.close = bar.close  # type: ignore[attr-defined]
+    return update
+
+
+def _cmd_profile(args: argparse.Namespace) -> int:
+    from nas.cost import LookupTable
+    from nas.cost._profile import profile_space
+    from nas.space import load_space
+
+    space = load_space(args.space)
+    config = _profile_config(args)
+    out = Path(args.out or f"{args.device.replace(':', '')}-{space.name}.json").with_suffix(
+        ".json"
+    )
+    existing = LookupTable.load(out) if out.exists() else None
+    name = existing.device if existing else out.stem
+    bar = _counter(f"profiling {space.name} on {args.device}")
+    try:
+        table = profile_space(
+            space,
+            config,
+            device_name=name,
+            existing=existing,
+            checkpoint=lambda t: t.save(out),
+            progress=bar,
+        )
+    finally:
+        bar.close()  # type: ignore[attr-defined]
+    table.save(out)
+    print(
+        f"{out}: {len(table.entries)} entries for device '{table.device}' "
+        f"(model overhead {table.model_overhead_ms:.4f} ms)"
+    )
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    import json
+
+    from nas.cost import LookupTable
+    from nas.cost._profile import validate_table
+    from nas.space import load_space
+
+    space = load_space(args.space)
+    table = LookupTable.load(args.table)
+    bar = _counter(f"measuring {args.n} {space.name} models")
+    try:
+        report = validate_table(
+            space, table, _profile_config(args), n=args.n, seed=args.seed, progress=bar
+        )
+    finally:
+        bar.close()  # type: ignore[attr-defined]
+    if args.out:
+        import pandas as pd
+
+        frame = pd.DataFrame(report.rows, columns=["arch", "predicted_ms", "measured_ms"])
+        frame.to_csv(args.out, index=False)
+    print(
+        f"table {table.device} on {report.n} random {space.name} architectures (seed "
+        f"{args.seed}): {100 * report.within_5pct:.1f}% within 5%, "
+        f"{100 * report.within_10pct:.1f}% within 10%, MAPE {report.mape_pct:.2f}%, "
+        f"RMSPE {report.rmspe_pct:.2f}%, Kendall tau {report.kendall_tau:.3f}"
+    )
+    print(json.dumps(report.summary()))
+    return 0
+
+
+def _cmd_cost(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from nas._io import atomic_write_text
+    from nas.cost import load_cost_model
+    from nas.space import load_space
+
+    space = load_space(args.space)
+    model = load_cost_model(args.table)
+    if hasattr(model, "check_space"):
+        model.check_space(space)
+    try:
+        lines = Path(args.archs).read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise NasConfigError(f"{args.archs}: file not found") from None
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["arch", "latency_ms", "energy_mj"])
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            arch = space.parse(text)
+            estimate = model.estimate(space.layers(arch))
+        except NasConfigError as exc:
+            raise NasConfigError(f"{args.archs}:{number}: {exc}") from None
+        writer.writerow([text, repr(estimate.latency_ms), repr(estimate.energy_mj)])
+    if args.out:
+        atomic_write_text(args.out, buf.getvalue())
+    else:
+        print(buf.getvalue(), end="")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware neural architecture search."
@@ -197,6 +324,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", help="built-in space name or YAML path (for a string)")
     p.add_argument("--json", action="store_true", help="also print the architecture JSON")
     p.set_defaults(func=_cmd_show)
+
+    def measuring(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+        p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+        p.add_argument("--warmup", type=int, default=20, help="untimed calls (default 20)")
+        p.add_argument("--repeats", type=int, default=100, help="timed calls (default 100)")
+
+    p = sub.add_parser("profile", help="measure a lookup table of every layer a space can hold")
+    p.add_argument("--space", required=True, help="built-in space name or YAML path")
+    measuring(p)
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--dtype", default="fp32", help="fp32, fp16 or bf16 (default fp32)")
+    p.add_argument("--out", help="table path (.json + .csv); an existing table is completed")
+    p.set_defaults(func=_cmd_profile)
+
+    p = sub.add_parser("validate-table", help="compare a table with end-to-end measurements")
+    p.add_argument("--space", required=True, help="built-in space name or YAML path")
+    p.add_argument("--table", required=True, help="table .json path")
+    p.add_argument("--n", type=int, default=100, help="random architectures (default 100)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="CSV of arch, predicted_ms, measured_ms")
+    measuring(p)
+    p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("cost", help="latency and energy of architectures from a cost model")
+    p.add_argument("--space", required=True, help="built-in space name or YAML path")
+    p.add_argument("--table", required=True, help="device name or table/profile path")
+    p.add_argument("--archs", required=True, help="file with one architecture string per line")
+    p.add_argument("--out", help="CSV path (default: standard output)")
+    p.set_defaults(func=_cmd_cost)
 
     p = sub.add_parser("sample", help="print random architectures of a space")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")

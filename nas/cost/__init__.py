@@ -3,12 +3,18 @@
 from nas.cost._analytic import AnalyticDevice
 from nas.cost._base import CostEstimate, CostModel
 from nas.cost._registry import builtin_table_dir, list_devices, load_cost_model
+from nas.cost._table import LookupTable, TableEntry, entry_from_layer
+from nas.cost._vectorized import VectorizedCost
 
 __all__ = [
     "AnalyticDevice",
     "CostEstimate",
     "CostModel",
+    "LookupTable",
+    "TableEntry",
+    "VectorizedCost",
     "builtin_table_dir",
+    "entry_from_layer",
     "list_devices",
     "load_cost_model",
 ]

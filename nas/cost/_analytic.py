@@ -10,6 +10,34 @@ at the device's bit width)::
 (Horowitz, "Computing's energy problem", ISSCC 2014: 8-bit multiply 0.2 pJ, 32-bit 3.1 pJ,
 32-bit DRAM read 640 pJ, 32-bit read of an 8 KB SRAM 5 pJ, all at 45 nm.) The device constants
 live in ``latency_tables/<device>.yaml`` with their sources; nothing is hard-coded here.
+
+Accelerators (NPUs, dataflow ASICs) need a few more facts, all optional keys of the device file
+whose defaults reproduce the plain roofline above:
+
+* ``macs_per_cycle`` and ``clock_hz`` instead of ``peak_macs_per_s`` (their product).
+* ``depthwise_efficiency``: fraction of the peak reached by depthwise convolutions (and by
+  pooling on the MAC array), which have no input-channel reduction to fill the array
+  (Ethos-U55: 1/8 of the dense rate in Arm's Vela performance model).
+* ``array_input_channels`` / ``array_output_channels``: the channel granularity of the MAC array;
+  a dense layer with ``C`` input channels uses ``C / roundup(C, array_input_channels)`` of it.
+* ``pool_on_mac_array``: ``none`` (pooling costs only its memory traffic: CPU/GPU vector units),
+  ``depthwise`` (a kxk pool runs on the MAC array like a depthwise kxk conv, k^2 MACs per output)
+  or ``dense`` (lowered to a dense kxk convolution with C x C x k x k constant weights, on an
+  engine whose dataflow supports only dense convolution).
+* ``free_identity``: identity and zero edges are aliased or removed by the graph compiler and
+  cost nothing.
+* ``spill: partial`` with ``sram_bandwidth_bytes_per_s`` and ``weights_on_chip``: the on-chip
+  SRAM holds what fits and only the overflow goes off chip::
+
+      W_res = min(W_model, sram) if weights_on_chip else 0      # weights pinned across runs
+      budget = sram - W_res                                      # left for activations
+      off_l = W_l * (1 - W_res / W_model) + max(0, A_l - budget) # bytes over the off-chip bus
+      on_l  = W_l * W_res / W_model + min(A_l, budget)
+      latency_l = max(compute_l, off_l / memory_bandwidth, on_l / sram_bandwidth) + overhead
+      energy_l  = MACs_l * e_mac + off_l * e_dram + on_l * e_sram
+
+  The default, ``spill: all``, charges every byte of a layer at DRAM bandwidth and all of them
+  at DRAM energy once the layer's working set exceeds ``sram_bytes`` (a cache that thrashes).
 """
 
 from __future__ import annotations
@@ -20,12 +48,59 @@ from pathlib import Path
 from typing import Any
 
 from nas._config import Node, load_yaml
+from nas._errors import NasConfigError
 from nas.cost._base import CostEstimate
 from nas.space import Layer
 
 __all__ = ["AnalyticDevice"]
 
 _PJ_TO_MJ = 1e-9  # 1 pJ = 1e-12 J = 1e-9 mJ
+POOL_MODES = ("none", "depthwise", "dense")
+SPILL_MODES = ("all", "partial")
+
+
+@dataclass(frozen=True)
+class _Work:
+    """A layer's work split by how the MAC array executes it."""
+
+    dense_macs: float  # convolutions and linear layers with an input-channel reduction
+    depthwise_macs: float  # depthwise convs and pooling windows run on the MAC array
+    weight_elems: float  # parameters plus weights a lowering adds (dense-lowered pooling)
+
+
+def _split_work(layer: Layer, pool_mode: str) -> _Work:
+    """Dense and depthwise MACs of ``layer`` from its op and shapes (totals equal ``macs``)."""
+    op = layer.op
+    cin = layer.in_shape[0]
+    cout, hout, wout = layer.out_shape
+    k = op.kernel or 1
+    depthwise = 0
+    if op.type == "mbconv":
+        depthwise = cin * (op.expansion or 1) * k * k * hout * wout
+    elif op.type == "dwsep":
+        depthwise = cin * k * k * hout * wout
+    elif op.type == "conv" and (op.groups or 1) > 1 and op.groups == cin == cout:
+        depthwise = layer.macs
+    elif op.type in ("avgpool", "maxpool"):
+        window = cout * k * k * hout * wout  # (C, H, W) outputs x k^2 window elements
+        if pool_mode == "depthwise":
+            return _Work(layer.macs, window, layer.params)
+        if pool_mode == "dense":
+            return _Work(layer.macs + window * cout, 0, layer.params + cout * cout * k * k)
+        return _Work(layer.macs, 0, layer.params)
+    depthwise = min(depthwise, layer.macs)
+    return _Work(layer.macs - depthwise, depthwise, layer.params)
+
+
+def _is_identity(layer: Layer) -> bool:
+    """A zero edge, or a skip that keeps shape: no work a compiled graph would run."""
+    if layer.op.type == "zero":
+        return True
+    return layer.op.type == "skip" and layer.in_shape == layer.out_shape and layer.stride == 1
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
 
 
 @dataclass(frozen=True)
@@ -36,7 +111,7 @@ class AnalyticDevice:
         name: Device name used in metric names.
         peak_macs_per_s: Peak multiply-accumulates per second at ``bits``.
         efficiency: Fraction of the peak reached by real convolution kernels (0..1].
-        memory_bandwidth_bytes_per_s: DRAM bandwidth.
+        memory_bandwidth_bytes_per_s: DRAM (off-chip) bandwidth.
         layer_overhead_ms: Fixed cost per layer (kernel launch, dispatch).
         bits: Bit width of weights and activations.
         mac_pj_at_8bit: Energy of one 8-bit MAC in picojoules.
@@ -44,6 +119,17 @@ class AnalyticDevice:
         sram_pj_per_byte: Energy of moving one byte to or from on-chip SRAM.
         sram_bytes: On-chip SRAM/cache size; a layer whose working set spills pays DRAM energy.
         static_power_w: Power drawn regardless of work, charged for the latency.
+        depthwise_efficiency: Fraction of the peak reached by depthwise work; None: as dense.
+        array_input_channels: Input-channel granularity of the MAC array (1: none).
+        array_output_channels: Output-channel granularity of the MAC array (1: none).
+        pool_on_mac_array: How pooling executes: ``none``, ``depthwise`` or ``dense``.
+        free_identity: Identity and zero edges cost nothing (aliased by the compiler).
+        spill: ``all`` (a spilling layer pays DRAM for every byte) or ``partial`` (only the
+            part of the working set that does not fit in SRAM goes off chip).
+        sram_bandwidth_bytes_per_s: On-chip bandwidth under ``spill: partial``; None: unlimited.
+        weights_on_chip: The model's weights stay pinned in SRAM across inferences (as far as
+            they fit) instead of streaming from off-chip memory each run.
+        description: One line about the device.
         sources: Where each constant comes from.
     """
 
@@ -58,8 +144,31 @@ class AnalyticDevice:
     sram_pj_per_byte: float
     sram_bytes: int
     static_power_w: float = 0.0
+    depthwise_efficiency: float | None = None
+    array_input_channels: int = 1
+    array_output_channels: int = 1
+    pool_on_mac_array: str = "none"
+    free_identity: bool = False
+    spill: str = "all"
+    sram_bandwidth_bytes_per_s: float | None = None
+    weights_on_chip: bool = False
     description: str = ""
     sources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for key, value, allowed in (
+            ("pool_on_mac_array", self.pool_on_mac_array, POOL_MODES),
+            ("spill", self.spill, SPILL_MODES),
+        ):
+            if value not in allowed:
+                raise NasConfigError(
+                    f"device '{self.name}': unknown {key} {value!r}", allowed=allowed, value=value
+                )
+        if self.weights_on_chip and self.spill != "partial":
+            raise NasConfigError(
+                f"device '{self.name}': weights_on_chip needs spill: partial (got spill: "
+                f"{self.spill}); pinned weights only make sense when SRAM is split by use"
+            )
 
     @property
     def device(self) -> str:
@@ -70,21 +179,81 @@ class AnalyticDevice:
         """Energy of one MAC at this device's bit width (quadratic in the width)."""
         return self.mac_pj_at_8bit * (self.bits / 8) ** 2
 
-    def layer_cost(self, layer: Layer) -> tuple[float, float]:
-        """(latency_ms, energy_mj) of one layer."""
-        nbytes = (layer.activation_elems + layer.params) * self.bits / 8
-        compute_s = layer.macs / (self.peak_macs_per_s * self.efficiency)
-        memory_s = nbytes / self.memory_bandwidth_bytes_per_s
+    def _utilization(self, layer: Layer) -> float:
+        """Fraction of the MAC array a dense layer fills, from its channel counts."""
+        cin, cout = layer.in_shape[0], layer.out_shape[0]
+        return (cin / _round_up(cin, self.array_input_channels)) * (
+            cout / _round_up(cout, self.array_output_channels)
+        )
+
+    def _residency(self, layers: Sequence[Layer]) -> tuple[float, float]:
+        """(fraction of each layer's weights read on chip, SRAM bytes left for activations)."""
+        if not self.weights_on_chip:
+            return 0.0, float(self.sram_bytes)
+        nbits = self.bits / 8
+        total = sum(_split_work(lay, self.pool_on_mac_array).weight_elems for lay in layers)
+        total *= nbits
+        if total <= 0:
+            return 1.0, float(self.sram_bytes)
+        resident = min(total, float(self.sram_bytes))
+        return resident / total, self.sram_bytes - resident
+
+    def layer_cost(
+        self,
+        layer: Layer,
+        *,
+        resident_fraction: float | None = None,
+        activation_budget_bytes: float | None = None,
+    ) -> tuple[float, float]:
+        """(latency_ms, energy_mj) of one layer.
+
+        ``resident_fraction`` and ``activation_budget_bytes`` describe how the SRAM is shared
+        by the whole model (see :meth:`estimate`); by default the layer is costed as a model of
+        its own.
+        """
+        if resident_fraction is None or activation_budget_bytes is None:
+            resident_fraction, activation_budget_bytes = self._residency([layer])
+        if self.free_identity and _is_identity(layer):
+            return 0.0, 0.0
+        nbits = self.bits / 8
+        work = _split_work(layer, self.pool_on_mac_array)
+        rate = self.peak_macs_per_s * self.efficiency
+        dw_rate = self.peak_macs_per_s * (
+            self.efficiency if self.depthwise_efficiency is None else self.depthwise_efficiency
+        )
+        compute_s = 0.0
+        if work.dense_macs:
+            compute_s += work.dense_macs / (rate * self._utilization(layer))
+        if work.depthwise_macs:
+            compute_s += work.depthwise_macs / dw_rate
+        weight_bytes = work.weight_elems * nbits
+        act_bytes = layer.activation_elems * nbits
+        if self.spill == "all":
+            nbytes = act_bytes + weight_bytes
+            memory_s = nbytes / self.memory_bandwidth_bytes_per_s
+            per_byte = self.sram_pj_per_byte if nbytes <= self.sram_bytes else self.dram_pj_per_byte
+            memory_pj = nbytes * per_byte
+        else:
+            act_off = max(0.0, act_bytes - activation_budget_bytes)
+            off_chip = weight_bytes * (1.0 - resident_fraction) + act_off
+            on_chip = weight_bytes * resident_fraction + act_bytes - act_off
+            memory_s = off_chip / self.memory_bandwidth_bytes_per_s
+            if self.sram_bandwidth_bytes_per_s is not None:
+                memory_s = max(memory_s, on_chip / self.sram_bandwidth_bytes_per_s)
+            memory_pj = off_chip * self.dram_pj_per_byte + on_chip * self.sram_pj_per_byte
         latency_ms = max(compute_s, memory_s) * 1e3 + self.layer_overhead_ms
-        per_byte = self.sram_pj_per_byte if nbytes <= self.sram_bytes else self.dram_pj_per_byte
-        energy_mj = (layer.macs * self.mac_pj + nbytes * per_byte) * _PJ_TO_MJ
+        macs = work.dense_macs + work.depthwise_macs
+        energy_mj = (macs * self.mac_pj + memory_pj) * _PJ_TO_MJ
         energy_mj += self.static_power_w * latency_ms  # W * ms = mJ
         return latency_ms, energy_mj
 
     def estimate(self, layers: Sequence[Layer]) -> CostEstimate:
+        resident, budget = self._residency(layers)
         latency = energy = 0.0
         for layer in layers:
-            lat, en = self.layer_cost(layer)
+            lat, en = self.layer_cost(
+                layer, resident_fraction=resident, activation_budget_bytes=budget
+            )
             latency += lat
             energy += en
         return CostEstimate(latency_ms=latency, energy_mj=energy, kind="analytic")
@@ -98,23 +267,52 @@ class AnalyticDevice:
     def from_node(cls, node: Node) -> AnalyticDevice:
         """Read the ``analytic:`` section of a device file."""
         positive = {"min": 1e-12}
-        out = cls(
-            name=node.get("device").as_str(),
-            peak_macs_per_s=node.get("peak_macs_per_s").as_float(**positive),
-            efficiency=node.get("efficiency", 1.0).as_float(min=1e-6, max=1.0),
-            memory_bandwidth_bytes_per_s=node.get("memory_bandwidth_bytes_per_s").as_float(
-                **positive
-            ),
-            layer_overhead_ms=node.get("layer_overhead_ms", 0.0).as_float(min=0.0),
-            bits=node.get("bits", 32).as_int(min=1, max=64),
-            mac_pj_at_8bit=node.get("mac_pj_at_8bit").as_float(min=0.0),
-            dram_pj_per_byte=node.get("dram_pj_per_byte").as_float(min=0.0),
-            sram_pj_per_byte=node.get("sram_pj_per_byte").as_float(min=0.0),
-            sram_bytes=node.get("sram_bytes").as_int(min=0),
-            static_power_w=node.get("static_power_w", 0.0).as_float(min=0.0),
-            description=node.get("description", "").value or "",
-            sources=tuple(s.as_str() for s in node.get("sources", []).list(nonempty=False)),
-        )
+        per_cycle = [key for key in ("macs_per_cycle", "clock_hz") if node.has(key)]
+        if per_cycle and node.has("peak_macs_per_s"):
+            raise node.get(per_cycle[0]).error(
+                "give either peak_macs_per_s or macs_per_cycle with clock_hz, not both"
+            )
+        if per_cycle:  # e.g. 168 PEs x 200 MHz
+            peak = node.get("macs_per_cycle").as_float(**positive)
+            peak *= node.get("clock_hz").as_float(**positive)
+        else:
+            peak = node.get("peak_macs_per_s").as_float(**positive)
+        dw = node.get("depthwise_efficiency", None)
+        sram_bw = node.get("sram_bandwidth_bytes_per_s", None)
+        try:
+            out = cls(
+                name=node.get("device").as_str(),
+                peak_macs_per_s=peak,
+                efficiency=node.get("efficiency", 1.0).as_float(min=1e-6, max=1.0),
+                memory_bandwidth_bytes_per_s=node.get("memory_bandwidth_bytes_per_s").as_float(
+                    **positive
+                ),
+                layer_overhead_ms=node.get("layer_overhead_ms", 0.0).as_float(min=0.0),
+                bits=node.get("bits", 32).as_int(min=1, max=64),
+                mac_pj_at_8bit=node.get("mac_pj_at_8bit").as_float(min=0.0),
+                dram_pj_per_byte=node.get("dram_pj_per_byte").as_float(min=0.0),
+                sram_pj_per_byte=node.get("sram_pj_per_byte").as_float(min=0.0),
+                sram_bytes=node.get("sram_bytes").as_int(min=0),
+                static_power_w=node.get("static_power_w", 0.0).as_float(min=0.0),
+                depthwise_efficiency=None
+                if dw.value is None
+                else dw.as_float(min=1e-6, max=1.0),
+                array_input_channels=node.get("array_input_channels", 1).as_int(min=1),
+                array_output_channels=node.get("array_output_channels", 1).as_int(min=1),
+                pool_on_mac_array=node.get("pool_on_mac_array", "none").as_choice(POOL_MODES),
+                free_identity=node.get("free_identity", False).as_bool(),
+                spill=node.get("spill", "all").as_choice(SPILL_MODES),
+                sram_bandwidth_bytes_per_s=None
+                if sram_bw.value is None
+                else sram_bw.as_float(**positive),
+                weights_on_chip=node.get("weights_on_chip", False).as_bool(),
+                description=node.get("description", "").value or "",
+                sources=tuple(s.as_str() for s in node.get("sources", []).list(nonempty=False)),
+            )
+        except NasConfigError as exc:
+            if exc.file is not None:
+                raise
+            raise node.error(exc.reason) from None
         node.get("kind")
         node.done()
         return out
@@ -122,3 +320,4 @@ class AnalyticDevice:
     @classmethod
     def from_yaml(cls, path: str | Path) -> AnalyticDevice:
         return cls.from_node(load_yaml(path))
+

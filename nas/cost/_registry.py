@@ -8,6 +8,7 @@ from nas._config import load_yaml
 from nas._errors import NasConfigError, nearest
 from nas.cost._analytic import AnalyticDevice
 from nas.cost._base import CostModel
+from nas.cost._table import LookupTable
 
 __all__ = ["builtin_table_dir", "list_devices", "load_cost_model"]
 
@@ -18,21 +19,35 @@ def builtin_table_dir() -> Path:
 
 
 def list_devices(extra_dirs: tuple[Path, ...] = ()) -> list[str]:
-    """Device names with a cost model file in ``latency_tables/`` (and ``extra_dirs``)."""
+    """Device names with a cost model in ``latency_tables/`` (and ``extra_dirs``): analytic
+    profiles (``<device>.yaml``) and lookup tables (``<device>.json`` + ``.csv``)."""
     names: set[str] = set()
     for folder in (builtin_table_dir(), *extra_dirs):
         if folder.is_dir():
             names.update(p.stem for p in folder.glob("*.yaml"))
+            names.update(p.stem for p in folder.glob("*.json"))
     return sorted(names)
 
 
 def load_cost_model(device: str, extra_dirs: tuple[Path, ...] = ()) -> CostModel:
-    """The cost model of ``device``: ``<dir>/<device>.yaml`` in ``extra_dirs``, then built-ins.
+    """The cost model of ``device``, searched in ``extra_dirs`` then ``latency_tables/``:
+    a lookup table ``<device>.json`` (+ ``.csv``) first, else an analytic ``<device>.yaml``.
 
-    A path to a YAML file is accepted too.
+    A path to a table (``.json``/``.csv``) or to an analytic profile (``.yaml``) works too.
     """
+    if device.endswith(".json") or device.endswith(".csv"):
+        return LookupTable.load(device)
     candidates = [Path(device)] if device.endswith((".yaml", ".yml")) else []
-    candidates += [folder / f"{device}.yaml" for folder in (*extra_dirs, builtin_table_dir())]
+    for folder in (*extra_dirs, builtin_table_dir()):
+        if (folder / f"{device}.json").is_file():
+            table = LookupTable.load(folder / f"{device}.json")
+            if table.device != device:
+                raise NasConfigError(
+                    f"{folder / device}.json: device: file is named for '{device}' but declares "
+                    f"'{table.device}'"
+                )
+            return table
+        candidates.append(folder / f"{device}.yaml")
     for path in candidates:
         if path.is_file():
             node = load_yaml(path)

@@ -176,6 +176,22 @@ class CellSpace(SearchSpace):
             head = self._spec["head"]["op"]
             yield "head", head, parse_op(head), width, width, 1
 
+    def layer_slots(self) -> dict[str, tuple[str, ...]]:
+        arch = self.from_choices({key: choices[0] for key, choices in self._params.items()})
+        return {
+            layer.name: ((layer.name.rsplit(".", 1)[1],) if "->" in layer.name else ())
+            for layer in self.layers(arch)
+        }
+
+    def possible_layers(self) -> tuple[Layer, ...]:
+        found: dict[str, Layer] = {}
+        ops = self._spec["cell"]["ops"]
+        for label in ops:  # every op on every edge position: one architecture per op suffices
+            arch = self.from_choices({key: label for key in self._params})
+            for layer in self.layers(arch):
+                found.setdefault(layer.signature, layer)
+        return tuple(found.values())
+
     def layers(self, arch: Architecture) -> tuple[Layer, ...]:
         out: list[Layer] = []
         shape = self.input_shape

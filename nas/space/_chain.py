@@ -23,6 +23,7 @@ fixed length and every sampler sees every dimension.
 
 from __future__ import annotations
 
+import itertools
 import re
 from typing import Any
 
@@ -47,6 +48,7 @@ from nas.space._space import (
 __all__ = ["ChainSpace"]
 
 PAD = "skip"
+Shape = tuple[int, int, int]
 _STAGE_TOKEN = re.compile(r"^([ws])(\d+)$")
 
 
@@ -208,6 +210,69 @@ class ChainSpace(SearchSpace):
         if head is not None:
             plan.append(("head", head["op"], parse_op(head["op"]), head["width"], 1))
         return plan
+
+    def layer_slots(self) -> dict[str, tuple[str, ...]]:
+        def dynamic(*names: str) -> tuple[str, ...]:
+            return tuple(n for n in names if n in self._params)
+
+        strides: tuple[str, ...] = ()  # the strides that set the resolution reaching a stage
+        slots: dict[str, tuple[str, ...]] = {"stem": ()}
+        for i, stage in enumerate(self._stages):
+            into = dynamic(f"s{i - 1}.width") if i else ()
+            own = dynamic(f"s{i}.width", f"s{i}.stride")
+            for j in range(max(stage["depth"])):
+                optional = dynamic(f"s{i}.depth") if j >= min(stage["depth"]) else ()
+                slot = dynamic(f"s{i}.l{j}") + own + optional + strides + (into if j == 0 else ())
+                slots[f"stages.{i}.{j}"] = slot
+            strides += dynamic(f"s{i}.stride")
+        last = dynamic(f"s{len(self._stages) - 1}.width")
+        if self._spec["head"] is not None:
+            slots["head"] = last + strides
+            slots["classifier"] = strides
+        else:
+            slots["classifier"] = last + strides
+        return slots
+
+    def possible_layers(self) -> tuple[Layer, ...]:
+        found: dict[str, Layer] = {}
+
+        def add(name: str, label: str, op: OpSpec, shape: Shape, cout: int, stride: int) -> Layer:
+            prof = profile_layer(op, shape, cout, stride)
+            layer = Layer(name, label, op, shape, prof.out_shape, stride, prof.params, prof.macs)
+            found.setdefault(layer.signature, layer)
+            return layer
+
+        stem = self._spec["stem"]
+        first = add(
+            "stem",
+            stem["op"],
+            parse_op(stem["op"]),
+            self.input_shape,
+            stem["width"],
+            stem["stride"],
+        )
+        shapes = {first.out_shape}  # possible (C, H, W) entering the next stage
+        for i, stage in enumerate(self._stages):
+            following: set[Shape] = set()
+            for c, h, w in shapes:
+                for stride, cout, label in itertools.product(
+                    stage["stride"], stage["width"], stage["ops"]
+                ):
+                    out = add(f"stages.{i}.0", label, self._ops[label], (c, h, w), cout, stride)
+                    if max(stage["depth"]) > 1:
+                        add(f"stages.{i}.1", label, self._ops[label], out.out_shape, cout, 1)
+                    following.add(out.out_shape)
+            shapes = following
+        head = self._spec["head"]
+        if head is not None:
+            shapes = {
+                add("head", head["op"], parse_op(head["op"]), shape, head["width"], 1).out_shape
+                for shape in shapes
+            }
+        for shape in shapes:
+            layer = classifier_layer(shape, self.num_classes)
+            found.setdefault(layer.signature, layer)
+        return tuple(found.values())
 
     def layers(self, arch: Architecture) -> tuple[Layer, ...]:
         shape = self.input_shape

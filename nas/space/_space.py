@@ -181,6 +181,17 @@ class SearchSpace(ABC):
             torch.manual_seed(seed)
             return self._build(arch)
 
+    @abstractmethod
+    def layer_slots(self) -> dict[str, tuple[str, ...]]:
+        """Every layer position (``Layer.name``) any architecture can have, with the parameters
+        that decide which layer sits there (and whether one does). A cost that is a sum over
+        layers is then a sum of small tables, one per slot, indexed by those parameters."""
+
+    @abstractmethod
+    def possible_layers(self) -> tuple[Layer, ...]:
+        """Every distinct layer (op, input shape, output width, stride) any architecture of the
+        space can contain, one per signature: what a lookup table must cover."""
+
     def peak_activation_elems(self, arch: Architecture) -> int:
         """Most activation elements alive at once at batch 1 (default: a layer's input+output)."""
         return max(layer.activation_elems for layer in self.layers(arch))

@@ -1,0 +1,368 @@
+"""Measuring lookup tables on this machine: ``nas profile`` and ``nas validate-table``.
+
+Protocol (recorded in each table's metadata): the module is built once, moved to the device and
+dtype, put in eval mode and run under ``torch.inference_mode``; ``warmup`` untimed calls, then
+``repeats`` timed calls, each timed alone (``time.perf_counter_ns`` on CPU, CUDA events with a
+synchronize on GPUs); the statistic is the median. The thread count is fixed for the whole run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import math
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas._errors import NasConfigError
+from nas.cost._table import LookupTable, TableEntry, entry_from_layer
+from nas.space import Layer, SearchSpace, parse_op
+
+__all__ = [
+    "ProfileConfig",
+    "build_layer",
+    "measure",
+    "profile_space",
+    "validate_table",
+]
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+_RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
+#: overhead calibration uses architectures drawn with this seed; validation never uses it
+CALIBRATION_SEED = 20_240_601
+
+
+@dataclass(frozen=True)
+class ProfileConfig:
+    """How to measure: device (``cpu``, ``cuda``, ``cuda:N``), threads, batch, dtype, repeats.
+
+    ``power_w`` is the average power charged per millisecond where no energy counter can be
+    read (RAPL on Linux CPUs, NVML on NVIDIA GPUs), with ``power_source`` saying where the
+    figure comes from.
+    """
+
+    device: str = "cpu"
+    threads: int | None = None
+    batch: int = 1
+    dtype: str = "fp32"
+    warmup: int = 10
+    repeats: int = 50
+    power_w: float = 10.0
+    power_source: str = "latency_tables/cpu.yaml static_power_w (15 W TDP class CPU)"
+    overhead_archs: int = 5
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES:
+            allowed = [*_DTYPES, "int8"]
+            if self.dtype == "int8":
+                raise NasConfigError(
+                    "--dtype int8: INT8 kernels come from the quantization stage (torchao); "
+                    "profile fp32/fp16/bf16 here",
+                    allowed=allowed,
+                    value=self.dtype,
+                )
+            raise NasConfigError(
+                f"unknown dtype '{self.dtype}'", allowed=allowed, value=self.dtype
+            )
+        if not (self.device == "cpu" or self.device.startswith("cuda")):
+            raise NasConfigError(f"unknown device '{self.device}'; use cpu, cuda or cuda:N")
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise NasConfigError(f"--device {self.device}: CUDA is not available on this machine")
+        for name in ("batch", "warmup", "repeats"):
+            if getattr(self, name) < (0 if name == "warmup" else 1):
+                raise NasConfigError(f"--{name} must be positive, got {getattr(self, name)}")
+
+    @property
+    def torch_device(self) -> torch.device:
+        return torch.device(self.device)
+
+    def protocol(self) -> dict[str, Any]:
+        timer = "cuda events" if self.device.startswith("cuda") else "time.perf_counter_ns"
+        return {
+            "warmup": self.warmup,
+            "repeats": self.repeats,
+            "statistic": "p50",
+            "timer": timer,
+            "threads": torch.get_num_threads(),
+            "batch": self.batch,
+            "dtype": self.dtype,
+            "mode": "torch eager, eval, inference_mode",
+        }
+
+
+def fingerprint(config: ProfileConfig) -> dict[str, Any]:
+    """The machine and runtime a table was measured on."""
+    from nas.pipeline import environment
+
+    env = environment()
+    out = {
+        "cpu": env["cpu"],
+        "cpu_count": env["cpu_count"],
+        "platform": env["platform"],
+        "python": env["python"],
+        "runtime": f"torch {torch.__version__}",
+        "threads": torch.get_num_threads(),
+        "device": config.device,
+    }
+    if config.device.startswith("cuda"):
+        index = config.torch_device.index or 0
+        out["gpu"] = torch.cuda.get_device_name(index)
+        out["cuda"] = torch.version.cuda
+        out["driver"] = _nvidia_driver()
+    return out
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        return str(pynvml.nvmlSystemGetDriverVersion())
+    except Exception:  # noqa: BLE001 - optional: pynvml absent or no driver
+        return None
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _Classifier(nn.Module):
+    """Global average pool + linear: the ``classifier`` layer of every space."""
+
+    def __init__(self, c: int, classes: int) -> None:
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(c, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(x).flatten(1))
+
+
+def build_layer(layer: Layer) -> nn.Module:
+    """The module of one table row, built exactly as the model builds it."""
+    if layer.op.type == "classifier":
+        return _Classifier(layer.in_shape[0], layer.out_shape[0])
+    return parse_op(layer.op.name).op().build(layer.in_shape[0], layer.out_shape[0], layer.stride)
+
+
+def measure(module: nn.Module, shape: Sequence[int], config: ProfileConfig) -> list[float]:
+    """Latency samples in ms of ``module`` on a random input of ``(batch, *shape)``."""
+    device, dtype = config.torch_device, _DTYPES[config.dtype]
+    module = module.to(device=device, dtype=dtype).eval()
+    x = torch.randn(config.batch, *shape, device=device, dtype=dtype)
+    samples: list[float] = []
+    with torch.inference_mode():
+        for _ in range(config.warmup):
+            module(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+            for _ in range(config.repeats):
+                start, end = (
+                    torch.cuda.Event(enable_timing=True),
+                    torch.cuda.Event(enable_timing=True),
+                )
+                start.record()
+                module(x)
+                end.record()
+                end.synchronize()
+                samples.append(start.elapsed_time(end))
+        else:
+            for _ in range(config.repeats):
+                t0 = time.perf_counter_ns()
+                module(x)
+                samples.append((time.perf_counter_ns() - t0) / 1e6)
+    return samples
+
+
+def _energy_mj(
+    module: nn.Module, shape: Sequence[int], config: ProfileConfig, latency_ms: float
+) -> tuple[float, str]:
+    """Energy of one call: a hardware counter where readable, else power x latency."""
+    if config.device == "cpu" and os.access(_RAPL, os.R_OK):
+        x = torch.randn(config.batch, *shape, dtype=_DTYPES[config.dtype])
+        calls = max(10, int(50 / max(latency_ms, 1e-3)))  # ~50 ms of work per reading
+        with torch.inference_mode():
+            before = int(_RAPL.read_text())
+            for _ in range(calls):
+                module(x)
+            after = int(_RAPL.read_text())
+        if after > before:  # the counter wraps; a wrapped reading falls back below
+            return (after - before) / 1e3 / calls, "rapl package energy"
+    return config.power_w * latency_ms, f"power x latency ({config.power_w} W)"
+
+
+def profile_space(
+    space: SearchSpace,
+    config: ProfileConfig,
+    *,
+    device_name: str,
+    existing: LookupTable | None = None,
+    checkpoint: Callable[[LookupTable], object] | None = None,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> LookupTable:
+    """Measure every layer ``space`` can produce that ``existing`` lacks; returns the table.
+
+    After the layers, a few architectures (seed ``CALIBRATION_SEED``) are timed end to end and
+    the median of (measured - sum of layers) is stored as ``model_overhead_ms``: the part of a
+    forward pass that belongs to no layer (the model's own call, flatten, Python dispatch).
+    """
+    with _threads(config.threads):
+        table = existing or LookupTable(device_name, {}, {}, config.dtype, config.batch)
+        todo = table.missing(space.possible_layers())
+        log.info("%d layers to measure for space %s", len(todo), space.name)
+        new: list[TableEntry] = []
+        energy_note = ""
+        for i, layer in enumerate(todo):
+            module = build_layer(layer)
+            samples = measure(module, layer.in_shape, config)
+            p50 = statistics.median(samples)
+            energy, energy_note = _energy_mj(module, layer.in_shape, config, p50)
+            new.append(
+                entry_from_layer(
+                    layer,
+                    latency_ms=samples,
+                    energy_mj=energy,
+                    kind="measured",
+                    dtype=config.dtype,
+                    batch=config.batch,
+                )
+            )
+            if progress:
+                progress(i + 1, len(todo), layer.signature)
+            if checkpoint and (i + 1) % 25 == 0:
+                checkpoint(table.with_entries(new))
+        spaces = dict(table.meta.get("spaces", {}))
+        spaces[space.name] = space.hash
+        meta = {
+            "description": table.meta.get("description")
+            or f"measured on {platform.node() or 'this machine'} with nas profile",
+            "runtime_device": config.device,
+            "fingerprint": fingerprint(config),
+            "protocol": config.protocol(),
+            "energy": {
+                "method": energy_note or table.meta.get("energy", {}).get("method", ""),
+                "power_w": config.power_w,
+                "power_source": config.power_source,
+            },
+            "value_kinds": {
+                "latency": "measured",
+                "energy": "measured" if "rapl" in energy_note else "estimated (power x latency)",
+            },
+            "spaces": spaces,
+            "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "profile_command": (
+                f"nas profile --space {space.name} --device {config.device} "
+                f"--out {device_name}.json"
+            ),
+        }
+        table = table.with_entries(new, **meta)
+        if new or "model_overhead_ms" not in table.meta:
+            overhead = _model_overhead(space, table, config)
+            table = table.with_entries([], **overhead)
+        return table
+
+
+def _model_overhead(
+    space: SearchSpace, table: LookupTable, config: ProfileConfig
+) -> dict[str, Any]:
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    gaps = []
+    for _ in range(config.overhead_archs):
+        arch = space.random(rng)
+        model = space.build(arch, seed=0)
+        measured = statistics.median(measure(model, space.input_shape, config))
+        summed = sum(table.entry(layer).latency_ms_p50 for layer in space.layers(arch))
+        gaps.append(measured - summed)
+    overhead = max(0.0, statistics.median(gaps))
+    return {
+        "model_overhead_ms": overhead,
+        "model_overhead_mj": overhead * config.power_w,
+        "model_overhead_note": (
+            f"median of (end-to-end - sum of layers) over {config.overhead_archs} architectures "
+            f"drawn with seed {CALIBRATION_SEED} (never used for validation)"
+        ),
+    }
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """How far a table's predictions are from end-to-end measurements."""
+
+    device: str
+    space: str
+    n: int
+    within_5pct: float
+    within_10pct: float
+    mape_pct: float
+    rmspe_pct: float
+    kendall_tau: float
+    spearman: float
+    rows: tuple[tuple[str, float, float], ...]  # (arch string, predicted ms, measured ms)
+
+    def summary(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["rows"]
+        return out
+
+
+def validate_table(
+    space: SearchSpace,
+    table: LookupTable,
+    config: ProfileConfig,
+    *,
+    n: int = 100,
+    seed: int = 0,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> ValidationReport:
+    """Measure ``n`` random architectures end to end and compare with the table's prediction."""
+    from scipy import stats
+
+    if seed == CALIBRATION_SEED:
+        raise NasConfigError(f"--seed {seed} is the seed the table's overhead was fitted on")
+    table.check_space(space)
+    rng = np.random.default_rng(seed)
+    rows = []
+    with _threads(config.threads):
+        for i in range(n):
+            arch = space.random(rng)
+            predicted = table.estimate(space.layers(arch)).latency_ms
+            model = space.build(arch, seed=0)
+            measured = statistics.median(measure(model, space.input_shape, config))
+            rows.append((space.format(arch), predicted, measured))
+            if progress:
+                progress(i + 1, n, rows[-1][0])
+    pred = np.array([r[1] for r in rows])
+    meas = np.array([r[2] for r in rows])
+    err = (pred - meas) / meas
+    return ValidationReport(
+        device=table.device,
+        space=space.name,
+        n=n,
+        within_5pct=float(np.mean(np.abs(err) <= 0.05)),
+        within_10pct=float(np.mean(np.abs(err) <= 0.10)),
+        mape_pct=float(100 * np.mean(np.abs(err))),
+        rmspe_pct=float(100 * math.sqrt(np.mean(err**2))),
+        kendall_tau=float(stats.kendalltau(pred, meas).statistic),
+        spearman=float(stats.spearmanr(pred, meas).statistic),
+        rows=tuple(rows),
+    )

@@ -1,0 +1,334 @@
+"""Lookup tables: measured (or imported, calibrated) cost of every layer a space can produce.
+
+A table is two files in ``latency_tables/`` (or anywhere):
+
+- ``<device>.csv``: one row per layer signature with units in every column name::
+
+      signature,op,stride,in_c,in_h,in_w,out_c,out_h,out_w,dtype,batch,
+      latency_ms_p50,latency_ms_mean,latency_ms_std,n,energy_mj,kind,source
+
+  ``signature`` is :attr:`nas.space.Layer.signature` (``op-in:CxHxW-out:CxHxW-s<stride>``);
+  ``kind`` says where the number comes from: ``measured``, ``analytic``, ``imported`` or
+  ``calibrated``.
+- ``<device>.json``: metadata: ``schema_version``, ``device``, ``units``, the device
+  ``fingerprint`` (CPU/GPU, threads, runtime and version), the measurement ``protocol`` (warm-up,
+  repeats, statistic), how energy was obtained, and ``model_overhead_ms``: the part of an
+  end-to-end forward pass that belongs to no layer (measured, see ``nas profile``).
+
+A model's predicted latency is ``model_overhead_ms`` plus the sum of its layers' ``latency_ms_p50``
+(the statistic the protocol names). A layer missing from the table is an error naming the key,
+the nearest keys present and the ``nas profile`` command that fills it, never a silent zero.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from nas._errors import NasConfigError
+from nas._io import atomic_write_json, atomic_write_text
+from nas.cost._base import CostEstimate
+from nas.space import Layer
+
+__all__ = ["COLUMNS", "TABLE_SCHEMA_VERSION", "LookupTable", "TableEntry", "entry_from_layer"]
+
+TABLE_SCHEMA_VERSION = 1
+KINDS = ("measured", "analytic", "imported", "calibrated")
+DTYPES = ("fp32", "fp16", "bf16", "int8")
+COLUMNS = (
+    "signature", "op", "stride", "in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "dtype",
+    "batch", "latency_ms_p50", "latency_ms_mean", "latency_ms_std", "n", "energy_mj", "kind",
+    "source",
+)  # fmt: skip
+_FLOATS = ("latency_ms_p50", "latency_ms_mean", "latency_ms_std", "energy_mj")
+_INTS = ("stride", "in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "batch", "n")
+_UNITLESS_HINT = {  # column names seen in other tools' tables -> ours
+    "latency": "latency_ms_p50",
+    "latency_ms": "latency_ms_p50",
+    "mean": "latency_ms_mean",
+    "energy": "energy_mj",
+    "latency_s": "latency_ms_p50",
+    "latency_us": "latency_ms_p50",
+}
+
+
+@dataclass(frozen=True)
+class TableEntry:
+    """Cost of one layer signature on one device (latency statistics in ms, energy in mJ)."""
+
+    signature: str
+    op: str
+    stride: int
+    in_c: int
+    in_h: int
+    in_w: int
+    out_c: int
+    out_h: int
+    out_w: int
+    dtype: str
+    batch: int
+    latency_ms_p50: float
+    latency_ms_mean: float
+    latency_ms_std: float
+    n: int
+    energy_mj: float
+    kind: str
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        for name in _FLOATS:
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise NasConfigError(
+                    f"table entry {self.signature!r}: {name} must be a finite number >= 0, "
+                    f"got {value!r}"
+                )
+        if self.kind not in KINDS:
+            raise NasConfigError(
+                f"table entry {self.signature!r}: unknown kind {self.kind!r}",
+                allowed=KINDS,
+                value=self.kind,
+            )
+        if self.dtype not in DTYPES:
+            raise NasConfigError(
+                f"table entry {self.signature!r}: unknown dtype {self.dtype!r}",
+                allowed=DTYPES,
+                value=self.dtype,
+            )
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return (self.signature, self.dtype, self.batch)
+
+    def row(self) -> dict[str, Any]:
+        return {c: getattr(self, c) for c in COLUMNS}
+
+
+def entry_from_layer(
+    layer: Layer,
+    *,
+    latency_ms: Sequence[float] | float,
+    energy_mj: float,
+    kind: str,
+    dtype: str = "fp32",
+    batch: int = 1,
+    source: str = "",
+) -> TableEntry:
+    """A table entry for ``layer`` from repeated latency samples (or one value) and an energy."""
+    samples = [float(latency_ms)] if isinstance(latency_ms, (int, float)) else list(latency_ms)
+    ordered = sorted(samples)
+    mid = len(ordered) // 2
+    p50 = ordered[mid] if len(ordered) % 2 else 0.5 * (ordered[mid - 1] + ordered[mid])
+    mean = sum(samples) / len(samples)
+    std = math.sqrt(sum((s - mean) ** 2 for s in samples) / len(samples))
+    (ci, hi, wi), (co, ho, wo) = layer.in_shape, layer.out_shape
+    return TableEntry(
+        signature=layer.signature, op=layer.op.name, stride=layer.stride,
+        in_c=ci, in_h=hi, in_w=wi, out_c=co, out_h=ho, out_w=wo, dtype=dtype, batch=batch,
+        latency_ms_p50=p50, latency_ms_mean=mean, latency_ms_std=std, n=len(samples),
+        energy_mj=energy_mj, kind=kind, source=source,
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LookupTable:
+    """A per-device table of layer costs; a :class:`nas.cost.CostModel`.
+
+    Attributes:
+        device: Device name used in metric names (``latency_ms@<device>``).
+        meta: The metadata document (schema version, fingerprint, protocol, ...).
+        entries: ``(signature, dtype, batch) -> TableEntry``.
+        dtype: The dtype predictions use (default: the protocol's).
+        batch: The batch size predictions use (default: the protocol's).
+    """
+
+    device: str
+    meta: Mapping[str, Any]
+    entries: Mapping[tuple[str, str, int], TableEntry] = field(repr=False)
+    dtype: str = "fp32"
+    batch: int = 1
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "entries", MappingProxyType(dict(self.entries)))
+        object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+
+    # -- prediction -----------------------------------------------------------------------------
+    @property
+    def model_overhead_ms(self) -> float:
+        return float(self.meta.get("model_overhead_ms", 0.0))
+
+    @property
+    def model_overhead_mj(self) -> float:
+        return float(self.meta.get("model_overhead_mj", 0.0))
+
+    def entry(self, layer: Layer) -> TableEntry:
+        """The entry of ``layer``; a missing one raises naming the key and the fix."""
+        found = self.entries.get((layer.signature, self.dtype, self.batch))
+        if found is None:
+            raise self.missing_error(layer)
+        return found
+
+    def estimate(self, layers: Sequence[Layer]) -> CostEstimate:
+        latency = self.model_overhead_ms
+        energy = self.model_overhead_mj
+        kinds = set()
+        for layer in layers:
+            e = self.entry(layer)
+            latency += e.latency_ms_p50
+            energy += e.energy_mj
+            kinds.add(e.kind)
+        kind = kinds.pop() if len(kinds) == 1 else "mixed"
+        return CostEstimate(latency_ms=latency, energy_mj=energy, kind=kind)
+
+    def missing_error(self, layer: Layer) -> NasConfigError:
+        """The error for a layer the table lacks: its key, the nearest keys, the fix."""
+        present = [k[0] for k in self.entries if k[1] == self.dtype and k[2] == self.batch]
+        same_op = [s for s in present if s.split("-in:")[0] == layer.op.name] or present
+        near = difflib.get_close_matches(layer.signature, same_op, n=3, cutoff=0.0)
+        where = f" ({self.path})" if self.path else ""
+        space_hint = self.meta.get("profile_command") or (
+            f"nas profile --space SPACE --device {self.meta.get('runtime_device', 'cpu')} "
+            f"--out {self.path or self.device + '.json'}"
+        )
+        return NasConfigError(
+            f"table '{self.device}'{where} has no entry {layer.signature} "
+            f"[{self.dtype}, batch {self.batch}] for layer {layer.name}; nearest present: "
+            f"{', '.join(near) or 'none'}; fill it with: {space_hint}"
+        )
+
+    def check_space(self, space: Any) -> None:
+        """Raise unless the table was built for ``space`` (by name) or names no spaces at all."""
+        spaces = self.meta.get("spaces")
+        if spaces and space.name not in spaces:
+            raise NasConfigError(
+                f"table '{self.device}' ({self.path}) covers the spaces {', '.join(spaces)}, not "
+                f"'{space.name}'; measure one with: nas profile --space {space.name} "
+                f"--device {self.meta.get('runtime_device', 'cpu')} --out TABLE"
+            )
+
+    def missing(self, layers: Iterable[Layer]) -> list[Layer]:
+        """The layers of ``layers`` without an entry (each signature once)."""
+        seen: dict[str, Layer] = {}
+        for layer in layers:
+            if (layer.signature, self.dtype, self.batch) not in self.entries:
+                seen.setdefault(layer.signature, layer)
+        return list(seen.values())
+
+    # -- files ----------------------------------------------------------------------------------
+    def with_entries(self, entries: Iterable[TableEntry], **meta: Any) -> LookupTable:
+        """A copy with ``entries`` added (replacing same keys) and metadata updated."""
+        merged = dict(self.entries)
+        merged.update({e.key: e for e in entries})
+        return LookupTable(
+            self.device, {**self.meta, **meta}, merged, self.dtype, self.batch, self.path
+        )
+
+    def save(self, path: str | Path) -> Path:
+        """Write ``<stem>.csv`` and ``<stem>.json`` atomically; returns the JSON path."""
+        json_path = Path(path).with_suffix(".json")
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        for entry in sorted(self.entries.values(), key=lambda e: (e.op, e.key)):
+            row = entry.row()
+            for name in _FLOATS:
+                row[name] = f"{row[name]:.6g}" if entry.kind == "measured" else repr(row[name])
+            writer.writerow(row)
+        meta = {
+            "schema_version": TABLE_SCHEMA_VERSION,
+            "device": self.device,
+            "kind": "table",
+            "units": {"latency": "ms", "energy": "mJ"},
+            **{
+                k: v
+                for k, v in self.meta.items()
+                if k not in ("schema_version", "device", "kind", "units", "table")
+            },
+            "table": json_path.with_suffix(".csv").name,
+            "entries": len(self.entries),
+        }
+        atomic_write_text(json_path.with_suffix(".csv"), buf.getvalue())
+        atomic_write_json(json_path, meta)
+        return json_path
+
+    @classmethod
+    def load(
+        cls, path: str | Path, *, dtype: str | None = None, batch: int | None = None
+    ) -> LookupTable:
+        """Read a table from its ``.json`` metadata (or its ``.csv``); validates everything."""
+        json_path = Path(path).with_suffix(".json")
+        try:
+            meta = json.loads(json_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise NasConfigError(f"{json_path}: table metadata not found") from None
+        except json.JSONDecodeError as exc:
+            raise NasConfigError(f"{json_path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+        if not isinstance(meta, dict):
+            raise NasConfigError(f"{json_path}: expected a JSON object")
+        version = meta.get("schema_version")
+        if version != TABLE_SCHEMA_VERSION:
+            raise NasConfigError(
+                f"{json_path}: schema_version: table schema {version!r} is not supported; this "
+                f"version of nas reads schema {TABLE_SCHEMA_VERSION}"
+            )
+        for key in ("device", "units"):
+            if key not in meta:
+                raise NasConfigError(f"{json_path}: missing key '{key}'")
+        if meta["units"] != {"latency": "ms", "energy": "mJ"}:
+            raise NasConfigError(
+                f'{json_path}: units: expected {{"latency": "ms", "energy": "mJ"}}, got '
+                f"{meta['units']!r}; convert the table (nas import-table) instead of relabelling"
+            )
+        csv_path = json_path.parent / meta.get("table", json_path.with_suffix(".csv").name)
+        entries = _read_csv(csv_path)
+        protocol = meta.get("protocol", {})
+        return cls(
+            device=str(meta["device"]),
+            meta=meta,
+            entries={e.key: e for e in entries},
+            dtype=dtype or protocol.get("dtype", "fp32"),
+            batch=batch or int(protocol.get("batch", 1)),
+            path=str(json_path),
+        )
+
+
+def _read_csv(path: Path) -> list[TableEntry]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NasConfigError(f"{path}: table file not found") from None
+    reader = csv.DictReader(io.StringIO(text))
+    header = reader.fieldnames or []
+    missing = [c for c in COLUMNS if c not in header and c != "source"]
+    if missing:
+        hints = [f"'{h}' -> '{_UNITLESS_HINT[h]}'" for h in header if h in _UNITLESS_HINT]
+        hint = f" (columns need units in their names: {', '.join(hints)})" if hints else ""
+        raise NasConfigError(f"{path}:1: missing columns {', '.join(missing)}{hint}")
+    entries = []
+    for line, row in enumerate(reader, start=2):
+        try:
+            values: dict[str, Any] = {c: row.get(c) or "" for c in COLUMNS}
+            for c in _INTS:
+                values[c] = int(values[c])
+            for c in _FLOATS:
+                values[c] = float(values[c])
+        except ValueError as exc:
+            raise NasConfigError(f"{path}:{line}: {exc}") from None
+        try:
+            entries.append(TableEntry(**values))
+        except NasConfigError as exc:
+            raise NasConfigError(f"{path}:{line}: {exc}") from None
+    keys = [e.key for e in entries]
+    if len(set(keys)) != len(keys):
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise NasConfigError(f"{path}: duplicate entry {dup[0]} [{dup[1]}, batch {dup[2]}]")
+    return entries
