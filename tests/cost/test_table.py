@@ -1,0 +1,222 @@
+"""Lookup tables: format, validation, profiling, prediction and its vectorized twin."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from nas import NasConfigError
+from nas.cli import main
+from nas.cost import LookupTable, VectorizedCost, entry_from_layer, list_devices, load_cost_model
+from nas.cost._profile import ProfileConfig, profile_space, validate_table
+from nas.space import SearchSpace, list_spaces, load_space
+
+TINY = """
+name: tiny_cell
+type: cell
+input: {channels: 1, height: 8, width: 8}
+num_classes: 10
+ops: {none: zero, skip_connect: skip, nor_conv_3x3: rcb_k3}
+cell: {nodes: 3, ops: [none, skip_connect, nor_conv_3x3]}
+stem: {op: conv_k3_linear, width: 8}
+stages:
+  - {cells: 1, width: 8}
+head: {op: bnact_relu}
+"""
+FAST = ProfileConfig(threads=1, warmup=1, repeats=3, overhead_archs=2)
+
+
+@pytest.fixture
+def tiny(tmp_path) -> SearchSpace:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY)
+    return SearchSpace.from_yaml(path)
+
+
+@pytest.fixture
+def table(tiny, tmp_path) -> LookupTable:
+    t = profile_space(tiny, FAST, device_name="tinydev")
+    t.save(tmp_path / "tinydev.json")
+    return LookupTable.load(tmp_path / "tinydev.json")
+
+
+def test_profile_covers_every_layer_and_round_trips(tiny, table, tmp_path):
+    assert {e[0] for e in table.entries} == {layer.signature for layer in tiny.possible_layers()}
+    assert all(
+        e.kind == "measured" and e.n == 3 and e.latency_ms_p50 > 0 for e in table.entries.values()
+    )
+    meta = json.loads((tmp_path / "tinydev.json").read_text())
+    assert meta["schema_version"] == 1 and meta["units"] == {"latency": "ms", "energy": "mJ"}
+    assert meta["protocol"]["statistic"] == "p50" and meta["protocol"]["repeats"] == 3
+    assert meta["fingerprint"]["runtime"].startswith("torch")
+    assert meta["spaces"] == {"tiny_cell": tiny.hash}
+    assert "model_overhead_ms" in meta and "power x latency" in meta["energy"]["method"]
+    header = (tmp_path / "tinydev.csv").read_text().splitlines()[0].split(",")
+    assert "latency_ms_p50" in header and "energy_mj" in header
+    arch = tiny.random(0)
+    est = table.estimate(tiny.layers(arch))
+    expected = table.model_overhead_ms + sum(
+        table.entry(layer).latency_ms_p50 for layer in tiny.layers(arch)
+    )
+    assert est.latency_ms == pytest.approx(expected) and est.kind == "measured"
+
+
+def test_rerun_fills_only_missing_entries(tiny, table):
+    calls = []
+    again = profile_space(
+        tiny, FAST, device_name="tinydev", existing=table, progress=lambda *a: calls.append(a)
+    )
+    assert calls == [] and dict(again.entries) == dict(table.entries)
+    partial = LookupTable(table.device, table.meta, dict(list(table.entries.items())[:-2]))
+    filled = profile_space(
+        tiny, FAST, device_name="tinydev", existing=partial, progress=lambda *a: calls.append(a)
+    )
+    assert len(calls) == 2 and set(filled.entries) == set(table.entries)
+
+
+def test_missing_entry_names_key_nearest_and_fix(tiny, table):
+    arch = tiny.parse("|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|")
+    layers = tiny.layers(arch)
+    victim = next(layer for layer in layers if layer.op.type == "rcb")
+    partial = LookupTable(
+        table.device,
+        table.meta,
+        {k: v for k, v in table.entries.items() if k[0] != victim.signature},
+    )
+    with pytest.raises(
+        NasConfigError,
+        match=r"has no entry rcb_k3-in:8x8x8.*nearest present: .*"
+        r"fill it with: nas profile --space tiny_cell",
+    ):
+        partial.estimate(layers)
+
+
+@pytest.mark.parametrize(
+    ("edit", "pattern"),
+    [
+        (lambda m, c: (m | {"schema_version": 7}, c), r"schema_version: table schema 7"),
+        (lambda m, c: (m | {"units": {"latency": "s", "energy": "mJ"}}, c), r"units: expected"),
+        (
+            lambda m, c: (m, c.replace("latency_ms_p50", "latency", 1)),
+            r"missing columns latency_ms_p50 \(columns need units.*'latency' -> 'latency_ms_p50'",
+        ),
+        (lambda m, c: (m, _set_first(c, "latency_ms_p50", "-1")), r"tinydev\.csv:2: .*>= 0"),
+        (lambda m, c: (m, _set_first(c, "energy_mj", "nan")), r"tinydev\.csv:2: .*energy_mj"),
+        (lambda m, c: (m, _set_first(c, "kind", "guessed")), r"unknown kind 'guessed'"),
+    ],
+)
+def test_bad_tables_are_refused(table, tmp_path, edit, pattern):
+    meta = json.loads((tmp_path / "tinydev.json").read_text())
+    text = (tmp_path / "tinydev.csv").read_text()
+    meta, text = edit(meta, text)
+    (tmp_path / "tinydev.json").write_text(json.dumps(meta))
+    (tmp_path / "tinydev.csv").write_text(text)
+    with pytest.raises(NasConfigError, match=pattern):
+        LookupTable.load(tmp_path / "tinydev.json")
+
+
+def _set_first(csv_text: str, column: str, value: str) -> str:
+    lines = csv_text.splitlines()
+    header = lines[0].split(",")
+    row = lines[1].split(",")
+    row[header.index(column)] = value
+    return "\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n"
+
+
+def test_table_for_another_space_is_refused(table):
+    with pytest.raises(NasConfigError, match=r"covers the spaces tiny_cell, not 'nasbench201'"):
+        table.check_space(load_space("nasbench201"))
+
+
+def test_validate_table_reports_accuracy(tiny, table):
+    report = validate_table(tiny, table, FAST, n=4, seed=1)
+    assert report.n == 4 and len(report.rows) == 4
+    assert 0 <= report.within_5pct <= report.within_10pct <= 1
+    assert report.mape_pct >= 0 and math.isfinite(report.rmspe_pct)
+    with pytest.raises(NasConfigError, match="overhead was fitted on"):
+        validate_table(tiny, table, FAST, n=1, seed=20_240_601)
+
+
+def test_cli_profile_validate_and_cost(tmp_path, capsys):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    out = tmp_path / "t.json"
+    args = ["--threads", "1", "--warmup", "1", "--repeats", "3"]
+    assert main(["profile", "--space", str(tmp_path / "tiny.yaml"), "--out", str(out), *args]) == 0
+    assert out.exists() and out.with_suffix(".csv").exists()
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "validate-table",
+                "--space",
+                str(tmp_path / "tiny.yaml"),
+                "--table",
+                str(out),
+                "--n",
+                "3",
+                *args,
+            ]
+        )
+        == 0
+    )
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    figures = json.loads(last)
+    assert {"within_5pct", "within_10pct", "mape_pct", "rmspe_pct", "kendall_tau"} <= set(figures)
+    archs = tmp_path / "archs.txt"
+    archs.write_text("|none~0|+|skip_connect~0|nor_conv_3x3~1|\n# comment\n\n")
+    assert (
+        main(
+            [
+                "cost",
+                "--space",
+                str(tmp_path / "tiny.yaml"),
+                "--table",
+                str(out),
+                "--archs",
+                str(archs),
+                "--out",
+                str(tmp_path / "c.csv"),
+            ]
+        )
+        == 0
+    )
+    lines = (tmp_path / "c.csv").read_text().splitlines()
+    assert lines[0] == "arch,latency_ms,energy_mj" and len(lines) == 2
+
+
+def test_int8_profiling_is_explained():
+    with pytest.raises(NasConfigError, match="INT8 kernels come from the quantization stage"):
+        ProfileConfig(dtype="int8")
+
+
+@pytest.mark.parametrize("space_name", list_spaces())
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+def test_vectorized_cost_equals_per_architecture_cost(space_name, device):
+    space = load_space(space_name)
+    model = load_cost_model(device)
+    fast = VectorizedCost(space, model)
+    archs = [space.random(i) for i in range(40)]
+    codes = fast.encode(archs)
+    slow = [model.estimate(space.layers(a)) for a in archs]
+    np.testing.assert_allclose(fast.latency_ms(codes), [s.latency_ms for s in slow], rtol=1e-9)
+    np.testing.assert_allclose(fast.energy_mj(codes), [s.energy_mj for s in slow], rtol=1e-9)
+
+
+def test_vectorized_table(tiny, table):
+    fast = VectorizedCost(tiny, table)
+    archs = list(tiny.enumerate())
+    slow = [table.estimate(tiny.layers(a)).latency_ms for a in archs]
+    np.testing.assert_allclose(fast.latency_ms(fast.encode(archs)), slow, rtol=1e-9)
+
+
+def test_entry_statistics():
+    layer = load_space("nasbench201").layers(load_space("nasbench201").random(0))[0]
+    e = entry_from_layer(layer, latency_ms=[1.0, 3.0, 2.0, 10.0], energy_mj=0.5, kind="measured")
+    assert e.latency_ms_p50 == 2.5 and e.latency_ms_mean == 4.0 and e.n == 4
+
+
+def test_devices_include_tables():
+    assert "cpu" in list_devices()
