@@ -49,6 +49,10 @@ CALIBRATION_SEED = 20_240_601
 class ProfileConfig:
     """How to measure: device (``cpu``, ``cuda``, ``cuda:N``), threads, batch, dtype, repeats.
 
+    Each module is timed in ``rounds`` interleaved rounds of ``repeats / rounds`` calls (all
+    modules once per round), so a slow phase of a shared machine hits every module alike and
+    the median over all samples discards it.
+
     ``power_w`` is the average power charged per millisecond where no energy counter can be
     read (RAPL on Linux CPUs, NVML on NVIDIA GPUs), with ``power_source`` saying where the
     figure comes from.
@@ -60,6 +64,7 @@ class ProfileConfig:
     dtype: str = "fp32"
     warmup: int = 10
     repeats: int = 50
+    rounds: int = 3
     power_w: float = 10.0
     power_source: str = "latency_tables/cpu.yaml static_power_w (15 W TDP class CPU)"
     overhead_archs: int = 5
@@ -81,7 +86,7 @@ class ProfileConfig:
             raise NasConfigError(f"unknown device '{self.device}'; use cpu, cuda or cuda:N")
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise NasConfigError(f"--device {self.device}: CUDA is not available on this machine")
-        for name in ("batch", "warmup", "repeats"):
+        for name in ("batch", "warmup", "repeats", "rounds"):
             if getattr(self, name) < (0 if name == "warmup" else 1):
                 raise NasConfigError(f"--{name} must be positive, got {getattr(self, name)}")
 
@@ -95,6 +100,7 @@ class ProfileConfig:
             "warmup": self.warmup,
             "repeats": self.repeats,
             "statistic": "p50",
+            "rounds": self.rounds,
             "timer": timer,
             "threads": torch.get_num_threads(),
             "batch": self.batch,
@@ -165,6 +171,19 @@ def build_layer(layer: Layer) -> nn.Module:
     return parse_op(layer.op.name).op().build(layer.in_shape[0], layer.out_shape[0], layer.stride)
 
 
+def measure_interleaved(
+    items: Sequence[tuple[nn.Module, Sequence[int]]], config: ProfileConfig
+) -> list[list[float]]:
+    """Latency samples of several modules, timed in ``config.rounds`` interleaved rounds."""
+    per_round = max(1, config.repeats // config.rounds)
+    part = ProfileConfig(**{**asdict(config), "repeats": per_round})
+    samples: list[list[float]] = [[] for _ in items]
+    for _ in range(config.rounds):
+        for i, (module, shape) in enumerate(items):
+            samples[i] += measure(module, shape, part)
+    return samples
+
+
 def measure(module: nn.Module, shape: Sequence[int], config: ProfileConfig) -> list[float]:
     """Latency samples in ms of ``module`` on a random input of ``(batch, *shape)``."""
     device, dtype = config.torch_device, _DTYPES[config.dtype]
@@ -232,24 +251,28 @@ def profile_space(
         log.info("%d layers to measure for space %s", len(todo), space.name)
         new: list[TableEntry] = []
         energy_note = ""
-        for i, layer in enumerate(todo):
-            module = build_layer(layer)
-            samples = measure(module, layer.in_shape, config)
-            p50 = statistics.median(samples)
-            energy, energy_note = _energy_mj(module, layer.in_shape, config, p50)
-            new.append(
-                entry_from_layer(
-                    layer,
-                    latency_ms=samples,
-                    energy_mj=energy,
-                    kind="measured",
-                    dtype=config.dtype,
-                    batch=config.batch,
+        chunk = 25  # layers timed together (interleaved); a checkpoint after each chunk
+        for start in range(0, len(todo), chunk):
+            layers = todo[start : start + chunk]
+            modules = [build_layer(layer) for layer in layers]
+            items = [(m, layer.in_shape) for m, layer in zip(modules, layers, strict=True)]
+            timings = measure_interleaved(items, config)
+            for layer, module, samples in zip(layers, modules, timings, strict=True):
+                p50 = statistics.median(samples)
+                energy, energy_note = _energy_mj(module, layer.in_shape, config, p50)
+                new.append(
+                    entry_from_layer(
+                        layer,
+                        latency_ms=samples,
+                        energy_mj=energy,
+                        kind="measured",
+                        dtype=config.dtype,
+                        batch=config.batch,
+                    )
                 )
-            )
             if progress:
-                progress(i + 1, len(todo), layer.signature)
-            if checkpoint and (i + 1) % 25 == 0:
+                progress(len(new), len(todo), layers[-1].signature)
+            if checkpoint:
                 checkpoint(table.with_entries(new))
         spaces = dict(table.meta.get("spaces", {}))
         spaces[space.name] = space.hash
@@ -286,13 +309,12 @@ def _model_overhead(
     space: SearchSpace, table: LookupTable, config: ProfileConfig
 ) -> dict[str, Any]:
     rng = np.random.default_rng(CALIBRATION_SEED)
+    archs = [space.random(rng) for _ in range(config.overhead_archs)]
+    items = [(space.build(arch, seed=0), space.input_shape) for arch in archs]
     gaps = []
-    for _ in range(config.overhead_archs):
-        arch = space.random(rng)
-        model = space.build(arch, seed=0)
-        measured = statistics.median(measure(model, space.input_shape, config))
+    for arch, samples in zip(archs, measure_interleaved(items, config), strict=True):
         summed = sum(table.entry(layer).latency_ms_p50 for layer in space.layers(arch))
-        gaps.append(measured - summed)
+        gaps.append(statistics.median(samples) - summed)
     overhead = max(0.0, statistics.median(gaps))
     return {
         "model_overhead_ms": overhead,
@@ -341,16 +363,18 @@ def validate_table(
         raise NasConfigError(f"--seed {seed} is the seed the table's overhead was fitted on")
     table.check_space(space)
     rng = np.random.default_rng(seed)
+    archs = [space.random(rng) for _ in range(n)]
     rows = []
     with _threads(config.threads):
-        for i in range(n):
-            arch = space.random(rng)
-            predicted = table.estimate(space.layers(arch)).latency_ms
-            model = space.build(arch, seed=0)
-            measured = statistics.median(measure(model, space.input_shape, config))
-            rows.append((space.format(arch), predicted, measured))
+        chunk = 20  # models timed together, interleaved
+        for start in range(0, n, chunk):
+            part = archs[start : start + chunk]
+            items = [(space.build(arch, seed=0), space.input_shape) for arch in part]
+            for arch, samples in zip(part, measure_interleaved(items, config), strict=True):
+                predicted = table.estimate(space.layers(arch)).latency_ms
+                rows.append((space.format(arch), predicted, statistics.median(samples)))
             if progress:
-                progress(i + 1, n, rows[-1][0])
+                progress(len(rows), n, rows[-1][0])
     pred = np.array([r[1] for r in rows])
     meas = np.array([r[2] for r in rows])
     err = (pred - meas) / meas
