@@ -287,6 +287,21 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_import(args: argparse.Namespace) -> int:
+    from nas.cost._import import import_table
+    from nas.space import load_space
+
+    space = load_space(args.space) if args.space else None
+    out = Path(args.out).with_suffix(".json")
+    table = import_table(args.format, args.src, args.device, space=space, name=out.stem)
+    table.save(out)
+    print(
+        f"{out}: {len(table.entries)} entries imported from {args.src} ({args.format}, "
+        f"device {args.device})"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware neural architecture search."
@@ -347,6 +362,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="CSV of arch, predicted_ms, measured_ms")
     measuring(p)
     p.set_defaults(func=_cmd_validate)
+
+    p = sub.add_parser("import-table", help="convert another tool's latency table into ours")
+    p.add_argument("src", help="the source table (file or folder)")
+    p.add_argument("--format", required=True, help="hwnasbench-fbnet or ofa-yaml")
+    p.add_argument("--device", required=True, help="the source's device (column) to import")
+    p.add_argument("--out", required=True, help="table path (.json + .csv); its stem names it")
+    p.add_argument("--space", help="space the table covers (default: fbnet / mbconv_imagenet)")
+    p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("cost", help="latency and energy of architectures from a cost model")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
