@@ -302,6 +302,42 @@ def _cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import csv
+
+    from nas.cost import load_cost_model
+    from nas.cost._calibrate import calibrate
+    from nas.space import load_space
+
+    space = load_space(args.space)
+    prior = load_cost_model(args.prior)
+    path = Path(args.measurements)
+    try:
+        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+    except FileNotFoundError:
+        raise NasConfigError(f"{path}: file not found") from None
+    if not rows or not {"arch", "latency_ms"} <= set(rows[0]):
+        raise NasConfigError(f"{path}:1: expected the columns arch,latency_ms")
+    measurements = []
+    for line, row in enumerate(rows, start=2):
+        try:
+            arch = space.parse(row["arch"])
+            value = float(row["latency_ms"])
+        except (NasConfigError, ValueError, TypeError) as exc:
+            raise NasConfigError(f"{path}:{line}: {exc}") from None
+        if not value > 0:
+            raise NasConfigError(f"{path}:{line}: latency_ms must be > 0, got {value}")
+        measurements.append((arch, value))
+    out = Path(args.out).with_suffix(".json")
+    result = calibrate(space, measurements, prior, device=out.stem, source=str(path))
+    result.table.save(out)
+    print(
+        f"{out}: {len(result.table.entries)} entries calibrated from {len(measurements)} "
+        f"measurements (prior {args.prior}; leave-one-out MAPE {result.loo_mape_pct:.1f}%)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware neural architecture search."
@@ -370,6 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="table path (.json + .csv); its stem names it")
     p.add_argument("--space", help="space the table covers (default: fbnet / mbconv_imagenet)")
     p.set_defaults(func=_cmd_import)
+
+    p = sub.add_parser("calibrate", help="fit a table from whole-model latency measurements")
+    p.add_argument("--space", required=True, help="built-in space name or YAML path")
+    p.add_argument("--measurements", required=True, help="CSV with columns arch,latency_ms")
+    p.add_argument("--out", required=True, help="table path (.json + .csv); its stem names it")
+    p.add_argument("--prior", default="cpu", help="device name or table/profile path (cpu)")
+    p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("cost", help="latency and energy of architectures from a cost model")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
