@@ -69,7 +69,11 @@ class _Work:
 
 
 def _split_work(layer: Layer, pool_mode: str) -> _Work:
-    """Dense and depthwise MACs of ``layer`` from its op and shapes (totals equal ``macs``)."""
+    """Dense and depthwise MACs of ``layer`` from its op and shapes.
+
+    They add up to ``layer.macs`` except for pooling run on the MAC array, whose window
+    operations (``depthwise``) or lowered dense convolution (``dense``) are added.
+    """
     op = layer.op
     cin = layer.in_shape[0]
     cout, hout, wout = layer.out_shape
@@ -180,7 +184,10 @@ class AnalyticDevice:
         return self.mac_pj_at_8bit * (self.bits / 8) ** 2
 
     def _utilization(self, layer: Layer) -> float:
-        """Fraction of the MAC array a dense layer fills, from its channel counts."""
+        """Fraction of the MAC array a dense layer fills, from its channel counts.
+
+        A block (MBConv) is judged by its input and output widths, not its hidden width.
+        """
         cin, cout = layer.in_shape[0], layer.out_shape[0]
         return (cin / _round_up(cin, self.array_input_channels)) * (
             cout / _round_up(cout, self.array_output_channels)
@@ -231,7 +238,9 @@ class AnalyticDevice:
         if self.spill == "all":
             nbytes = act_bytes + weight_bytes
             memory_s = nbytes / self.memory_bandwidth_bytes_per_s
-            per_byte = self.sram_pj_per_byte if nbytes <= self.sram_bytes else self.dram_pj_per_byte
+            per_byte = (
+                self.sram_pj_per_byte if nbytes <= self.sram_bytes else self.dram_pj_per_byte
+            )
             memory_pj = nbytes * per_byte
         else:
             act_off = max(0.0, act_bytes - activation_budget_bytes)
@@ -294,9 +303,7 @@ class AnalyticDevice:
                 sram_pj_per_byte=node.get("sram_pj_per_byte").as_float(min=0.0),
                 sram_bytes=node.get("sram_bytes").as_int(min=0),
                 static_power_w=node.get("static_power_w", 0.0).as_float(min=0.0),
-                depthwise_efficiency=None
-                if dw.value is None
-                else dw.as_float(min=1e-6, max=1.0),
+                depthwise_efficiency=None if dw.value is None else dw.as_float(min=1e-6, max=1.0),
                 array_input_channels=node.get("array_input_channels", 1).as_int(min=1),
                 array_output_channels=node.get("array_output_channels", 1).as_int(min=1),
                 pool_on_mac_array=node.get("pool_on_mac_array", "none").as_choice(POOL_MODES),
@@ -320,4 +327,3 @@ class AnalyticDevice:
     @classmethod
     def from_yaml(cls, path: str | Path) -> AnalyticDevice:
         return cls.from_node(load_yaml(path))
-

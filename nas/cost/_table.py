@@ -15,9 +15,11 @@ A table is two files in ``latency_tables/`` (or anywhere):
   repeats, statistic), how energy was obtained, and ``model_overhead_ms``: the part of an
   end-to-end forward pass that belongs to no layer (measured, see ``nas profile``).
 
-A model's predicted latency is ``model_overhead_ms`` plus the sum of its layers' ``latency_ms_p50``
-(the statistic the protocol names). A layer missing from the table is an error naming the key,
-the nearest keys present and the ``nas profile`` command that fills it, never a silent zero.
+A model's predicted latency is the sum of its layers' ``latency_ms_p50`` (the statistic the
+protocol names) plus ``model_overhead_ms + layer_overhead_ms x layers`` (what a forward pass
+costs beyond its layers timed alone; fitted by ``nas profile``, 0 for imported tables). A layer
+missing from the table is an error naming the key, the nearest keys present and the
+``nas profile`` command that fills it, never a silent zero.
 """
 
 from __future__ import annotations
@@ -178,8 +180,9 @@ class LookupTable:
         return found
 
     def estimate(self, layers: Sequence[Layer]) -> CostEstimate:
-        latency = self.model_overhead_ms
-        energy = self.model_overhead_mj
+        n = len(layers)
+        latency = self.model_overhead_ms + n * float(self.meta.get("layer_overhead_ms", 0.0))
+        energy = self.model_overhead_mj + n * float(self.meta.get("layer_overhead_mj", 0.0))
         kinds = set()
         for layer in layers:
             e = self.entry(layer)

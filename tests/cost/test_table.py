@@ -58,9 +58,9 @@ def test_profile_covers_every_layer_and_round_trips(tiny, table, tmp_path):
     assert "latency_ms_p50" in header and "energy_mj" in header
     arch = tiny.random(0)
     est = table.estimate(tiny.layers(arch))
-    expected = table.model_overhead_ms + sum(
-        table.entry(layer).latency_ms_p50 for layer in tiny.layers(arch)
-    )
+    layers = tiny.layers(arch)
+    overhead = table.model_overhead_ms + len(layers) * table.meta["layer_overhead_ms"]
+    expected = overhead + sum(table.entry(layer).latency_ms_p50 for layer in tiny.layers(arch))
     assert est.latency_ms == pytest.approx(expected) and est.kind == "measured"
 
 

@@ -1,0 +1,233 @@
+"""Edge-NPU analytic profiles (Edge TPU, Ethos-U55, Eyeriss) and the accelerator rules of
+:class:`AnalyticDevice`: channel granularity, depthwise rate, pooling on the MAC array, partial
+SRAM spill, pinned weights. The last tests check the ranking against measured data."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from nas import NasConfigError
+from nas.cost import AnalyticDevice, CostModel, load_cost_model
+from nas.space import Layer, OpSpec, list_spaces, load_space
+from tests.conftest import shared_file
+
+NPU_PROFILES = {"edge-tpu": 8, "ethos-u55": 8, "eyeriss": 16}  # device -> bit width
+
+
+def _npu(name: str) -> AnalyticDevice:
+    model = load_cost_model(name)
+    assert isinstance(model, AnalyticDevice)
+    return model
+
+
+def _layer(
+    op: OpSpec,
+    shape: tuple[int, int, int],
+    out: tuple[int, int, int] | None = None,
+    *,
+    params: int = 0,
+    macs: int = 0,
+) -> Layer:
+    return Layer("l", op.type, op, shape, out or shape, 1, params=params, macs=macs)
+
+
+CONV1 = OpSpec("conv", kernel=1, groups=1, act="relu")
+
+
+def _device(**overrides) -> AnalyticDevice:
+    base = dict(
+        name="d",
+        peak_macs_per_s=1e9,
+        efficiency=1.0,
+        memory_bandwidth_bytes_per_s=1e9,
+        layer_overhead_ms=0.0,
+        bits=8,
+        mac_pj_at_8bit=1.0,
+        dram_pj_per_byte=100.0,
+        sram_pj_per_byte=1.0,
+        sram_bytes=1000,
+    )
+    return AnalyticDevice(**{**base, **overrides})
+
+
+# -- the profiles -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(NPU_PROFILES))
+def test_profile_loads_with_its_bit_width_and_sources(name):
+    model = _npu(name)
+    assert isinstance(model, CostModel) and model.device == name
+    assert model.bits == NPU_PROFILES[name]
+    assert model.spill == "partial" and model.free_identity
+    assert len(model.sources) >= 3 and all(model.sources)
+    assert AnalyticDevice(**{**model.to_dict(), "sources": tuple(model.sources)}) == model
+
+
+def test_peak_from_macs_per_cycle_and_clock():
+    assert _npu("eyeriss").peak_macs_per_s == pytest.approx(168 * 200e6)
+    assert _npu("ethos-u55").peak_macs_per_s == pytest.approx(256 * 500e6)
+
+
+@pytest.mark.parametrize("name", sorted(NPU_PROFILES))
+def test_energy_per_mac_is_quadratic_in_bits(name):
+    model = dataclasses.replace(
+        _npu(name), dram_pj_per_byte=0.0, sram_pj_per_byte=0.0, static_power_w=0.0
+    )
+    layer = _layer(CONV1, (64, 8, 8), params=64 * 64, macs=64 * 64 * 64)
+    energy = {
+        b: dataclasses.replace(model, bits=b).estimate([layer]).energy_mj for b in (4, 8, 16)
+    }
+    assert energy[8] == pytest.approx(4 * energy[4])
+    assert energy[16] == pytest.approx(4 * energy[8])
+    int8, int16 = (dataclasses.replace(model, bits=b) for b in (8, 16))
+    assert int16.mac_pj == pytest.approx(4 * int8.mac_pj)
+
+
+@pytest.mark.parametrize("space_name", list_spaces())
+@pytest.mark.parametrize("name", sorted(NPU_PROFILES))
+def test_positive_finite_costs_on_every_builtin_space(name, space_name):
+    model = _npu(name)
+    space = load_space(space_name)
+    for seed in range(3):
+        est = model.estimate(space.layers(space.random(seed)))
+        for value in (est.latency_ms, est.energy_mj):
+            assert math.isfinite(value) and value > 0
+        assert model.estimate(space.layers(space.random(seed))) == est  # pure
+
+
+# -- spill to off-chip memory -----------------------------------------------------------------
+
+
+def test_partial_spill_by_hand():
+    dev = _device(spill="partial")
+    # 10x10x10 in + out = 2000 int8 bytes; 1000 fit the SRAM, 1000 spill
+    layer = _layer(CONV1, (10, 10, 10))
+    lat, energy = dev.layer_cost(layer)
+    assert energy == pytest.approx((1000 * 1.0 + 1000 * 100.0) * 1e-9)
+    assert lat == pytest.approx(1000 / 1e9 * 1e3)  # only the spilled bytes use the DRAM bus
+
+
+@pytest.mark.parametrize("name", sorted(NPU_PROFILES))
+def test_larger_working_sets_spill_to_dram(name):
+    model = dataclasses.replace(_npu(name), static_power_w=0.0)
+    nbytes = model.bits // 8
+    channels = 16
+
+    def energy_per_byte(width: int) -> float:  # a 16 x width x width feature map, in and out
+        layer = _layer(CONV1, (channels, width, width))
+        return model.estimate([layer]).energy_mj / (layer.activation_elems * nbytes)
+
+    side = math.isqrt(model.sram_bytes // (2 * channels * nbytes))  # in + out just fit
+    fits, spills = energy_per_byte(side // 2), energy_per_byte(side * 4)
+    assert fits == pytest.approx(model.sram_pj_per_byte * 1e-9)
+    assert spills > 5 * fits  # most of the working set now crosses the off-chip bus
+    assert spills < model.dram_pj_per_byte * 1e-9
+
+
+def test_edge_tpu_streams_parameters_that_miss_the_8mb_cache():
+    tpu = _npu("edge-tpu")
+    small = _layer(CONV1, (512, 1, 1), (512, 1, 1), params=4 * 2**20, macs=4 * 2**20)
+    large = _layer(CONV1, (4096, 1, 1), (4096, 1, 1), params=16 * 2**20, macs=16 * 2**20)
+    e_small, e_large = tpu.estimate([small]), tpu.estimate([large])
+    # 4x the MACs, but half the 16 MB of weights now comes over PCIe on every inference, and
+    # with the SRAM full of weights the 8 KB of activations go off chip too
+    assert e_large.energy_mj > 8 * e_small.energy_mj
+    assert e_large.latency_ms == pytest.approx((8 * 2**20 + 8192) / 5e8 * 1e3)  # PCIe-bound
+
+
+# -- compute rules ----------------------------------------------------------------------------
+
+
+def test_ethos_u55_rates_follow_vela():
+    u55 = dataclasses.replace(_npu("ethos-u55"), memory_bandwidth_bytes_per_s=1e30)
+    u55 = dataclasses.replace(u55, sram_bandwidth_bytes_per_s=1e30)
+    macs = 64 * 64 * 9 * 8 * 8
+    dense = _layer(OpSpec("conv", kernel=3, groups=1, act="relu"), (64, 8, 8), macs=macs)
+    half = _layer(OpSpec("conv", kernel=3, groups=1, act="relu"), (16, 8, 8), macs=macs)
+    dw = _layer(OpSpec("conv", kernel=3, groups=64, act="relu"), (64, 8, 8), macs=macs)
+    t_dense = u55.estimate([dense]).latency_ms
+    assert t_dense == pytest.approx(macs / (256 * 500e6) * 1e3)  # full 32-channel IFM blocks
+    assert u55.estimate([half]).latency_ms == pytest.approx(2 * t_dense)  # 16 of 32 channels
+    assert u55.estimate([dw]).latency_ms == pytest.approx(8 * t_dense)  # 32 MACs/cycle
+
+
+def test_pooling_modes_on_the_mac_array():
+    pool = _layer(OpSpec("avgpool", kernel=3), (16, 8, 8))
+    window = 16 * 9 * 8 * 8
+    for mode, macs in (("none", 0), ("depthwise", window), ("dense", window * 16)):
+        dev = _device(pool_on_mac_array=mode, memory_bandwidth_bytes_per_s=1e30)
+        assert dev.estimate([pool]).latency_ms == pytest.approx(macs / 1e9 * 1e3)
+
+
+def test_identity_and_zero_edges_are_free_only_where_declared():
+    skip = _layer(OpSpec("skip"), (16, 8, 8))
+    zero = _layer(OpSpec("zero"), (16, 8, 8))
+    assert _device(free_identity=True).estimate([skip, zero]).energy_mj == 0.0
+    assert _device().estimate([skip, zero]).energy_mj > 0.0
+
+
+def test_bad_accelerator_keys_name_the_rule(tmp_path):
+    with pytest.raises(NasConfigError, match=r"unknown pool_on_mac_array 'dens'.*'dense'"):
+        _device(pool_on_mac_array="dens")
+    with pytest.raises(NasConfigError, match="weights_on_chip needs spill: partial"):
+        _device(weights_on_chip=True)
+    base = (
+        "device: x\nkind: analytic\nmemory_bandwidth_bytes_per_s: 1e9\nmac_pj_at_8bit: 1\n"
+        "dram_pj_per_byte: 1\nsram_pj_per_byte: 1\nsram_bytes: 10\n"
+    )
+    both = tmp_path / "x.yaml"
+    both.write_text(base + "peak_macs_per_s: 1e9\nclock_hz: 1e9\n")
+    with pytest.raises(NasConfigError, match="clock_hz: give either peak_macs_per_s or"):
+        load_cost_model(str(both))
+    typo = tmp_path / "y.yaml"
+    typo.write_text(base.replace("device: x", "device: y") + "peak_macs_per_s: 1\nspill: part\n")
+    with pytest.raises(NasConfigError, match=r"y\.yaml:9: spill: .*did you mean 'partial'"):
+        load_cost_model(str(typo))
+
+
+# -- against measured data --------------------------------------------------------------------
+
+
+def _spearman(x, y) -> float:
+    from scipy import stats
+
+    return float(stats.spearmanr(x, y)[0])
+
+
+def test_eyeriss_profile_ranks_nb201_like_hw_nas_bench():
+    """Every 8th of the 15,625 NB201 cells: measured 0.996 (MACs alone: 0.586)."""
+    import csv
+
+    path = shared_file("help-latency/nasbench201_latency_ms.csv")
+    with path.open() as f:
+        rows = list(csv.DictReader(f))[::8]
+    space = load_space("nasbench201")
+    eyeriss, u55 = _npu("eyeriss"), _npu("ethos-u55")
+    macs, pred_eyeriss, pred_u55 = [], [], []
+    for row in rows:
+        layers = space.layers(space.parse(row["arch_str"]))
+        macs.append(sum(layer.macs for layer in layers))
+        pred_eyeriss.append(eyeriss.estimate(layers).latency_ms)
+        pred_u55.append(u55.estimate(layers).latency_ms)
+    target = [float(row["eyeriss"]) for row in rows]
+    assert len(rows) == 1954
+    assert _spearman(macs, target) < 0.6  # what FLOPs alone get
+    assert _spearman(pred_eyeriss, target) > 0.99
+    assert _spearman(pred_u55, [float(row["fpga"]) for row in rows]) > 0.97  # measured 0.980
+
+
+def test_edge_tpu_profile_ranks_measured_coral_latency():
+    """The 77 HW-NAS-Bench cells (indices 0..102) with a measured Edge TPU latency: 0.893."""
+    import csv
+
+    path = shared_file("hw-nas-bench-nb201-sample/nas201_cifar10_rows0-102.csv")
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if float(r["edgetpu_latency_ms"]) >= 0]
+    space = load_space("nasbench201")
+    tpu = _npu("edge-tpu")
+    pred = [tpu.estimate(space.layers(space.parse(r["arch_str"]))).latency_ms for r in rows]
+    assert len(rows) == 77
+    assert _spearman(pred, [float(r["edgetpu_latency_ms"]) for r in rows]) > 0.87
