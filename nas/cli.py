@@ -215,7 +215,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     table.save(out)
     print(
         f"{out}: {len(table.entries)} entries for device '{table.device}' "
-        f"(model overhead {table.model_overhead_ms:.4f} ms)"
+        f"(in-model correction {table.meta['in_model'][space.name]})"
     )
     return 0
 
@@ -256,13 +256,11 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     import io
 
     from nas._io import atomic_write_text
-    from nas.cost import load_cost_model
+    from nas.cost import for_space, load_cost_model
     from nas.space import load_space
 
     space = load_space(args.space)
-    model = load_cost_model(args.table)
-    if hasattr(model, "check_space"):
-        model.check_space(space)
+    model = for_space(load_cost_model(args.table), space)
     try:
         lines = Path(args.archs).read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -305,12 +303,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import csv
 
-    from nas.cost import load_cost_model
+    from nas.cost import for_space, load_cost_model
     from nas.cost._calibrate import calibrate
     from nas.space import load_space
 
     space = load_space(args.space)
-    prior = load_cost_model(args.prior)
+    prior = for_space(load_cost_model(args.prior), space)
     path = Path(args.measurements)
     try:
         rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))

@@ -2,7 +2,7 @@
 
 from nas.cost._analytic import AnalyticDevice
 from nas.cost._base import CostEstimate, CostModel
-from nas.cost._registry import builtin_table_dir, list_devices, load_cost_model
+from nas.cost._registry import builtin_table_dir, for_space, list_devices, load_cost_model
 from nas.cost._table import LookupTable, TableEntry, entry_from_layer
 from nas.cost._vectorized import VectorizedCost
 
@@ -15,6 +15,7 @@ __all__ = [
     "VectorizedCost",
     "builtin_table_dir",
     "entry_from_layer",
+    "for_space",
     "list_devices",
     "load_cost_model",
 ]

@@ -67,7 +67,7 @@ class ProfileConfig:
     rounds: int = 3
     power_w: float = 10.0
     power_source: str = "latency_tables/cpu.yaml static_power_w (15 W TDP class CPU)"
-    overhead_archs: int = 10
+    overhead_archs: int = 20
 
     def __post_init__(self) -> None:
         if self.dtype not in _DTYPES:
@@ -241,9 +241,9 @@ def profile_space(
 ) -> LookupTable:
     """Measure every layer ``space`` can produce that ``existing`` lacks; returns the table.
 
-    After the layers, a few architectures (seed ``CALIBRATION_SEED``) are timed end to end and
-    the median of (measured - sum of layers) is stored as ``model_overhead_ms``: the part of a
-    forward pass that belongs to no layer (the model's own call, flatten, Python dispatch).
+    After the layers, ``overhead_archs`` architectures (seed ``CALIBRATION_SEED``) are timed end
+    to end and the gap to the sum of their layers is fitted as the space's in-model correction
+    (see :class:`LookupTable`).
     """
     with _threads(config.threads):
         table = existing or LookupTable(device_name, {}, {}, config.dtype, config.batch)
@@ -299,43 +299,49 @@ def profile_space(
             ),
         }
         table = table.with_entries(new, **meta)
-        if new or "model_overhead_ms" not in table.meta:
-            overhead = _model_overhead(space, table, config)
-            table = table.with_entries([], **overhead)
+        corrections = dict(table.meta.get("in_model", {}))
+        if new or space.name not in corrections:
+            corrections[space.name] = _in_model_correction(space, table, config)
+            table = table.with_entries([], in_model=corrections)
         return table
 
 
-def _model_overhead(
+def _in_model_correction(
     space: SearchSpace, table: LookupTable, config: ProfileConfig
 ) -> dict[str, Any]:
     rng = np.random.default_rng(CALIBRATION_SEED)
     archs = [space.random(rng) for _ in range(config.overhead_archs)]
     items = [(space.build(arch, seed=0), space.input_shape) for arch in archs]
-    gaps, counts = [], []
+    gaps, rows = [], []
     for arch, samples in zip(archs, measure_interleaved(items, config), strict=True):
         layers = space.layers(arch)
         gaps.append(
             statistics.median(samples) - sum(table.entry(x).latency_ms_p50 for x in layers)
         )
-        counts.append(len(layers))
-    # end-to-end = sum of layers + a + b * layers: ``a`` is the model's own call, ``b`` what a
-    # layer costs inside the model's containers beyond its isolated time (dispatch)
-    if len(set(counts)) > 1:
-        b, a = np.polyfit(counts, gaps, 1)
-    else:
-        b, a = 0.0, statistics.median(gaps)
-    if b < 0:  # no per-layer excess measurable: a constant only
-        b, a = 0.0, statistics.median(gaps)
+        mb = sum(x.activation_elems + x.params for x in layers) * 4 / 1e6
+        rows.append((1.0, len(layers), mb))
+    # end-to-end - sum of layers timed alone = a + b * layers + c * MB: ``a`` is the model's own
+    # call, ``b`` the dispatch a layer pays inside the model's containers, ``c`` the cost of
+    # caches that a layer timed alone keeps warm (weights + activations it touches)
+    A, y = np.array(rows), np.array(gaps)
+    coef = np.zeros(3)
+    for cols in ((0, 1, 2), (0, 1), (0,)):  # drop terms the sample cannot determine
+        sub = A[:, cols]
+        if np.linalg.matrix_rank(sub) == len(cols):
+            sol, *_ = np.linalg.lstsq(sub, y, rcond=None)
+            if len(cols) == 1 or np.all(sol[1:] >= 0):
+                coef[list(cols)] = sol
+                break
     return {
-        "model_overhead_ms": float(a),
-        "layer_overhead_ms": float(b),
-        "model_overhead_mj": float(a) * config.power_w,
-        "layer_overhead_mj": float(b) * config.power_w,
-        "model_overhead_note": (
-            "end-to-end = sum of layers + model_overhead_ms + layer_overhead_ms x layers, fitted "
-            f"by least squares on {config.overhead_archs} architectures drawn with seed "
+        "model_ms": float(coef[0]),
+        "per_layer_ms": float(coef[1]),
+        "per_mb_ms": float(coef[2]),
+        "fit": (
+            "end-to-end - sum of layers = model_ms + per_layer_ms x layers + per_mb_ms x MB, "
+            f"least squares over {config.overhead_archs} architectures drawn with seed "
             f"{CALIBRATION_SEED} (never used for validation)"
         ),
+        "fit_rmse_ms": float(np.sqrt(np.mean((A @ coef - y) ** 2))),
     }
 
 
@@ -374,7 +380,7 @@ def validate_table(
 
     if seed == CALIBRATION_SEED:
         raise NasConfigError(f"--seed {seed} is the seed the table's overhead was fitted on")
-    table.check_space(space)
+    table = table.bind(space)
     rng = np.random.default_rng(seed)
     archs = [space.random(rng) for _ in range(n)]
     rows = []

@@ -9,8 +9,9 @@ from nas._errors import NasConfigError, nearest
 from nas.cost._analytic import AnalyticDevice
 from nas.cost._base import CostModel
 from nas.cost._table import LookupTable
+from nas.space import SearchSpace
 
-__all__ = ["builtin_table_dir", "list_devices", "load_cost_model"]
+__all__ = ["builtin_table_dir", "for_space", "list_devices", "load_cost_model"]
 
 
 def builtin_table_dir() -> Path:
@@ -27,6 +28,17 @@ def list_devices(extra_dirs: tuple[Path, ...] = ()) -> list[str]:
             names.update(p.stem for p in folder.glob("*.yaml"))
             names.update(p.stem for p in folder.glob("*.json"))
     return sorted(names)
+
+
+def for_space(model: CostModel, space: SearchSpace) -> CostModel:
+    """``model`` ready to cost architectures of ``space``: a table is checked to cover the space
+    (every layer it can hold) and bound to it; an analytic model serves every space as is."""
+    if isinstance(model, LookupTable):
+        model = model.bind(space)
+        missing = model.missing(space.possible_layers())
+        if missing:
+            raise model.missing_error(missing[0])
+    return model
 
 
 def load_cost_model(device: str, extra_dirs: tuple[Path, ...] = ()) -> CostModel:

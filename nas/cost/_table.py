@@ -16,10 +16,13 @@ A table is two files in ``latency_tables/`` (or anywhere):
   end-to-end forward pass that belongs to no layer (measured, see ``nas profile``).
 
 A model's predicted latency is the sum of its layers' ``latency_ms_p50`` (the statistic the
-protocol names) plus ``model_overhead_ms + layer_overhead_ms x layers`` (what a forward pass
-costs beyond its layers timed alone; fitted by ``nas profile``, 0 for imported tables). A layer
-missing from the table is an error naming the key, the nearest keys present and the
-``nas profile`` command that fills it, never a silent zero.
+protocol names) plus ``model_overhead_ms`` plus, for measured tables, the in-model correction of
+its space: ``model_ms + per_layer_ms x layers + per_mb_ms x MB`` (``in_model.<space>`` in the
+metadata, fitted by ``nas profile``): what a forward pass costs beyond its layers timed alone,
+from dispatch inside the model's containers and from caches that a layer timed alone keeps warm
+(MB = weights + activations the layers touch). A layer missing from the table is an error
+naming the key, the nearest keys present and the ``nas profile`` command that fills it, never a
+silent zero.
 """
 
 from __future__ import annotations
@@ -158,6 +161,7 @@ class LookupTable:
     dtype: str = "fp32"
     batch: int = 1
     path: str | None = None
+    space: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entries", MappingProxyType(dict(self.entries)))
@@ -179,10 +183,36 @@ class LookupTable:
             raise self.missing_error(layer)
         return found
 
+    def bind(self, space: Any) -> LookupTable:
+        """This table for predicting models of ``space`` (checked to be one it covers)."""
+        self.check_space(space)
+        return LookupTable(
+            self.device, self.meta, self.entries, self.dtype, self.batch, self.path, space.name
+        )
+
+    def _in_model(self) -> Mapping[str, float] | None:
+        corrections = self.meta.get("in_model") or {}
+        if not corrections:
+            return None
+        if self.space is None:
+            if len(corrections) > 1:
+                raise NasConfigError(
+                    f"table '{self.device}' holds in-model corrections for the spaces "
+                    f"{', '.join(corrections)}; bind it to one with table.bind(space)"
+                )
+            return next(iter(corrections.values()))
+        return corrections.get(self.space)
+
     def estimate(self, layers: Sequence[Layer]) -> CostEstimate:
-        n = len(layers)
-        latency = self.model_overhead_ms + n * float(self.meta.get("layer_overhead_ms", 0.0))
-        energy = self.model_overhead_mj + n * float(self.meta.get("layer_overhead_mj", 0.0))
+        latency = self.model_overhead_ms
+        energy = self.model_overhead_mj
+        fix = self._in_model()
+        if fix is not None:
+            width = 2 if self.dtype in ("fp16", "bf16") else (1 if self.dtype == "int8" else 4)
+            mb = sum(x.activation_elems + x.params for x in layers) * width / 1e6
+            extra = fix["model_ms"] + fix["per_layer_ms"] * len(layers) + fix["per_mb_ms"] * mb
+            latency += extra
+            energy += extra * float(self.meta.get("energy", {}).get("power_w", 0.0))
         kinds = set()
         for layer in layers:
             e = self.entry(layer)

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nas._errors import NasConfigError
-from nas.cost import LookupTable, load_cost_model
+from nas.cost import for_space, load_cost_model
 from nas.search._evaluate import WORST, Evaluator, trained_metrics, violations
 from nas.search._experiment import Experiment
 from nas.search._samplers import make_sampler
@@ -92,13 +92,8 @@ def prepare(experiment: Experiment) -> Prepared:
     if experiment.needs_training:
         data = load_data(experiment.data)
         space = adapt_space(space, data)
-    models = {d: load_cost_model(d) for d in experiment.devices}
-    for model in models.values():
-        if isinstance(model, LookupTable):  # a table must cover the space before anything runs
-            model.check_space(space)
-            missing = model.missing(space.possible_layers())
-            if missing:
-                raise model.missing_error(missing[0])
+    # a table must cover the space before anything runs
+    models = {d: for_space(load_cost_model(d), space) for d in experiment.devices}
     evaluator = Evaluator(space, models, experiment.train, data)
     return Prepared(experiment, space, evaluator)
 

@@ -53,13 +53,16 @@ def test_profile_covers_every_layer_and_round_trips(tiny, table, tmp_path):
     assert meta["protocol"]["statistic"] == "p50" and meta["protocol"]["repeats"] == 3
     assert meta["fingerprint"]["runtime"].startswith("torch")
     assert meta["spaces"] == {"tiny_cell": tiny.hash}
-    assert "model_overhead_ms" in meta and "power x latency" in meta["energy"]["method"]
+    assert set(meta["in_model"]["tiny_cell"]) >= {"model_ms", "per_layer_ms", "per_mb_ms"}
+    assert "power x latency" in meta["energy"]["method"]
     header = (tmp_path / "tinydev.csv").read_text().splitlines()[0].split(",")
     assert "latency_ms_p50" in header and "energy_mj" in header
     arch = tiny.random(0)
     est = table.estimate(tiny.layers(arch))
     layers = tiny.layers(arch)
-    overhead = table.model_overhead_ms + len(layers) * table.meta["layer_overhead_ms"]
+    fix = table.meta["in_model"]["tiny_cell"]
+    mb = sum(x.activation_elems + x.params for x in layers) * 4 / 1e6
+    overhead = fix["model_ms"] + fix["per_layer_ms"] * len(layers) + fix["per_mb_ms"] * mb
     expected = overhead + sum(table.entry(layer).latency_ms_p50 for layer in tiny.layers(arch))
     assert est.latency_ms == pytest.approx(expected) and est.kind == "measured"
 

@@ -1,0 +1,115 @@
+"""nas calibrate: recovering per-op costs from end-to-end measurements."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from nas import NasConfigError
+from nas.cli import main
+from nas.cost import VectorizedCost, load_cost_model
+from nas.cost._calibrate import calibrate
+from nas.space import load_space
+from tests.conftest import shared_file
+
+
+def test_recovers_a_device_exactly_from_10_noise_free_measurements():
+    space = load_space("nasbench201")
+    prior = load_cost_model("cpu")
+    truth = {
+        "nor_conv_3x3": 3.0,
+        "nor_conv_1x1": 1.5,
+        "avg_pool_3x3": 0.2,
+        "skip_connect": 1.0,
+        "none": 0.5,
+    }
+    base = prior.estimate([]).latency_ms
+
+    def device(arch):  # a device whose op costs differ from the prior by fixed factors
+        total = 1.0
+        for layer in space.layers(arch):
+            factor = truth.get(layer.label, 2.0) if layer.name != "stem" else 2.0
+            total += factor * (prior.estimate([layer]).latency_ms - base)
+        return total
+
+    rng = np.random.default_rng(0)
+    train = [space.random(rng) for _ in range(10)]
+    cal = calibrate(space, [(a, device(a)) for a in train], prior, device="synthetic")
+    # every cell has 6 edges, so one constant per edge trades with the intercept: the
+    # multipliers are not unique, but the device's costs are recovered (below)
+    assert cal.loo_mape_pct < 1e-6
+    test = [space.random(rng) for _ in range(200)]
+    fast = VectorizedCost(space, cal.table)
+    predicted = fast.latency_ms(fast.encode(test))
+    np.testing.assert_allclose(predicted, [device(a) for a in test], rtol=1e-3)
+    assert all(e.kind == "calibrated" for e in cal.table.entries.values())
+
+
+@pytest.mark.parametrize(
+    ("device", "bound"), [("titan_rtx_1", 0.96), ("fpga", 0.99), ("silver_4114", 0.95)]
+)
+def test_help_devices_from_10_reference_architectures(device, bound):
+    """Regression guard on real measurements (HELP, NeurIPS 2021; 0.932 mean with 10)."""
+    import pandas as pd
+
+    lat = pd.read_csv(shared_file("help-latency/nasbench201_latency_ms.csv"))
+    ref = json.loads(shared_file("help-latency/hardware_embedding_index.json").read_text())
+    space = load_space("nasbench201")
+    archs = [space.parse(s) for s in lat["arch_str"]]
+    y = lat[device].to_numpy()
+    cal = calibrate(
+        space,
+        [(archs[i], y[i]) for i in ref["nasbench201"]],
+        load_cost_model("cpu"),
+        device=device,
+    )
+    fast = VectorizedCost(space, cal.table)
+    rho = stats.spearmanr(fast.latency_ms(fast.encode(archs)), y).statistic
+    assert rho >= bound
+
+
+def test_cli_calibrate_and_bad_measurement_files(tmp_path, capsys):
+    space = load_space("nasbench201")
+    good = tmp_path / "m.csv"
+    lines = ["arch,latency_ms"] + [
+        f"{space.format(space.random(i))},{1 + i * 0.1}" for i in range(6)
+    ]
+    good.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "cal.json"
+    assert (
+        main(
+            ["calibrate", "--space", "nasbench201", "--measurements", str(good), "--out", str(out)]
+        )
+        == 0
+    )
+    assert out.exists() and out.with_suffix(".csv").exists()
+    bad = tmp_path / "bad.csv"
+    bad.write_text("arch,latency\nx,1\n")
+    assert (
+        main(
+            ["calibrate", "--space", "nasbench201", "--measurements", str(bad), "--out", str(out)]
+        )
+        == 2
+    )
+    assert "bad.csv:1: expected the columns arch,latency_ms" in capsys.readouterr().err
+    bad.write_text("\n".join([*lines[:3], "|nope~0|,2.0"]) + "\n")
+    assert (
+        main(
+            ["calibrate", "--space", "nasbench201", "--measurements", str(bad), "--out", str(out)]
+        )
+        == 2
+    )
+    assert "bad.csv:4:" in capsys.readouterr().err
+    bad.write_text("\n".join([*lines[:3], f"{space.format(space.random(9))},-1"]) + "\n")
+    assert (
+        main(
+            ["calibrate", "--space", "nasbench201", "--measurements", str(bad), "--out", str(out)]
+        )
+        == 2
+    )
+    assert "latency_ms must be > 0" in capsys.readouterr().err
+    with pytest.raises(NasConfigError, match="at least 3"):
+        calibrate(space, [(space.random(0), 1.0)], load_cost_model("cpu"), device="x")
