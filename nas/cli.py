@@ -213,9 +213,11 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     finally:
         bar.close()  # type: ignore[attr-defined]
     table.save(out)
+    fix = table.meta["in_model"][space.name]
     print(
         f"{out}: {len(table.entries)} entries for device '{table.device}' "
-        f"(in-model correction {table.meta['in_model'][space.name]})"
+        f"(in-model correction: {fix['model_ms']:+.4f} ms {fix['per_layer_ms']:+.4f} ms/layer "
+        f"{fix['per_mb_ms']:+.4f} ms/MB, fit RMSE {fix['fit_rmse_ms']:.4f} ms)"
     )
     return 0
 
@@ -239,14 +241,20 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.out:
         import pandas as pd
 
-        frame = pd.DataFrame(report.rows, columns=["arch", "predicted_ms", "measured_ms"])
-        frame.to_csv(args.out, index=False)
-    print(
-        f"table {table.device} on {report.n} random {space.name} architectures (seed "
-        f"{args.seed}): {100 * report.within_5pct:.1f}% within 5%, "
-        f"{100 * report.within_10pct:.1f}% within 10%, MAPE {report.mape_pct:.2f}%, "
-        f"RMSPE {report.rmspe_pct:.2f}%, Kendall tau {report.kendall_tau:.3f}"
-    )
+        columns = ["arch", "predicted_ms", "measured_ms", "drift_ratio"]
+        pd.DataFrame(report.rows, columns=columns).to_csv(args.out, index=False)
+    for name, figures in (
+        ("as measured", report.raw),
+        ("drift-corrected", report.drift_corrected),
+    ):
+        print(
+            f"table {table.device}, {report.n} random {space.name} architectures (seed "
+            f"{args.seed}), {name}: {100 * figures['within_5pct']:.1f}% within 5%, "
+            f"{100 * figures['within_10pct']:.1f}% within 10%, MAPE {figures['mape_pct']:.2f}%, "
+            f"RMSPE {figures['rmspe_pct']:.2f}%, Kendall tau {figures['kendall_tau']:.3f}"
+        )
+    ratios = ", ".join(f"{r:.3f}" for r in report.drift_ratios)
+    print(f"machine speed per group of 20 (reference now / in table): {ratios}")
     print(json.dumps(report.summary()))
     return 0
 

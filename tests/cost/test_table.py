@@ -26,7 +26,7 @@ stages:
   - {cells: 1, width: 8}
 head: {op: bnact_relu}
 """
-FAST = ProfileConfig(threads=1, warmup=1, repeats=3, overhead_archs=2)
+FAST = ProfileConfig(threads=1, warmup=1, repeats=3, overhead_archs=2, spin_up_s=0.0)
 
 
 @pytest.fixture
@@ -137,8 +137,10 @@ def test_table_for_another_space_is_refused(table):
 def test_validate_table_reports_accuracy(tiny, table):
     report = validate_table(tiny, table, FAST, n=4, seed=1)
     assert report.n == 4 and len(report.rows) == 4
-    assert 0 <= report.within_5pct <= report.within_10pct <= 1
-    assert report.mape_pct >= 0 and math.isfinite(report.rmspe_pct)
+    for figures in (report.raw, report.drift_corrected):
+        assert 0 <= figures["within_5pct"] <= figures["within_10pct"] <= 1
+        assert figures["mape_pct"] >= 0 and math.isfinite(figures["rmspe_pct"])
+    assert len(report.drift_ratios) == 1 and report.drift_ratios[0] > 0
     with pytest.raises(NasConfigError, match="overhead was fitted on"):
         validate_table(tiny, table, FAST, n=1, seed=20_240_601)
 
