@@ -9,6 +9,7 @@ synchronize on GPUs); the statistic is the median. The thread count is fixed for
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import datetime as dt
 import logging
 import math
@@ -108,6 +109,7 @@ class ProfileConfig:
             "batch": self.batch,
             "dtype": self.dtype,
             "mode": "torch eager, eval, inference_mode",
+            "allocator": steady_allocator(),
         }
 
 
@@ -141,6 +143,24 @@ def _nvidia_driver() -> str | None:
         return str(pynvml.nvmlSystemGetDriverVersion())
     except Exception:  # noqa: BLE001 - optional: pynvml absent or no driver
         return None
+
+
+def steady_allocator() -> str:
+    """Keep freed memory in the process, as a long-running inference process ends up doing.
+
+    glibc serves allocations above 128 KiB with fresh ``mmap``s and returns them on free, so a
+    layer timed in a young process pays a page fault per touched page on every call: measured
+    here, the largest 224x224 MBConv layers ran 5.8 ms in a fresh process and 0.7 ms once
+    glibc's adaptive threshold had grown. Raising the mmap and trim thresholds up front gives
+    the steady state from the first call. Returns what was done, for the table's protocol.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's <malloc.h>
+        ok = libc.mallopt(m_mmap_threshold, 1 << 30) and libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        return "allocator unchanged (not glibc)"
+    return "glibc mallopt M_MMAP_THRESHOLD=M_TRIM_THRESHOLD=1 GiB" if ok else "mallopt failed"
 
 
 @contextlib.contextmanager
@@ -269,6 +289,7 @@ def profile_space(
     to end and the gap to the sum of their layers is fitted as the space's in-model correction
     (see :class:`LookupTable`).
     """
+    steady_allocator()
     with _threads(config.threads):
         table = existing or LookupTable(device_name, {}, {}, config.dtype, config.batch)
         todo = table.missing(space.possible_layers())
@@ -337,7 +358,8 @@ def _in_model_correction(
     archs = [space.random(rng) for _ in range(config.overhead_archs)]
     items = [(space.build(arch, seed=0), space.input_shape) for arch in archs]
     gaps, rows = [], []
-    for arch, samples in zip(archs, measure_interleaved(items, config), strict=True):
+    timings = measure_interleaved(items, config)
+    for arch, samples in zip(archs, timings, strict=True):
         layers = space.layers(arch)
         gaps.append(
             statistics.median(samples) - sum(table.entry(x).latency_ms_p50 for x in layers)
@@ -366,6 +388,9 @@ def _in_model_correction(
             f"{CALIBRATION_SEED} (never used for validation)"
         ),
         "fit_rmse_ms": float(np.sqrt(np.mean((A @ coef - y) ** 2))),
+        # a model timed at profiling time, to measure later how fast the machine runs now
+        "reference_arch": space.format(archs[0]),
+        "reference_ms": float(statistics.median(timings[0])),
     }
 
 
@@ -389,9 +414,10 @@ class ValidationReport:
 
     ``raw`` compares with the latencies as measured. A shared or power-managed machine changes
     speed over minutes (measured here: the same models 20-30% slower for a minute, then back),
-    so every group of models is timed interleaved with reference layers from the table, and
-    ``drift_corrected`` divides each measurement by its group's speed ratio (reference now /
-    reference in the table): what remains is the table's own error. Both are reported.
+    so every group of models is timed interleaved with the reference model that ``nas profile``
+    timed when it built the table, and ``drift_corrected`` divides each measurement by its
+    group's speed ratio (reference now / reference then): what remains is the table's own
+    error. Both are reported.
     """
 
     device: str
@@ -424,18 +450,22 @@ def validate_table(
     *,
     n: int = 100,
     seed: int = 0,
-    references: int = 3,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> ValidationReport:
     """Measure ``n`` random architectures end to end and compare with the table's prediction."""
     if seed == CALIBRATION_SEED:
         raise NasConfigError(f"--seed {seed} is the seed the table's overhead was fitted on")
+    steady_allocator()
     table = table.bind(space)
     rng = np.random.default_rng(seed)
     archs = [space.random(rng) for _ in range(n)]
-    # reference layers: the slowest entries of this space (least sensitive to timer overhead)
-    layers = sorted(space.possible_layers(), key=lambda x: -table.entry(x).latency_ms_p50)
-    refs = layers[:references]
+    fix = (table.meta.get("in_model") or {}).get(space.name, {})
+    if "reference_arch" not in fix:
+        raise NasConfigError(
+            f"table '{table.device}' has no reference model for space '{space.name}' (imported "
+            "or calibrated tables cannot be timed here); validate a table measured by nas profile"
+        )
+    reference = space.parse(fix["reference_arch"])
     rows = []
     ratios = []
     with _threads(config.threads):
@@ -443,16 +473,9 @@ def validate_table(
         for start in range(0, n, chunk):
             part = archs[start : start + chunk]
             items = [(space.build(arch, seed=0), space.input_shape) for arch in part]
-            items += [(build_layer(ref), ref.in_shape) for ref in refs]
+            items.append((space.build(reference, seed=0), space.input_shape))
             timings = measure_interleaved(items, config)
-            ratio = float(
-                np.median(
-                    [
-                        statistics.median(t) / table.entry(ref).latency_ms_p50
-                        for ref, t in zip(refs, timings[len(part) :], strict=True)
-                    ]
-                )
-            )
+            ratio = statistics.median(timings[-1]) / fix["reference_ms"]
             ratios.append(ratio)
             for arch, samples in zip(part, timings, strict=False):
                 predicted = table.estimate(space.layers(arch)).latency_ms
