@@ -70,6 +70,19 @@ def environment() -> dict[str, Any]:
     }
 
 
+def _describe_device(model: Any) -> dict[str, Any]:
+    """What the manifest records of a cost model: its constants, or a table's provenance."""
+    if hasattr(model, "to_dict"):
+        return {"kind": "analytic", **model.to_dict()}
+    meta = dict(getattr(model, "meta", {}))
+    keep = ("description", "fingerprint", "protocol", "value_kinds", "energy", "source")
+    return {
+        "kind": "table",
+        "path": getattr(model, "path", None),
+        **{k: meta[k] for k in keep if k in meta},
+    }
+
+
 def run_experiment(
     experiment: Experiment,
     run_dir: str | Path | None = None,
@@ -111,10 +124,7 @@ def run_experiment(
                 "train_val": list(prepared.evaluator.data.sizes),
             }
         ),
-        "devices": {
-            d: (m.to_dict() if hasattr(m, "to_dict") else {"device": d})
-            for d, m in prepared.evaluator.cost_models.items()
-        },
+        "devices": {d: _describe_device(m) for d, m in prepared.evaluator.cost_models.items()},
         "environment": environment(),
         "status": "running",
     }

@@ -371,13 +371,18 @@ def _in_model_correction(
     # caches that a layer timed alone keeps warm (weights + activations it touches)
     A, y = np.array(rows), np.array(gaps)
     coef = np.zeros(3)
-    for cols in ((0, 1, 2), (0, 1), (0,)):  # drop terms the sample cannot determine
+    # every term is a cost, so none may be negative: the best fit over the subsets of terms
+    # whose least-squares coefficients are all >= 0 (with 3 terms, trying all is cheap)
+    best = float(np.sum(y**2))
+    for cols in ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,)):
         sub = A[:, cols]
-        if np.linalg.matrix_rank(sub) == len(cols):
-            sol, *_ = np.linalg.lstsq(sub, y, rcond=None)
-            if len(cols) == 1 or np.all(sol[1:] >= 0):
-                coef[list(cols)] = sol
-                break
+        if np.linalg.matrix_rank(sub) < len(cols):
+            continue
+        sol, *_ = np.linalg.lstsq(sub, y, rcond=None)
+        sse = float(np.sum((sub @ sol - y) ** 2))
+        if np.all(sol >= 0) and sse < best:
+            best, coef = sse, np.zeros(3)
+            coef[list(cols)] = sol
     return {
         "model_ms": float(coef[0]),
         "per_layer_ms": float(coef[1]),

@@ -196,3 +196,31 @@ search: {{sampler: tpe, n_trials: 15, seed: 0}}
     study = load_study(result.search.storage, "joint")
     joint = IntersectionSearchSpace().calculate(study)
     assert set(joint) == set(load_space(space_name).parameters())
+
+
+def test_search_with_a_measured_table(tmp_path):
+    """Devices can be lookup tables: the shipped measured cpu-x86 table costs mbconv_imagenet."""
+    path = tmp_path / "exp.yaml"
+    path.write_text("""
+name: measured
+space: mbconv_imagenet
+objectives: [params, latency_ms@cpu-x86, energy_mj@cpu-x86]
+search: {sampler: tpe, n_trials: 8, seed: 0}
+""")
+    result = run_experiment(load_experiment(path), tmp_path / "run")
+    frame = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert result.search.n_trials == 8 and (frame["latency_ms@cpu-x86"] > 0).all()
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert "cpu-x86" in manifest["devices"]
+
+
+def test_a_table_for_another_space_is_refused_before_anything_runs(tmp_path):
+    from nas import NasConfigError
+    from nas.search import prepare
+
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: x\nspace: nasbench201\nobjectives: [params, latency_ms@cpu-x86]\n")
+    with pytest.raises(
+        NasConfigError, match=r"covers the spaces .*not 'nasbench201'.*nas profile"
+    ):
+        prepare(load_experiment(path))
