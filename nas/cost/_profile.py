@@ -271,7 +271,39 @@ def _energy_mj(
             after = int(_RAPL.read_text())
         if after > before:  # the counter wraps; a wrapped reading falls back below
             return (after - before) / 1e3 / calls, "rapl package energy"
+    if config.device.startswith("cuda"):
+        measured = _nvml_energy_mj(module, shape, config, latency_ms)
+        if measured is not None:
+            return measured, "nvml total energy"
     return config.power_w * latency_ms, f"power x latency ({config.power_w} W)"
+
+
+def _nvml_energy_mj(
+    module: nn.Module, shape: Sequence[int], config: ProfileConfig, latency_ms: float
+) -> float | None:
+    """Energy per call from NVML's total-energy counter (Volta and newer), or None."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        index = config.torch_device.index or torch.cuda.current_device()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        device, dtype = config.torch_device, _DTYPES[config.dtype]
+        x = torch.randn(config.batch, *shape, device=device, dtype=dtype)
+        # the counter updates every ~20-100 ms: integrate over about a second of work
+        calls = max(10, int(1000 / max(latency_ms, 1e-3)))
+        with torch.inference_mode():
+            torch.cuda.synchronize(device)
+            before = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # mJ
+            for _ in range(calls):
+                module(x)
+            torch.cuda.synchronize(device)
+            after = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    except Exception:  # noqa: BLE001 - no driver, no permission or an old GPU: fall back
+        return None
+    return (after - before) / calls if after > before else None
 
 
 def profile_space(
