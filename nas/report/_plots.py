@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
 from nas._errors import NasConfigError
+from nas.search._pareto import check_directions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_hypervolume", "plot_pareto_pairs", "save_figure"]
 
-_DIRECTIONS = ("minimize", "maximize")
 _ARROWS = {"minimize": "\u2193", "maximize": "\u2191"}  # ↓ lower is better, ↑ higher is better
 _PARETO_COLOR = "tab:blue"
 _DOMINATED_COLOR = "0.7"
@@ -53,19 +53,7 @@ def _check_inputs(
         raise NasConfigError("objectives must name at least one column, but got none")
     if len(set(objectives)) != len(objectives):
         raise NasConfigError(f"objectives must be distinct, but got {list(objectives)}")
-    if len(directions) != len(objectives):
-        raise NasConfigError(
-            f"got {len(directions)} directions for {len(objectives)} objectives; "
-            "give one direction per objective"
-        )
-    for i, direction in enumerate(directions):
-        if direction not in _DIRECTIONS:
-            raise NasConfigError(
-                f"unknown direction {direction!r}",
-                key=f"directions[{i}]",
-                allowed=_DIRECTIONS,
-                value=direction,
-            )
+    check_directions(directions, len(objectives), what="objectives")
     for column in [*objectives, "feasible", "pareto"]:
         if column not in frame.columns:
             raise NasConfigError(

@@ -42,17 +42,22 @@ def _as_values(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
         raise NasConfigError(
             f"values must be a 2-D (n_trials, n_objectives) array, but got shape {arr.shape}"
         )
+    if arr.shape[1] == 0:
+        raise NasConfigError("values must have at least one objective column, but got 0")
+    check_directions(directions, arr.shape[1])
+    return arr
+
+
+def check_directions(directions: Sequence[str], k: int, what: str = "objective columns") -> None:
+    """Raise unless ``directions`` has "minimize" or "maximize" for each of ``k`` ``what``."""
     if isinstance(directions, str):
         raise NasConfigError(
             f"directions must be a sequence of strings, one per objective, but got {directions!r}"
         )
-    if len(directions) != arr.shape[1]:
+    if len(directions) != k:
         raise NasConfigError(
-            f"got {len(directions)} directions for {arr.shape[1]} objective columns; "
-            "give one direction per objective"
+            f"got {len(directions)} directions for {k} {what}; give one direction per objective"
         )
-    if arr.shape[1] == 0:
-        raise NasConfigError("values must have at least one objective column, but got 0")
     for i, direction in enumerate(directions):
         if direction not in _DIRECTIONS:
             raise NasConfigError(
@@ -61,7 +66,6 @@ def _as_values(values: np.ndarray, directions: Sequence[str]) -> np.ndarray:
                 allowed=_DIRECTIONS,
                 value=direction,
             )
-    return arr
 
 
 def _valid_rows(arr: np.ndarray, feasible: np.ndarray | None) -> np.ndarray:

@@ -13,19 +13,8 @@ from nas.cli import main
 from nas.cost import LookupTable, VectorizedCost, entry_from_layer, list_devices, load_cost_model
 from nas.cost._profile import ProfileConfig, profile_space, validate_table
 from nas.space import SearchSpace, list_spaces, load_space
+from tests.conftest import TINY_SPACE as TINY
 
-TINY = """
-name: tiny_cell
-type: cell
-input: {channels: 1, height: 8, width: 8}
-num_classes: 10
-ops: {none: zero, skip_connect: skip, nor_conv_3x3: rcb_k3}
-cell: {nodes: 3, ops: [none, skip_connect, nor_conv_3x3]}
-stem: {op: conv_k3_linear, width: 8}
-stages:
-  - {cells: 1, width: 8}
-head: {op: bnact_relu}
-"""
 FAST = ProfileConfig(threads=1, warmup=1, repeats=3, overhead_archs=2, spin_up_s=0.0)
 
 
