@@ -126,6 +126,32 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from nas.cost import builtin_table_dir, list_devices, load_cost_model
+
+    rows = [("device", "kind", "covers", "description")]
+    for name in list_devices():
+        model = load_cost_model(name)
+        meta = getattr(model, "meta", None)
+        if meta is not None:
+            kinds = sorted({e.kind for e in model.entries.values()})  # type: ignore[attr-defined]
+            rows.append(
+                (
+                    name,
+                    f"table ({', '.join(kinds)})",
+                    ", ".join(meta.get("spaces", {})) or "any",
+                    str(meta.get("description", "")),
+                )
+            )
+        else:
+            rows.append((name, "analytic", "any space", getattr(model, "description", "")))
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for row in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
+    print(f"(cost models live in {builtin_table_dir()}; metrics name them as latency_ms@<device>)")
+    return 0
+
+
 def _cmd_show(args: argparse.Namespace) -> int:
     from nas.export import read_architecture_file
     from nas.space import load_space
@@ -375,6 +401,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("spaces", help="list the built-in search spaces with their sizes")
     p.set_defaults(func=_cmd_spaces)
+
+    p = sub.add_parser("devices", help="list the cost models (tables and analytic profiles)")
+    p.set_defaults(func=_cmd_devices)
 
     p = sub.add_parser("show", help="layer table of an architecture")
     p.add_argument("arch", help="an arch.json file, or an architecture string with --space")

@@ -68,3 +68,10 @@ def test_bad_experiment_leaves_no_run_directory(tmp_path):
     assert proc.stderr.startswith("nas: error: " + str(exp))
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
     assert not out.exists()
+
+
+def test_devices_lists_tables_and_analytic_profiles(capsys):
+    assert main(["devices"]) == 0
+    out = capsys.readouterr().out
+    assert "cpu-x86" in out and "table (measured)" in out and "mobilenet_small" in out
+    assert "edge-tpu" in out and "analytic" in out
