@@ -109,7 +109,6 @@ class ProfileConfig:
             "batch": self.batch,
             "dtype": self.dtype,
             "mode": "torch eager, eval, inference_mode",
-            "allocator": steady_allocator(),
         }
 
 
@@ -321,7 +320,7 @@ def profile_space(
     to end and the gap to the sum of their layers is fitted as the space's in-model correction
     (see :class:`LookupTable`).
     """
-    steady_allocator()
+    allocator = steady_allocator()
     with _threads(config.threads):
         table = existing or LookupTable(device_name, {}, {}, config.dtype, config.batch)
         todo = table.missing(space.possible_layers())
@@ -358,7 +357,7 @@ def profile_space(
             or f"measured on {platform.node() or 'this machine'} with nas profile",
             "runtime_device": config.device,
             "fingerprint": fingerprint(config),
-            "protocol": config.protocol(),
+            "protocol": {**config.protocol(), "allocator": allocator},
             "energy": {
                 "method": energy_note or table.meta.get("energy", {}).get("method", ""),
                 "power_w": config.power_w,
