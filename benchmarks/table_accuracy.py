@@ -1,7 +1,7 @@
 """Accuracy of a measured latency table against end-to-end timings (`nas validate-table`).
 
 Runs `nas validate-table` for each (space, table) pair and records both figures it reports:
-as measured, and corrected for the machine's speed drift (each group of 20 models is timed
+as measured, and corrected for the machine's speed drift (each group of 5 models is timed
 alongside the table's reference model). Goal on this CPU: >= 99% of held-out architectures
 within +-10% (nn-Meter: 99.0% on a mobile CPU).
 
@@ -67,7 +67,7 @@ def main() -> None:
             drift.append(f"{space} run {run}: {ratios}")
     table = "\n".join(lines)
     table += (
-        "\n\nMachine speed per group of 20 models relative to profiling time (reference "
+        "\n\nMachine speed per group of 5 models relative to profiling time (reference "
         "model now / then):\n" + "\n".join(f"- {d}" for d in drift)
     )
     print(table)
@@ -82,7 +82,7 @@ def main() -> None:
             "(seed 0); the in-model correction was fitted on other ones (seed 20240601).\n\n"
             "A shared VM changes speed from minute to minute (the drift ratios below), so the "
             "figures 'as measured' say as much about the machine as about the table. "
-            "Drift-corrected figures divide each group of 20 models by the speed of the table's "
+            "Drift-corrected figures divide each group of 5 models by the speed of the table's "
             "reference model timed in the same rounds.\n\n"
             f"{table}\n",
         )

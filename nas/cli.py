@@ -280,7 +280,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             f"RMSPE {figures['rmspe_pct']:.2f}%, Kendall tau {figures['kendall_tau']:.3f}"
         )
     ratios = ", ".join(f"{r:.3f}" for r in report.drift_ratios)
-    print(f"machine speed per group of 20 (reference now / in table): {ratios}")
+    print(f"machine speed per group of 5 (reference now / in table): {ratios}")
     print(json.dumps(report.summary()))
     return 0
 
