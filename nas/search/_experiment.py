@@ -10,8 +10,8 @@ Example (``experiments/quickstart.yaml``)::
     constraints: {latency_ms@cpu: "<= 2.0"}
     search: {sampler: tpe, n_trials: 30, seed: 0}
 
-Relative paths inside the file (space, data) are resolved against the file's folder; ``out``
-against the working directory.
+Relative paths inside the file (space, data, table_dirs) are resolved against the file's folder;
+``out`` against the working directory.
 """
 
 from __future__ import annotations
@@ -166,6 +166,7 @@ class Experiment:
     out: str
     source: str | None = None
     devices: tuple[str, ...] = field(default=())
+    table_dirs: tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -196,6 +197,7 @@ class Experiment:
             "objectives": [m.name for m in self.objectives],
             "constraints": {c.metric.name: f"{c.op} {c.bound!r}" for c in self.constraints},
             "devices": list(self.devices),
+            "table_dirs": list(self.table_dirs),
             "search": asdict(self.search),
             "out": self.out,
         }
@@ -284,6 +286,15 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
                     value=d,
                 )
         devices = listed
+    table_dirs = []
+    dirs_node = node.get("table_dirs", None)
+    if dirs_node.value is not None:
+        for item in dirs_node.list(allow_scalar=True):
+            folder = Path(item.as_str())
+            folder = folder if folder.is_absolute() else base / folder
+            if not folder.is_dir():
+                raise item.error(f"table folder {folder} does not exist")
+            table_dirs.append(str(folder))
     search = SearchConfig.from_node(node.get("search", None))
     out = node.get("out", None)
     exp = Experiment(
@@ -297,6 +308,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
         out=out.as_str() if out.value is not None else str(Path("runs") / name),
         source=str(path),
         devices=tuple(dict.fromkeys(devices)),
+        table_dirs=tuple(table_dirs),
     )
     node.done()
     return exp

@@ -93,7 +93,8 @@ def prepare(experiment: Experiment) -> Prepared:
         data = load_data(experiment.data)
         space = adapt_space(space, data)
     # a table must cover the space before anything runs
-    models = {d: for_space(load_cost_model(d), space) for d in experiment.devices}
+    extra = tuple(Path(d) for d in experiment.table_dirs)
+    models = {d: for_space(load_cost_model(d, extra), space) for d in experiment.devices}
     evaluator = Evaluator(space, models, experiment.train, data)
     return Prepared(experiment, space, evaluator)
 

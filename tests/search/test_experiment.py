@@ -95,3 +95,41 @@ def test_unknown_device_is_reported_before_anything_runs(tmp_path):
     exp = load_experiment(write(tmp_path, GOOD.replace("latency_ms@cpu", "latency_ms@cpx")))
     with pytest.raises(NasConfigError, match=r"unknown device 'cpx'.*did you mean 'cpu'"):
         prepare(exp)
+
+
+def test_user_table_folders(tmp_path):
+    """A device can come from the user's own folder of tables (searched before built-ins)."""
+    import shutil
+
+    from nas.cost import builtin_table_dir
+    from nas.search import prepare
+
+    folder = tmp_path / "my_tables"
+    folder.mkdir()
+    shutil.copy(builtin_table_dir() / "edge-tpu.yaml", folder / "edge-tpu.yaml")
+    text = (
+        (builtin_table_dir() / "edge-tpu.yaml")
+        .read_text()
+        .replace("device: edge-tpu", "device: my-npu")
+    )
+    (folder / "my-npu.yaml").write_text(text)
+    exp = load_experiment(
+        write(
+            tmp_path,
+            """
+name: mine
+space: nasbench201
+objectives: [params, latency_ms@my-npu]
+table_dirs: [my_tables]
+""",
+        )
+    )
+    assert exp.table_dirs == (str(folder),)
+    assert "my-npu" in prepare(exp).evaluator.cost_models
+    with pytest.raises(NasConfigError, match=r"table_dirs\[0\]: table folder .* does not exist"):
+        load_experiment(
+            write(
+                tmp_path,
+                "name: x\nspace: nasbench201\nobjectives: [params]\ntable_dirs: [nowhere]\n",
+            )
+        )
