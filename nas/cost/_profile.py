@@ -365,7 +365,9 @@ def profile_space(
             },
             "value_kinds": {
                 "latency": "measured",
-                "energy": "measured" if "rapl" in energy_note else "estimated (power x latency)",
+                "energy": "estimated (power x latency)"
+                if not energy_note or energy_note.startswith("power x latency")
+                else f"measured ({energy_note})",
             },
             "spaces": spaces,
             "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
