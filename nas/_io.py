@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text"]
+__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "read_json_object"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -31,3 +31,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def read_json_object(path: str | Path, *, missing: str = "file not found") -> dict[str, Any]:
+    """A JSON object from ``path``; a missing file, bad JSON or a non-object raise
+    :class:`nas.NasConfigError` naming the file (and the line for bad JSON)."""
+    from nas._errors import NasConfigError
+
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NasConfigError(f"{path}: {missing}") from None
+    except json.JSONDecodeError as exc:
+        raise NasConfigError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    if not isinstance(doc, dict):
+        raise NasConfigError(f"{path}: expected a JSON object")
+    return doc

@@ -30,7 +30,6 @@ from __future__ import annotations
 import csv
 import difflib
 import io
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from types import MappingProxyType
 from typing import Any
 
 from nas._errors import NasConfigError
-from nas._io import atomic_write_json, atomic_write_text
+from nas._io import atomic_write_json, atomic_write_text, read_json_object
 from nas.cost._base import CostEstimate
 from nas.space import Layer
 
@@ -299,14 +298,7 @@ class LookupTable:
     ) -> LookupTable:
         """Read a table from its ``.json`` metadata (or its ``.csv``); validates everything."""
         json_path = Path(path).with_suffix(".json")
-        try:
-            meta = json.loads(json_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise NasConfigError(f"{json_path}: table metadata not found") from None
-        except json.JSONDecodeError as exc:
-            raise NasConfigError(f"{json_path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-        if not isinstance(meta, dict):
-            raise NasConfigError(f"{json_path}: expected a JSON object")
+        meta = read_json_object(json_path, missing="table metadata not found")
         version = meta.get("schema_version")
         if version != TABLE_SCHEMA_VERSION:
             raise NasConfigError(

@@ -8,7 +8,6 @@ the JSON file). Never a pickle.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,7 +15,7 @@ from typing import Any
 from torch import nn
 
 from nas._errors import NasConfigError
-from nas._io import atomic_write_json
+from nas._io import atomic_write_json, read_json_object
 from nas.space import Architecture, SearchSpace, space_from_dict
 
 __all__ = ["load_architecture", "read_architecture_file", "write_architecture_file"]
@@ -47,14 +46,7 @@ def write_architecture_file(
 def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture, dict[str, Any]]:
     """(space, architecture, whole document) of an ``arch.json``; validates all of it."""
     path = Path(path)
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NasConfigError(f"{path}: file not found") from None
-    except json.JSONDecodeError as exc:
-        raise NasConfigError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    if not isinstance(doc, dict):
-        raise NasConfigError(f"{path}: expected a JSON object")
+    doc = read_json_object(path)
     arch = Architecture.from_dict(doc, source=str(path))
     if "space_spec" not in doc:
         raise NasConfigError(

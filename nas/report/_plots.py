@@ -37,6 +37,7 @@ _VIOLATES_COLOR = "tab:red"
 _LOG_RATIO = 100.0
 _SUBPLOT_SIZE_IN = (4.5, 4.0)  # (width, height) of one panel in inches
 _MAX_COLUMNS = 3
+_GOLDEN = 0.6180339887498949  # (sqrt(5) - 1) / 2
 _DPI = 120
 
 
@@ -136,9 +137,10 @@ def plot_pareto_pairs(
 
     for ax, (ix, iy) in zip(axes, pairs, strict=True):
         if k == 1:
-            # Strip plot: the value on x, a fixed-seed jitter on y only to separate points.
+            # Strip plot: the value on x; y only separates points. A golden-ratio sequence
+            # spreads them evenly and deterministically, uncorrelated with trial values.
             x = values[:, 0]
-            y = np.random.default_rng(0).uniform(-1.0, 1.0, size=x.shape[0])
+            y = 2.0 * np.modf(np.arange(x.shape[0]) * _GOLDEN)[0] - 1.0
             ax.set_yticks([])
             ax.set_ylim(-2.0, 2.0)
             ax.set_ylabel("trials (jittered)")
@@ -202,10 +204,12 @@ def plot_pareto_pairs(
     handles, labels = axes[0].get_legend_handles_labels()
     legend_order = [2, 0, 1]  # Pareto, dominated, violates
     legend_title = f"{n_failed} failed trials not shown" if n_failed else None
-    axes[0].legend(
+    # Below the panels (constrained layout makes room), so it never hides a point.
+    fig.legend(
         [handles[i] for i in legend_order],
         [labels[i] for i in legend_order],
-        loc="best",
+        loc="outside lower center",
+        ncols=3,
         fontsize="small",
         title=legend_title,
         title_fontsize="small",

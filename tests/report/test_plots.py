@@ -46,8 +46,8 @@ def _counts(frame: pd.DataFrame, objectives: list[str]) -> tuple[int, int, int]:
 
 
 def _legend_texts(fig: Figure) -> list[str]:
-    legend = fig.axes[0].get_legend()
-    assert legend is not None
+    assert len(fig.legends) == 1 and not fig.axes[0].get_legend()
+    (legend,) = fig.legends
     return [t.get_text() for t in legend.get_texts()]
 
 
@@ -72,7 +72,7 @@ def test_pareto_pairs_three_objectives(tmp_path):
         f"dominated ({n_dominated})",
         f"violates constraints ({n_violates})",
     ]
-    assert "2 failed trials" in fig.axes[0].get_legend().get_title().get_text()
+    assert "2 failed trials" in fig.legends[0].get_title().get_text()
     assert fig.get_suptitle() == "demo search"
     # No 2-D staircase for k > 2: the Pareto set is k-dimensional.
     assert all(len(ax.get_lines()) == 0 for ax in fig.axes)
