@@ -38,7 +38,7 @@ class Evaluator:
         out: dict[str, float] = {
             "params": float(params),
             "macs": float(sum(layer.macs for layer in layers)),
-            "peak_mem_bytes": float(4 * (params + self.space.peak_activation_elems(arch))),
+            "peak_mem_bytes": float(4 * (params + self.space.peak_activation_elems(layers))),
         }
         for device, model in self.cost_models.items():
             est = model.estimate(layers)

@@ -136,9 +136,10 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
     )
 
     space = space_from_dict(study.user_attrs[SPACE_ATTR], source=f"study {study.study_name}")
-    run_dir = out_dir
+    trials = study.get_trials(deepcopy=False)  # once, not once per Pareto member
+    weight_dirs = (out_dir, Path(study.user_attrs.get("nas.run_dir", out_dir)))
     for _, row in pareto.iterrows():
-        trial = study.trials[int(row["number"])]
+        trial = trials[int(row["number"])]
         arch = Architecture.from_dict(trial.user_attrs["architecture"])
         metrics = {
             k: trial.user_attrs[k]
@@ -150,7 +151,7 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
         weights = trial.user_attrs.get("weights")
         wpath = None
         if weights:
-            for base in (run_dir, Path(study.user_attrs.get("nas.run_dir", run_dir))):
+            for base in weight_dirs:
                 if (base / weights).is_file():
                     wpath = base / weights
                     break

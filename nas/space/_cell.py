@@ -23,6 +23,7 @@ NAS-Bench-201 arch string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -206,10 +207,10 @@ class CellSpace(SearchSpace):
         out.append(classifier_layer(shape, self.num_classes))
         return tuple(out)
 
-    def peak_activation_elems(self, arch: Architecture) -> int:
+    def peak_activation_elems(self, layers: Sequence[Layer]) -> int:
         """All ``nodes`` states of a cell are alive until its output is summed."""
-        peak = super().peak_activation_elems(arch)
-        for layer in self.layers(arch):
+        peak = super().peak_activation_elems(layers)
+        for layer in layers:
             if "->" in layer.name:
                 c, h, w = layer.in_shape
                 peak = max(peak, self._nodes * c * h * w)
@@ -247,16 +248,13 @@ class CellSpace(SearchSpace):
 
     # -- string form ----------------------------------------------------------------------------
     def format(self, arch: Architecture) -> str:
-        edges = self._edge_ops(self._checked(arch))
+        self.check(arch)
+        edges = self._edge_ops(arch)
         nodes = [
             "|" + "|".join(f"{edges[f'{i}->{j}']}~{i}" for i in range(j)) + "|"
             for j in range(1, self._nodes)
         ]
         return "+".join(nodes)
-
-    def _checked(self, arch: Architecture) -> Architecture:
-        self.check(arch)
-        return arch
 
     def parse(self, text: str) -> Architecture:
         example = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|...|"

@@ -6,7 +6,7 @@ import itertools
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,17 +192,19 @@ class SearchSpace(ABC):
         """Every distinct layer (op, input shape, output width, stride) any architecture of the
         space can contain, one per signature: what a lookup table must cover."""
 
-    def peak_activation_elems(self, arch: Architecture) -> int:
-        """Most activation elements alive at once at batch 1 (default: a layer's input+output)."""
-        return max(layer.activation_elems for layer in self.layers(arch))
+    def peak_activation_elems(self, layers: Sequence[Layer]) -> int:
+        """Most activation elements alive at once at batch 1 in a model made of ``layers`` (from
+        :meth:`layers`); by default the largest input + output of one layer."""
+        return max(layer.activation_elems for layer in layers)
 
     def describe(self, arch: Architecture) -> LayerTable:
         """Layer table with shapes, parameters and MACs; ``print`` it for a readable table."""
+        layers = self.layers(arch)
         return LayerTable(
             arch_id=arch.arch_id,
             string=self.format(arch),
-            layers=self.layers(arch),
-            peak_activation_elems=self.peak_activation_elems(arch),
+            layers=layers,
+            peak_activation_elems=self.peak_activation_elems(layers),
         )
 
     # -- string form ----------------------------------------------------------------------------
