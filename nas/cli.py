@@ -1,4 +1,4 @@
-"""Command line: ``nas run | search | pareto | spaces | show | sample``.
+"""Command line: ``nas run | search | train | export | pareto | spaces | show | sample | ...``.
 
 User errors print one line on stderr and exit with status 2; tracebacks are for bugs only.
 """
@@ -25,6 +25,9 @@ def _progress_bar(total: int) -> Any:
     done = [0]
 
     def update(event: str, info: dict[str, Any]) -> None:
+        if event in ("final_selected", "finetune_epoch"):
+            _final_progress(event, info)
+            return
         if event == "start":
             done[0] = info["finished"]
             bar.reset(total=info["total"])
@@ -52,6 +55,31 @@ def _progress_bar(total: int) -> Any:
 
     update.close = bar.close  # type: ignore[attr-defined]
     return update
+
+
+def _final_progress(event: str, info: dict[str, Any]) -> None:
+    """One line per fine-tuning epoch of the stage after the search (with throughput)."""
+    if event == "final_selected":
+        ids = ", ".join(info["arch_ids"])
+        print(f"finishing {ids} (select rule '{info['rule']}')", file=sys.stderr, flush=True)
+        return
+    print(
+        f"finetune {info['model']} epoch {info['epoch']}/{info['epochs']}: "
+        f"loss {info['train_loss']:.4f}, val accuracy {info['val_accuracy']:.4f}, "
+        f"lr {info['lr']:.3g}, {info['images_per_second']:.0f} images/s",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _print_final(results: Sequence[Any], run_dir: Path) -> None:
+    for r in results:
+        for m in r.measurements:
+            print(
+                f"  {r.arch_id} {m.variant:<12} {m.runtime:<12} accuracy {m.accuracy:.4f} "
+                f"({m.split})  latency {m.latency_ms * 1e3:8.1f} us  size {m.size_bytes:>9,} B"
+            )
+    print(f"finished models in {run_dir}/final/ (summary.csv, one folder per model)")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -85,6 +113,58 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"results in {result.run_dir}/ (trials.csv, pareto.csv, pareto.png, hypervolume.png, "
         "manifest.json, architectures/)"
     )
+    if result.final:
+        _print_final(result.final, result.run_dir)
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    """``nas train ARCH.json --experiment EXP.yaml``: fine-tune, compress, export one model."""
+    from nas.export import read_architecture_file
+    from nas.final import finish_members
+    from nas.pipeline import environment
+    from nas.search import load_experiment
+    from nas.search._study import adapt_space
+    from nas.train import FinetuneConfig, load_data
+
+    exp = load_experiment(args.experiment, args.set or [])
+    space, arch, _ = read_architecture_file(args.arch)
+    data = load_data(exp.data)
+    adapted = adapt_space(space, data)
+    if adapted.hash != space.hash:
+        raise NasConfigError(
+            f"{args.arch}: the architecture's space takes input "
+            f"{tuple(space.input_shape)} with {space.num_classes} classes but {args.experiment}"
+            f"'s data is {tuple(data.input_shape)} with {data.num_classes} classes"
+        )
+    out = Path(args.out or Path(exp.out) / "train")
+    results = finish_members(
+        out,
+        space,
+        [arch.arch_id],
+        {arch.arch_id: arch},
+        data,
+        finetune_config=exp.finetune or FinetuneConfig(),
+        compress=exp.compress,
+        accuracy={},
+        origin={"arch_json": str(Path(args.arch).resolve()), "experiment": exp.source},
+        environment=environment(),
+        progress=None if args.quiet else _final_progress,
+        start=args.arch,
+    )
+    _print_final(results, out)
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    """``nas export --storage URL --study NAME --trial N``: the export folder of any trial."""
+    import optuna
+
+    from nas.final import export_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    folder = export_trial(args.storage, args.study, args.trial, args.out)
+    print(f"exported trial {args.trial} to {folder}/")
     return 0
 
 
@@ -398,6 +478,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--study", required=True, help="study name")
     p.add_argument("--out", help="output directory (default: pareto-<study>)")
     p.set_defaults(func=_cmd_pareto)
+
+    p = sub.add_parser("train", help="fine-tune, compress, measure and export one arch.json")
+    p.add_argument("arch", help="an arch.json file (its weights, if any, are the start)")
+    p.add_argument("--experiment", required=True, help="experiment YAML (data, finetune, ...)")
+    p.add_argument("--out", help="output directory (default: <experiment out>/train)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("export", help="export folder (arch.json, weights, ONNX, ...) of a trial")
+    p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///x.db")
+    p.add_argument("--study", required=True, help="study name")
+    p.add_argument("--trial", required=True, type=int, help="trial number")
+    p.add_argument("--out", help="output folder (default: export-<study>-<trial>)")
+    p.set_defaults(func=_cmd_export)
 
     p = sub.add_parser("spaces", help="list the built-in search spaces with their sizes")
     p.set_defaults(func=_cmd_spaces)

@@ -39,6 +39,7 @@ class RunResult:
     run_dir: Path
     search: SearchOutcome
     report: Report
+    final: tuple[Any, ...] = ()  # nas.final.FinalModel of each finished architecture
 
 
 def environment() -> dict[str, Any]:
@@ -147,4 +148,62 @@ def run_experiment(
         }
     )
     atomic_write_json(run_dir / "manifest.json", manifest)
-    return RunResult(run_dir, outcome, report)
+    final: tuple[Any, ...] = ()
+    if experiment.finetune is not None:
+        final = tuple(_finish(experiment, prepared, study, run_dir, manifest, progress))
+    return RunResult(run_dir, outcome, report, final)
+
+
+def _finish(
+    experiment: Experiment,
+    prepared: Any,
+    study: Any,
+    run_dir: Path,
+    manifest: dict[str, Any],
+    progress: Callable[[str, dict[str, Any]], None] | None,
+) -> list[Any]:
+    """The stage after the search: select, fine-tune, compress, measure, export."""
+    from nas.final import finish_members, plot_final
+    from nas.search import select_members, trials_frame
+    from nas.space import Architecture
+    from nas.train import load_data
+
+    frame = trials_frame(study)
+    objectives = list(experiment.objectives)
+    names = [m.name for m in objectives]
+    directions = [m.direction for m in objectives]
+    chosen = select_members(frame, names, directions, experiment.select)
+    if progress is not None:
+        progress("final_selected", {"arch_ids": chosen, "rule": experiment.select.rule})
+    trials = {t.user_attrs.get("arch_id"): t for t in study.get_trials(deepcopy=False)}
+    architectures = {
+        a: Architecture.from_dict(trials[a].user_attrs["architecture"]) for a in chosen
+    }
+    accuracy = {a: float(trials[a].user_attrs.get("accuracy", float("nan"))) for a in chosen}
+    data = prepared.evaluator.data or load_data(experiment.data)
+    results = finish_members(
+        run_dir,
+        prepared.space,
+        chosen,
+        architectures,
+        data,
+        finetune_config=experiment.finetune,
+        compress=experiment.compress,
+        accuracy=accuracy,
+        origin={
+            "study": manifest.get("study_name"),
+            "storage": manifest.get("storage"),
+            "experiment": experiment.source,
+            "trials": {a: trials[a].number for a in chosen},
+        },
+        environment=environment(),
+        progress=progress,
+    )
+    plot_final(frame, names, directions, results, run_dir / "pareto_final.png")
+    manifest["final"] = {
+        "selected": chosen,
+        "rule": experiment.select.to_dict(),
+        "summary": "final/summary.csv",
+    }
+    atomic_write_json(run_dir / "manifest.json", manifest)
+    return results

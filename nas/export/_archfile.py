@@ -2,13 +2,16 @@
 
 The file holds the architecture (schema version, space name and hash, choices, ``arch_id``), its
 one-line string form, the full canonical spec of its space (so it loads without the search
-space file), optional metrics, and optionally the path of its weights (safetensors, relative to
-the JSON file). Never a pickle.
+space file), optional metrics, optionally the path of its weights (safetensors, relative to
+the JSON file), and for a structurally pruned model its ``pruned`` widths: ``{module name:
+{attribute: int}}`` from :func:`nas.compress.shape_overrides`, applied to the freshly built model
+before its weights load. Never a pickle.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,7 @@ from torch import nn
 
 from nas._errors import NasConfigError
 from nas._io import atomic_write_json, read_json_object
+from nas.compress import apply_shape_overrides
 from nas.space import Architecture, SearchSpace, space_from_dict
 
 __all__ = ["load_architecture", "read_architecture_file", "write_architecture_file"]
@@ -28,16 +32,51 @@ def write_architecture_file(
     *,
     metrics: dict[str, Any] | None = None,
     weights: str | Path | None = None,
+    pruned: Mapping[str, Mapping[str, int]] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``arch`` as a self-contained ``arch.json`` (atomically); returns the path."""
+    """Write ``arch`` as a self-contained ``arch.json`` (atomically); returns the path.
+
+    Args:
+        path: Where to write the file.
+        space: The space ``arch`` is from; its full spec is stored in the file.
+        arch: The architecture.
+        metrics: Optional measurements to store beside it (JSON-ready).
+        weights: Path of a safetensors file of the model's ``state_dict``, stored relative to
+            ``path``.
+        pruned: For a structurally pruned model, its widths where they differ from
+            ``space.build(arch)`` (:func:`nas.compress.shape_overrides`); the weights are then
+            those of the pruned model.
+        extra: More top-level keys (JSON-ready), e.g. ``preprocess``, ``origin``, and for an
+            INT8 variant ``precision: int8`` with ``onnx``, the ONNX file (relative to
+            ``path``) that :func:`load_architecture` runs.
+
+    Example:
+        >>> from nas.compress import prune_structured, shape_overrides  # doctest: +SKIP
+        >>> small = prune_structured(model, x, ratio=0.5)  # doctest: +SKIP
+        >>> save_file(small.state_dict(), "w.safetensors")  # doctest: +SKIP
+        >>> write_architecture_file(  # doctest: +SKIP
+        ...     "arch.json", space, arch, weights="w.safetensors",
+        ...     pruned=shape_overrides(small, space.build(arch)),
+        ... )
+    """
     space.check(arch)
     path = Path(path)
+    if pruned is not None:
+        pruned = _check_pruned(pruned, str(path))
     doc: dict[str, Any] = arch.to_dict()
     doc["string"] = space.format(arch)
     if metrics:
         doc["metrics"] = metrics
     if weights is not None:
         doc["weights"] = os.path.relpath(Path(weights).resolve(), path.resolve().parent)
+    if pruned is not None:
+        doc["pruned"] = pruned
+    reserved = set(doc) | {"space_spec", "metrics", "weights", "pruned"}
+    for key, value in (extra or {}).items():
+        if key in reserved:
+            raise ValueError(f"extra key {key!r} would overwrite the file's own {key!r}")
+        doc[key] = value
     doc["space_spec"] = space.to_dict()
     atomic_write_json(path, doc)
     return path
@@ -59,11 +98,60 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
             f"{arch.space_hash}; the file was edited by hand or corrupted"
         )
     space.from_choices(dict(arch.choices), source=str(path))  # every choice is valid
+    if "pruned" in doc:
+        doc["pruned"] = _check_pruned(doc["pruned"], str(path))
     return space, arch, doc
+
+
+def _check_pruned(value: object, source: str) -> dict[str, dict[str, int]]:
+    """``pruned`` as ``{module name: {attribute: positive int}}``, or a one-line error."""
+    if not isinstance(value, Mapping):
+        raise NasConfigError(
+            f"expected a mapping of module names to {{attribute: int}}, got {value!r}",
+            file=source,
+            key="pruned",
+        )
+    out: dict[str, dict[str, int]] = {}
+    for name, attrs in value.items():
+        if not isinstance(name, str) or not isinstance(attrs, Mapping):
+            raise NasConfigError(
+                f"expected a mapping of attribute names to ints, got {attrs!r}",
+                file=source,
+                key=f"pruned.{name}",
+            )
+        out[name] = {}
+        for attr, n in attrs.items():
+            if not isinstance(attr, str) or isinstance(n, bool) or not isinstance(n, int) or n < 1:
+                raise NasConfigError(
+                    f"expected a positive int, got {n!r}", file=source, key=f"pruned.{name}.{attr}"
+                )
+            out[name][attr] = n
+    return out
+
+
+def _load_int8(path: Path, doc: dict[str, Any], arch: Architecture) -> nn.Module:
+    """The INT8 variant: its QDQ ONNX graph run by ONNX Runtime behind the module interface."""
+    from nas.export._onnx import OnnxModule
+
+    onnx_file = doc.get("onnx")
+    if not isinstance(onnx_file, str):
+        raise NasConfigError(f"{path}: 'precision: int8' needs 'onnx', the INT8 ONNX file")
+    target = (path.parent / onnx_file).resolve()
+    if not target.is_file():
+        raise NasConfigError(f"{path}: onnx file {target} does not exist")
+    model = OnnxModule(target)
+    model.architecture = arch  # type: ignore[assignment]
+    return model
 
 
 def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
     """Rebuild the model of an ``arch.json``, with its trained weights when the file names them.
+
+    An INT8 variant (``precision: int8``, written by :func:`nas.export.export_int8`) comes back
+    as an :class:`nas.export.OnnxModule` running its INT8 ONNX graph in ONNX Runtime.
+
+    A pruned model (the file has ``pruned``) is built at the architecture's widths, then given
+    the pruned widths (:func:`nas.compress.apply_shape_overrides`), then its weights.
 
     Example:
         >>> model = load_architecture("runs/qs/architectures/0123456789ab.json")  # doctest: +SKIP
@@ -71,12 +159,17 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
         '0123456789ab'
 
     Raises:
-        NasConfigError: the file is malformed, from an unknown schema, or its weights do not
-            match the architecture.
+        NasConfigError: the file is malformed, from an unknown schema, its ``pruned`` widths
+            name modules the architecture does not have, or its weights do not match the
+            (pruned) architecture.
     """
     path = Path(path)
     space, arch, doc = read_architecture_file(path)
+    if doc.get("precision") == "int8":
+        return _load_int8(path, doc, arch)
     model = space.build(arch)
+    if "pruned" in doc:
+        apply_shape_overrides(model, doc["pruned"], source=str(path))
     if weights and doc.get("weights"):
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -106,8 +199,11 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
                 )
                 if keys
             )
+            hint = ""
+            if wrong and "pruned" in doc:
+                hint = "; the file has pruned widths: save the weights of the pruned model"
             raise NasConfigError(
-                f"{wpath}: weights do not match architecture {arch.arch_id} ({detail})"
+                f"{wpath}: weights do not match architecture {arch.arch_id} ({detail}){hint}"
             )
         model.load_state_dict(state)
     model.eval()

@@ -35,6 +35,7 @@ _DOMINATED_COLOR = "0.7"
 _VIOLATES_COLOR = "tab:red"
 # An axis whose positive values span more than this ratio (2 decades) is drawn in log scale.
 _LOG_RATIO = 100.0
+_MEASURED_MARKERS = ("D", "s", "^", "v", "P", "*", "X", "p")
 _SUBPLOT_SIZE_IN = (4.5, 4.0)  # (width, height) of one panel in inches
 _MAX_COLUMNS = 3
 _GOLDEN = 0.6180339887498949  # (sqrt(5) - 1) / 2
@@ -87,6 +88,7 @@ def plot_pareto_pairs(
     directions: Sequence[str],
     *,
     title: str | None = None,
+    measured: pd.DataFrame | None = None,
 ) -> Figure:
     """Scatter plots of every pair of objectives with the Pareto set highlighted.
 
@@ -97,6 +99,10 @@ def plot_pareto_pairs(
         objectives: Column names of the k objectives.
         directions: ``"minimize"`` or ``"maximize"`` for each objective.
         title: Figure title, if any.
+        measured: Measured models to overlay (fine-tuned and compressed variants): one row
+            per model with a ``label`` column and the objective columns (NaN where a metric
+            was not measured; that model is left out of those panels). Drawn with their own
+            markers, so measured and predicted points are told apart.
 
     Returns:
         A new figure with one axes per unordered pair of objectives (k(k-1)/2 of them; one
@@ -199,17 +205,32 @@ def plot_pareto_pairs(
                 alpha=0.8,
                 zorder=3,
             )
+        if measured is not None and k > 1:
+            for i, (label, rows) in enumerate(measured.groupby("label", sort=False)):
+                mx = rows[objectives[ix]].to_numpy(dtype=float)
+                my = rows[objectives[iy]].to_numpy(dtype=float)
+                ax.scatter(
+                    mx,
+                    my,
+                    s=60,
+                    marker=_MEASURED_MARKERS[i % len(_MEASURED_MARKERS)],
+                    color=f"C{(i + 1) % 10}",
+                    edgecolors="black",
+                    linewidths=0.6,
+                    label=f"measured: {label}",
+                    zorder=5,
+                )
         ax.grid(True, which="major", alpha=0.3)
 
     handles, labels = axes[0].get_legend_handles_labels()
-    legend_order = [2, 0, 1]  # Pareto, dominated, violates
+    legend_order = [2, 0, 1, *range(3, len(handles))]  # Pareto, dominated, violates, measured
     legend_title = f"{n_failed} failed trials not shown" if n_failed else None
     # Below the panels (constrained layout makes room), so it never hides a point.
     fig.legend(
         [handles[i] for i in legend_order],
         [labels[i] for i in legend_order],
         loc="outside lower center",
-        ncols=3,
+        ncols=min(len(legend_order), 4),
         fontsize="small",
         title=legend_title,
         title_fontsize="small",

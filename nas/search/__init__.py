@@ -19,10 +19,14 @@ from nas.search._pareto import (
 )
 from nas.search._report import Report, load_study, trials_frame, write_report
 from nas.search._samplers import make_sampler
+from nas.search._select import RULES, SelectConfig, select_members
 from nas.search._study import SearchOutcome, open_study, prepare, run_search, storage_url
 
 __all__ = [
+    "RULES",
     "SAMPLERS",
+    "SelectConfig",
+    "select_members",
     "Constraint",
     "Evaluator",
     "Experiment",

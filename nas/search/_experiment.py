@@ -167,6 +167,9 @@ class Experiment:
     source: str | None = None
     devices: tuple[str, ...] = field(default=())
     table_dirs: tuple[str, ...] = field(default=())
+    select: Any = None  # SelectConfig: which Pareto members are finished after the search
+    finetune: Any = None  # FinetuneConfig, or None to stop after the search
+    compress: Any = None  # CompressConfig, or None for no compression
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -200,6 +203,9 @@ class Experiment:
             "table_dirs": list(self.table_dirs),
             "search": asdict(self.search),
             "out": self.out,
+            "select": None if self.select is None else self.select.to_dict(),
+            "finetune": None if self.finetune is None else self.finetune.to_dict(),
+            "compress": None if self.compress is None else self.compress.to_dict(),
         }
 
 
@@ -297,6 +303,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
             table_dirs.append(str(folder))
     search = SearchConfig.from_node(node.get("search", None))
     out = node.get("out", None)
+    select, finetune, compress = _final_stage(node)
     exp = Experiment(
         name=name,
         space=space,
@@ -309,6 +316,34 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
         source=str(path),
         devices=tuple(dict.fromkeys(devices)),
         table_dirs=tuple(table_dirs),
+        select=select,
+        finetune=finetune,
+        compress=compress,
     )
     node.done()
     return exp
+
+
+def _final_stage(node: Node) -> tuple[Any, Any, Any]:
+    """``select:``, ``finetune:`` and ``compress:``, the stage after the search.
+
+    Without ``finetune:`` the run stops at the Pareto front; ``select:`` or ``compress:``
+    alone then raise, since nothing would use them.
+    """
+    from nas.compress import CompressConfig
+    from nas.search._select import SelectConfig
+    from nas.train import FinetuneConfig
+
+    f_node, s_node, c_node = (node.get(k, None) for k in ("finetune", "select", "compress"))
+    if f_node.value is None:
+        for key, child in (("select", s_node), ("compress", c_node)):
+            if child.value is not None:
+                raise child.error(
+                    f"'{key}' applies to the models finished after the search; add a "
+                    "'finetune:' section (e.g. 'finetune: {epochs: 30}') or remove it"
+                )
+        return None, None, None
+    select = SelectConfig.from_node(s_node) if s_node.value is not None else SelectConfig()
+    finetune = FinetuneConfig.from_node(f_node)
+    compress = None if c_node.value is None else CompressConfig.from_node(c_node)
+    return select, finetune, compress

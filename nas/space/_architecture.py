@@ -86,6 +86,13 @@ class Architecture:
     def __hash__(self) -> int:
         return hash(self.arch_id)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A frozen value: copies and pickles rebuild it from its plain-dict form.
+        return (Architecture.from_dict, (self.to_dict(),))
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Architecture:
+        return self
+
     def __repr__(self) -> str:
         return f"Architecture(space={self.space!r}, arch_id={self.arch_id!r})"
 

@@ -53,6 +53,10 @@ class DataConfig:
         root: Directory with the MNIST IDX files or the torchvision CIFAR-10 root.
         path: The ``.npz`` file for ``dataset: npz``.
         val_fraction: Fraction of the (limited) examples held out for validation, in (0, 1).
+        test_fraction: Fraction held out as a test split, in [0, 1): never seen by the search
+            (which scores on validation) nor by fine-tuning; the accuracy of final and compressed
+            models is measured on it. 0 means no test split (final accuracy is then on
+            validation).
         seed: Seed of the subsampling shuffle and of the stratified split.
         limit: Use at most this many examples, taken after a seeded shuffle (for quick runs).
         normalize: Standardize each channel with the mean/std of the train split.
@@ -66,6 +70,7 @@ class DataConfig:
     root: str | None = None
     path: str | None = None
     val_fraction: float = 0.2
+    test_fraction: float = 0.0
     seed: int = 0
     limit: int | None = None
     normalize: bool = True
@@ -78,6 +83,11 @@ class DataConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise NasConfigError(
                 f"`0 < val_fraction < 1` must hold, but got val_fraction={self.val_fraction}"
+            )
+        if not 0.0 <= self.test_fraction < 1.0 or self.val_fraction + self.test_fraction >= 1.0:
+            raise NasConfigError(
+                "`0 <= test_fraction` and `val_fraction + test_fraction < 1` must hold, but got "
+                f"val_fraction={self.val_fraction}, test_fraction={self.test_fraction}"
             )
         if self.limit is not None and self.limit < 2:
             raise NasConfigError(f"`limit >= 2` must hold, but got limit={self.limit}")
@@ -119,6 +129,7 @@ class DataConfig:
             root=locations["root"],
             path=locations["path"],
             val_fraction=node.get("val_fraction", 0.2).as_float(gt=0.0, lt=1.0),
+            test_fraction=node.get("test_fraction", 0.0).as_float(min=0.0, lt=1.0),
             seed=node.get("seed", 0).as_int(min=0),
             limit=None if limit_node.value is None else limit_node.as_int(min=2),
             normalize=node.get("normalize", True).as_bool(),
@@ -151,6 +162,8 @@ class SplitData:
         channel_mean: Per-channel mean subtracted from the pixels (empty when not normalized);
             an exported model needs it to preprocess its inputs the same way.
         channel_std: Per-channel std the pixels were divided by (empty when not normalized).
+        x_test: Test images ``(K, C, H, W)``, or None without a test split.
+        y_test: Test labels ``(K,)``, or None.
     """
 
     x_train: torch.Tensor = field(compare=False, repr=False)
@@ -162,14 +175,18 @@ class SplitData:
     name: str
     channel_mean: tuple[float, ...] = ()
     channel_std: tuple[float, ...] = ()
+    x_test: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    y_test: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        if (self.x_test is None) != (self.y_test is None):
+            raise ValueError("x_test and y_test must both be given or both be None")
         if self.num_classes < 2:
             raise ValueError(f"`num_classes >= 2` must hold, but got {self.num_classes=}")
-        for split, x, y in (
-            ("train", self.x_train, self.y_train),
-            ("val", self.x_val, self.y_val),
-        ):
+        splits = [("train", self.x_train, self.y_train), ("val", self.x_val, self.y_val)]
+        if self.x_test is not None and self.y_test is not None:
+            splits.append(("test", self.x_test, self.y_test))
+        for split, x, y in splits:
             if x.dtype != torch.float32 or y.dtype != torch.int64:
                 raise ValueError(
                     f"{split} tensors must be float32 images and int64 labels, "
@@ -192,6 +209,12 @@ class SplitData:
     def sizes(self) -> tuple[int, int]:
         """``(train examples, validation examples)``."""
         return int(self.x_train.shape[0]), int(self.x_val.shape[0])
+
+    def held_out(self) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """``(images, labels, name)`` of the split final models are scored on: test if any."""
+        if self.x_test is not None and self.y_test is not None:
+            return self.x_test, self.y_test, "test"
+        return self.x_val, self.y_val, "val"
 
 
 def load_data(config: DataConfig) -> SplitData:
@@ -217,7 +240,14 @@ def load_data(config: DataConfig) -> SplitData:
     if config.limit is not None and config.limit < n_total:
         keep = np.random.default_rng(config.seed).permutation(n_total)[: config.limit]
         x, y = x[keep], y[keep]
-    train_idx, val_idx = _stratified_split(y, config)
+    test_idx = None
+    if config.test_fraction > 0:
+        rest, test_idx = _stratified_split(y, config.test_fraction, config.seed, "test_fraction")
+        x_test, y_test = x[test_idx], y[test_idx]
+        x, y = x[rest], y[rest]
+    # val_fraction stays a fraction of all examples, so adding a test split keeps the val size.
+    val_part = config.val_fraction / (1.0 - config.test_fraction)
+    train_idx, val_idx = _stratified_split(y, val_part, config.seed, "val_fraction")
     x_train, x_val = x[train_idx], x[val_idx]
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
@@ -227,6 +257,8 @@ def load_data(config: DataConfig) -> SplitData:
         shape = (1, -1, 1, 1)
         x_train = (x_train - mean_c.reshape(shape)) / std_c.reshape(shape)
         x_val = (x_val - mean_c.reshape(shape)) / std_c.reshape(shape)
+        if test_idx is not None:
+            x_test = (x_test - mean_c.reshape(shape)) / std_c.reshape(shape)
         mean, std = tuple(float(m) for m in mean_c), tuple(float(s) for s in std_c)
     data = SplitData(
         x_train=_images(x_train),
@@ -238,6 +270,12 @@ def load_data(config: DataConfig) -> SplitData:
         name=config.dataset,
         channel_mean=mean,
         channel_std=std,
+        x_test=None if test_idx is None else _images(x_test),
+        y_test=(
+            None
+            if test_idx is None
+            else torch.from_numpy(np.ascontiguousarray(y_test, dtype=np.int64))
+        ),
     )
     logger.info(
         "loaded %s: %d train / %d val of %d examples, input %s, %d classes",
@@ -265,21 +303,19 @@ def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
     return dict(data)
 
 
-def _stratified_split(y: np.ndarray, config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+def _stratified_split(
+    y: np.ndarray, fraction: float, seed: int, key: str
+) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.model_selection import train_test_split  # heavy import, only when splitting
 
     try:
         train_idx, val_idx = train_test_split(
-            np.arange(len(y)),
-            test_size=config.val_fraction,
-            random_state=config.seed,
-            stratify=y,
+            np.arange(len(y)), test_size=fraction, random_state=seed, stratify=y
         )
     except ValueError as exc:
         raise NasConfigError(
             f"cannot split {len(y)} examples of {len(np.unique(y))} classes with "
-            f"val_fraction={config.val_fraction} stratified by class ({exc}); "
-            f"raise 'limit' or 'val_fraction'"
+            f"{key}={fraction:.3g} stratified by class ({exc}); raise 'limit' or '{key}'"
         ) from None
     # train_test_split returns a shuffled order; sort so the tensors follow the file order.
     return np.sort(train_idx), np.sort(val_idx)

@@ -90,3 +90,90 @@ def test_not_json(tmp_path):
     bad.write_text("{oops")
     with pytest.raises(NasConfigError, match=r"a\.json:1: not valid JSON"):
         nas.load_architecture(bad)
+
+
+@pytest.fixture
+def pruned_saved(tmp_path):
+    """A structurally pruned model written as arch.json + ``pruned`` + its safetensors."""
+    from nas.compress import prune_structured, shape_overrides
+
+    space = load_space("mobilenet_small")
+    arch = space.random(4)
+    model = space.build(arch, seed=1).eval()
+    small = prune_structured(model, torch.randn(1, *space.input_shape), ratio=0.5)
+    weights = tmp_path / "w" / "model.safetensors"
+    weights.parent.mkdir()
+    save_file(small.state_dict(), str(weights))
+    path = write_architecture_file(
+        tmp_path / "arch.json",
+        space,
+        arch,
+        weights=weights,
+        pruned=shape_overrides(small, space.build(arch)),
+    )
+    return path, small, model, space
+
+
+def test_pruned_model_loads_in_a_fresh_process(pruned_saved, tmp_path):
+    path, small, _, space = pruned_saved
+    assert json.loads(path.read_text())["pruned"]["stem.0"] == {"out_channels": 8}
+    x = torch.randn(2, *space.input_shape)
+    save_file({"x": x}, str(tmp_path / "x.safetensors"))
+    code = (
+        "import sys, nas, torch; from safetensors.torch import load_file, save_file;"
+        "m = nas.load_architecture(sys.argv[1]); x = load_file(sys.argv[2])['x'];"
+        "save_file({'y': m(x).detach()}, sys.argv[3])"
+    )
+    args = [str(path), str(tmp_path / "x.safetensors"), str(tmp_path / "y.safetensors")]
+    subprocess.run([sys.executable, "-c", code, *args], check=True)
+    from safetensors.torch import load_file
+
+    with torch.no_grad():
+        assert torch.allclose(load_file(str(tmp_path / "y.safetensors"))["y"], small(x), atol=1e-6)
+    loaded = nas.load_architecture(path)
+    assert sum(p.numel() for p in loaded.parameters()) == sum(
+        p.numel() for p in small.parameters()
+    )
+
+
+def test_unpruned_weights_against_pruned_arch_are_refused(pruned_saved, tmp_path):
+    path, _, model, _ = pruned_saved
+    save_file(model.state_dict(), str(tmp_path / "w" / "model.safetensors"))
+    with pytest.raises(
+        NasConfigError, match=r"weights do not match architecture .*wrong shape.*pruned widths"
+    ):
+        nas.load_architecture(path)
+    assert nas.load_architecture(path, weights=False) is not None
+
+
+@pytest.mark.parametrize(
+    ("pruned", "match"),
+    [
+        ([8], r"arch\.json: pruned: expected a mapping of module names"),
+        ({"stem.0": 8}, r"arch\.json: pruned\.stem\.0: expected a mapping of attribute names"),
+        ({"stem.0": {"out_channels": 0}}, r"arch\.json: pruned\.stem\.0\.out_channels: .*0"),
+        ({"stem.0": {"out_channels": True}}, r"pruned\.stem\.0\.out_channels: .*positive int"),
+    ],
+)
+def test_malformed_pruned_entry_is_one_line(pruned_saved, pruned, match):
+    path, *_ = pruned_saved
+    doc = json.loads(path.read_text())
+    doc["pruned"] = pruned
+    path.write_text(json.dumps(doc))
+    with pytest.raises(NasConfigError, match=match) as info:
+        read_architecture_file(path)
+    assert "\n" not in str(info.value)
+
+
+def test_pruned_entry_naming_an_unknown_module(pruned_saved):
+    path, *_ = pruned_saved
+    doc = json.loads(path.read_text())
+    doc["pruned"]["stem.7"] = {"out_channels": 8}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(NasConfigError, match=r"arch\.json: pruned: no module 'stem\.7'"):
+        nas.load_architecture(path)
+
+
+def test_unpruned_file_has_no_pruned_key(saved):
+    path, *_ = saved
+    assert "pruned" not in json.loads(path.read_text())

@@ -1,0 +1,134 @@
+"""Measuring model variants for real: held-out accuracy, size on disk, end-to-end latency.
+
+Latency is timed at batch 1 on this machine, each variant in the runtime it is deployed with
+(PyTorch eager for float models, ONNX Runtime for ONNX and INT8 models), with the thread count
+fixed. Variants are timed in interleaved rounds, so a slow phase of a shared machine hits every
+variant alike, after a second of load that brings the CPU clock up (see
+``nas.cost._profile._spin_up``); the statistic is the median of all samples.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import statistics
+import time
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["LatencyConfig", "Measurement", "deflated_size", "time_interleaved"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LatencyConfig:
+    """How end-to-end latency is timed (batch 1).
+
+    Args:
+        threads: Intra-op threads of both runtimes, >= 1.
+        warmup: Untimed calls per variant before timing.
+        repeats: Timed calls per variant, split over ``rounds``.
+        rounds: Interleaved rounds (every variant once per round).
+        spin_up_s: Seconds of load before timing.
+    """
+
+    threads: int = 1
+    warmup: int = 50
+    repeats: int = 600
+    rounds: int = 6
+    spin_up_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        if min(self.threads, self.repeats, self.rounds) < 1 or self.warmup < 0:
+            raise ValueError(
+                "`threads, repeats, rounds >= 1` and `warmup >= 0` must hold, but got "
+                f"{self.threads=}, {self.repeats=}, {self.rounds=}, {self.warmup=}"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """One measured variant of a model.
+
+    Args:
+        variant: ``fp32``, ``pruned``, ``sparse``, ``int8``, ``pruned+int8``.
+        runtime: ``torch-eager`` or ``onnxruntime``.
+        accuracy: Top-1 accuracy on the held-out split, a fraction.
+        split: The split ``accuracy`` is on (``test``, or ``val`` without a test split).
+        latency_ms: Median end-to-end latency at batch 1.
+        latency_ms_iqr: Interquartile range of the latency samples.
+        size_bytes: Size of the deployable file on disk.
+        size_deflated_bytes: That file zip-deflated (zeros of sparse weights compress away).
+        params: Nonzero parameters of the float weights it came from.
+        file: The deployable file, relative to the export folder.
+    """
+
+    variant: str
+    runtime: str
+    accuracy: float
+    split: str
+    latency_ms: float
+    latency_ms_iqr: float
+    size_bytes: int
+    size_deflated_bytes: int
+    params: int
+    file: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def deflated_size(path: str | Path) -> int:
+    """Bytes of ``path`` after zip deflate (level 9), the size a sparse model ships at."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as z:
+        z.write(path, arcname=Path(path).name)
+    return buffer.getbuffer().nbytes
+
+
+def nonzero_params(model: nn.Module) -> int:
+    return int(sum(int(torch.count_nonzero(p)) for p in model.parameters()))
+
+
+def time_interleaved(
+    runners: Mapping[str, Callable[[], Any]], config: LatencyConfig
+) -> dict[str, list[float]]:
+    """Latency samples (ms) of each zero-argument callable, timed in interleaved rounds."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        with torch.inference_mode():
+            first = next(iter(runners.values()))
+            deadline = time.perf_counter() + config.spin_up_s
+            while time.perf_counter() < deadline:
+                first()
+            for run in runners.values():
+                for _ in range(config.warmup):
+                    run()
+            per_round = max(1, config.repeats // config.rounds)
+            samples: dict[str, list[float]] = {name: [] for name in runners}
+            for _ in range(config.rounds):
+                for name, run in runners.items():
+                    for _ in range(per_round):
+                        t0 = time.perf_counter_ns()
+                        run()
+                        samples[name].append((time.perf_counter_ns() - t0) / 1e6)
+    finally:
+        torch.set_num_threads(previous)
+    return samples
+
+
+def summarize(samples: list[float]) -> tuple[float, float]:
+    """(median, interquartile range) of latency samples."""
+    q = statistics.quantiles(samples, n=4)
+    return statistics.median(samples), q[2] - q[0]

@@ -1,0 +1,183 @@
+"""INT8 quantization: torchao's PT2E flow (post-training, or quantization-aware training).
+
+The model is captured with ``torch.export``, annotated by torchao's ``X86InductorQuantizer``
+(activations uint8 asymmetric per tensor, weights int8 symmetric per output channel, the
+configuration Intel's x86 backend ships), calibrated on real images, and converted to a graph of
+``quantize -> int8 op -> dequantize`` patterns. That graph is a reference program: it runs
+anywhere PyTorch runs, and it exports to an ONNX QDQ model that ONNX Runtime executes with
+real int8 kernels (``nas.export.export_onnx``). PT2E replaces the deprecated eager-mode and FX
+quantization APIs of ``torch.ao.quantization`` (torchao docs, "PyTorch 2 Export Quantization").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas._config import Node
+from nas._errors import NasConfigError
+from nas._quiet import quiet_third_party
+
+__all__ = ["QuantizeConfig", "check_calibration", "quantize_int8"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class QuantizeConfig:
+    """How to quantize to INT8.
+
+    Args:
+        calibration: Training images the observers see (post-training quantization), >= 1.
+        qat: Quantization-aware training after calibration: fine-tune with fake quantization
+            for ``qat_epochs``, for when PTQ alone loses too much accuracy.
+        qat_epochs: Epochs of quantization-aware training, >= 1.
+        qat_lr: Peak learning rate of quantization-aware training (SGD, cosine), > 0.
+        max_drop: PTQ accuracy loss (a fraction, 0.01 = 1 point) above which ``qat: auto``
+            switches to quantization-aware training.
+
+    Example:
+        >>> QuantizeConfig(calibration=128).qat
+        'auto'
+    """
+
+    calibration: int = 256
+    qat: str = "auto"
+    qat_epochs: int = 3
+    qat_lr: float = 0.005
+    max_drop: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.calibration < 1:
+            raise NasConfigError(f"`calibration >= 1` must hold, but got {self.calibration}")
+        if self.qat not in ("auto", "always", "never"):
+            raise NasConfigError(
+                f"unknown qat mode {self.qat!r}",
+                allowed=("auto", "always", "never"),
+                value=self.qat,
+            )
+        if self.qat_epochs < 1 or not self.qat_lr > 0 or not 0 <= self.max_drop < 1:
+            raise NasConfigError(
+                "`qat_epochs >= 1`, `qat_lr > 0` and `0 <= max_drop < 1` must hold, but got "
+                f"qat_epochs={self.qat_epochs}, qat_lr={self.qat_lr}, max_drop={self.max_drop}"
+            )
+
+    @classmethod
+    def from_node(cls, node: Node) -> QuantizeConfig:
+        """Read a ``quantize:`` mapping (keys as the fields; all optional)."""
+        config = cls(
+            calibration=node.get("calibration", 256).as_int(min=1),
+            qat=node.get("qat", "auto").as_choice(("auto", "always", "never")),
+            qat_epochs=node.get("qat_epochs", 3).as_int(min=1),
+            qat_lr=node.get("qat_lr", 0.005).as_float(gt=0.0),
+            max_drop=node.get("max_drop", 0.01).as_float(min=0.0, lt=1.0),
+        )
+        node.done()
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "calibration": self.calibration,
+            "qat": self.qat,
+            "qat_epochs": self.qat_epochs,
+            "qat_lr": self.qat_lr,
+            "max_drop": self.max_drop,
+        }
+
+
+def check_calibration(images: torch.Tensor, input_shape: tuple[int, ...], *, source: str) -> None:
+    """Raise a one-line error when ``images`` is not a float ``(N, *input_shape)`` batch."""
+    if images.ndim != len(input_shape) + 1 or tuple(images.shape[1:]) != tuple(input_shape):
+        raise NasConfigError(
+            f"{source}: calibration images have shape {tuple(images.shape)} but the model takes "
+            f"(N, {', '.join(map(str, input_shape))}); pass images of the data the model was "
+            "trained on"
+        )
+    if images.shape[0] == 0 or not images.is_floating_point():
+        raise NasConfigError(
+            f"{source}: calibration needs at least one float image, got "
+            f"{images.shape[0]} of dtype {images.dtype}"
+        )
+
+
+def capture(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
+    """``torch.export`` graph of ``model`` in eval mode with a dynamic batch dimension."""
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    # Two examples: a batch of 1 would specialize the batch dimension.
+    x = example[:1].expand(2, *example.shape[1:]).contiguous()
+    return torch.export.export(model.eval(), (x,), dynamic_shapes={"x": {0: batch}}).module()
+
+
+def quantize_int8(
+    model: nn.Module,
+    calibration: torch.Tensor,
+    *,
+    train: Callable[[nn.Module], None] | None = None,
+    batch_size: int = 64,
+) -> torch.fx.GraphModule:
+    """An INT8 copy of ``model`` (``model`` itself is left as it is).
+
+    Args:
+        model: A float model in eval mode, mapping ``(N, C, H, W)`` to logits.
+        calibration: Float images ``(N, C, H, W)`` from the training distribution.
+        train: When given, quantization-aware training: the fake-quantized graph (``.train()``
+            and ``.eval()`` work on it) is passed to ``train`` before conversion.
+        batch_size: Calibration batch size.
+
+    Returns:
+        The converted PT2E graph module; its ``quantize``/``dequantize`` nodes export to ONNX
+        ``QuantizeLinear``/``DequantizeLinear``.
+    """
+    with quiet_third_party():
+        from torchao.quantization.pt2e import allow_exported_model_train_eval
+        from torchao.quantization.pt2e.quantize_pt2e import (
+            convert_pt2e,
+            prepare_pt2e,
+            prepare_qat_pt2e,
+        )
+        from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+            X86InductorQuantizer,
+            get_default_x86_inductor_quantization_config,
+        )
+
+    qat = train is not None
+    quantizer = X86InductorQuantizer()
+    quantizer.set_global(get_default_x86_inductor_quantization_config(is_qat=qat))
+    float_copy = _float_copy(model)
+    with quiet_third_party():
+        if qat:
+            graph = _capture_for_training(float_copy, calibration)
+            prepared = prepare_qat_pt2e(graph, quantizer)
+        else:
+            prepared = prepare_pt2e(capture(float_copy, calibration), quantizer)
+    allow_exported_model_train_eval(prepared)
+    prepared.eval()
+    with torch.no_grad():
+        for start in range(0, calibration.shape[0], batch_size):
+            prepared(calibration[start : start + batch_size])
+    if train is not None:
+        train(prepared)
+        prepared.eval()
+    with quiet_third_party():
+        converted = convert_pt2e(prepared)
+    allow_exported_model_train_eval(converted)
+    logger.info("quantized to int8 (%s)", "QAT" if qat else "PTQ")
+    return converted
+
+
+def _float_copy(model: nn.Module) -> nn.Module:
+    import copy
+
+    return copy.deepcopy(model).float().eval()
+
+
+def _capture_for_training(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
+    """A training-mode capture (batch norm kept trainable) for quantization-aware training."""
+    batch = torch.export.Dim("batch", min=2, max=1 << 16)
+    x = example[:1].expand(2, *example.shape[1:]).contiguous()
+    return torch.export.export(model.train(), (x,), dynamic_shapes={"x": {0: batch}}).module()

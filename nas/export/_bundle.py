@@ -1,0 +1,230 @@
+"""The export folder of a finished model: everything another project needs to use it.
+
+One folder per model (and per structurally pruned variant)::
+
+    arch.json            the architecture (+ pruned channel counts), metrics, preprocessing
+    weights.safetensors  float weights
+    model.onnx           float ONNX graph, checked against PyTorch in ONNX Runtime (1e-4)
+    model.pt2            ``torch.export`` program (``torch.export.load(...).module()``)
+    model_int8.onnx      INT8 QDQ graph beside its FP32 twin, run by ONNX Runtime
+    model_int8.json      arch file of the INT8 variant (``load_architecture`` runs it)
+    MODEL_CARD.md        measured metrics, machine, the search it came from, how to load it
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas._io import atomic_write_text
+from nas._quiet import quiet_third_party
+from nas.export._archfile import write_architecture_file
+from nas.export._onnx import export_onnx
+from nas.space import Architecture, SearchSpace
+
+__all__ = ["export_float", "export_int8", "write_model_card"]
+
+logger = logging.getLogger(__name__)
+
+
+def _save_weights(model: nn.Module, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".safetensors")
+    os.close(fd)
+    try:
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def _save_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    x = example[:1].expand(2, *example.shape[1:]).contiguous()
+    with quiet_third_party():
+        program = torch.export.export(model.eval(), (x,), dynamic_shapes={"x": {0: batch}})
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".pt2")
+    os.close(fd)
+    try:
+        with quiet_third_party():
+            torch.export.save(program, tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def export_float(
+    out_dir: str | Path,
+    space: SearchSpace,
+    arch: Architecture,
+    model: nn.Module,
+    *,
+    example: torch.Tensor,
+    metrics: dict[str, Any] | None = None,
+    pruned: dict[str, dict[str, int]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``arch.json``, ``weights.safetensors``, ``model.onnx`` and ``model.pt2``.
+
+    Args:
+        out_dir: The export folder (created).
+        space: The space ``arch`` is from.
+        arch: The architecture.
+        model: Its trained float model (pruned channel counts as in ``pruned``).
+        example: Input images ``(N, C, H, W)``; the ONNX check runs on them.
+        metrics: Measured metrics to record in ``arch.json``.
+        pruned: Shape overrides of a structurally pruned model (``nas.compress``).
+        extra: More top-level keys for ``arch.json`` (preprocessing, origin).
+
+    Returns:
+        ``{"files": {...}, "onnx_check": {...}}``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    _save_weights(model, out / "weights.safetensors")
+    check = export_onnx(model, example, out / "model.onnx")
+    _save_program(model, example, out / "model.pt2")
+    write_architecture_file(
+        out / "arch.json",
+        space,
+        arch,
+        metrics=metrics,
+        weights=out / "weights.safetensors",
+        pruned=pruned,
+        extra={**(extra or {}), "onnx": "model.onnx", "program": "model.pt2"},
+    )
+    files = ["arch.json", "weights.safetensors", "model.onnx", "model.pt2"]
+    return {"files": files, "onnx_check": check}
+
+
+def export_int8(
+    out_dir: str | Path,
+    space: SearchSpace,
+    arch: Architecture,
+    quantized: nn.Module,
+    *,
+    example: torch.Tensor,
+    check: torch.Tensor,
+    metrics: dict[str, Any] | None = None,
+    pruned: dict[str, dict[str, int]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write ``model_int8.onnx`` (QDQ) and ``model_int8.json`` beside the float files."""
+    out = Path(out_dir)
+    result = export_onnx(quantized, example, out / "model_int8.onnx", check=check, atol=None)
+    write_architecture_file(
+        out / "model_int8.json",
+        space,
+        arch,
+        metrics=metrics,
+        pruned=pruned,
+        extra={**(extra or {}), "onnx": "model_int8.onnx", "precision": "int8"},
+    )
+    return {"files": ["model_int8.onnx", "model_int8.json"], "onnx_check": result}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def write_model_card(
+    out_dir: str | Path,
+    *,
+    title: str,
+    arch_string: str,
+    space_name: str,
+    measurements: list[dict[str, Any]],
+    training: dict[str, Any],
+    origin: dict[str, Any],
+    environment: dict[str, Any],
+    preprocess: dict[str, Any],
+) -> Path:
+    """Write ``MODEL_CARD.md``: what the model is, what was measured, how to load it."""
+    out = Path(out_dir)
+    cols = [
+        "variant",
+        "runtime",
+        "accuracy",
+        "split",
+        "latency_ms",
+        "size_bytes",
+        "size_deflated_bytes",
+        "params",
+        "file",
+    ]
+    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    rows += ["| " + " | ".join(_fmt(m.get(c, "")) for c in cols) + " |" for m in measurements]
+    if not measurements:
+        rows = ["Not measured: exported straight from the search (see Training)."]
+    mean, std = preprocess["mean"], preprocess["std"]
+    norm = (
+        f"standardized per channel with mean {list(mean)} and std {list(std)} (statistics of "
+        "the training split)"
+        if isinstance(mean, (list, tuple))
+        else "standardized as in the experiment's data section"
+    )
+    lines = [
+        f"# {title}",
+        "",
+        f"Architecture (space `{space_name}`): `{arch_string}`",
+        "",
+        "## Measured",
+        "",
+        "Accuracy on the held-out split; latency end to end at batch 1, median, in the runtime "
+        "named, on the machine below. Nothing in this table is predicted.",
+        "",
+        *rows,
+        "",
+        "## Machine",
+        "",
+        *(f"- {k}: {_fmt(v)}" for k, v in environment.items() if k != "packages"),
+        "- packages: "
+        + ", ".join(f"{k} {v}" for k, v in environment.get("packages", {}).items() if v),
+        "",
+        "## Where it came from",
+        "",
+        *(f"- {k}: {_fmt(v)}" for k, v in origin.items()),
+        "",
+        "## Training",
+        "",
+        *(f"- {k}: {_fmt(v)}" for k, v in training.items()),
+        "",
+        "## Inputs",
+        "",
+        f"Float images `(N, {', '.join(map(str, preprocess['input_shape']))})`, {norm}.",
+        "",
+        "## How to load it",
+        "",
+        "```python",
+        "import nas",
+        "model = nas.load_architecture('arch.json')          # PyTorch, trained weights",
+        "int8 = nas.load_architecture('model_int8.json')     # INT8, run by ONNX Runtime",
+        "```",
+        "",
+        "Without this package: `torch.export.load('model.pt2').module()`, or ONNX Runtime:",
+        "",
+        "```python",
+        "import onnxruntime as ort",
+        "session = ort.InferenceSession('model_int8.onnx')",
+        "logits = session.run(None, {'x': images})[0]        # images: float32 (N, C, H, W)",
+        "```",
+        "",
+    ]
+    path = out / "MODEL_CARD.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path

@@ -1,0 +1,136 @@
+"""ONNX export (``torch.onnx`` dynamo exporter) and running ONNX models with ONNX Runtime.
+
+A float model exports to a float ONNX graph; a PT2E INT8 graph (``nas.compress.quantize_int8``)
+exports to a QDQ graph, which ONNX Runtime's graph optimizer fuses into int8 kernels
+(``QLinearConv``, ``QGemm``, ...; ONNX Runtime docs, "Quantize ONNX models"). Each export is
+checked by running it in ONNX Runtime against the PyTorch program it came from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from nas._errors import NasConfigError
+from nas._quiet import quiet_third_party
+
+__all__ = ["OnnxModule", "export_onnx", "onnx_session"]
+
+logger = logging.getLogger(__name__)
+
+FP32_ATOL = 1e-4  # float export must match PyTorch to this absolute tolerance on the logits
+
+
+def onnx_session(path: str | Path, *, threads: int | None = 1) -> Any:
+    """An ONNX Runtime CPU session of ``path`` with all graph optimizations (int8 fusion)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    options.log_severity_level = 3  # errors only
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise NasConfigError(f"{path}: ONNX Runtime cannot load the model ({exc})") from None
+
+
+class OnnxModule(nn.Module):
+    """An ONNX model run by ONNX Runtime behind the ``nn.Module`` call interface (inference only).
+
+    Example:
+        >>> m = OnnxModule("export/0123456789ab/model_int8.onnx")  # doctest: +SKIP
+        >>> m(torch.zeros(1, 1, 8, 8)).shape  # doctest: +SKIP
+        torch.Size([1, 10])
+    """
+
+    def __init__(self, path: str | Path, *, threads: int | None = 1) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.session = onnx_session(self.path, threads=threads)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def run_numpy(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: x})[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, classes)
+        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.run_numpy(array))
+
+
+def export_onnx(
+    model: nn.Module,
+    example: torch.Tensor,
+    path: str | Path,
+    *,
+    check: torch.Tensor | None = None,
+    atol: float | None = FP32_ATOL,
+) -> dict[str, float]:
+    """Export ``model`` to ``path`` (dynamic batch), atomically, and check it in ONNX Runtime.
+
+    Args:
+        model: A float ``nn.Module`` or a PT2E graph module (INT8 QDQ export).
+        example: An input batch ``(N, C, H, W)`` (its values do not matter).
+        path: The ``.onnx`` file to write.
+        check: Inputs to compare ONNX Runtime's outputs on against ``model``'s (default:
+            ``example``).
+        atol: Largest absolute difference of the logits allowed; ``None`` checks only that the
+            predicted classes mostly agree (INT8 graphs round differently in ONNX Runtime's
+            fused kernels than in PyTorch's reference ops).
+
+    Returns:
+        ``{"max_abs_diff": ..., "argmax_agreement": ...}`` of ONNX Runtime against PyTorch.
+
+    Raises:
+        RuntimeError: The exported graph's outputs differ beyond ``atol``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    x = example[:1].expand(2, *example.shape[1:]).contiguous()
+    batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".onnx")
+    os.close(fd)
+    try:
+        if isinstance(model, nn.Module):
+            model.eval()
+        # the exporter prints its progress, and logs about ops of packages that are absent
+        with contextlib.redirect_stdout(io.StringIO()), quiet_third_party():
+            torch.onnx.export(
+                model,
+                (x,),
+                tmp,
+                dynamo=True,
+                dynamic_shapes={"x": {0: batch}},
+                input_names=["x"],
+                output_names=["logits"],
+                external_data=False,
+                verbose=False,
+            )
+        inputs = example if check is None else check
+        with torch.no_grad():
+            expected = model(inputs).float().numpy()
+        got = OnnxModule(tmp, threads=None).run_numpy(inputs.float().numpy())
+        diff = float(np.max(np.abs(got - expected)))
+        agreement = float(np.mean(got.argmax(1) == expected.argmax(1)))
+        if atol is not None and diff > atol:
+            raise RuntimeError(
+                f"ONNX Runtime's outputs differ from PyTorch's by {diff:.2e} (> {atol:.0e}) "
+                f"for {path.name}; the export is wrong"
+            )
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    logger.info("wrote %s (max |diff| %.2e vs PyTorch)", path, diff)
+    return {"max_abs_diff": diff, "argmax_agreement": agreement}

@@ -1,0 +1,543 @@
+"""After the search: fine-tune the chosen architectures, compress them, measure, export.
+
+For each chosen architecture (``select:``), in ``<run dir>/final/``:
+
+1. fine-tune with the full budget (``finetune:``), starting from the search's proxy weights
+   when there are any, distilling from a teacher when ``finetune.distill`` is set; the
+   teacher (the most accurate chosen member unless a file is named) is fine-tuned first;
+2. export the float model (``<arch_id>/``: ``arch.json``, safetensors, ONNX, ``torch.export``);
+3. compress (``compress:``): INT8 (``model_int8.onnx`` beside ``model.onnx``), structured
+   pruning + recovery fine-tuning (``<arch_id>-pruned/``, and its INT8 twin), unstructured
+   magnitude sparsity with fine-tuning under the mask (``<arch_id>-sparse/``);
+4. measure every variant: held-out accuracy, size on disk, latency at batch 1 in its runtime;
+   write ``final/summary.csv`` and a model card per folder.
+
+Every fine-tune checkpoints into its folder; running the same command again resumes it and
+skips whatever has already finished (a folder's ``measurements.json`` marks it done).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from nas._errors import NasConfigError
+from nas._io import atomic_write_json, atomic_write_text
+from nas.compress import (
+    CompressConfig,
+    LatencyConfig,
+    Measurement,
+    check_calibration,
+    deflated_size,
+    make_sparsity_permanent,
+    nonzero_params,
+    prune_structured,
+    prune_unstructured,
+    quantize_int8,
+    shape_overrides,
+    summarize,
+    time_interleaved,
+)
+from nas.export import OnnxModule, export_float, export_int8, load_architecture, write_model_card
+from nas.space import Architecture, SearchSpace
+from nas.train import FinetuneConfig, SplitData, evaluate, finetune
+
+__all__ = ["FinalModel", "finish_architecture", "finish_members"]
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class FinalModel:
+    """One finished architecture: its export folders and measured variants."""
+
+    arch_id: str
+    folder: Path
+    measurements: tuple[Measurement, ...]
+
+
+def _preprocess(data: SplitData) -> dict[str, Any]:
+    return {
+        "input_shape": list(data.input_shape),
+        "mean": list(data.channel_mean),
+        "std": list(data.channel_std),
+    }
+
+
+def _finetune(
+    model: nn.Module,
+    data: SplitData,
+    config: FinetuneConfig,
+    folder: Path,
+    teacher: nn.Module | None,
+    progress: Progress | None,
+    label: str,
+) -> dict[str, Any]:
+    def on_epoch(info: dict[str, Any]) -> None:
+        if progress is not None:
+            progress("finetune_epoch", {"model": label, **info})
+
+    result = finetune(
+        model,
+        data,
+        config,
+        teacher=teacher if config.distill is not None else None,
+        checkpoint_dir=folder / "checkpoint",
+        progress=on_epoch,
+    )
+    return result.to_dict()
+
+
+def _sparse_finetune(
+    model: nn.Module,
+    data: SplitData,
+    config: FinetuneConfig,
+    sparsity: float,
+    folder: Path,
+    teacher: nn.Module | None,
+    progress: Progress | None,
+    label: str,
+) -> nn.Module:
+    """Magnitude-prune, then fine-tune with the mask held fixed, then make the zeros permanent."""
+    sparse = prune_unstructured(model, sparsity=sparsity, keep_masks=True)
+    _finetune(sparse, data, config, folder, teacher, progress, label)
+    return make_sparsity_permanent(sparse)
+
+
+def finish_architecture(
+    run_dir: Path,
+    space: SearchSpace,
+    arch: Architecture,
+    model: nn.Module,
+    data: SplitData,
+    *,
+    finetune_config: FinetuneConfig,
+    compress: CompressConfig | None,
+    teacher: nn.Module | None = None,
+    origin: dict[str, Any] | None = None,
+    environment: dict[str, Any] | None = None,
+    progress: Progress | None = None,
+) -> tuple[FinalModel, nn.Module]:
+    """Fine-tune, export, compress and measure one architecture; returns it and its model.
+
+    ``model`` is the starting point (proxy-trained or freshly built); it is trained in place.
+    """
+    base = run_dir / "final"
+    folder = base / arch.arch_id
+    x_held, y_held, split = data.held_out()
+    example = data.x_val[:8]
+    calibration_n = compress.quantize.calibration if compress and compress.quantize else 256
+    calibration = data.x_train[:calibration_n]
+    check_calibration(calibration, tuple(space.input_shape), source=f"data '{data.name}'")
+    environment = environment or {}
+    origin = {**(origin or {}), "arch_id": arch.arch_id}
+    extra = {"preprocess": _preprocess(data), "origin": origin}
+
+    training = _finetune(model, data, finetune_config, folder, teacher, progress, arch.arch_id)
+    model.eval()
+    # variant name -> (model to time, runtime, file, folder, params)
+    variants: dict[str, dict[str, Any]] = {}
+    acc = evaluate(model, x_held, y_held)[0]
+    export_float(
+        folder,
+        space,
+        arch,
+        model,
+        example=example,
+        extra=extra,
+        metrics={f"accuracy_{split}": acc},
+    )
+    params = nonzero_params(model)
+    variants["fp32"] = _torch_variant(model, folder, params)
+    variants["fp32/onnx"] = _onnx_variant(folder / "model.onnx", folder, params)
+
+    def int8(variant: str, float_model: nn.Module, out: Path, pruned: dict | None) -> None:
+        assert compress is not None and compress.quantize is not None
+        q = compress.quantize
+        quantized = quantize_int8(float_model, calibration)
+        drop = (
+            evaluate(float_model, data.x_val, data.y_val)[0]
+            - evaluate(quantized, data.x_val, data.y_val)[0]
+        )
+        mode = "ptq"
+        if q.qat == "always" or (q.qat == "auto" and drop > q.max_drop):
+            log.info("%s: PTQ lost %.3f accuracy on val; quantization-aware training", out, drop)
+            qat_config = FinetuneConfig.from_dict(
+                {
+                    **finetune_config.to_dict(),
+                    "epochs": q.qat_epochs,
+                    "lr": q.qat_lr,
+                    "warmup_epochs": 0.0,
+                    "distill": None,
+                }
+            )
+
+            def train(prepared: nn.Module) -> None:
+                finetune(prepared, data, qat_config)
+
+            quantized = quantize_int8(float_model, calibration, train=train)
+            mode = "qat"
+        export_int8(
+            out,
+            space,
+            arch,
+            quantized,
+            example=example,
+            check=data.x_val,
+            pruned=pruned,
+            extra={**extra, "quantization": mode},
+        )
+        variants[variant] = _onnx_variant(
+            out / "model_int8.onnx", out, nonzero_params(float_model)
+        )
+        variants[variant]["quantization"] = mode
+
+    if compress is not None and compress.quantize is not None:
+        int8("int8", model, folder, None)
+    if compress is not None and compress.prune is not None:
+        p = compress.prune
+        pfolder = base / f"{arch.arch_id}-pruned"
+        pruned = prune_structured(model, example, ratio=p.ratio, round_to=p.round_to)
+        overrides = shape_overrides(pruned, space.build(arch))
+        if p.epochs:
+            pcfg = FinetuneConfig.from_dict(
+                {
+                    **finetune_config.to_dict(),
+                    "epochs": p.epochs,
+                    "distill": finetune_config.to_dict()["distill"],
+                }
+            )
+            # the unpruned parent is the natural teacher of its pruned child
+            _finetune(pruned, data, pcfg, pfolder, model, progress, f"{arch.arch_id}-pruned")
+        pruned.eval()
+        export_float(
+            pfolder,
+            space,
+            arch,
+            pruned,
+            example=example,
+            pruned=overrides,
+            extra={**extra, "pruning": p.to_dict()},
+        )
+        variants["pruned"] = _torch_variant(pruned, pfolder, nonzero_params(pruned))
+        variants["pruned/onnx"] = _onnx_variant(
+            pfolder / "model.onnx", pfolder, nonzero_params(pruned)
+        )
+        if compress.quantize is not None:
+            int8("pruned+int8", pruned, pfolder, overrides)
+    if compress is not None and compress.sparsity is not None:
+        sfolder = base / f"{arch.arch_id}-sparse"
+        scfg = FinetuneConfig.from_dict(
+            {**finetune_config.to_dict(), "epochs": max(1, finetune_config.epochs // 3)}
+        )
+        sparse = _sparse_finetune(
+            model,
+            data,
+            scfg,
+            compress.sparsity,
+            sfolder,
+            model,
+            progress,
+            f"{arch.arch_id}-sparse",
+        )
+        export_float(
+            sfolder,
+            space,
+            arch,
+            sparse,
+            example=example,
+            extra={**extra, "sparsity": compress.sparsity},
+        )
+        variants["sparse"] = _torch_variant(sparse, sfolder, nonzero_params(sparse))
+
+    measurements = _measure(variants, x_held, y_held, split, base, compress)
+    rows = [m.to_dict() for m in measurements]
+    for sub in {Path(v["folder"]) for v in variants.values()}:
+        mine = [
+            r for r, v in zip(rows, variants.values(), strict=True) if Path(v["folder"]) == sub
+        ]
+        write_model_card(
+            sub,
+            title=f"{sub.name}: {space.name} architecture {arch.arch_id}",
+            arch_string=space.format(arch),
+            space_name=space.name,
+            measurements=mine,
+            training=training,
+            origin=origin,
+            environment=environment,
+            preprocess=_preprocess(data),
+        )
+        atomic_write_json(sub / "measurements.json", {"measurements": mine})
+    return FinalModel(arch.arch_id, folder, tuple(measurements)), model
+
+
+def _torch_variant(model: nn.Module, folder: Path, params: int) -> dict[str, Any]:
+    return {
+        "model": model,
+        "runtime": "torch-eager",
+        "file": folder / "weights.safetensors",
+        "folder": folder,
+        "params": params,
+    }
+
+
+def _onnx_variant(path: Path, folder: Path, params: int) -> dict[str, Any]:
+    return {
+        "model": None,
+        "onnx": path,
+        "runtime": "onnxruntime",
+        "file": path,
+        "folder": folder,
+        "params": params,
+    }
+
+
+def _measure(
+    variants: dict[str, dict[str, Any]],
+    x: torch.Tensor,
+    y: torch.Tensor,
+    split: str,
+    base: Path,
+    compress: CompressConfig | None,
+) -> list[Measurement]:
+    latency = compress.latency if compress is not None else LatencyConfig()
+    one = x[:1].contiguous()
+    one_np = one.numpy()
+    runners: dict[str, Callable[[], Any]] = {}
+    accuracy: dict[str, float] = {}
+    for name, v in variants.items():
+        if v["runtime"] == "onnxruntime":
+            session = OnnxModule(v["onnx"], threads=latency.threads)
+            accuracy[name] = float((session.run_numpy(x.numpy()).argmax(1) == y.numpy()).mean())
+            runners[name] = partial(session.run_numpy, one_np)
+        else:
+            model = v["model"].eval()
+            accuracy[name] = evaluate(model, x, y)[0]
+            runners[name] = partial(model, one)
+    samples = time_interleaved(runners, latency)
+    out = []
+    for name, v in variants.items():
+        p50, iqr = summarize(samples[name])
+        out.append(
+            Measurement(
+                variant=name,
+                runtime=v["runtime"],
+                accuracy=accuracy[name],
+                split=split,
+                latency_ms=p50,
+                latency_ms_iqr=iqr,
+                size_bytes=Path(v["file"]).stat().st_size,
+                size_deflated_bytes=deflated_size(v["file"]),
+                params=int(v["params"]),
+                file=str(Path(v["file"]).relative_to(base)),
+            )
+        )
+    return out
+
+
+def finish_members(
+    run_dir: Path,
+    space: SearchSpace,
+    arch_ids: list[str],
+    architectures: dict[str, Architecture],
+    data: SplitData,
+    *,
+    finetune_config: FinetuneConfig,
+    compress: CompressConfig | None,
+    accuracy: dict[str, float],
+    origin: dict[str, Any],
+    environment: dict[str, Any],
+    progress: Progress | None = None,
+    start: str | Path | None = None,
+) -> list[FinalModel]:
+    """Finish every chosen architecture; write ``final/summary.csv``.
+
+    With distillation, the teacher is fine-tuned first: the most accurate of ``arch_ids``
+    (by the search's ``accuracy``) for ``teacher: best``, else the ``arch.json`` named.
+    ``start`` names an ``arch.json`` whose weights every model starts from (``nas train``);
+    by default the search's proxy weights in ``run_dir``.
+    """
+
+    def _begin(arch: Architecture) -> nn.Module:
+        if start is not None:
+            return load_architecture(start)
+        return _start(run_dir, space, arch)
+
+    base = run_dir / "final"
+    order = list(arch_ids)
+    teacher: nn.Module | None = None
+    distill = finetune_config.distill
+    no_kd = FinetuneConfig.from_dict({**finetune_config.to_dict(), "distill": None})
+    results: list[FinalModel] = []
+    if distill is not None and distill.teacher != "best":
+        teacher = load_architecture(distill.teacher).eval()
+    elif distill is not None:
+        best = max(order, key=lambda a: accuracy.get(a, float("-inf")))
+        order.remove(best)
+        final, teacher = finish_architecture(
+            run_dir,
+            space,
+            architectures[best],
+            _begin(architectures[best]),
+            data,
+            finetune_config=no_kd,
+            compress=compress,
+            origin={**origin, "teacher": None},
+            environment=environment,
+            progress=progress,
+        )
+        teacher.eval()
+        results.append(final)
+    for arch_id in order:
+        arch = architectures[arch_id]
+        final, _ = finish_architecture(
+            run_dir,
+            space,
+            arch,
+            _begin(arch),
+            data,
+            finetune_config=finetune_config if teacher is not None else no_kd,
+            compress=compress,
+            teacher=teacher,
+            origin={**origin, "teacher": None if distill is None else str(distill.teacher)},
+            environment=environment,
+            progress=progress,
+        )
+        results.append(final)
+    rows = [{"arch_id": r.arch_id, **m.to_dict()} for r in results for m in r.measurements]
+    atomic_write_text(base / "summary.csv", pd.DataFrame(rows).to_csv(index=False))
+    return results
+
+
+def _start(run_dir: Path, space: SearchSpace, arch: Architecture) -> nn.Module:
+    """The search's proxy-trained model when its weights exist, else a fresh build."""
+    model = space.build(arch, seed=0)
+    weights = run_dir / "weights" / f"{arch.arch_id}.safetensors"
+    if weights.is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(weights)))
+    return model
+
+
+def export_trial(
+    storage: str, study_name: str, number: int, out: str | Path | None = None
+) -> Path:
+    """The export folder of any trial of a stored study (its proxy-trained weights)."""
+    from nas.pipeline import environment
+    from nas.search import load_study
+    from nas.search._study import SPACE_ATTR
+    from nas.space import space_from_dict
+
+    study = load_study(storage, study_name)
+    trials = study.get_trials(deepcopy=False)
+    if not 0 <= number < len(trials):
+        raise NasConfigError(
+            f"--trial {number}: study '{study_name}' has trials 0..{len(trials) - 1}"
+        )
+    trial = trials[number]
+    if "architecture" not in trial.user_attrs:
+        raise NasConfigError(
+            f"--trial {number}: the trial holds no architecture (not a nas study?)"
+        )
+    space = space_from_dict(study.user_attrs[SPACE_ATTR], source=f"study {study_name}")
+    arch = Architecture.from_dict(trial.user_attrs["architecture"])
+    model = space.build(arch, seed=0)
+    weights = trial.user_attrs.get("weights")
+    run_dir = Path(study.user_attrs.get("nas.run_dir", "."))
+    trained = False
+    if weights and (run_dir / weights).is_file():
+        from safetensors.torch import load_file
+
+        model.load_state_dict(load_file(str(run_dir / weights)))
+        trained = True
+    folder = Path(out or f"export-{study_name}-{number}")
+    metrics = {
+        k: v
+        for k, v in trial.user_attrs.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    example = torch.randn(8, *space.input_shape, generator=torch.Generator().manual_seed(0))
+    origin = {"study": study_name, "storage": storage, "trial": number, "arch_id": arch.arch_id}
+    export_float(
+        folder,
+        space,
+        arch,
+        model,
+        example=example,
+        metrics=metrics,
+        extra={"origin": origin, "weights_trained": trained},
+    )
+    lines = [f"{k}: {v:.6g}" for k, v in metrics.items()]
+    write_model_card(
+        folder,
+        title=f"trial {number} of study {study_name}: {space.name} architecture {arch.arch_id}",
+        arch_string=space.format(arch),
+        space_name=space.name,
+        measurements=[],
+        training={
+            "weights": "proxy training of the search" if trained else "none (untrained)",
+            "search metrics (proxy accuracy, predicted costs)": "; ".join(lines),
+        },
+        origin=origin,
+        environment=environment(),
+        preprocess={
+            "input_shape": list(space.input_shape),
+            "mean": "see the experiment",
+            "std": "see the experiment",
+        },
+    )
+    return folder
+
+
+def measured_frame(results: list[FinalModel], objectives: list[str]) -> pd.DataFrame:
+    """The finished variants as rows over the search's objectives (NaN where not measured).
+
+    ``error``/``accuracy`` are held-out figures, ``params`` counts nonzero weights, and every
+    ``latency_ms@<device>`` objective gets the latency measured on this machine in the
+    variant's own runtime; other metrics are not re-measured.
+    """
+    rows = []
+    for r in results:
+        for m in r.measurements:
+            row: dict[str, Any] = {"label": f"{m.variant} ({m.runtime})", "arch_id": r.arch_id}
+            for name in objectives:
+                if name == "error":
+                    row[name] = 1.0 - m.accuracy
+                elif name == "accuracy":
+                    row[name] = m.accuracy
+                elif name == "params":
+                    row[name] = m.params
+                elif name.startswith("latency_ms@"):
+                    row[name] = m.latency_ms
+                else:
+                    row[name] = float("nan")
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def plot_final(
+    frame: pd.DataFrame,
+    objectives: list[str],
+    directions: list[str],
+    results: list[FinalModel],
+    path: Path,
+) -> None:
+    """``pareto_final.png``: the search's points with the measured finished variants on top."""
+    from nas.report import plot_pareto_pairs, save_figure
+
+    measured = measured_frame(results, objectives)
+    title = "search (latency predicted by the cost model) and finished models (measured)"
+    save_figure(
+        plot_pareto_pairs(frame, objectives, directions, title=title, measured=measured), path
+    )

@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from nas import NasConfigError, load_architecture
+from nas.compress import QuantizeConfig, check_calibration, quantize_int8
+from nas.export import OnnxModule, export_float, export_int8
+from nas.space import load_space
+from nas.train import DataConfig, evaluate, load_data
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """A small mobilenet_small model trained briefly on digits, and the data."""
+    from nas.search._study import adapt_space
+    from nas.train import TrainConfig, train_and_evaluate
+
+    data = load_data(DataConfig("digits", val_fraction=0.25, limit=600))
+    space = adapt_space(load_space("mobilenet_small"), data)
+    arch = space.random(3)
+    model = space.build(arch, seed=0)
+    train_and_evaluate(model, data, TrainConfig(epochs=3, lr=0.01, threads=1))
+    return space, arch, model.eval(), data
+
+
+def test_ptq_int8_onnx_runs_in_onnxruntime_and_keeps_accuracy(trained, tmp_path):
+    space, arch, model, data = trained
+    q = quantize_int8(model, data.x_train[:128])
+    result = export_int8(tmp_path, space, arch, q, example=data.x_val[:4], check=data.x_val)
+    onnx_path = tmp_path / "model_int8.onnx"
+    assert result["onnx_check"]["argmax_agreement"] >= 0.97
+    # the int8 graph holds int8 weights: ONNX Runtime runs it with int8 kernels
+    import onnx
+
+    types = {i.data_type for i in onnx.load(str(onnx_path)).graph.initializer}
+    assert onnx.TensorProto.INT8 in types
+    session = OnnxModule(onnx_path)
+    acc_int8 = float((session(data.x_val).argmax(1) == data.y_val).float().mean())
+    acc_fp32 = evaluate(model, data.x_val, data.y_val)[0]
+    assert acc_int8 >= acc_fp32 - 0.03
+    # the same call that loads float models loads the int8 variant
+    loaded = load_architecture(tmp_path / "model_int8.json")
+    assert isinstance(loaded, OnnxModule) and loaded.architecture == arch
+    assert torch.equal(loaded(data.x_val[:5]), session(data.x_val[:5]))
+
+
+def test_float_export_matches_pytorch_within_1e_4(trained, tmp_path):
+    space, arch, model, data = trained
+    out = export_float(tmp_path, space, arch, model, example=data.x_val[:4])
+    assert out["onnx_check"]["max_abs_diff"] <= 1e-4
+    onnx_out = OnnxModule(tmp_path / "model.onnx")(data.x_val)
+    with torch.no_grad():
+        np.testing.assert_allclose(onnx_out.numpy(), model(data.x_val).numpy(), atol=1e-4)
+        program = torch.export.load(str(tmp_path / "model.pt2")).module()
+        assert torch.allclose(program(data.x_val), model(data.x_val), atol=1e-5)
+    reloaded = load_architecture(tmp_path / "arch.json")
+    with torch.no_grad():
+        assert torch.equal(reloaded(data.x_val), model(data.x_val))
+
+
+def test_quantization_aware_training_calls_the_trainer_on_the_fake_quantized_graph(trained):
+    _, _, model, data = trained
+    seen = []
+
+    def train(prepared):
+        prepared.train()
+        out = prepared(data.x_train[:8])
+        out.sum().backward()
+        seen.append(type(prepared).__name__)
+
+    q = quantize_int8(model, data.x_train[:64], train=train)
+    assert seen and q(data.x_val[:3]).shape == (3, data.num_classes)
+
+
+def test_calibration_of_the_wrong_shape_is_named():
+    with pytest.raises(
+        NasConfigError,
+        match=r"calib: calibration images have shape \(4, 3, 8, 8\) but .* \(N, 1, 8, 8\)",
+    ):
+        check_calibration(torch.zeros(4, 3, 8, 8), (1, 8, 8), source="calib")
+    with pytest.raises(NasConfigError, match="at least one float image"):
+        check_calibration(torch.zeros(0, 1, 8, 8), (1, 8, 8), source="calib")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "pattern"),
+    [
+        ({"calibration": 0}, "calibration >= 1"),
+        ({"qat": "sometimes"}, "unknown qat mode 'sometimes'"),
+        ({"max_drop": 1.5}, "0 <= max_drop < 1"),
+    ],
+)
+def test_bad_quantize_configs(kwargs, pattern):
+    with pytest.raises(NasConfigError, match=pattern):
+        QuantizeConfig(**kwargs)

@@ -1,0 +1,184 @@
+"""The stage after the search, end to end on a small digits experiment (search, select, fine-tune
+with distillation, prune, sparsify, quantize, measure, export), and its CLI commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import torch
+
+from nas import load_architecture
+from nas.cli import main
+
+EXPERIMENT = """
+name: final_small
+space: mobilenet_small
+data: {dataset: digits, val_fraction: 0.2, test_fraction: 0.2, limit: 500, seed: 0}
+train: {epochs: 1, batch_size: 64, lr: 0.01, threads: 1}
+objectives: [error, params]
+search: {sampler: random, n_trials: 6, seed: 1}
+select: {rule: accuracy, k: 2}
+finetune:
+  epochs: 2
+  threads: 1
+  distill: {teacher: best, temperature: 4, weight: 0.5}
+compress:
+  prune: {ratio: 0.5, round_to: 8, epochs: 1}
+  sparsity: 0.5
+  quantize: {calibration: 64, qat: never}
+  latency: {threads: 1, warmup: 2, repeats: 12, rounds: 2, spin_up_s: 0}
+"""
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    root = tmp_path_factory.mktemp("final")
+    exp = root / "exp.yaml"
+    exp.write_text(EXPERIMENT)
+    assert main(["run", str(exp), "--out", str(root / "run"), "-q"]) == 0
+    return root
+
+
+def test_every_variant_is_measured_and_exported(finished):
+    run = finished / "run"
+    summary = pd.read_csv(run / "final" / "summary.csv")
+    assert set(summary["variant"]) == {
+        "fp32",
+        "fp32/onnx",
+        "int8",
+        "pruned",
+        "pruned/onnx",
+        "pruned+int8",
+        "sparse",
+    }
+    n_pareto = len(pd.read_csv(run / "pareto.csv"))
+    assert summary["arch_id"].nunique() == min(2, n_pareto)
+    assert (summary["split"] == "test").all()
+    assert summary["latency_ms"].gt(0).all() and summary["size_bytes"].gt(0).all()
+    for arch_id in summary["arch_id"].unique():
+        rows = summary[summary["arch_id"] == arch_id].set_index("variant")
+        assert rows.loc["pruned", "params"] < rows.loc["fp32", "params"]
+        assert rows.loc["sparse", "params"] < 0.6 * rows.loc["fp32", "params"]
+        assert rows.loc["sparse", "size_deflated_bytes"] < rows.loc["fp32", "size_deflated_bytes"]
+        folder = run / "final" / arch_id
+        for name in (
+            "arch.json",
+            "weights.safetensors",
+            "model.onnx",
+            "model.pt2",
+            "model_int8.onnx",
+            "model_int8.json",
+            "MODEL_CARD.md",
+        ):
+            assert (folder / name).is_file(), name
+        card = (folder / "MODEL_CARD.md").read_text()
+        assert "int8" in card and "load_architecture" in card
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["final"]["selected"] == list(summary["arch_id"].unique())
+    assert (run / "pareto_final.png").stat().st_size > 0
+
+
+def test_pruned_and_int8_variants_load_in_a_fresh_process(finished):
+    run = finished / "run" / "final"
+    pruned = next(p for p in run.iterdir() if p.name.endswith("-pruned"))
+    doc = json.loads((pruned / "arch.json").read_text())
+    assert doc["pruned"], "pruned widths live in arch.json"
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = load_architecture(pruned / "arch.json")(x)
+        expected_int8 = load_architecture(pruned / "model_int8.json")(x)
+    code = (
+        "import sys, torch, nas; x = torch.randn(3, 1, 8, 8, generator=torch.Generator()"
+        ".manual_seed(0));"
+        "a = nas.load_architecture(sys.argv[1])(x); b = nas.load_architecture(sys.argv[2])(x);"
+        "torch.save({'a': a.detach(), 'b': b}, sys.argv[3])"
+    )
+    out = finished / "fresh.pt"
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            str(pruned / "arch.json"),
+            str(pruned / "model_int8.json"),
+            str(out),
+        ],
+        check=True,
+    )
+    got = torch.load(out, weights_only=True)
+    assert torch.equal(got["a"], expected) and torch.equal(got["b"], expected_int8)
+
+
+def test_rerun_resumes_finished_fine_tunes_without_training(finished, capsys):
+    run = finished / "run"
+    before = pd.read_csv(run / "final" / "summary.csv")
+    assert main(["run", str(finished / "exp.yaml"), "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert "finetune" not in err  # every checkpoint was finished: no epoch ran again
+    after = pd.read_csv(run / "final" / "summary.csv")
+    cols = ["arch_id", "variant", "accuracy", "params", "size_bytes"]
+    pd.testing.assert_frame_equal(before[cols], after[cols])
+
+
+def test_nas_export_writes_a_trial_folder(finished, capsys):
+    out = finished / "exported"
+    storage = f"sqlite:///{finished / 'run' / 'study.db'}"
+    assert (
+        main(
+            [
+                "export",
+                "--storage",
+                storage,
+                "--study",
+                "final_small",
+                "--trial",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    model = load_architecture(out / "arch.json")
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    assert (out / "model.onnx").is_file() and (out / "MODEL_CARD.md").is_file()
+    assert main(["export", "--storage", storage, "--study", "final_small", "--trial", "99"]) == 2
+    assert "has trials 0..5" in capsys.readouterr().err
+
+
+def test_nas_train_finishes_one_arch_json(finished):
+    arch = next((finished / "run" / "architectures").glob("*.json"))
+    out = finished / "train"
+    code = main(
+        [
+            "train",
+            str(arch),
+            "--experiment",
+            str(finished / "exp.yaml"),
+            "--out",
+            str(out),
+            "-q",
+            "--set",
+            "compress.prune=null",
+            "--set",
+            "compress.sparsity=null",
+            "--set",
+            "finetune.distill=null",
+        ]
+    )
+    assert code == 0
+    summary = pd.read_csv(out / "final" / "summary.csv")
+    assert set(summary["variant"]) == {"fp32", "fp32/onnx", "int8"}
+
+
+def test_compress_without_finetune_is_a_one_line_error(tmp_path, capsys):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("name: x\nspace: mobilenet_small\nobjectives: [params]\ncompress: {}\n")
+    assert main(["run", str(exp), "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "compress" in err and "add a 'finetune:' section" in err
+    assert not (tmp_path / "run").exists()
