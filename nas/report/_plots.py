@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
 from nas._errors import NasConfigError
+from nas.report._labels import axis_label
 from nas.search._pareto import check_directions
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_hypervolume", "plot_pareto_pairs", "save_figure"]
 
-_ARROWS = {"minimize": "\u2193", "maximize": "\u2191"}  # ↓ lower is better, ↑ higher is better
 _PARETO_COLOR = "tab:blue"
 _DOMINATED_COLOR = "0.7"
 _VIOLATES_COLOR = "tab:red"
@@ -40,10 +40,6 @@ _SUBPLOT_SIZE_IN = (4.5, 4.0)  # (width, height) of one panel in inches
 _MAX_COLUMNS = 3
 _GOLDEN = 0.6180339887498949  # (sqrt(5) - 1) / 2
 _DPI = 120
-
-
-def _label(name: str, direction: str) -> str:
-    return f"{name} {_ARROWS[direction]}"
 
 
 def _check_inputs(
@@ -102,7 +98,11 @@ def plot_pareto_pairs(
         measured: Measured models to overlay (fine-tuned and compressed variants): one row
             per model with a ``label`` column and the objective columns (NaN where a metric
             was not measured; that model is left out of those panels). Drawn with their own
-            markers, so measured and predicted points are told apart.
+            markers, so measured and predicted points are told apart; the label of a
+            cost-model axis with measured values adds "(search: predicted; finished: measured)".
+
+    Axis labels carry the better direction as an arrow, and cost-model metrics
+    (``latency_ms@<device>``, ``energy_mj@<device>``) are marked "(predicted)".
 
     Returns:
         A new figure with one axes per unordered pair of objectives (k(k-1)/2 of them; one
@@ -132,6 +132,17 @@ def plot_pareto_pairs(
     counts = {name: int(np.count_nonzero(sel)) for name, sel in groups.items()}
     n_failed = int(np.count_nonzero(~some))
 
+    overlay = [
+        measured is not None
+        and k > 1
+        and name in measured.columns
+        and bool(np.isfinite(measured[name].to_numpy(dtype=float)).any())
+        for name in objectives
+    ]
+
+    def axis_text(i: int) -> str:
+        return axis_label(objectives[i], directions[i], overlay=overlay[i])
+
     pairs = list(itertools.combinations(range(k), 2)) or [(0, 0)]
     n_cols = min(len(pairs), _MAX_COLUMNS)
     n_rows = math.ceil(len(pairs) / n_cols)
@@ -152,9 +163,9 @@ def plot_pareto_pairs(
             ax.set_ylabel("trials (jittered)")
         else:
             x, y = values[:, ix], values[:, iy]
-            ax.set_ylabel(_label(objectives[iy], directions[iy]))
+            ax.set_ylabel(axis_text(iy))
             _use_log(ax, "y", y[finite])
-        ax.set_xlabel(_label(objectives[ix], directions[ix]))
+        ax.set_xlabel(axis_text(ix))
         _use_log(ax, "x", x[finite])
 
         shown = np.isfinite(x) & np.isfinite(y)

@@ -1,0 +1,220 @@
+"""Search methods run on tabular problems, by name.
+
+A method is ``method(problem, budget, seed) -> list[int]``: the rows whose accuracy it
+evaluated, in evaluation order, exactly ``budget`` distinct ones. Proposing an architecture
+that was already evaluated is a cache hit: its values are returned again at no cost and it
+does not count against the budget. A method that keeps proposing known architectures is
+stopped after ``MAX_PROPOSALS_PER_EVAL * budget`` proposals and the rest of its budget is
+spent on uniformly random unevaluated rows (with a warning), so every method returns
+``budget`` rows.
+
+Built-in methods:
+
+- ``random``: uniform sampling without replacement (a prefix of a seeded permutation).
+- ``optuna-tpe``: ``TPESampler(seed=seed)``, Optuna 5's defaults for several objectives
+  (independent TPE, since ``multivariate=None`` means False with several objectives; 10
+  random startup trials).
+- ``optuna-tpe-mv``: ``TPESampler(seed=seed, multivariate=True)``, the framework's ``tpe``.
+- ``optuna-nsga2``: ``NSGAIISampler(seed=seed)`` (population 50, Optuna's default).
+- ``optuna-gp``: ``GPSampler(seed=seed)`` (logEHVI); works on NB201's categorical parameters
+  but costs about a second per trial on 2 CPU cores.
+- ``nas``: the framework's default sampler, ``nas.search.make_default_sampler``, told which
+  objectives are expensive (``error``/``accuracy``) and given the free ones (latency,
+  energy) for any architecture, as a cost table gives them in real use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from nas._errors import NasConfigError
+from nas.bench._tabular import TabularProblem
+from nas.space import Architecture
+
+__all__ = [
+    "MAX_PROPOSALS_PER_EVAL",
+    "Method",
+    "get_method",
+    "list_methods",
+    "method_available",
+    "register_method",
+    "run_optuna",
+]
+
+logger = logging.getLogger(__name__)
+
+Method = Callable[[TabularProblem, int, int], list[int]]
+MAX_PROPOSALS_PER_EVAL = 50
+_METHODS: dict[str, Method] = {}
+
+
+def register_method(name: str) -> Callable[[Method], Method]:
+    """Decorator registering ``method(problem, budget, seed) -> rows`` under ``name``.
+
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
+
+    def decorate(fn: Method) -> Method:
+        if name in _METHODS:
+            raise ValueError(f"search method '{name}' is already registered")
+        _METHODS[name] = fn
+        return fn
+
+    return decorate
+
+
+def list_methods() -> list[str]:
+    """Names of the registered methods, sorted."""
+    return sorted(_METHODS)
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name``.
+
+    Raises:
+        NasConfigError: No such method (listing the registered ones, with the nearest).
+    """
+    if name not in _METHODS:
+        raise NasConfigError(f"unknown search method '{name}'", allowed=list_methods(), value=name)
+    return _METHODS[name]
+
+
+def method_available(name: str) -> str | None:
+    """None when ``name`` can run here, else why not (``nas`` needs the default sampler)."""
+    get_method(name)
+    if name == "nas":
+        # Imported lazily: nas/search/_costaware.py may not exist in this checkout yet.
+        if not hasattr(importlib.import_module("nas.search"), "make_default_sampler"):
+            return (
+                "method 'nas' needs nas.search.make_default_sampler, which this version lacks; "
+                "pick another sampler with --sampler"
+            )
+    return None
+
+
+def _check_budget(problem: TabularProblem, budget: int) -> None:
+    if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
+        raise NasConfigError(f"budget must be an integer, but got {budget!r}")
+    if not 1 <= budget <= problem.n_archs:
+        raise NasConfigError(
+            f"`1 <= budget <= {problem.n_archs}` must hold (the table's size), but got {budget=}"
+        )
+
+
+def _top_up(problem: TabularProblem, rows: list[int], budget: int, seed: int, name: str) -> None:
+    """Fill ``rows`` up to ``budget`` with random unevaluated rows (a stalled method)."""
+    logger.warning(
+        "%s (seed %d) proposed %d architectures but only %d new ones; the last %d of its "
+        "budget are random",
+        name,
+        seed,
+        MAX_PROPOSALS_PER_EVAL * budget,
+        len(rows),
+        budget - len(rows),
+    )
+    rng = np.random.default_rng([seed, len(rows)])
+    rest = np.setdiff1d(np.arange(problem.n_archs), rows)
+    rows.extend(int(r) for r in rng.choice(rest, budget - len(rows), replace=False))
+
+
+def run_optuna(
+    problem: TabularProblem, budget: int, seed: int, sampler: Any, *, name: str = "optuna"
+) -> list[int]:
+    """Ask-and-tell ``sampler`` on ``problem`` until ``budget`` distinct rows were evaluated.
+
+    Each trial suggests every parameter with ``problem.space.sample(trial)`` and is told the
+    table's values (a cache hit is told them too, and the sampler learns from it).
+    """
+    import optuna
+
+    _check_budget(problem, budget)
+    study = optuna.create_study(
+        directions=list(problem.directions),  # type: ignore[arg-type]  # checked strings
+        sampler=sampler,
+    )
+    rows: list[int] = []
+    seen: set[int] = set()
+    with warnings.catch_warnings():
+        # ExperimentalWarning of set_metric_names and of some samplers: known, not the user's.
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(list(problem.names))
+        for _ in range(MAX_PROPOSALS_PER_EVAL * budget):
+            trial = study.ask()
+            row = problem.row(problem.space.sample(trial))
+            study.tell(trial, problem.values[row].tolist())
+            if row not in seen:
+                seen.add(row)
+                rows.append(row)
+                if len(rows) == budget:
+                    return rows
+    _top_up(problem, rows, budget, seed, name)
+    return rows
+
+
+@register_method("random")
+def _random(problem: TabularProblem, budget: int, seed: int) -> list[int]:
+    _check_budget(problem, budget)
+    # A prefix of one permutation, so a smaller budget's run is the start of a larger one's.
+    order = np.random.default_rng(seed).permutation(problem.n_archs)
+    return [int(r) for r in order[:budget]]
+
+
+@register_method("optuna-tpe")
+def _tpe(problem: TabularProblem, budget: int, seed: int) -> list[int]:
+    import optuna
+
+    sampler = optuna.samplers.TPESampler(seed=seed)
+    return run_optuna(problem, budget, seed, sampler, name="optuna-tpe")
+
+
+@register_method("optuna-tpe-mv")
+def _tpe_mv(problem: TabularProblem, budget: int, seed: int) -> list[int]:
+    import optuna
+
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    return run_optuna(problem, budget, seed, sampler, name="optuna-tpe-mv")
+
+
+@register_method("optuna-nsga2")
+def _nsga2(problem: TabularProblem, budget: int, seed: int) -> list[int]:
+    import optuna
+
+    sampler = optuna.samplers.NSGAIISampler(seed=seed)
+    return run_optuna(problem, budget, seed, sampler, name="optuna-nsga2")
+
+
+@register_method("optuna-gp")
+def _gp(problem: TabularProblem, budget: int, seed: int) -> list[int]:
+    import optuna
+
+    sampler = optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
+    return run_optuna(problem, budget, seed, sampler, name="optuna-gp")
+
+
+@register_method("nas")
+def _nas(problem: TabularProblem, budget: int, seed: int) -> list[int]:
+    why = method_available("nas")
+    if why is not None:
+        raise NasConfigError(why)
+    make_default_sampler = importlib.import_module("nas.search").make_default_sampler
+    free = np.asarray(problem.free, dtype=np.int64)
+
+    def free_costs(archs: Sequence[Architecture]) -> np.ndarray:
+        """(len(archs), n_free) values of the free objectives, in objective order."""
+        return problem.values[np.ix_(problem.rows(archs), free)]
+
+    sampler = make_default_sampler(
+        problem.space,
+        free_costs,
+        directions=list(problem.directions),
+        expensive=list(problem.expensive),
+        seed=seed,
+    )
+    return run_optuna(problem, budget, seed, sampler, name="nas")
