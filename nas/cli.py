@@ -450,6 +450,66 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    """``nas bench nasbench201 ...``: score search methods against a tabulated true front."""
+    import time
+
+    import optuna
+
+    from nas.bench import (
+        NORMALIZATION_NOTE,
+        check_methods,
+        format_summary,
+        load_problem,
+        run_benchmark,
+        write_results,
+    )
+
+    # Validate everything before running or creating --out, so bad input leaves nothing behind.
+    out = Path(args.out or f"bench-{args.benchmark}-{args.dataset}")
+    if out.exists() and not out.is_dir():
+        raise NasConfigError(f"{out}: exists and is not a folder; choose another --out")
+    if args.budget < 1:
+        raise NasConfigError(f"--budget must be at least 1, but got {args.budget}")
+    if args.seeds < 1:
+        raise NasConfigError(f"--seeds must be at least 1, but got {args.seeds}")
+    objectives = [o for o in args.objectives.split(",") if o.strip()]
+    problem = load_problem(args.benchmark, args.dataset, objectives, data_dir=args.data)
+    baselines = [b for b in args.baselines.split(",") if b.strip()]
+    methods = check_methods([args.sampler, *baselines])
+    if args.budget > problem.n_archs:
+        raise NasConfigError(
+            f"--budget {args.budget} exceeds the {problem.n_archs:,} architectures of the table"
+        )
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+    def progress(name: str, seed: int, done: int, total: int, gap: float, seconds: float) -> None:
+        if not args.quiet:
+            print(
+                f"[{done}/{total}] {name} seed {seed}: hv_gap {gap:.4f} ({seconds:.2f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    start = time.perf_counter()
+    result = run_benchmark(
+        problem, methods, budget=args.budget, seeds=range(args.seeds), progress=progress
+    )
+    write_results(result, out)
+    print(
+        f"{problem.benchmark} {problem.dataset}, objectives {', '.join(problem.names)}: "
+        f"{len(problem.true_front_idx)} of {problem.n_archs:,} architectures on the true front; "
+        f"{args.budget} accuracy evaluations x {args.seeds} seeds per method"
+    )
+    print(format_summary(result.summary))
+    print(NORMALIZATION_NOTE)
+    print(
+        f"results in {out}/ (evaluations.csv, runs.csv, summary.csv, gap.png) "
+        f"in {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nas", description="Hardware-aware neural architecture search."
@@ -550,6 +610,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--archs", required=True, help="file with one architecture string per line")
     p.add_argument("--out", help="CSV path (default: standard output)")
     p.set_defaults(func=_cmd_cost)
+
+    p = sub.add_parser("bench", help="score search methods on a tabular benchmark's true front")
+    p.add_argument("benchmark", help="tabular benchmark: nasbench201")
+    p.add_argument(
+        "--dataset", default="cifar10", help="cifar10, cifar100 or ImageNet16-120 (cifar10)"
+    )
+    p.add_argument(
+        "--objectives",
+        default="error,latency_ms@pixel3",
+        help="comma-separated: error, accuracy, latency_ms@<device>, energy_mj@pi5 "
+        "(default error,latency_ms@pixel3)",
+    )
+    p.add_argument("--budget", type=int, default=100, help="accuracy evaluations per run (100)")
+    p.add_argument("--seeds", type=int, default=10, help="runs per method, seeds 0..N-1 (10)")
+    p.add_argument("--sampler", default="nas", help="method under test (default nas)")
+    p.add_argument(
+        "--baselines",
+        default="random,optuna-tpe,optuna-nsga2",
+        help="comma-separated methods run beside it (random,optuna-tpe,optuna-nsga2)",
+    )
+    p.add_argument("--out", help="output folder (default bench-<benchmark>-<dataset>)")
+    p.add_argument("--data", help="benchmark data folder (default <repo>/../shared/data)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_cmd_bench)
 
     p = sub.add_parser("sample", help="print random architectures of a space")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")

@@ -164,6 +164,7 @@ def _finish(
 ) -> list[Any]:
     """The stage after the search: select, fine-tune, compress, measure, export."""
     from nas.final import finish_members, plot_final
+    from nas.report import write_html_report
     from nas.search import select_members, trials_frame
     from nas.space import Architecture
     from nas.train import load_data
@@ -206,4 +207,15 @@ def _finish(
         "summary": "final/summary.csv",
     }
     atomic_write_json(run_dir / "manifest.json", manifest)
+    # Again, now with pareto_final.png and the table of measured variants (final/summary.csv).
+    pareto = manifest.get("pareto", {})
+    write_html_report(
+        run_dir,
+        frame,
+        names,
+        directions,
+        study_name=study.study_name,
+        hypervolume=pareto.get("hypervolume") if pareto.get("hypervolume_reference") else None,
+        reference=pareto.get("hypervolume_reference") or None,
+    )
     return results

@@ -1,5 +1,6 @@
 """Multi-objective search: experiments, objectives and constraints, the Optuna study, reports."""
 
+from nas.search._costaware import CostAwareSampler, make_default_sampler
 from nas.search._evaluate import Evaluator
 from nas.search._experiment import (
     SAMPLERS,
@@ -28,6 +29,7 @@ __all__ = [
     "SelectConfig",
     "select_members",
     "Constraint",
+    "CostAwareSampler",
     "Evaluator",
     "Experiment",
     "Metric",
@@ -39,6 +41,7 @@ __all__ = [
     "hypervolume_history",
     "load_experiment",
     "load_study",
+    "make_default_sampler",
     "make_sampler",
     "normalization_for",
     "open_study",

@@ -40,7 +40,7 @@ __all__ = [
     "parse_metric",
 ]
 
-SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random")
+SAMPLERS = ("auto", "cost-aware", "tpe", "nsga2", "nsga3", "gp", "random")
 STATIC_METRICS = ("params", "macs", "peak_mem_bytes")
 TRAINED_METRICS = ("error", "accuracy")
 COST_PREFIXES = ("latency_ms", "energy_mj")
@@ -115,7 +115,7 @@ class Constraint:
 class SearchConfig:
     """How the study runs: sampler, budget, seed, and where Optuna stores it."""
 
-    sampler: str = "tpe"
+    sampler: str = "auto"
     n_trials: int = 30
     seed: int = 0
     storage: str | None = None
@@ -140,7 +140,7 @@ class SearchConfig:
         pop = node.get("population_size", None)
         timeout = node.get("timeout_s", None)
         out = cls(
-            sampler=node.get("sampler", "tpe").as_choice(SAMPLERS),
+            sampler=node.get("sampler", "auto").as_choice(SAMPLERS),
             n_trials=node.get("n_trials", 30).as_int(min=1),
             seed=node.get("seed", 0).as_int(min=0),
             storage=storage.as_str() if storage.value is not None else None,
@@ -174,6 +174,12 @@ class Experiment:
     def __post_init__(self) -> None:
         if not self.objectives:
             raise NasConfigError("an experiment needs at least one objective")
+        trained = [m.needs_training for m in self.objectives]
+        if self.search.sampler == "cost-aware" and (all(trained) or not any(trained)):
+            raise NasConfigError(
+                "search.sampler 'cost-aware' needs both a trained objective (error/accuracy) "
+                "and a free one (params, latency_ms@..., ...); use 'auto' or 'tpe'"
+            )
 
     @property
     def metrics(self) -> tuple[Metric, ...]:

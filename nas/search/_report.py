@@ -1,6 +1,8 @@
-"""Run-directory outputs of a study: trials.csv, pareto.csv, pareto.png, hypervolume.png, and
-``architectures/<arch_id>.json`` for every Pareto member. Works from the storage alone, so
-``nas pareto --storage URL --study NAME`` reproduces what ``nas search`` wrote."""
+"""Run-directory outputs of a study: trials.csv, pareto.csv, pareto.png, hypervolume.png,
+pareto_devices.png (>= 2 device metrics), parallel.png (> 3 objectives),
+``architectures/<arch_id>.json`` for every Pareto member, and report.html holding them all.
+Works from the storage alone, so ``nas pareto --storage URL --study NAME`` reproduces what
+``nas search`` wrote."""
 
 from __future__ import annotations
 
@@ -102,8 +104,23 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
 
 def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
-    """Write the run directory's report files for ``study`` into ``out_dir``."""
-    from nas.report import plot_hypervolume, plot_pareto_pairs, save_figure
+    """Write the run directory's report files for ``study`` into ``out_dir``.
+
+    ``pareto_devices.png`` is written when the objectives hold two or more device metrics and
+    one other objective to plot them against, ``parallel.png`` when there are more than three
+    objectives; a stale copy of either from an earlier report is removed otherwise.
+    ``report.html`` comes last and inlines every figure present in ``out_dir``.
+    """
+    from nas.report import (
+        device_metrics,
+        plot_hypervolume,
+        plot_parallel,
+        plot_pareto_devices,
+        plot_pareto_pairs,
+        reference_metric,
+        save_figure,
+        write_html_report,
+    )
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -116,6 +133,7 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
     atomic_write_text(out_dir / "trials.csv", frame.to_csv(index=False))
     if frame.empty:
         atomic_write_text(out_dir / "pareto.csv", "")
+        write_html_report(out_dir, frame, objectives, directions, study_name=study.study_name)
         return Report(out_dir, 0, 0, 0.0, {})
     pareto = frame[frame["pareto"]].sort_values(objectives[0])
     atomic_write_text(out_dir / "pareto.csv", pareto.to_csv(index=False))
@@ -134,6 +152,18 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
     save_figure(
         plot_pareto_pairs(frame, objectives, directions, title=title), out_dir / "pareto.png"
     )
+    if len(device_metrics(objectives)) >= 2 and reference_metric(objectives) is not None:
+        fig = plot_pareto_devices(
+            frame, objectives, directions, title=f"{study.study_name}: fronts per device"
+        )
+        save_figure(fig, out_dir / "pareto_devices.png")
+    else:
+        (out_dir / "pareto_devices.png").unlink(missing_ok=True)
+    if len(objectives) > 3:
+        ax = plot_parallel(frame, objectives, directions, title=title)
+        save_figure(ax, out_dir / "parallel.png")
+    else:
+        (out_dir / "parallel.png").unlink(missing_ok=True)
 
     space = space_from_dict(study.user_attrs[SPACE_ATTR], source=f"study {study.study_name}")
     trials = study.get_trials(deepcopy=False)  # once, not once per Pareto member
@@ -162,4 +192,13 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
             metrics={"trial": trial.number, **metrics},
             weights=wpath,
         )
+    write_html_report(
+        out_dir,
+        frame,
+        objectives,
+        directions,
+        study_name=study.study_name,
+        hypervolume=hv_final if reference else None,
+        reference=reference or None,
+    )
     return Report(out_dir, len(frame), len(pareto), hv_final, reference)

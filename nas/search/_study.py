@@ -7,20 +7,22 @@ import math
 import time
 import uuid
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 
 from nas._errors import NasConfigError
 from nas.cost import for_space, load_cost_model
+from nas.search._costaware import make_default_sampler
 from nas.search._evaluate import WORST, Evaluator, trained_metrics, violations
 from nas.search._experiment import Experiment
 from nas.search._samplers import make_sampler
-from nas.space import SearchSpace, load_space, space_from_dict
+from nas.space import Architecture, SearchSpace, load_space, space_from_dict
 from nas.train import SplitData, load_data
 
 __all__ = ["SearchOutcome", "open_study", "prepare", "run_search", "storage_url"]
@@ -198,6 +200,47 @@ class _Mirror:
         self.study.add_trial(frozen)
 
 
+def _sampler(
+    exp: Experiment, space: SearchSpace, evaluator: Evaluator, *, seed: int
+) -> optuna.samplers.BaseSampler:
+    """The experiment's sampler; ``auto`` and ``cost-aware`` get the free metrics to screen with.
+
+    ``auto`` (the default) is :class:`CostAwareSampler` when some objectives need training and
+    some are free (they are computed for thousands of candidates, and only those predicted to
+    improve the front are trained), multivariate TPE otherwise.
+    """
+    name = exp.search.sampler
+    if name not in ("auto", "cost-aware"):
+        return make_sampler(
+            name,
+            seed=seed,
+            n_trials=exp.search.n_trials,
+            population_size=exp.search.population_size,
+        )
+    expensive = [i for i, m in enumerate(exp.objectives) if m.needs_training]
+    free_names = [m.name for m in exp.objectives if not m.needs_training]
+    free_constraints = [c for c in exp.constraints if not c.metric.needs_training]
+
+    def free_costs(archs: Sequence[Architecture]) -> np.ndarray:
+        rows = [evaluator.free_metrics(a) for a in archs]
+        return np.array([[r[n] for n in free_names] for r in rows], dtype=float)
+
+    def feasible(archs: Sequence[Architecture]) -> np.ndarray:
+        rows = [evaluator.free_metrics(a) for a in archs]
+        return np.array(
+            [all(c.satisfied(r[c.metric.name]) for c in free_constraints) for r in rows]
+        )
+
+    return make_default_sampler(
+        space,
+        free_costs,
+        directions=[m.direction for m in exp.objectives],
+        expensive=expensive,
+        seed=seed,
+        feasible=feasible if free_constraints else None,
+    )
+
+
 def run_search(
     prepared: Prepared,
     run_dir: Path,
@@ -227,12 +270,7 @@ def run_search(
     # a resumed search must not replay the random start-up draws of the first run: offset the
     # seed by the number of trials already finished (a fresh run uses the seed as given)
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
-    sampler = make_sampler(
-        exp.search.sampler,
-        seed=exp.search.seed + 1_000_003 * done,
-        n_trials=exp.search.n_trials,
-        population_size=exp.search.population_size,
-    )
+    sampler = _sampler(exp, space, evaluator, seed=exp.search.seed + 1_000_003 * done)
     mirror = _Mirror(study, sampler)
     objectives = exp.objectives
     free_constraints = [c for c in exp.constraints if not c.metric.needs_training]

@@ -1,0 +1,124 @@
+"""The default cost-aware sampler: contract on a tiny space, and inside real searches."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from nas import NasConfigError
+from nas.pipeline import run_experiment
+from nas.search import CostAwareSampler, load_experiment, make_default_sampler
+from nas.space import space_from_dict
+from tests.conftest import TINY_SPACE
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    import yaml
+
+    return space_from_dict(yaml.safe_load(TINY_SPACE))
+
+
+def _problem(space):
+    """A synthetic problem: cost = params (free), error falls with cost plus a per-arch bump."""
+    archs = list(space.enumerate())
+    cost = {a.arch_id: float(space.describe(a).params) for a in archs}
+    rng = np.random.default_rng(0)
+    bump = {a.arch_id: float(rng.uniform(0, 0.05)) for a in archs}
+    top = max(cost.values())
+
+    def error(a):
+        return 1.0 - 0.8 * cost[a.arch_id] / top + bump[a.arch_id]
+
+    def free_costs(batch):
+        return np.array([[cost[a.arch_id]] for a in batch])
+
+    return archs, cost, error, free_costs
+
+
+def _run(space, seed, n):
+    archs, cost, error, free_costs = _problem(space)
+    sampler = CostAwareSampler(
+        space, free_costs, directions=["minimize", "minimize"], expensive=[0], seed=seed
+    )
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    picked = []
+    for _ in range(n):
+        trial = study.ask()
+        arch = space.sample(trial)
+        picked.append(arch.arch_id)
+        study.tell(trial, [error(arch), cost[arch.arch_id]])
+    return picked, cost
+
+
+def test_never_proposes_an_architecture_twice_and_starts_with_the_cheapest(tiny):
+    picked, cost = _run(tiny, seed=0, n=20)
+    assert len(set(picked)) == 20
+    assert cost[picked[0]] == min(cost.values())
+
+
+def test_seeded_runs_are_identical(tiny):
+    assert _run(tiny, seed=3, n=12)[0] == _run(tiny, seed=3, n=12)[0]
+
+
+def test_falls_back_to_random_once_every_architecture_is_evaluated(tiny):
+    picked, _ = _run(tiny, seed=0, n=tiny.size() + 3)
+    assert len(set(picked)) == tiny.size()
+
+
+def test_infeasible_candidates_are_never_proposed(tiny):
+    archs, cost, error, free_costs = _problem(tiny)
+    limit = sorted(cost.values())[len(cost) // 2]
+    sampler = CostAwareSampler(
+        tiny,
+        free_costs,
+        directions=["minimize", "minimize"],
+        expensive=[0],
+        seed=0,
+        feasible=lambda batch: np.array([cost[a.arch_id] <= limit for a in batch]),
+    )
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    for _ in range(10):
+        trial = study.ask()
+        arch = tiny.sample(trial)
+        assert cost[arch.arch_id] <= limit
+        study.tell(trial, [error(arch), cost[arch.arch_id]])
+
+
+def test_default_is_tpe_when_nothing_or_everything_is_free(tiny):
+    def free(batch):
+        return np.zeros((len(batch), 1))
+
+    for expensive in ([], [0, 1]):
+        sampler = make_default_sampler(
+            tiny, free, directions=["minimize", "minimize"], expensive=expensive, seed=0
+        )
+        assert isinstance(sampler, optuna.samplers.TPESampler)
+    sampler = make_default_sampler(
+        tiny, free, directions=["minimize", "minimize"], expensive=[0], seed=0
+    )
+    assert isinstance(sampler, CostAwareSampler)
+
+
+def test_real_search_uses_it_by_default_and_screens_free_constraints(tiny_experiment, tmp_path):
+    path = tiny_experiment(
+        'constraints: {params: "<= 3000"}', n_trials=8, objectives="[error, params]"
+    )
+    text = path.read_text().replace("sampler: tpe, ", "")
+    path.write_text(text)
+    exp = load_experiment(path)
+    assert exp.search.sampler == "auto"
+    run_experiment(exp, tmp_path / "run")
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert len(trials) == 8 and trials["arch_id"].is_unique
+    # candidates breaking the free constraint are screened out before they are proposed
+    assert (trials["status"] == "trained").all() and (trials["params"] <= 3000).all()
+
+
+def test_cost_aware_needs_a_trained_and_a_free_objective(tiny_experiment, tmp_path):
+    path = tiny_experiment(objectives="[params]")
+    path.write_text(path.read_text().replace("sampler: tpe", "sampler: cost-aware"))
+    with pytest.raises(NasConfigError, match="needs both a trained objective"):
+        load_experiment(path)
