@@ -451,7 +451,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    """``nas bench nasbench201 ...``: score search methods against a tabulated true front."""
+    """``nas bench nasbench201|fbnet ...``: score search methods against the true front."""
     import time
 
     import optuna
@@ -459,6 +459,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from nas.bench import (
         NORMALIZATION_NOTE,
         check_methods,
+        evaluation_unit,
         format_summary,
         load_problem,
         run_benchmark,
@@ -466,14 +467,31 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
 
     # Validate everything before running or creating --out, so bad input leaves nothing behind.
-    out = Path(args.out or f"bench-{args.benchmark}-{args.dataset}")
+    if args.benchmark == "fbnet" and args.dataset is not None:
+        raise NasConfigError(
+            f"--dataset {args.dataset} does not apply to fbnet (cost-only: latency, energy, "
+            "macs); drop --dataset"
+        )
+    objectives_text = args.objectives
+    if objectives_text is None:
+        objectives_text = (
+            "latency_ms@raspi4,latency_ms@pixel3"
+            if args.benchmark == "fbnet"
+            else "error,latency_ms@pixel3"
+        )
+    if args.out:
+        out = Path(args.out)
+    elif args.benchmark == "fbnet":
+        out = Path("bench-fbnet")
+    else:
+        out = Path(f"bench-{args.benchmark}-{args.dataset or 'cifar10'}")
     if out.exists() and not out.is_dir():
         raise NasConfigError(f"{out}: exists and is not a folder; choose another --out")
     if args.budget < 1:
         raise NasConfigError(f"--budget must be at least 1, but got {args.budget}")
     if args.seeds < 1:
         raise NasConfigError(f"--seeds must be at least 1, but got {args.seeds}")
-    objectives = [o for o in args.objectives.split(",") if o.strip()]
+    objectives = [o for o in objectives_text.split(",") if o.strip()]
     problem = load_problem(args.benchmark, args.dataset, objectives, data_dir=args.data)
     baselines = [b for b in args.baselines.split(",") if b.strip()]
     methods = check_methods([args.sampler, *baselines])
@@ -496,10 +514,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         problem, methods, budget=args.budget, seeds=range(args.seeds), progress=progress
     )
     write_results(result, out)
+    where = problem.benchmark + (f" {problem.dataset}" if problem.dataset else "")
+    exact = " (exact, by dynamic programming)" if problem.benchmark == "fbnet" else ""
     print(
-        f"{problem.benchmark} {problem.dataset}, objectives {', '.join(problem.names)}: "
-        f"{len(problem.true_front_idx)} of {problem.n_archs:,} architectures on the true front; "
-        f"{args.budget} accuracy evaluations x {args.seeds} seeds per method"
+        f"{where}, objectives {', '.join(problem.names)}: "
+        f"{len(problem.true_front)} point{'' if len(problem.true_front) == 1 else 's'} on the "
+        f"true front{exact} of {problem.n_archs:,} "
+        f"architectures; {args.budget} {evaluation_unit(problem)} x {args.seeds} seeds per method"
     )
     print(format_summary(result.summary))
     print(NORMALIZATION_NOTE)
@@ -612,17 +633,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_cost)
 
     p = sub.add_parser("bench", help="score search methods on a tabular benchmark's true front")
-    p.add_argument("benchmark", help="tabular benchmark: nasbench201")
     p.add_argument(
-        "--dataset", default="cifar10", help="cifar10, cifar100 or ImageNet16-120 (cifar10)"
+        "benchmark",
+        help="nasbench201 (tabular, accuracy + cost) or fbnet (cost-only, exact front by DP)",
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        help="nasbench201 only: cifar10, cifar100 or ImageNet16-120 (cifar10)",
     )
     p.add_argument(
         "--objectives",
-        default="error,latency_ms@pixel3",
-        help="comma-separated: error, accuracy, latency_ms@<device>, energy_mj@pi5 "
-        "(default error,latency_ms@pixel3)",
+        default=None,
+        help="comma-separated; nasbench201: error, accuracy, latency_ms@<device>, "
+        "energy_mj@pi5 (default error,latency_ms@pixel3); fbnet: latency_ms@<device>, "
+        "energy_mj@<edgegpu|eyeriss|fpga>, macs (default latency_ms@raspi4,latency_ms@pixel3)",
     )
-    p.add_argument("--budget", type=int, default=100, help="accuracy evaluations per run (100)")
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=100,
+        help="evaluations per run: accuracy evaluations, or cost lookups for fbnet (100)",
+    )
     p.add_argument("--seeds", type=int, default=10, help="runs per method, seeds 0..N-1 (10)")
     p.add_argument("--sampler", default="nas", help="method under test (default nas)")
     p.add_argument(
@@ -630,7 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="random,optuna-tpe,optuna-nsga2",
         help="comma-separated methods run beside it (random,optuna-tpe,optuna-nsga2)",
     )
-    p.add_argument("--out", help="output folder (default bench-<benchmark>-<dataset>)")
+    p.add_argument(
+        "--out", help="output folder (default bench-<benchmark>-<dataset>, bench-fbnet)"
+    )
     p.add_argument("--data", help="benchmark data folder (default <repo>/../shared/data)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_bench)

@@ -1,5 +1,9 @@
 """Benchmark mode: search methods scored on fully tabulated spaces against the true front.
 
+``nasbench201`` joins accuracy and latency tables over all 15,625 cells; ``fbnet`` is
+cost-only (latency/energy from the HW-NAS-Bench FBNet LUT, MACs) over 9^22 architectures, its
+exact front computed by dynamic programming over the per-layer sums.
+
 With the NAS-Bench-201 tables in ``../shared/data``::
 
     problem = load_problem("nasbench201", "cifar10", ["error", "latency_ms@pixel3"])
@@ -12,6 +16,7 @@ Example:
     ['nas', 'optuna-gp', 'optuna-nsga2', 'optuna-tpe', 'optuna-tpe-mv', 'random']
 """
 
+from nas.bench._fbnet import FBNET_DEVICES, CostProblem, pareto_sum
 from nas.bench._methods import (
     MAX_PROPOSALS_PER_EVAL,
     Method,
@@ -26,6 +31,7 @@ from nas.bench._runner import (
     NORMALIZATION_NOTE,
     BenchResult,
     check_methods,
+    evaluation_unit,
     format_summary,
     plot_gap,
     run_benchmark,
@@ -48,11 +54,14 @@ __all__ = [
     "NORMALIZATION_NOTE",
     "REFERENCE",
     "BenchResult",
+    "CostProblem",
+    "FBNET_DEVICES",
     "Method",
     "Scorer",
     "TabularProblem",
     "check_methods",
     "default_data_dir",
+    "evaluation_unit",
     "format_summary",
     "fraction_found",
     "get_method",
@@ -63,6 +72,7 @@ __all__ = [
     "load_problem",
     "lookup",
     "method_available",
+    "pareto_sum",
     "plot_gap",
     "register_method",
     "run_benchmark",

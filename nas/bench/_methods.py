@@ -1,12 +1,15 @@
 """Search methods run on tabular problems, by name.
 
-A method is ``method(problem, budget, seed) -> list[int]``: the rows whose accuracy it
-evaluated, in evaluation order, exactly ``budget`` distinct ones. Proposing an architecture
+A method is ``method(problem, budget, seed) -> list``: the keys of the architectures it
+evaluated, in evaluation order, exactly ``budget`` distinct ones. A key is what
+``problem.key(arch)`` returns: the row for a :class:`TabularProblem` (whose accuracy was
+evaluated), the canonical architecture string for a cost-only :class:`CostProblem` (whose costs
+were looked up). Proposing an architecture
 that was already evaluated is a cache hit: its values are returned again at no cost and it
 does not count against the budget. A method that keeps proposing known architectures is
 stopped after ``MAX_PROPOSALS_PER_EVAL * budget`` proposals and the rest of its budget is
-spent on uniformly random unevaluated rows (with a warning), so every method returns
-``budget`` rows.
+spent on uniformly random unevaluated architectures (with a warning), so every method returns
+``budget`` keys.
 
 Built-in methods:
 
@@ -34,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from nas._errors import NasConfigError
+from nas.bench._fbnet import CostProblem
 from nas.bench._tabular import TabularProblem
 from nas.space import Architecture
 
@@ -49,7 +53,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-Method = Callable[[TabularProblem, int, int], list[int]]
+Problem = TabularProblem | CostProblem
+Method = Callable[[Problem, int, int], list[Any]]
 MAX_PROPOSALS_PER_EVAL = 50
 _METHODS: dict[str, Method] = {}
 
@@ -99,7 +104,7 @@ def method_available(name: str) -> str | None:
     return None
 
 
-def _check_budget(problem: TabularProblem, budget: int) -> None:
+def _check_budget(problem: Problem, budget: int) -> None:
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
         raise NasConfigError(f"budget must be an integer, but got {budget!r}")
     if not 1 <= budget <= problem.n_archs:
@@ -108,8 +113,20 @@ def _check_budget(problem: TabularProblem, budget: int) -> None:
         )
 
 
-def _top_up(problem: TabularProblem, rows: list[int], budget: int, seed: int, name: str) -> None:
-    """Fill ``rows`` up to ``budget`` with random unevaluated rows (a stalled method)."""
+def _draw_new(
+    problem: CostProblem, keys: list[Any], budget: int, rng: np.random.Generator
+) -> None:
+    """Append uniformly random architectures not in ``keys`` until there are ``budget``."""
+    seen = set(keys)
+    while len(keys) < budget:
+        key = problem.key(problem.space.random(rng))
+        if key not in seen:
+            seen.add(key)
+            keys.append(key)
+
+
+def _top_up(problem: Problem, rows: list[Any], budget: int, seed: int, name: str) -> None:
+    """Fill ``rows`` up to ``budget`` with random unevaluated ones (a stalled method)."""
     logger.warning(
         "%s (seed %d) proposed %d architectures but only %d new ones; the last %d of its "
         "budget are random",
@@ -120,17 +137,20 @@ def _top_up(problem: TabularProblem, rows: list[int], budget: int, seed: int, na
         budget - len(rows),
     )
     rng = np.random.default_rng([seed, len(rows)])
+    if isinstance(problem, CostProblem):
+        _draw_new(problem, rows, budget, rng)
+        return
     rest = np.setdiff1d(np.arange(problem.n_archs), rows)
     rows.extend(int(r) for r in rng.choice(rest, budget - len(rows), replace=False))
 
 
 def run_optuna(
-    problem: TabularProblem, budget: int, seed: int, sampler: Any, *, name: str = "optuna"
-) -> list[int]:
-    """Ask-and-tell ``sampler`` on ``problem`` until ``budget`` distinct rows were evaluated.
+    problem: Problem, budget: int, seed: int, sampler: Any, *, name: str = "optuna"
+) -> list[Any]:
+    """Ask-and-tell ``sampler`` on ``problem`` until ``budget`` distinct keys were evaluated.
 
     Each trial suggests every parameter with ``problem.space.sample(trial)`` and is told the
-    table's values (a cache hit is told them too, and the sampler learns from it).
+    problem's values (a cache hit is told them too, and the sampler learns from it).
     """
     import optuna
 
@@ -139,16 +159,16 @@ def run_optuna(
         directions=list(problem.directions),  # type: ignore[arg-type]  # checked strings
         sampler=sampler,
     )
-    rows: list[int] = []
-    seen: set[int] = set()
+    rows: list[Any] = []
+    seen: set[Any] = set()
     with warnings.catch_warnings():
         # ExperimentalWarning of set_metric_names and of some samplers: known, not the user's.
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(list(problem.names))
         for _ in range(MAX_PROPOSALS_PER_EVAL * budget):
             trial = study.ask()
-            row = problem.row(problem.space.sample(trial))
-            study.tell(trial, problem.values[row].tolist())
+            row: Any = problem.key(problem.space.sample(trial))
+            study.tell(trial, problem.values_of([row])[0].tolist())
             if row not in seen:
                 seen.add(row)
                 rows.append(row)
@@ -159,15 +179,20 @@ def run_optuna(
 
 
 @register_method("random")
-def _random(problem: TabularProblem, budget: int, seed: int) -> list[int]:
+def _random(problem: Problem, budget: int, seed: int) -> list[Any]:
     _check_budget(problem, budget)
+    if isinstance(problem, CostProblem):
+        # Architectures drawn one after another, repeats skipped: again a prefix property.
+        keys: list[Any] = []
+        _draw_new(problem, keys, budget, np.random.default_rng(seed))
+        return keys
     # A prefix of one permutation, so a smaller budget's run is the start of a larger one's.
     order = np.random.default_rng(seed).permutation(problem.n_archs)
     return [int(r) for r in order[:budget]]
 
 
 @register_method("optuna-tpe")
-def _tpe(problem: TabularProblem, budget: int, seed: int) -> list[int]:
+def _tpe(problem: Problem, budget: int, seed: int) -> list[Any]:
     import optuna
 
     sampler = optuna.samplers.TPESampler(seed=seed)
@@ -175,7 +200,7 @@ def _tpe(problem: TabularProblem, budget: int, seed: int) -> list[int]:
 
 
 @register_method("optuna-tpe-mv")
-def _tpe_mv(problem: TabularProblem, budget: int, seed: int) -> list[int]:
+def _tpe_mv(problem: Problem, budget: int, seed: int) -> list[Any]:
     import optuna
 
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
@@ -183,7 +208,7 @@ def _tpe_mv(problem: TabularProblem, budget: int, seed: int) -> list[int]:
 
 
 @register_method("optuna-nsga2")
-def _nsga2(problem: TabularProblem, budget: int, seed: int) -> list[int]:
+def _nsga2(problem: Problem, budget: int, seed: int) -> list[Any]:
     import optuna
 
     sampler = optuna.samplers.NSGAIISampler(seed=seed)
@@ -191,7 +216,7 @@ def _nsga2(problem: TabularProblem, budget: int, seed: int) -> list[int]:
 
 
 @register_method("optuna-gp")
-def _gp(problem: TabularProblem, budget: int, seed: int) -> list[int]:
+def _gp(problem: Problem, budget: int, seed: int) -> list[Any]:
     import optuna
 
     sampler = optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
@@ -199,7 +224,7 @@ def _gp(problem: TabularProblem, budget: int, seed: int) -> list[int]:
 
 
 @register_method("nas")
-def _nas(problem: TabularProblem, budget: int, seed: int) -> list[int]:
+def _nas(problem: Problem, budget: int, seed: int) -> list[Any]:
     why = method_available("nas")
     if why is not None:
         raise NasConfigError(why)
@@ -208,7 +233,8 @@ def _nas(problem: TabularProblem, budget: int, seed: int) -> list[int]:
 
     def free_costs(archs: Sequence[Architecture]) -> np.ndarray:
         """(len(archs), n_free) values of the free objectives, in objective order."""
-        return problem.values[np.ix_(problem.rows(archs), free)]
+        keys: list[Any] = [problem.key(a) for a in archs]
+        return problem.values_of(keys)[:, free]
 
     sampler = make_default_sampler(
         problem.space,

@@ -15,10 +15,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from nas._errors import NasConfigError
+from nas.bench._fbnet import CostProblem
 from nas.bench._tabular import TabularProblem
 from nas.search._pareto import (
     Normalization,
@@ -107,7 +109,8 @@ def fraction_found(rows: Sequence[int] | np.ndarray, true_front_idx: np.ndarray)
 
 @dataclass(frozen=True, eq=False)
 class Scorer:
-    """Scores of sets of evaluated rows of one :class:`TabularProblem`.
+    """Scores of sets of evaluated rows (keys) of one :class:`TabularProblem` or
+    :class:`CostProblem`.
 
     Attributes:
         problem: The problem scored against.
@@ -116,15 +119,18 @@ class Scorer:
         hv_true: Hypervolume of the true front (normalized units).
     """
 
-    problem: TabularProblem
+    problem: TabularProblem | CostProblem
     normalization: Normalization
     front: np.ndarray
     hv_true: float
 
     @classmethod
-    def for_problem(cls, problem: TabularProblem, reference: float = REFERENCE) -> Scorer:
+    def for_problem(
+        cls, problem: TabularProblem | CostProblem, reference: float = REFERENCE
+    ) -> Scorer:
         """Normalize by the whole space's range and measure the true front once."""
-        norm = normalization_for(problem.values, problem.directions, margin=reference)
+        # min and max per objective over the whole space (the rows hold just those two)
+        norm = normalization_for(problem.bounds, problem.directions, margin=reference)
         front = norm.apply(to_minimization(problem.true_front, problem.directions))
         hv_true = hypervolume_normalized(front, reference)
         if not hv_true > 0:
@@ -134,9 +140,9 @@ class Scorer:
             )
         return cls(problem, norm, front, hv_true)
 
-    def normalized(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
-        """Normalized minimization-space values of ``rows``, shape (len(rows), k)."""
-        values = self.problem.values[np.asarray(rows, dtype=np.int64)]
+    def normalized(self, rows: Sequence[Any] | np.ndarray) -> np.ndarray:
+        """Normalized minimization-space values of ``rows`` (keys), shape (len(rows), k)."""
+        values = self.problem.values_of(rows)  # type: ignore[arg-type]  # the problem's keys
         return self.normalization.apply(to_minimization(values, self.problem.directions))
 
     def hv_gap(self, points_normalized: np.ndarray) -> float:
@@ -144,7 +150,7 @@ class Scorer:
         hv = hypervolume_normalized(points_normalized, self.normalization.reference[0])
         return 1.0 - hv / self.hv_true
 
-    def hv_gap_history(self, rows: Sequence[int] | np.ndarray) -> np.ndarray:
+    def hv_gap_history(self, rows: Sequence[Any] | np.ndarray) -> np.ndarray:
         """Hypervolume gap after each of ``rows`` in evaluation order, shape (len(rows),).
 
         Incremental (each new front member adds its exclusive volume), so a 100-row history
@@ -157,7 +163,7 @@ class Scorer:
         )
         return 1.0 - history / self.hv_true
 
-    def igd(self, rows: Sequence[int] | np.ndarray) -> float:
+    def igd(self, rows: Sequence[Any] | np.ndarray) -> float:
         """IGD of the non-dominated evaluated rows to the true front (normalized units)."""
         points = self.normalized(rows)
         if points.shape[0] == 0:
@@ -165,6 +171,7 @@ class Scorer:
         mask = pareto_mask(points, ["minimize"] * points.shape[1])
         return igd(points[mask], self.front)
 
-    def fraction_found(self, rows: Sequence[int] | np.ndarray) -> float:
-        """Share of the true Pareto-optimal rows that were evaluated."""
-        return fraction_found(rows, self.problem.true_front_idx)
+    def fraction_found(self, rows: Sequence[Any] | np.ndarray) -> float:
+        """Share of the true Pareto-optimal rows that were evaluated (for a CostProblem: of
+        the true front's points attained by an evaluated architecture)."""
+        return self.problem.fraction_found(rows)  # type: ignore[arg-type]  # the problem's keys

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from nas._errors import NasConfigError
 from nas._io import atomic_write_bytes, atomic_write_text
+from nas.bench._fbnet import CostProblem
 from nas.bench._methods import get_method, method_available
 from nas.bench._metrics import REFERENCE, Scorer
 from nas.bench._tabular import TabularProblem
@@ -30,6 +31,7 @@ __all__ = [
     "NORMALIZATION_NOTE",
     "BenchResult",
     "check_methods",
+    "evaluation_unit",
     "format_summary",
     "plot_gap",
     "run_benchmark",
@@ -65,6 +67,8 @@ class BenchResult:
         runs: One row per (method, seed): ``hv_gap``, ``igd``, ``fraction_found`` at the final
             budget and ``seconds`` of wall time.
         summary: One row per method: means and standard deviations (ddof 1) over seeds.
+        evaluation: What one evaluation is: ``"accuracy evaluations"`` (a tabular problem
+            with an accuracy objective) or ``"cost lookups"`` (every objective free).
     """
 
     names: tuple[str, ...]
@@ -74,6 +78,12 @@ class BenchResult:
     evaluations: pd.DataFrame
     runs: pd.DataFrame
     summary: pd.DataFrame
+    evaluation: str = "accuracy evaluations"
+
+
+def evaluation_unit(problem: TabularProblem | CostProblem) -> str:
+    """``"accuracy evaluations"``, or ``"cost lookups"`` when every objective is free."""
+    return "accuracy evaluations" if problem.expensive else "cost lookups"
 
 
 def check_methods(names: Sequence[str]) -> tuple[str, ...]:
@@ -92,7 +102,9 @@ def check_methods(names: Sequence[str]) -> tuple[str, ...]:
     return unique
 
 
-def _check_run_args(problem: TabularProblem, budget: int, seeds: Sequence[int]) -> None:
+def _check_run_args(
+    problem: TabularProblem | CostProblem, budget: int, seeds: Sequence[int]
+) -> None:
     if isinstance(budget, bool) or not isinstance(budget, (int, np.integer)):
         raise NasConfigError(f"budget must be an integer, but got {budget!r}")
     if not 1 <= budget <= problem.n_archs:
@@ -106,17 +118,17 @@ def _check_run_args(problem: TabularProblem, budget: int, seeds: Sequence[int]) 
 
 
 def run_benchmark(
-    problem: TabularProblem,
+    problem: TabularProblem | CostProblem,
     methods: Sequence[str],
     *,
     budget: int,
     seeds: Sequence[int],
     progress: Progress | None = None,
 ) -> BenchResult:
-    """Run each method once per seed for ``budget`` accuracy evaluations and score it.
+    """Run each method once per seed for ``budget`` evaluations and score it.
 
     Args:
-        problem: The tabular problem.
+        problem: The tabular or cost-only problem.
         methods: Registered method names (see :func:`nas.bench.list_methods`).
         budget: Distinct architectures each run evaluates.
         seeds: One run per seed and method.
@@ -152,11 +164,12 @@ def run_benchmark(
                     "method": name,
                     "seed": seed,
                     "eval": np.arange(1, budget + 1),
-                    "arch": [problem.arch_strs[r] for r in rows],
+                    "arch": [problem.arch_str(r) for r in rows],  # type: ignore[arg-type]
                 }
             )
+            values = problem.values_of(rows)  # type: ignore[arg-type]  # the problem's keys
             for j, objective in enumerate(problem.names):
-                frame[objective] = problem.values[rows, j]
+                frame[objective] = values[:, j]
             frame["hv_gap"] = gap
             frames.append(frame)
             runs.append(
@@ -182,6 +195,7 @@ def run_benchmark(
         evaluations=evaluations,
         runs=runs_frame,
         summary=_summarize(evaluations, runs_frame, names, budget),
+        evaluation=evaluation_unit(problem),
     )
 
 
@@ -247,13 +261,16 @@ def format_summary(summary: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def plot_gap(evaluations: pd.DataFrame, ax: Axes | None = None) -> Axes:
-    """Hypervolume gap against accuracy evaluations: per method the median over seeds and
-    the 25-75 % band, log y.
+def plot_gap(
+    evaluations: pd.DataFrame, ax: Axes | None = None, *, xlabel: str = "accuracy evaluations"
+) -> Axes:
+    """Hypervolume gap against evaluations: per method the median over seeds and the 25-75 %
+    band, log y.
 
     Args:
         evaluations: ``BenchResult.evaluations`` (columns method, seed, eval, hv_gap).
         ax: Axes to draw on; a new figure's when None.
+        xlabel: What one evaluation is (``BenchResult.evaluation``).
 
     Returns:
         The axes drawn on.
@@ -272,7 +289,7 @@ def plot_gap(evaluations: pd.DataFrame, ax: Axes | None = None) -> Axes:
         )
         ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.2, linewidth=0, step="post")
     ax.set_yscale("log")
-    ax.set_xlabel("accuracy evaluations")
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("hypervolume gap 1 - HV/HV(true front)")
     ax.set_title(f"median and 25-75 % over seeds\n{NORMALIZATION_NOTE}", fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
@@ -297,7 +314,7 @@ def write_results(result: BenchResult, out: str | Path) -> Path:
         ("summary.csv", result.summary),
     ):
         atomic_write_text(folder / name, frame.to_csv(index=False))
-    ax = plot_gap(result.evaluations)
+    ax = plot_gap(result.evaluations, xlabel=result.evaluation)
     buffer = io.BytesIO()
     figure = ax.get_figure(root=True)
     assert isinstance(figure, Figure)  # plot_gap's axes belong to a top-level figure

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from nas._errors import NasConfigError
+from nas.bench._fbnet import CostProblem, load_fbnet
 from nas.search._pareto import pareto_mask, to_minimization
 from nas.space import Architecture, SearchSpace, load_space
 
@@ -42,7 +43,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-BENCHMARKS = ("nasbench201",)
+BENCHMARKS = ("nasbench201", "fbnet")
 #: dataset name -> column prefix in the accuracy file
 DATASETS: Mapping[str, str] = {
     "cifar10": "cifar10",
@@ -133,6 +134,29 @@ class TabularProblem:
     def rows(self, archs: Sequence[str | Architecture]) -> np.ndarray:
         """Int array of the rows of ``archs`` (see :meth:`row`)."""
         return np.fromiter((self.row(a) for a in archs), dtype=np.int64, count=len(archs))
+
+    # -- the interface run_benchmark and the methods use (shared with CostProblem) ---------------
+    def key(self, arch: str | Architecture) -> int:
+        """What identifies one evaluation: the row (see :meth:`row`)."""
+        return self.row(arch)
+
+    def arch_str(self, key: int) -> str:
+        """The architecture string of row ``key``."""
+        return self.arch_strs[key]
+
+    def values_of(self, keys: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Objective values ``(len(keys), k)`` of rows."""
+        return self.values[np.asarray(keys, dtype=np.int64)]
+
+    @property
+    def bounds(self) -> np.ndarray:
+        """Float ``(2, k)``: the min and max of each objective over all rows."""
+        return np.vstack([self.values.min(axis=0), self.values.max(axis=0)])
+
+    def fraction_found(self, keys: Sequence[int] | np.ndarray) -> float:
+        """Share of the true Pareto-optimal rows among the evaluated rows ``keys``."""
+        front = self.true_front_idx
+        return float(np.isin(front, np.asarray(keys, dtype=np.int64)).mean())
 
 
 def lookup(problem: TabularProblem, archs: Sequence[str | Architecture]) -> np.ndarray:
@@ -228,18 +252,22 @@ def _readonly(arr: np.ndarray) -> np.ndarray:
 
 def load_problem(
     benchmark: str = "nasbench201",
-    dataset: str = "cifar10",
+    dataset: str | None = None,
     objectives: Sequence[str] = ("error", "latency_ms@pixel3"),
     data_dir: str | Path | None = None,
-) -> TabularProblem:
-    """Load a tabular problem and its true Pareto front.
+) -> TabularProblem | CostProblem:
+    """Load a benchmark problem and its true Pareto front.
 
     Args:
-        benchmark: ``"nasbench201"``.
-        dataset: ``"cifar10"``, ``"cifar100"`` or ``"ImageNet16-120"``; the test accuracy
-            ``error`` and ``accuracy`` read (latencies do not depend on it).
-        objectives: ``error`` (100 - test accuracy in %), ``accuracy`` (maximized),
-            ``latency_ms@<device>`` for any of :func:`list_devices`, ``energy_mj@pi5``.
+        benchmark: ``"nasbench201"`` (a :class:`TabularProblem`) or ``"fbnet"`` (a cost-only
+            :class:`~nas.bench.CostProblem` whose exact front comes from dynamic programming).
+        dataset: nasbench201: ``"cifar10"`` (default), ``"cifar100"`` or ``"ImageNet16-120"``;
+            the test accuracy ``error`` and ``accuracy`` read (latencies do not depend on it).
+            fbnet: must be None (no accuracy).
+        objectives: nasbench201: ``error`` (100 - test accuracy in %), ``accuracy``
+            (maximized), ``latency_ms@<device>`` for any of :func:`list_devices`,
+            ``energy_mj@pi5``. fbnet: ``latency_ms@<device>``, ``energy_mj@<device>`` for the
+            HW-NAS-Bench FBNet LUT's devices, ``macs`` (maximized).
         data_dir: Folder holding the benchmark data; default :func:`default_data_dir`.
 
     Returns:
@@ -250,7 +278,13 @@ def load_problem(
             with the nearest match), a missing data file, or tables whose rows do not agree.
     """
     _check_choice("benchmark", benchmark, BENCHMARKS)
-    _check_choice("dataset", dataset, list(DATASETS))
+    if benchmark == "fbnet" and dataset is not None:
+        raise NasConfigError(
+            f"benchmark 'fbnet' is cost-only and takes no dataset, but got {dataset=}; "
+            "drop --dataset"
+        )
+    if benchmark == "nasbench201" and dataset is None:
+        dataset = "cifar10"
     if isinstance(objectives, str):
         objectives = objectives.split(",")
     names = tuple(o.strip() if isinstance(o, str) else o for o in objectives)
@@ -262,6 +296,10 @@ def load_problem(
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     if not root.is_dir():
         raise NasConfigError(f"{root}: data folder not found; pass --data DIR")
+    if benchmark == "fbnet":
+        return load_fbnet(names, root)
+    assert dataset is not None  # set above for nasbench201
+    _check_choice("dataset", dataset, list(DATASETS))
     devices = list_devices(root)
     parsed = [_parse_objective(n, devices) for n in names]
 
