@@ -51,9 +51,18 @@ def main() -> None:
         pareto = pd.read_csv(run / "pareto.csv")
         manifest = json.loads((run / "manifest.json").read_text())
     trained = trials[trials["status"] == "trained"]
+    search_s = float(manifest["search"]["seconds"])
+    sampler = manifest["experiment"]["search"]["sampler"]
+    finished = len(manifest.get("final", {}).get("selected", []))
     rows = [
         ("trials", f"{len(trials)}"),
+        ("sampler", sampler),
         ("wall clock, whole command (s)", f"{seconds:.1f}"),
+        ("of which the search (s)", f"{search_s:.1f}"),
+        (
+            f"of which finishing {finished} models: fine-tune, compress, measure, export (s)",
+            f"{seconds - search_s:.1f}",
+        ),
         (
             "trained / reused / skipped by constraints",
             f"{len(trained)} / {(trials['status'] == 'reused').sum()} / "
@@ -69,7 +78,8 @@ def main() -> None:
     if args.write:
         update_section(
             "quickstart",
-            f"### Quickstart ({args.trials} trials, digits, mobilenet_small, TPE)\n\n"
+            f"### Quickstart ({args.trials} trials, digits, mobilenet_small, {sampler} "
+            "sampler, then the stage after the search)\n\n"
             f"Command: `python benchmarks/quickstart.py --trials {args.trials} --write` (runs "
             f"`nas run experiments/quickstart.yaml`)  \nMachine: {machine()}\n\n"
             f"Goal: under 3 minutes on a 2-core CPU.\n\n{table}\n",
