@@ -145,6 +145,8 @@ def finish_architecture(
 
     training = _finetune(model, data, finetune_config, folder, teacher, progress, arch.arch_id)
     model.eval()
+    # a start that was already pruned (``nas train`` on a pruned arch.json) keeps its widths
+    widths = shape_overrides(model, space.build(arch)) or None
     # variant name -> (model to time, runtime, file, folder, params)
     variants: dict[str, dict[str, Any]] = {}
     acc = evaluate(model, x_held, y_held)[0]
@@ -156,6 +158,7 @@ def finish_architecture(
         example=example,
         extra=extra,
         metrics={f"accuracy_{split}": acc},
+        pruned=widths,
     )
     params = nonzero_params(model)
     variants["fp32"] = _torch_variant(model, folder, params)
@@ -203,7 +206,7 @@ def finish_architecture(
         variants[variant]["quantization"] = mode
 
     if compress is not None and compress.quantize is not None:
-        int8("int8", model, folder, None)
+        int8("int8", model, folder, widths)
     if compress is not None and compress.prune is not None:
         p = compress.prune
         pfolder = base / f"{arch.arch_id}-pruned"

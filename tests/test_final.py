@@ -175,6 +175,24 @@ def test_nas_train_finishes_one_arch_json(finished):
     assert set(summary["variant"]) == {"fp32", "fp32/onnx", "int8"}
 
 
+def test_nas_train_on_a_pruned_arch_json_keeps_its_widths(finished):
+    pruned = next(p for p in (finished / "run" / "final").iterdir() if p.name.endswith("-pruned"))
+    out = finished / "train_pruned"
+    args = ["train", str(pruned / "arch.json"), "--experiment", str(finished / "exp.yaml")]
+    args += ["--out", str(out), "-q", "--set", "compress.prune=null", "--set"]
+    args += ["compress.sparsity=null", "--set", "finetune.distill=null"]
+    assert main(args) == 0
+    folder = next(p for p in (out / "final").iterdir() if p.is_dir())
+    model = load_architecture(folder / "arch.json")  # pruned widths travel with the weights
+    assert sum(p.numel() for p in model.parameters()) < sum(
+        p.numel()
+        for p in load_architecture(
+            finished / "run" / "final" / folder.name / "arch.json"
+        ).parameters()
+    )
+    assert load_architecture(folder / "model_int8.json")(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+
+
 def test_compress_without_finetune_is_a_one_line_error(tmp_path, capsys):
     exp = tmp_path / "exp.yaml"
     exp.write_text("name: x\nspace: mobilenet_small\nobjectives: [params]\ncompress: {}\n")
