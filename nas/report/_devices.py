@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -111,46 +111,54 @@ def plot_pareto_devices(
         dominated = shown & feasible & ~front & ~others
         violates = shown & ~feasible
 
-        ax.scatter(
-            x[dominated],
-            y[dominated],
-            s=14,
-            color=_DOMINATED_COLOR,
-            alpha=0.5,
-            linewidths=0,
-            label="dominated",
-            zorder=1,
-        )
-        ax.scatter(
-            x[violates],
-            y[violates],
-            s=22,
-            color=_VIOLATES_COLOR,
-            marker="x",
-            alpha=0.8,
-            label="violates constraints",
-            zorder=2,
-        )
-        ax.scatter(
-            x[others],
-            y[others],
-            s=36,
-            facecolors="none",
-            edgecolors=_PARETO_COLOR,
-            linewidths=1.0,
-            label="Pareto in all objectives, not on this device's front",
-            zorder=3,
-        )
-        ax.scatter(
-            x[front],
-            y[front],
-            s=40,
-            color=_PARETO_COLOR,
-            edgecolors="black",
-            linewidths=0.5,
-            label="front on this device",
-            zorder=5,
-        )
+        layers: list[tuple[np.ndarray, dict[str, Any]]] = [
+            (
+                dominated,
+                {
+                    "s": 14,
+                    "color": _DOMINATED_COLOR,
+                    "alpha": 0.5,
+                    "linewidths": 0,
+                    "label": "dominated",
+                    "zorder": 1,
+                },
+            ),
+            (
+                violates,
+                {
+                    "s": 22,
+                    "color": _VIOLATES_COLOR,
+                    "marker": "x",
+                    "alpha": 0.8,
+                    "label": "violates constraints",
+                    "zorder": 2,
+                },
+            ),
+            (
+                others,
+                {
+                    "s": 36,
+                    "facecolors": "none",
+                    "edgecolors": _PARETO_COLOR,
+                    "linewidths": 1.0,
+                    "zorder": 3,
+                    "label": "Pareto in all objectives, not on this device's front",
+                },
+            ),
+            (
+                front,
+                {
+                    "s": 40,
+                    "color": _PARETO_COLOR,
+                    "edgecolors": "black",
+                    "linewidths": 0.5,
+                    "label": "front on this device",
+                    "zorder": 5,
+                },
+            ),
+        ]
+        for selected, style in layers:
+            ax.scatter(x[selected], y[selected], **style)
         if np.count_nonzero(front) > 1:
             order = np.argsort(x[front], kind="stable")
             ax.plot(

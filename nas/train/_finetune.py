@@ -50,7 +50,7 @@ from torch import nn
 from nas._config import Node
 from nas._errors import NasConfigError
 from nas._io import atomic_write_bytes
-from nas.train._data import SplitData
+from nas.train._data import SplitData, _known_fields
 from nas.train._trainer import _SGD_MOMENTUM, OPTIMIZERS, _forked_rng, _threads
 
 __all__ = [
@@ -79,14 +79,6 @@ def _check(checks: Sequence[tuple[bool, str, str]]) -> None:
     for ok, rule, got in checks:
         if not ok:
             raise NasConfigError(f"`{rule}` must hold, but got {got}")
-
-
-def _known_fields(cls: type, data: dict[str, Any]) -> dict[str, Any]:
-    names = [f.name for f in dataclasses.fields(cls)]
-    for key in data:
-        if key not in names:
-            raise NasConfigError(f"unknown key '{key}'", allowed=names, value=key)
-    return dict(data)
 
 
 @dataclass(frozen=True)
