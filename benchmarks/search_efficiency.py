@@ -49,7 +49,6 @@ def main() -> None:
         NORMALIZATION_NOTE,
         format_summary,
         load_problem,
-        method_available,
         run_benchmark,
     )
 
@@ -60,8 +59,7 @@ def main() -> None:
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    methods = [m for m in METHODS if method_available(m) is None]
-    skipped = [m for m in METHODS if m not in methods]
+    methods = list(METHODS)
     blocks = []
     rows = []
     for dataset, objectives in PROBLEMS:
@@ -108,8 +106,6 @@ def main() -> None:
     print(overview_md)
     print(verdict)
     print(NORMALIZATION_NOTE)
-    if skipped:
-        print(f"not available here: {', '.join(skipped)}")
     if args.write:
         command = f"python benchmarks/search_efficiency.py --budget {args.budget} --seeds "
         body = (
@@ -118,7 +114,6 @@ def main() -> None:
             "`1 - HV/HV(true front)` at the final budget (± std over seeds), mean gap at 25 and "
             "50 evaluations, IGD, fraction of the true Pareto set evaluated, gap relative to "
             f"random search, seconds per run. {NORMALIZATION_NOTE}."
-            + (f" Not available: {', '.join(skipped)}." if skipped else "")
             + "\n\nMean hypervolume gap after the budget, per problem and method:\n\n"
             + overview_md
             + "\n\n"

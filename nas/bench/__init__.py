@@ -22,7 +22,6 @@ from nas.bench._methods import (
     Method,
     get_method,
     list_methods,
-    method_available,
     register_method,
     run_optuna,
 )
@@ -71,7 +70,6 @@ __all__ = [
     "list_methods",
     "load_problem",
     "lookup",
-    "method_available",
     "pareto_sum",
     "plot_gap",
     "register_method",

@@ -28,7 +28,6 @@ Built-in methods:
 
 from __future__ import annotations
 
-import importlib
 import logging
 import warnings
 from collections.abc import Callable, Sequence
@@ -46,7 +45,6 @@ __all__ = [
     "Method",
     "get_method",
     "list_methods",
-    "method_available",
     "register_method",
     "run_optuna",
 ]
@@ -89,19 +87,6 @@ def get_method(name: str) -> Method:
     if name not in _METHODS:
         raise NasConfigError(f"unknown search method '{name}'", allowed=list_methods(), value=name)
     return _METHODS[name]
-
-
-def method_available(name: str) -> str | None:
-    """None when ``name`` can run here, else why not (``nas`` needs the default sampler)."""
-    get_method(name)
-    if name == "nas":
-        # Imported lazily: nas/search/_costaware.py may not exist in this checkout yet.
-        if not hasattr(importlib.import_module("nas.search"), "make_default_sampler"):
-            return (
-                "method 'nas' needs nas.search.make_default_sampler, which this version lacks; "
-                "pick another sampler with --sampler"
-            )
-    return None
 
 
 def _check_budget(problem: Problem, budget: int) -> None:
@@ -191,44 +176,35 @@ def _random(problem: Problem, budget: int, seed: int) -> list[Any]:
     return [int(r) for r in order[:budget]]
 
 
-@register_method("optuna-tpe")
-def _tpe(problem: Problem, budget: int, seed: int) -> list[Any]:
+def _optuna_method(name: str, make: Callable[[int], Any]) -> None:
+    """Register ``name``: a plain Optuna study driven by the sampler ``make(seed)`` returns."""
+
+    def method(problem: Problem, budget: int, seed: int) -> list[Any]:
+        return run_optuna(problem, budget, seed, make(seed), name=name)
+
+    register_method(name)(method)
+
+
+def _optuna_samplers() -> None:
     import optuna
 
-    sampler = optuna.samplers.TPESampler(seed=seed)
-    return run_optuna(problem, budget, seed, sampler, name="optuna-tpe")
+    samplers = optuna.samplers
+    _optuna_method("optuna-tpe", lambda seed: samplers.TPESampler(seed=seed))
+    _optuna_method("optuna-tpe-mv", lambda seed: samplers.TPESampler(seed=seed, multivariate=True))
+    _optuna_method("optuna-nsga2", lambda seed: samplers.NSGAIISampler(seed=seed))
+    _optuna_method(
+        "optuna-gp",
+        lambda seed: samplers.GPSampler(seed=seed, warn_independent_sampling=False),
+    )
 
 
-@register_method("optuna-tpe-mv")
-def _tpe_mv(problem: Problem, budget: int, seed: int) -> list[Any]:
-    import optuna
-
-    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    return run_optuna(problem, budget, seed, sampler, name="optuna-tpe-mv")
-
-
-@register_method("optuna-nsga2")
-def _nsga2(problem: Problem, budget: int, seed: int) -> list[Any]:
-    import optuna
-
-    sampler = optuna.samplers.NSGAIISampler(seed=seed)
-    return run_optuna(problem, budget, seed, sampler, name="optuna-nsga2")
-
-
-@register_method("optuna-gp")
-def _gp(problem: Problem, budget: int, seed: int) -> list[Any]:
-    import optuna
-
-    sampler = optuna.samplers.GPSampler(seed=seed, warn_independent_sampling=False)
-    return run_optuna(problem, budget, seed, sampler, name="optuna-gp")
+_optuna_samplers()
 
 
 @register_method("nas")
 def _nas(problem: Problem, budget: int, seed: int) -> list[Any]:
-    why = method_available("nas")
-    if why is not None:
-        raise NasConfigError(why)
-    make_default_sampler = importlib.import_module("nas.search").make_default_sampler
+    from nas.search import make_default_sampler
+
     free = np.asarray(problem.free, dtype=np.int64)
 
     def free_costs(archs: Sequence[Architecture]) -> np.ndarray:

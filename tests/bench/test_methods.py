@@ -5,21 +5,15 @@ from __future__ import annotations
 import pytest
 
 from nas import NasConfigError
-from nas.bench import get_method, list_methods, method_available, register_method, run_optuna
+from nas.bench import get_method, list_methods, register_method, run_optuna
 
 BUDGET = 15  # past TPE's 10 random startup trials
 SLOW = {"optuna-gp": 11}  # 3-5 s per GP trial on 2 cores: one trial past the 10 random ones
 
 
-def _runnable(name: str):
-    if method_available(name) is not None:
-        pytest.skip(method_available(name))
-    return get_method(name)
-
-
 @pytest.mark.parametrize("name", list_methods())
 def test_budget_distinct_rows_and_seed_determinism(name, problem2):
-    method = _runnable(name)
+    method = get_method(name)
     budget = SLOW.get(name, BUDGET)
     rows = method(problem2, budget, 3)
     assert len(rows) == budget == len(set(rows))
