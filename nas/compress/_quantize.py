@@ -22,6 +22,7 @@ from torch import nn
 from nas._config import Node
 from nas._errors import NasConfigError
 from nas._quiet import quiet_third_party
+from nas._trace import export_program
 
 __all__ = ["QuantizeConfig", "check_calibration", "quantize_int8"]
 
@@ -107,10 +108,7 @@ def check_calibration(images: torch.Tensor, input_shape: tuple[int, ...], *, sou
 
 def capture(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
     """``torch.export`` graph of ``model`` in eval mode with a dynamic batch dimension."""
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    # Two examples: a batch of 1 would specialize the batch dimension.
-    x = example[:1].expand(2, *example.shape[1:]).contiguous()
-    return torch.export.export(model.eval(), (x,), dynamic_shapes={"x": {0: batch}}).module()
+    return export_program(model.eval(), example).module()
 
 
 def quantize_int8(
@@ -177,7 +175,6 @@ def _float_copy(model: nn.Module) -> nn.Module:
 
 
 def _capture_for_training(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
-    """A training-mode capture (batch norm kept trainable) for quantization-aware training."""
-    batch = torch.export.Dim("batch", min=2, max=1 << 16)
-    x = example[:1].expand(2, *example.shape[1:]).contiguous()
-    return torch.export.export(model.train(), (x,), dynamic_shapes={"x": {0: batch}}).module()
+    """A training-mode capture (batch norm kept trainable) for quantization-aware training;
+    batches of one are excluded, as batch norm cannot train on them."""
+    return export_program(model.train(), example, min_batch=2).module()

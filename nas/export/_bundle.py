@@ -13,18 +13,16 @@ One folder per model (and per structurally pruned variant)::
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from nas._io import atomic_write_text
+from nas._io import atomic_path, atomic_write_bytes, atomic_write_text
 from nas._quiet import quiet_third_party
+from nas._trace import export_program
 from nas.export._archfile import write_architecture_file
 from nas.export._onnx import export_onnx
 from nas.space import Architecture, SearchSpace
@@ -35,34 +33,16 @@ logger = logging.getLogger(__name__)
 
 
 def _save_weights(model: nn.Module, path: Path) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".safetensors")
-    os.close(fd)
-    try:
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        save_file(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path, save(state))
 
 
 def _save_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    x = example[:1].expand(2, *example.shape[1:]).contiguous()
-    with quiet_third_party():
-        program = torch.export.export(model.eval(), (x,), dynamic_shapes={"x": {0: batch}})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".pt2")
-    os.close(fd)
-    try:
-        with quiet_third_party():
-            torch.export.save(program, tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+    program = export_program(model.eval(), example)
+    with atomic_path(path, suffix=".pt2") as tmp, quiet_third_party():
+        torch.export.save(program, tmp)
 
 
 def export_float(

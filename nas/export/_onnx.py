@@ -11,8 +11,6 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +19,9 @@ import torch
 from torch import nn
 
 from nas._errors import NasConfigError
+from nas._io import atomic_path
 from nas._quiet import quiet_third_party
+from nas._trace import trace_inputs
 
 __all__ = ["OnnxModule", "export_onnx", "onnx_session"]
 
@@ -96,22 +96,18 @@ def export_onnx(
         RuntimeError: The exported graph's outputs differ beyond ``atol``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    x = example[:1].expand(2, *example.shape[1:]).contiguous()
-    batch = torch.export.Dim("batch", min=1, max=1 << 16)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".onnx")
-    os.close(fd)
-    try:
-        if isinstance(model, nn.Module):
-            model.eval()
+    args, dynamic_shapes = trace_inputs(example)
+    if isinstance(model, nn.Module):
+        model.eval()
+    with atomic_path(path, suffix=".onnx") as tmp:
         # the exporter prints its progress, and logs about ops of packages that are absent
         with contextlib.redirect_stdout(io.StringIO()), quiet_third_party():
             torch.onnx.export(
                 model,
-                (x,),
-                tmp,
+                args,
+                str(tmp),
                 dynamo=True,
-                dynamic_shapes={"x": {0: batch}},
+                dynamic_shapes=dynamic_shapes,
                 input_names=["x"],
                 output_names=["logits"],
                 external_data=False,
@@ -128,9 +124,5 @@ def export_onnx(
                 f"ONNX Runtime's outputs differ from PyTorch's by {diff:.2e} (> {atol:.0e}) "
                 f"for {path.name}; the export is wrong"
             )
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
     logger.info("wrote %s (max |diff| %.2e vs PyTorch)", path, diff)
     return {"max_abs_diff": diff, "argmax_agreement": agreement}
