@@ -12,15 +12,15 @@ For each chosen architecture (``select:``), in ``<run dir>/final/``:
 4. measure every variant: held-out accuracy, size on disk, latency at batch 1 in its runtime;
    write ``final/summary.csv`` and a model card per folder.
 
-Every fine-tune checkpoints into its folder; running the same command again resumes it and
-skips whatever has already finished (a folder's ``measurements.json`` marks it done).
+Every fine-tune checkpoints into its folder: running the same command again resumes an
+interrupted fine-tune and does not repeat a finished one; exports and measurements are redone.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -175,14 +175,12 @@ def finish_architecture(
         mode = "ptq"
         if q.qat == "always" or (q.qat == "auto" and drop > q.max_drop):
             log.info("%s: PTQ lost %.3f accuracy on val; quantization-aware training", out, drop)
-            qat_config = FinetuneConfig.from_dict(
-                {
-                    **finetune_config.to_dict(),
-                    "epochs": q.qat_epochs,
-                    "lr": q.qat_lr,
-                    "warmup_epochs": 0.0,
-                    "distill": None,
-                }
+            qat_config = replace(
+                finetune_config,
+                epochs=q.qat_epochs,
+                lr=q.qat_lr,
+                warmup_epochs=0.0,
+                distill=None,
             )
 
             def train(prepared: nn.Module) -> None:
@@ -203,7 +201,6 @@ def finish_architecture(
         variants[variant] = _onnx_variant(
             out / "model_int8.onnx", out, nonzero_params(float_model)
         )
-        variants[variant]["quantization"] = mode
 
     if compress is not None and compress.quantize is not None:
         int8("int8", model, folder, widths)
@@ -213,13 +210,7 @@ def finish_architecture(
         pruned = prune_structured(model, example, ratio=p.ratio, round_to=p.round_to)
         overrides = shape_overrides(pruned, space.build(arch))
         if p.epochs:
-            pcfg = FinetuneConfig.from_dict(
-                {
-                    **finetune_config.to_dict(),
-                    "epochs": p.epochs,
-                    "distill": finetune_config.to_dict()["distill"],
-                }
-            )
+            pcfg = replace(finetune_config, epochs=p.epochs)
             # the unpruned parent is the natural teacher of its pruned child
             _finetune(pruned, data, pcfg, pfolder, model, progress, f"{arch.arch_id}-pruned")
         pruned.eval()
@@ -232,17 +223,14 @@ def finish_architecture(
             pruned=overrides,
             extra={**extra, "pruning": p.to_dict()},
         )
-        variants["pruned"] = _torch_variant(pruned, pfolder, nonzero_params(pruned))
-        variants["pruned/onnx"] = _onnx_variant(
-            pfolder / "model.onnx", pfolder, nonzero_params(pruned)
-        )
+        pruned_params = nonzero_params(pruned)
+        variants["pruned"] = _torch_variant(pruned, pfolder, pruned_params)
+        variants["pruned/onnx"] = _onnx_variant(pfolder / "model.onnx", pfolder, pruned_params)
         if compress.quantize is not None:
             int8("pruned+int8", pruned, pfolder, overrides)
     if compress is not None and compress.sparsity is not None:
         sfolder = base / f"{arch.arch_id}-sparse"
-        scfg = FinetuneConfig.from_dict(
-            {**finetune_config.to_dict(), "epochs": max(1, finetune_config.epochs // 3)}
-        )
+        scfg = replace(finetune_config, epochs=max(1, finetune_config.epochs // 3))
         sparse = _sparse_finetune(
             model,
             data,
@@ -297,7 +285,6 @@ def _torch_variant(model: nn.Module, folder: Path, params: int) -> dict[str, Any
 def _onnx_variant(path: Path, folder: Path, params: int) -> dict[str, Any]:
     return {
         "model": None,
-        "onnx": path,
         "runtime": "onnxruntime",
         "file": path,
         "folder": folder,
@@ -320,7 +307,7 @@ def _measure(
     accuracy: dict[str, float] = {}
     for name, v in variants.items():
         if v["runtime"] == "onnxruntime":
-            session = OnnxModule(v["onnx"], threads=latency.threads)
+            session = OnnxModule(v["file"], threads=latency.threads)
             accuracy[name] = float((session.run_numpy(x.numpy()).argmax(1) == y.numpy()).mean())
             runners[name] = partial(session.run_numpy, one_np)
         else:
@@ -380,7 +367,7 @@ def finish_members(
     order = list(arch_ids)
     teacher: nn.Module | None = None
     distill = finetune_config.distill
-    no_kd = FinetuneConfig.from_dict({**finetune_config.to_dict(), "distill": None})
+    no_kd = replace(finetune_config, distill=None)
     results: list[FinalModel] = []
     if distill is not None and distill.teacher != "best":
         teacher = load_architecture(distill.teacher).eval()
