@@ -230,9 +230,9 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         costs = costs * np.array(
             [-1.0 if self._directions[i] == "maximize" else 1.0 for i in self._free]
         )
+        params = [self._space.to_params(a) for a in fresh]
         codes = np.array(
-            [[self._index[k][self._space.to_params(a)[k]] for k in self._names] for a in fresh],
-            dtype=np.int64,
+            [[self._index[k][p[k]] for k in self._names] for p in params], dtype=np.int64
         ).reshape(len(fresh), len(self._names))
         for a in fresh:
             self._ids[a.arch_id] = len(self._archs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -220,15 +221,16 @@ def _sampler(
     expensive = [i for i, m in enumerate(exp.objectives) if m.needs_training]
     free_names = [m.name for m in exp.objectives if not m.needs_training]
     free_constraints = [c for c in exp.constraints if not c.metric.needs_training]
+    # the sampler screens a batch with ``feasible`` and then prices the survivors: one
+    # computation of the free metrics serves both (the cache holds a whole candidate pool)
+    metrics = functools.lru_cache(maxsize=32_768)(evaluator.free_metrics)
 
     def free_costs(archs: Sequence[Architecture]) -> np.ndarray:
-        rows = [evaluator.free_metrics(a) for a in archs]
-        return np.array([[r[n] for n in free_names] for r in rows], dtype=float)
+        return np.array([[metrics(a)[n] for n in free_names] for a in archs], dtype=float)
 
     def feasible(archs: Sequence[Architecture]) -> np.ndarray:
-        rows = [evaluator.free_metrics(a) for a in archs]
         return np.array(
-            [all(c.satisfied(r[c.metric.name]) for c in free_constraints) for r in rows]
+            [all(c.satisfied(metrics(a)[c.metric.name]) for c in free_constraints) for a in archs]
         )
 
     return make_default_sampler(
