@@ -23,11 +23,13 @@ from nas.search import (
     Experiment,
     Report,
     SearchOutcome,
+    SelectConfig,
     load_study,
     prepare,
     run_search,
     write_report,
 )
+from nas.train import FinetuneConfig
 
 __all__ = ["RunResult", "environment", "run_experiment"]
 
@@ -150,12 +152,27 @@ def run_experiment(
     atomic_write_json(run_dir / "manifest.json", manifest)
     final: tuple[Any, ...] = ()
     if experiment.finetune is not None:
-        final = tuple(_finish(experiment, prepared, study, run_dir, manifest, progress))
+        # load_experiment gives every experiment with 'finetune' a selection rule (default knee)
+        select = experiment.select or SelectConfig()
+        final = tuple(
+            _finish(
+                experiment,
+                select,
+                experiment.finetune,
+                prepared,
+                study,
+                run_dir,
+                manifest,
+                progress,
+            )
+        )
     return RunResult(run_dir, outcome, report, final)
 
 
 def _finish(
     experiment: Experiment,
+    select: SelectConfig,
+    finetune: FinetuneConfig,
     prepared: Any,
     study: Any,
     run_dir: Path,
@@ -173,9 +190,9 @@ def _finish(
     objectives = list(experiment.objectives)
     names = [m.name for m in objectives]
     directions = [m.direction for m in objectives]
-    chosen = select_members(frame, names, directions, experiment.select)
+    chosen = select_members(frame, names, directions, select)
     if progress is not None:
-        progress("final_selected", {"arch_ids": chosen, "rule": experiment.select.rule})
+        progress("final_selected", {"arch_ids": chosen, "rule": select.rule})
     trials = {t.user_attrs.get("arch_id"): t for t in study.get_trials(deepcopy=False)}
     architectures = {
         a: Architecture.from_dict(trials[a].user_attrs["architecture"]) for a in chosen
@@ -188,7 +205,7 @@ def _finish(
         chosen,
         architectures,
         data,
-        finetune_config=experiment.finetune,
+        finetune_config=finetune,
         compress=experiment.compress,
         accuracy=accuracy,
         origin={
@@ -203,7 +220,7 @@ def _finish(
     plot_final(frame, names, directions, results, run_dir / "pareto_final.png")
     manifest["final"] = {
         "selected": chosen,
-        "rule": experiment.select.to_dict(),
+        "rule": select.to_dict(),
         "summary": "final/summary.csv",
     }
     atomic_write_json(run_dir / "manifest.json", manifest)

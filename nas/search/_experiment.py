@@ -22,13 +22,18 @@ import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from nas._config import Node, load_yaml
 from nas._errors import NasConfigError
 from nas.train import DataConfig, TrainConfig
+
+if TYPE_CHECKING:  # the stage after the search; imported where parsed (search <- select cycle)
+    from nas.compress import CompressConfig
+    from nas.search._select import SelectConfig
+    from nas.train import FinetuneConfig
 
 __all__ = [
     "SAMPLERS",
@@ -167,9 +172,9 @@ class Experiment:
     source: str | None = None
     devices: tuple[str, ...] = field(default=())
     table_dirs: tuple[str, ...] = field(default=())
-    select: Any = None  # SelectConfig: which Pareto members are finished after the search
-    finetune: Any = None  # FinetuneConfig, or None to stop after the search
-    compress: Any = None  # CompressConfig, or None for no compression
+    select: SelectConfig | None = None  # which Pareto members are finished after the search
+    finetune: FinetuneConfig | None = None  # None: stop after the search
+    compress: CompressConfig | None = None  # None: no compression
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -330,7 +335,9 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     return exp
 
 
-def _final_stage(node: Node) -> tuple[Any, Any, Any]:
+def _final_stage(
+    node: Node,
+) -> tuple[SelectConfig | None, FinetuneConfig | None, CompressConfig | None]:
     """``select:``, ``finetune:`` and ``compress:``, the stage after the search.
 
     Without ``finetune:`` the run stops at the Pareto front; ``select:`` or ``compress:``
