@@ -7,8 +7,13 @@ accuracy costs a training run. :class:`CostAwareSampler` exploits the asymmetry:
    seeded random sample, plus mutations of the current front each trial) whose free objectives
    (latency, energy, params, ...) are computed once, vectorized.
 2. A Gaussian-process surrogate of each expensive objective (error) is fitted on the trials
-   evaluated so far; its inputs are the one-hot architecture choices and the candidates' free
-   costs (bigger networks tend to be more accurate, a prior the costs give for free).
+   evaluated so far; its inputs are the one-hot choices of the architecture's effective form
+   (``SearchSpace.effective``: dead cell edges removed, interchangeable nodes ordered), its op
+   counts and its free costs (bigger networks tend to be more accurate, a prior the costs give
+   for free). Architectures computing the same function thus share one prediction, and of each
+   effective form only the members no other member beats on every free cost are ever
+   proposed: NAS-Bench-201's 15,625 cells are 8,765 forms, and training a second member of a
+   form is a wasted evaluation.
 3. Each candidate gets a predicted point: its exact free costs and its predicted error
    ``mu - beta * sigma``. The candidate whose point adds the most hypervolume to the current
    front is evaluated next (hypervolume improvement, as in SMS-EGO, Ponweiser et al., PPSN
@@ -78,6 +83,17 @@ class _GP:
         v = np.linalg.solve(self.chol, ks.T)  # (n, m)
         var = np.maximum(1.0 - np.einsum("ij,ij->j", v, v), 1e-12)
         return self.mean + self.scale * mu, self.scale * np.sqrt(var)
+
+
+def _redundant(costs: np.ndarray) -> np.ndarray:
+    """Rows weakly dominated by another row (ties: all but the first are redundant)."""
+    n = len(costs)
+    le = np.all(costs[:, None, :] <= costs[None, :, :], axis=2)  # le[a, b]: a costs <= b
+    lt = np.any(costs[:, None, :] < costs[None, :, :], axis=2)
+    earlier = np.arange(n)[:, None] < np.arange(n)[None, :]
+    beats = le & (lt | earlier)  # a makes b redundant
+    np.fill_diagonal(beats, False)
+    return beats.any(axis=0)
 
 
 def _sqdist(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -150,6 +166,12 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self._ids: dict[str, int] = {}
         self._codes = np.zeros((0, len(self._names)), dtype=np.int64)
         self._costs = np.zeros((0, len(self._free)))
+        self._eff_codes = self._codes.copy()
+        self._eff_costs = self._costs.copy()
+        # pool indices per effective form; a member is redundant when another member of its
+        # form costs no more in every free objective (evaluated or not, it is the one to train)
+        self._class_members: dict[str, list[int]] = {}
+        self._redundant = np.zeros(0, dtype=bool)
 
     # -- optuna interface ---------------------------------------------------------------------
     def reseed_rng(self) -> None:
@@ -189,6 +211,8 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         open_mask[[i for i in taken if i >= 0]] = False
         if not open_mask.any():
             return {}  # everything evaluated: fall back to independent (random) sampling
+        if (open_mask & ~self._redundant).any():
+            open_mask &= ~self._redundant
         if len(usable) < self._n_startup:
             pick = self._startup(open_mask, len(usable))
         else:
@@ -226,19 +250,49 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             fresh = [a for a, keep in zip(fresh, ok, strict=True) if keep]
         if not fresh:
             return
-        costs = np.asarray(self._free_costs(fresh), dtype=float).reshape(len(fresh), -1)
-        costs = costs * np.array(
+        costs = self._signed_costs(fresh)
+        eff_codes, eff_costs, eff_ids = self._effective_rows(fresh, costs)
+        touched = set()
+        for a, eff_id in zip(fresh, eff_ids, strict=True):
+            self._ids[a.arch_id] = len(self._archs)
+            self._class_members.setdefault(eff_id, []).append(len(self._archs))
+            touched.add(eff_id)
+            self._archs.append(a)
+        self._codes = np.vstack([self._codes, self._codes_of(fresh)])
+        self._costs = np.vstack([self._costs, costs])
+        self._eff_codes = np.vstack([self._eff_codes, eff_codes])
+        self._eff_costs = np.vstack([self._eff_costs, eff_costs])
+        self._redundant = np.concatenate([self._redundant, np.zeros(len(fresh), dtype=bool)])
+        for eff_id in touched:
+            members = self._class_members[eff_id]
+            if len(members) > 1:
+                self._redundant[members] = _redundant(self._costs[members])
+
+    def _signed_costs(self, archs: Sequence[Architecture]) -> np.ndarray:
+        """Free costs of ``archs``, negated where maximized."""
+        costs = np.asarray(self._free_costs(archs), dtype=float).reshape(len(archs), -1)
+        return costs * np.array(
             [-1.0 if self._directions[i] == "maximize" else 1.0 for i in self._free]
         )
-        params = [self._space.to_params(a) for a in fresh]
-        codes = np.array(
+
+    def _codes_of(self, archs: Sequence[Architecture]) -> np.ndarray:
+        params = [self._space.to_params(a) for a in archs]
+        return np.array(
             [[self._index[k][p[k]] for k in self._names] for p in params], dtype=np.int64
-        ).reshape(len(fresh), len(self._names))
-        for a in fresh:
-            self._ids[a.arch_id] = len(self._archs)
-            self._archs.append(a)
-        self._codes = np.vstack([self._codes, codes])
-        self._costs = np.vstack([self._costs, costs])
+        ).reshape(len(archs), len(self._names))
+
+    def _effective_rows(
+        self, archs: Sequence[Architecture], costs: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """Codes, free costs and ids of the effective forms of ``archs`` (``space.effective``):
+        what the surrogate sees, so architectures computing the same function get the same
+        predicted accuracy."""
+        eff = [self._space.effective(a) for a in archs]
+        changed = [n for n, (a, e) in enumerate(zip(archs, eff, strict=True)) if a != e]
+        eff_costs = costs.copy()
+        if changed:
+            eff_costs[changed] = self._signed_costs([eff[n] for n in changed])
+        return self._codes_of(eff), eff_costs, [e.arch_id for e in eff]
 
     def _mutants(self, usable: list[FrozenTrial]) -> list[Architecture]:
         """One- and two-parameter mutations of the current front (local search for big spaces)."""
@@ -291,13 +345,13 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
 
     def _acquire(self, usable: list[FrozenTrial], open_mask: np.ndarray) -> int:
         values = self._minimized(np.array([t.values for t in usable], dtype=float))  # (n, k)
-        codes = np.array([[self._index[k][t.params[k]] for k in self._names] for t in usable])
         costs = values[:, self._free]
         self._cost_lo = np.minimum(self._costs.min(0), costs.min(0))
         self._cost_hi = np.maximum(self._costs.max(0), costs.max(0))
-        x_train = self._features(codes, costs)
+        archs = [self._space.from_choices(t.params) for t in usable]
+        x_train = self._features(*self._effective_rows(archs, costs)[:2])
         cand = np.flatnonzero(open_mask)
-        x_cand = self._features(self._codes[cand], self._costs[cand])
+        x_cand = self._features(self._eff_codes[cand], self._eff_costs[cand])
         points = np.zeros((len(cand), len(self._directions)))
         points[:, self._free] = self._costs[cand]
         for j in self._expensive:

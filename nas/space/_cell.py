@@ -22,6 +22,7 @@ NAS-Bench-201 arch string ``|op~0|+|op~0|op~1|+|op~0|op~1|op~2|``.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -152,6 +153,47 @@ class CellSpace(SearchSpace):
     def _edge_ops(self, arch: Architecture) -> dict[str, str]:
         ops = self._spec["cell"]["ops"]
         return {f"{i}->{j}": str(arch.choices.get(f"{i}->{j}", ops[0])) for i, j in self._edges}
+
+    def effective(self, arch: Architecture) -> Architecture:
+        """Edges off every input-to-output path of live (non-zero) edges become the zero op.
+
+        A node is live when a live edge reaches it from a live node (node 0 always is) and it
+        feeds the output node through live edges; an edge counts only between live nodes. The
+        inner nodes are then relabelled to the smallest encoding the kept edges allow (a
+        relabelling computes the same sums). NAS-Bench-201's 15,625 cells have 8,765 effective
+        forms; its own count of distinct computations, 6,466, also treats a node fed by one skip
+        edge as its input.
+        """
+        self.check(arch)
+        ops = self._spec["cell"]["ops"]
+        zero = next((label for label in ops if self._ops[label].type == "zero"), None)
+        if zero is None:
+            return arch
+        edges = self._edge_ops(arch)
+        live = {(i, j) for i, j in self._edges if edges[f"{i}->{j}"] != zero}
+        reached = {0}
+        for j in range(1, self._nodes):  # edges only go forward: one pass in node order
+            if any((i, j) in live and i in reached for i in range(j)):
+                reached.add(j)
+        feeds = {self._nodes - 1}
+        for i in range(self._nodes - 2, -1, -1):
+            if any((i, j) in live and j in feeds for j in range(i + 1, self._nodes)):
+                feeds.add(i)
+        keep = {(i, j): edges[f"{i}->{j}"] for i, j in live if i in reached and j in feeds}
+        # relabel the inner nodes (any order the kept edges allow) to the smallest encoding
+        rank = {label: n for n, label in enumerate(ops)}
+        best: tuple[int, ...] | None = None
+        for perm in itertools.permutations(range(1, self._nodes - 1)):
+            order = (0, *perm, self._nodes - 1)
+            if any(order[i] >= order[j] for i, j in keep):
+                continue
+            moved = {(order[i], order[j]): label for (i, j), label in keep.items()}
+            code = tuple(rank[moved.get(edge, zero)] for edge in self._edges)
+            if best is None or code < best:
+                best = code
+        assert best is not None  # the identity order always qualifies
+        choices = {f"{i}->{j}": ops[n] for (i, j), n in zip(self._edges, best, strict=True)}
+        return arch if choices == edges else self.from_choices(choices)
 
     # -- layers and model -----------------------------------------------------------------------
     def _walk(self, arch: Architecture):

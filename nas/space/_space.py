@@ -122,6 +122,18 @@ class SearchSpace(ABC):
             k: (v if v in self._params[k] else self._params[k][0]) for k, v in arch.choices.items()
         }
 
+    def effective(self, arch: Architecture) -> Architecture:
+        """``arch`` with every op that cannot reach the output replaced by a zero op.
+
+        Architectures with the same effective form differ only in work whose result is never
+        used (a cell edge leaving a node that receives nothing, or entering a node the output
+        never reads): they compute the same function, up to constant feature maps, while the
+        effective form is the cheapest. Spaces without zero ops return ``arch``. The default
+        sampler models accuracy on this form (``nas.search.CostAwareSampler``).
+        """
+        self.check(arch)
+        return arch
+
     def sample(self, trial: Any) -> Architecture:
         """Suggest every parameter from an Optuna trial and return the architecture."""
         values = {k: trial.suggest_categorical(k, list(c)) for k, c in self._params.items()}

@@ -122,3 +122,40 @@ def test_cost_aware_needs_a_trained_and_a_free_objective(tiny_experiment, tmp_pa
     path.write_text(path.read_text().replace("sampler: tpe", "sampler: cost-aware"))
     with pytest.raises(NasConfigError, match="needs both a trained objective"):
         load_experiment(path)
+
+
+def test_trains_one_architecture_per_effective_form():
+    """Architectures computing the same function (``space.effective``) share a predicted error,
+    so only the cheapest of each form is ever proposed; NAS-Bench-201 has 8,765 forms."""
+    from nas.space import load_space
+
+    space = load_space("nasbench201")
+    weight = {"none": 0.0, "skip_connect": 0.1, "avg_pool_3x3": 0.2}
+    weight |= {"nor_conv_1x1": 1.0, "nor_conv_3x3": 3.0}
+
+    def free_costs(batch):
+        return np.array([[sum(weight[v] for v in a.choices.values())] for a in batch])
+
+    def error(arch):  # a function of the computation only, as a trained accuracy would be
+        eff = space.effective(arch)
+        convs = sum(weight[v] for v in eff.choices.values() if v.startswith("nor_conv"))
+        return 1.0 / (1.0 + convs) + 0.01 * (int(eff.arch_id, 16) % 7)
+
+    sampler = CostAwareSampler(
+        space, free_costs, directions=["minimize", "minimize"], expensive=[0], seed=0
+    )
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    forms = []
+    for _ in range(30):
+        trial = study.ask()
+        arch = space.sample(trial)
+        forms.append(space.effective(arch).arch_id)
+        study.tell(trial, [error(arch), free_costs([arch])[0, 0]])
+    assert len(set(forms)) == len(forms)
+
+
+def test_redundant_marks_rows_another_row_weakly_dominates():
+    from nas.search._costaware import _redundant
+
+    costs = np.array([[1.0, 2.0], [2.0, 1.0], [1.0, 2.0], [2.0, 2.0], [0.5, 3.0]])
+    assert _redundant(costs).tolist() == [False, False, True, True, False]

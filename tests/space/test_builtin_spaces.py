@@ -131,3 +131,82 @@ def test_chain_space_size_counts_distinct_architectures():
 
     small = space_from_dict(spec)
     assert small.size() == sum(1 for _ in small.enumerate())
+
+
+EFFECTIVE_CASES = [
+    # node 1's conv feeds nothing: dead
+    (
+        "|nor_conv_3x3~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",
+        "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",
+    ),
+    # nodes 1 and 2 receive nothing, so their outgoing convs are dead
+    (
+        "|none~0|+|none~0|none~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",
+        "|none~0|+|none~0|none~1|+|skip_connect~0|none~1|none~2|",
+    ),
+    # nothing reaches the output: the whole cell is zero
+    (
+        "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|none~0|none~1|none~2|",
+        "|none~0|+|none~0|none~1|+|none~0|none~1|none~2|",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), EFFECTIVE_CASES)
+def test_effective_form_drops_edges_off_every_path(text, expected):
+    space = load_space("nasbench201")
+    eff = space.effective(space.parse(text))
+    assert space.format(eff) == expected
+    assert space.effective(eff) == eff
+
+
+def test_effective_form_relabels_interchangeable_nodes():
+    space = load_space("nasbench201")
+    a = space.parse(
+        "|nor_conv_3x3~0|+|avg_pool_3x3~0|none~1|+|none~0|skip_connect~1|nor_conv_1x1~2|"
+    )
+    b = space.parse(
+        "|avg_pool_3x3~0|+|nor_conv_3x3~0|none~1|+|none~0|nor_conv_1x1~1|skip_connect~2|"
+    )
+    assert a != b and space.effective(a) == space.effective(b)
+    # node 2 reads node 1 here: no relabelling applies
+    c = space.parse(
+        "|nor_conv_3x3~0|+|avg_pool_3x3~0|skip_connect~1|+|none~0|none~1|skip_connect~2|"
+    )
+    assert space.effective(c) == c
+
+
+def test_effective_forms_of_nasbench201_compute_the_same_function():
+    space = load_space("nasbench201")
+    archs = list(space.enumerate())
+    forms = {space.effective(a).arch_id for a in archs}
+    assert len(forms) == 8765
+    # dead edges removed without relabelling: the shared weights give identical outputs (a dead
+    # ReLU-conv-BN edge sees zeros and, in eval mode at init, outputs exactly zero)
+    x = torch.randn(2, *space.input_shape)
+    rng = np.random.default_rng(0)
+    checked = 0
+    for i in rng.permutation(len(archs)):
+        arch = archs[i]
+        eff = space.effective(arch)
+        kept = {k for k, v in eff.choices.items() if v != "none"}
+        if eff == arch or any(arch.choices[k] != eff.choices[k] for k in kept):
+            continue  # unchanged, or relabelled: no one-to-one weight mapping
+        full = space.build(arch, seed=0).eval()
+        small = space.build(eff).eval()
+        small.load_state_dict(
+            {k: v for k, v in full.state_dict().items() if k in small.state_dict()}
+        )
+        with torch.no_grad():
+            assert torch.equal(full(x), small(x))
+        assert space.describe(eff).params <= space.describe(arch).params
+        checked += 1
+        if checked == 3:
+            break
+    assert checked == 3
+
+
+def test_spaces_without_zero_ops_are_their_own_effective_form():
+    space = load_space("mobilenet_small")
+    arch = space.random(0)
+    assert space.effective(arch) is arch
