@@ -38,6 +38,11 @@ LOOKED_AT = {
     ("cifar100", ("error", "latency_ms@raspi4")),
     ("ImageNet16-120", ("error", "latency_ms@eyeriss")),
     ("cifar100", ("error", "latency_ms@pi5", "energy_mj@pi5")),
+    # effective forms and the optimistic exploit step were compared on these too
+    ("ImageNet16-120", ("error", "latency_ms@pixel3")),
+    ("ImageNet16-120", ("error", "latency_ms@raspi4")),
+    ("ImageNet16-120", ("error", "latency_ms@samsung_a50")),
+    ("ImageNet16-120", ("error", "latency_ms@raspi4", "latency_ms@titanx_32")),
 }
 METHODS = ("nas", "random", "optuna-tpe", "optuna-tpe-mv", "optuna-nsga2")
 
