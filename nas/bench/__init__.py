@@ -13,7 +13,7 @@ With the NAS-Bench-201 tables in ``../shared/data``::
 Example:
     >>> from nas.bench import list_methods
     >>> list_methods()
-    ['nas', 'optuna-gp', 'optuna-nsga2', 'optuna-tpe', 'optuna-tpe-mv', 'random']
+    ['nas', 'optuna-gp', 'optuna-nsga2', 'optuna-nsga3', 'optuna-tpe', 'optuna-tpe-mv', 'random']
 """
 
 from nas.bench._fbnet import FBNET_DEVICES, CostProblem, pareto_sum

@@ -19,6 +19,8 @@ Built-in methods:
   random startup trials).
 - ``optuna-tpe-mv``: ``TPESampler(seed=seed, multivariate=True)``, the framework's ``tpe``.
 - ``optuna-nsga2``: ``NSGAIISampler(seed=seed)`` (population 50, Optuna's default).
+- ``optuna-nsga3``: ``NSGAIIISampler(seed=seed)`` (population 50, reference points on the
+  simplex), Optuna's advice for 3+ objectives.
 - ``optuna-gp``: ``GPSampler(seed=seed)`` (logEHVI); works on NB201's categorical parameters
   but costs about a second per trial on 2 CPU cores.
 - ``nas``: the framework's default sampler, ``nas.search.make_default_sampler``, told which
@@ -192,6 +194,13 @@ def _optuna_samplers() -> None:
     _optuna_method("optuna-tpe", lambda seed: samplers.TPESampler(seed=seed))
     _optuna_method("optuna-tpe-mv", lambda seed: samplers.TPESampler(seed=seed, multivariate=True))
     _optuna_method("optuna-nsga2", lambda seed: samplers.NSGAIISampler(seed=seed))
+
+    def nsga3(seed: int) -> Any:
+        with warnings.catch_warnings():  # "experimental since 3.2": known, not the user's
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return samplers.NSGAIIISampler(seed=seed)
+
+    _optuna_method("optuna-nsga3", nsga3)
     _optuna_method(
         "optuna-gp",
         lambda seed: samplers.GPSampler(seed=seed, warn_independent_sampling=False),
