@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +19,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter
 
 from nas._errors import NasConfigError
+from nas._io import atomic_path
 from nas.report._labels import axis_label
 from nas.search._pareto import check_directions
 
@@ -333,15 +333,6 @@ def save_figure(fig: Figure | Axes, path: str | os.PathLike[str]) -> Path:
     while not isinstance(figure, Figure):  # an Axes in a SubFigure: climb to the root Figure
         figure = figure.figure
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # A unique sibling name opened with "xb" (not mkstemp, whose 0600 mode would survive the
-    # rename): the PNG gets the usual umask-derived permissions.
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "xb") as handle:
-            figure.savefig(handle, format="png", dpi=_DPI, bbox_inches="tight")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        figure.savefig(handle, format="png", dpi=_DPI, bbox_inches="tight")
     return target
