@@ -8,7 +8,7 @@ accuracy costs a training run. :class:`CostAwareSampler` exploits the asymmetry:
    (latency, energy, params, ...) are computed once, vectorized.
 2. A Gaussian-process surrogate of each expensive objective (error) is fitted on the trials
    evaluated so far; its inputs are the one-hot choices of the architecture's effective form
-   (``SearchSpace.effective``: dead cell edges removed, interchangeable nodes ordered), its op
+   (``SearchSpace.effective``: dead cell edges removed, equivalent nodes merged), its op
    counts and its free costs (bigger networks tend to be more accurate, a prior the costs give
    for free). Architectures computing the same function thus share one prediction, and of each
    effective form only the members no other member beats on every free cost are ever
@@ -168,9 +168,9 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         ]
         self._archs: list[Architecture] = []
         self._ids: dict[str, int] = {}
-        self._codes = np.zeros((0, len(self._names)), dtype=np.int64)
         self._costs = np.zeros((0, len(self._free)))
-        self._eff_codes = self._codes.copy()
+        # what the surrogate sees: the effective form's choice indices and free costs
+        self._eff_codes = np.zeros((0, len(self._names)), dtype=np.int64)
         self._eff_costs = self._costs.copy()
         # pool indices per effective form; a member is redundant when another member of its
         # form costs no more in every free objective (evaluated or not, it is the one to train)
@@ -262,7 +262,6 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             self._class_members.setdefault(eff_id, []).append(len(self._archs))
             touched.add(eff_id)
             self._archs.append(a)
-        self._codes = np.vstack([self._codes, self._codes_of(fresh)])
         self._costs = np.vstack([self._costs, costs])
         self._eff_codes = np.vstack([self._eff_codes, eff_codes])
         self._eff_costs = np.vstack([self._eff_costs, eff_costs])
