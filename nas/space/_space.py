@@ -123,13 +123,14 @@ class SearchSpace(ABC):
         }
 
     def effective(self, arch: Architecture) -> Architecture:
-        """``arch`` with every op that cannot reach the output replaced by a zero op.
+        """The canonical, cheapest architecture computing the same function as ``arch``.
 
         Architectures with the same effective form differ only in work whose result is never
-        used (a cell edge leaving a node that receives nothing, or entering a node the output
-        never reads): they compute the same function, up to constant feature maps, while the
-        effective form is the cheapest. Spaces without zero ops return ``arch``. The default
-        sampler models accuracy on this form (``nas.search.CostAwareSampler``).
+        used or in how equivalent parts are laid out (for cells: edges off every path to the
+        output, nodes that merely forward their input, the order of interchangeable nodes):
+        they compute the same function, up to constant feature maps and the weights' values.
+        Spaces without zero ops return ``arch``. The default sampler models accuracy on this
+        form (``nas.search.CostAwareSampler``).
         """
         self.check(arch)
         return arch
