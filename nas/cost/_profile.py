@@ -452,10 +452,12 @@ class ValidationReport:
 
     ``raw`` compares with the latencies as measured. A shared or power-managed machine changes
     speed over minutes (measured here: the same models 20-30% slower for a minute, then back),
-    so every group of models is timed interleaved with the reference model that ``nas profile``
-    timed when it built the table, and ``drift_corrected`` divides each measurement by its
-    group's speed ratio (reference now / reference then): what remains is the table's own
-    error. Both are reported.
+    so every model is timed between two runs of the reference model that ``nas profile`` timed
+    when it built the table, in each of the interleaved rounds, and ``drift_corrected`` divides
+    the model's latency in each round by the speed ratio of the reference runs beside it in
+    that round (reference now / reference then) and takes the median over rounds: what remains
+    is the table's own error. Both are reported; ``drift_ratios`` holds, per model, measured
+    over drift-corrected latency.
     """
 
     device: str
@@ -463,7 +465,7 @@ class ValidationReport:
     n: int
     raw: dict[str, float]
     drift_corrected: dict[str, float]
-    drift_ratios: tuple[float, ...]  # per group of models: reference now / reference in table
+    drift_ratios: tuple[float, ...]  # per model: reference now / reference in table
     rows: tuple[tuple[str, float, float, float], ...]  # (arch, predicted, measured, ratio)
 
     @property
@@ -504,20 +506,36 @@ def validate_table(
             "or calibrated tables cannot be timed here); validate a table measured by nas profile"
         )
     reference = space.parse(fix["reference_arch"])
+    ref_module = space.build(reference, seed=0)
     rows = []
-    ratios = []
     with _threads(config.threads):
-        chunk = 5  # models timed together with the reference: small groups track fast drift
+        chunk = 5  # models per interleaved batch: small batches track fast drift
         for start in range(0, n, chunk):
             part = archs[start : start + chunk]
-            items = [(space.build(arch, seed=0), space.input_shape) for arch in part]
-            items.append((space.build(reference, seed=0), space.input_shape))
+            items = [(ref_module, space.input_shape)]
+            for arch in part:  # ref, m1, ref, m2, ref, ...: every model between two reference runs
+                items += [(space.build(arch, seed=0), space.input_shape)]
+                items += [(ref_module, space.input_shape)]
             timings = measure_interleaved(items, config)
-            ratio = statistics.median(timings[-1]) / fix["reference_ms"]
-            ratios.append(ratio)
-            for arch, samples in zip(part, timings, strict=False):
+            per_round = len(timings[0]) // config.rounds
+            for i, arch in enumerate(part):
+                # speed ratio per round, from the reference runs just before and after the model
+                ratios = [
+                    statistics.median(
+                        timings[2 * i][r * per_round : (r + 1) * per_round]
+                        + timings[2 * i + 2][r * per_round : (r + 1) * per_round]
+                    )
+                    / fix["reference_ms"]
+                    for r in range(config.rounds)
+                ]
+                own = timings[2 * i + 1]
+                corrected = statistics.median(
+                    statistics.median(own[r * per_round : (r + 1) * per_round]) / ratios[r]
+                    for r in range(config.rounds)
+                )
+                measured = statistics.median(own)
                 predicted = table.estimate(space.layers(arch)).latency_ms
-                rows.append((space.format(arch), predicted, statistics.median(samples), ratio))
+                rows.append((space.format(arch), predicted, measured, measured / corrected))
             if progress:
                 progress(len(rows), n, rows[-1][0])
     pred = np.array([r[1] for r in rows])
@@ -529,6 +547,6 @@ def validate_table(
         n=n,
         raw=_accuracy(pred, meas),
         drift_corrected=_accuracy(pred, meas / ratio_arr),
-        drift_ratios=tuple(ratios),
+        drift_ratios=tuple(float(r) for r in ratio_arr),
         rows=tuple(rows),
     )
