@@ -375,7 +375,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     import io
 
     from nas._io import atomic_write_text
-    from nas.cost import for_space, load_cost_model
+    from nas.cost import charged_layers, for_space, load_cost_model
     from nas.space import load_space
 
     space = load_space(args.space)
@@ -393,7 +393,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
             continue
         try:
             arch = space.parse(text)
-            estimate = model.estimate(space.layers(arch))
+            estimate = model.estimate(charged_layers(space, model, arch))
         except NasConfigError as exc:
             raise NasConfigError(f"{args.archs}:{number}: {exc}") from None
         writer.writerow([text, repr(estimate.latency_ms), repr(estimate.energy_mj)])
@@ -446,11 +446,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             raise NasConfigError(f"{path}:{line}: latency_ms must be > 0, got {value}")
         measurements.append((arch, value))
     out = Path(args.out).with_suffix(".json")
-    result = calibrate(space, measurements, prior, device=out.stem, source=str(path))
+    result = calibrate(
+        space, measurements, prior, device=out.stem, source=str(path), unread=args.unread_layers
+    )
     result.table.save(out)
     print(
         f"{out}: {len(result.table.entries)} entries calibrated from {len(measurements)} "
-        f"measurements (prior {args.prior}; leave-one-out MAPE {result.loo_mape_pct:.1f}%)"
+        f"measurements (prior {args.prior}; unread layers {args.unread_layers}; leave-one-out "
+        f"MAPE {result.loo_mape_pct:.1f}%)"
     )
     return 0
 
@@ -628,6 +631,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measurements", required=True, help="CSV with columns arch,latency_ms")
     p.add_argument("--out", required=True, help="table path (.json + .csv); its stem names it")
     p.add_argument("--prior", default="cpu", help="device name or table/profile path (cpu)")
+    p.add_argument(
+        "--unread-layers",
+        choices=("run", "skipped"),
+        default="run",
+        help="whether the device's runtime runs layers whose output nothing reads (eager "
+        "PyTorch: run) or drops them (TFLite, ONNX Runtime, TensorRT: skipped)",
+    )
     p.set_defaults(func=_cmd_calibrate)
 
     p = sub.add_parser("cost", help="latency and energy of architectures from a cost model")

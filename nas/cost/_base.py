@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from nas._errors import NasConfigError
-from nas.space import Layer
+from nas.space import Architecture, Layer, SearchSpace
 
-__all__ = ["CostEstimate", "CostModel"]
+__all__ = ["CostEstimate", "CostModel", "charged_layers"]
 
 
 @dataclass(frozen=True)
@@ -56,3 +56,15 @@ class CostModel(Protocol):
     def estimate(self, layers: Sequence[Layer]) -> CostEstimate:
         """Latency and energy of running ``layers`` once, in order, at batch 1."""
         ...
+
+
+def charged_layers(space: SearchSpace, model: CostModel, arch: Architecture) -> tuple[Layer, ...]:
+    """The layers of ``arch`` that ``model`` charges for.
+
+    All of them, except for a model of a graph runtime that drops layers whose output nothing
+    reads (``model.skips_unread``, e.g. a table calibrated with ``--unread-layers skipped``):
+    then those of ``space.graph_pruned(arch)``.
+    """
+    if getattr(model, "skips_unread", False):
+        arch = space.graph_pruned(arch)
+    return space.layers(arch)

@@ -165,11 +165,23 @@ class LookupTable:
     def __post_init__(self) -> None:
         object.__setattr__(self, "entries", MappingProxyType(dict(self.entries)))
         object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
+        unread = self.meta.get("unread_layers", "run")
+        if unread not in ("run", "skipped"):
+            raise NasConfigError(
+                f"table '{self.device}' ({self.path}): unread_layers must be 'run' or 'skipped', "
+                f"got {unread!r}; fix the key in its JSON metadata"
+            )
 
     # -- prediction -----------------------------------------------------------------------------
     @property
     def model_overhead_ms(self) -> float:
         return float(self.meta.get("model_overhead_ms", 0.0))
+
+    @property
+    def skips_unread(self) -> bool:
+        """Whether the table's runtime drops layers whose output nothing reads (``unread_layers:
+        skipped`` in the metadata; see :func:`nas.cost.charged_layers`)."""
+        return self.meta.get("unread_layers", "run") == "skipped"
 
     @property
     def model_overhead_mj(self) -> float:

@@ -70,7 +70,12 @@ class VectorizedCost:
             self.slots.append(_Slot(columns, lat, en))
 
     def encode(self, archs: Sequence[Architecture]) -> np.ndarray:
-        """``(N, P)`` choice indices of architectures (inactive parameters map to index 0)."""
+        """``(N, P)`` choice indices of architectures (inactive parameters map to index 0).
+
+        For a model that skips unread layers these are the codes of ``space.graph_pruned(a)``.
+        """
+        if getattr(self.model, "skips_unread", False):
+            archs = [self.space.graph_pruned(a) for a in archs]
         index = {k: {v: i for i, v in enumerate(c)} for k, c in self.parameters.items()}
         out = np.zeros((len(archs), len(self.names)), dtype=np.int64)
         for row, arch in enumerate(archs):

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nas.cost import CostModel
+from nas.cost import CostModel, charged_layers
 from nas.search._experiment import Constraint
 from nas.space import Architecture, SearchSpace
 from nas.train import SplitData, TrainConfig, TrainResult, train_and_evaluate
@@ -41,7 +41,8 @@ class Evaluator:
             "peak_mem_bytes": float(4 * (params + self.space.peak_activation_elems(layers))),
         }
         for device, model in self.cost_models.items():
-            est = model.estimate(layers)
+            skips = getattr(model, "skips_unread", False)
+            est = model.estimate(charged_layers(self.space, model, arch) if skips else layers)
             out[f"latency_ms@{device}"] = est.latency_ms
             out[f"energy_mj@{device}"] = est.energy_mj
         return out

@@ -214,6 +214,26 @@ class CellSpace(SearchSpace):
         choices = {f"{i}->{j}": ops[n] for (i, j), n in zip(self._edges, best, strict=True)}
         return arch if choices == edges else self.from_choices(choices)
 
+    def graph_pruned(self, arch: Architecture) -> Architecture:
+        """``arch`` with every edge into a node the output node never reads set to the zero op.
+
+        Unlike :meth:`effective`, edges leaving a node that receives only zeros stay: a runtime
+        cannot drop them without knowing the node is zero.
+        """
+        self.check(arch)
+        ops = self._spec["cell"]["ops"]
+        zero = next((label for label in ops if self._ops[label].type == "zero"), None)
+        if zero is None:
+            return arch
+        edges = self._edge_ops(arch)
+        read = {self._nodes - 1}
+        for i in range(self._nodes - 2, 0, -1):
+            if any(edges[f"{i}->{j}"] != zero and j in read for j in range(i + 1, self._nodes)):
+                read.add(i)
+        choices = {name: label if int(name.split("->")[1]) in read else zero
+                   for name, label in edges.items()}  # fmt: skip
+        return arch if choices == edges else self.from_choices(choices)
+
     # -- layers and model -----------------------------------------------------------------------
     def _walk(self, arch: Architecture):
         """Yield (name, label, op, cin, cout, stride, in_shape) in execution order."""

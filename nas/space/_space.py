@@ -135,6 +135,17 @@ class SearchSpace(ABC):
         self.check(arch)
         return arch
 
+    def graph_pruned(self, arch: Architecture) -> Architecture:
+        """``arch`` without the layers whose output nothing reads: what a graph runtime runs.
+
+        Graph runtimes (TFLite, ONNX Runtime, TensorRT) drop computations whose results reach
+        no output; eager PyTorch runs them. Layers fed only zeros still run in both. Cost
+        models of such runtimes (``skips_unread``) charge the layers of this form. Spaces
+        without zero ops return ``arch``.
+        """
+        self.check(arch)
+        return arch
+
     def sample(self, trial: Any) -> Architecture:
         """Suggest every parameter from an Optuna trial and return the architecture."""
         values = {k: trial.suggest_categorical(k, list(c)) for k, c in self._params.items()}

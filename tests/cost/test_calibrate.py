@@ -6,11 +6,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 from nas import NasConfigError
 from nas.cli import main
-from nas.cost import VectorizedCost, load_cost_model
+from nas.cost import LookupTable, VectorizedCost, charged_layers, load_cost_model
 from nas.cost._calibrate import calibrate
 from nas.space import load_space
 from tests.conftest import shared_file
@@ -113,3 +114,81 @@ def test_cli_calibrate_and_bad_measurement_files(tmp_path, capsys):
     assert "latency_ms must be > 0" in capsys.readouterr().err
     with pytest.raises(NasConfigError, match="at least 3"):
         calibrate(space, [(space.random(0), 1.0)], load_cost_model("cpu"), device="x")
+
+
+def test_graph_pruned_drops_only_layers_nothing_reads():
+    space = load_space("nasbench201")
+    # node 2 feeds nothing (2->3 is none): its input edges go; node 1 is zero-fed but read: stays
+    arch = space.parse(
+        "|none~0|+|nor_conv_3x3~0|nor_conv_1x1~1|+|avg_pool_3x3~0|nor_conv_3x3~1|none~2|"
+    )
+    pruned = space.graph_pruned(arch)
+    assert space.format(pruned) == (
+        "|none~0|+|none~0|none~1|+|avg_pool_3x3~0|nor_conv_3x3~1|none~2|"
+    )
+    every_edge_read = space.parse(
+        "|nor_conv_3x3~0|+|none~0|skip_connect~1|+|none~0|none~1|nor_conv_1x1~2|"
+    )
+    assert space.graph_pruned(every_edge_read) is every_edge_read
+    x = torch.randn(2, *space.input_shape)
+    model, fast = space.build(arch, seed=0).eval(), space.build(pruned, seed=0).eval()
+    fast.load_state_dict(model.state_dict(), strict=False)  # the pruned model has fewer weights
+    with torch.inference_mode():
+        assert torch.allclose(model(x), fast(x), atol=1e-5)
+
+
+def test_calibration_for_a_runtime_that_skips_unread_layers():
+    """A graph runtime's device: only the skipped-unread fit recovers it, in every code path."""
+    space = load_space("nasbench201")
+    prior = load_cost_model("cpu")
+    base = prior.estimate([]).latency_ms
+
+    def device(arch):  # twice the prior's cost of the layers a graph runtime keeps
+        return 1.0 + 2 * (prior.estimate(space.layers(space.graph_pruned(arch))).latency_ms - base)
+
+    rng = np.random.default_rng(3)
+    train = [space.random(rng) for _ in range(10)]
+    test = [space.random(rng) for _ in range(300)]
+    truth = np.array([device(a) for a in test])
+    measured = [(a, device(a)) for a in train]
+    skipped = calibrate(space, measured, prior, device="graph", unread="skipped")
+    assert skipped.table.skips_unread and skipped.table.meta["unread_layers"] == "skipped"
+    fast = VectorizedCost(space, skipped.table)
+    np.testing.assert_allclose(fast.latency_ms(fast.encode(test)), truth, rtol=1e-3)
+    scalar = [
+        skipped.table.estimate(charged_layers(space, skipped.table, a)).latency_ms for a in test
+    ]
+    np.testing.assert_allclose(scalar, truth, rtol=1e-3)
+    run = calibrate(space, measured, prior, device="eager")
+    assert not run.table.skips_unread
+    fast_run = VectorizedCost(space, run.table)
+    error = np.abs(fast_run.latency_ms(fast_run.encode(test)) / truth - 1)
+    assert error.max() > 0.05  # charging unread layers misses this device
+    with pytest.raises(NasConfigError, match="unknown unread-layers mode 'skip'"):
+        calibrate(space, measured, prior, device="x", unread="skip")
+
+
+def test_table_with_an_unknown_unread_layers_value_is_refused(tmp_path):
+    space = load_space("nasbench201")
+    measured = [(space.random(i), 1.0 + i) for i in range(5)]
+    table = calibrate(space, measured, load_cost_model("cpu"), device="cal").table
+    path = table.save(tmp_path / "cal.json")
+    meta = json.loads(path.read_text())
+    meta["unread_layers"] = "skiped"
+    path.write_text(json.dumps(meta))
+    with pytest.raises(
+        NasConfigError, match="unread_layers must be 'run' or 'skipped', got 'skiped'"
+    ):
+        LookupTable.load(path)
+
+
+def test_cli_calibrate_for_a_graph_runtime(tmp_path, capsys):
+    space = load_space("nasbench201")
+    measurements = tmp_path / "m.csv"
+    rows = [f"{space.format(space.random(i))},{1 + i * 0.1}" for i in range(6)]
+    measurements.write_text("\n".join(["arch,latency_ms", *rows]) + "\n")
+    out = tmp_path / "tflite.json"
+    argv = ["calibrate", "--space", "nasbench201", "--measurements", str(measurements)]
+    assert main([*argv, "--out", str(out), "--unread-layers", "skipped"]) == 0
+    assert "unread layers skipped" in capsys.readouterr().out
+    assert LookupTable.load(out).skips_unread
