@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -167,7 +167,7 @@ class CellSpace(SearchSpace):
         """
         self.check(arch)
         ops = self._spec["cell"]["ops"]
-        zero = next((label for label in ops if self._ops[label].type == "zero"), None)
+        zero = self._zero_op()
         if zero is None:
             return arch
         edges = self._edge_ops(arch)
@@ -194,10 +194,7 @@ class CellSpace(SearchSpace):
         for j in range(1, self._nodes):  # edges only go forward: one pass in node order
             if any((i, j) in live and i in reached for i in range(j)):
                 reached.add(j)
-        feeds = {self._nodes - 1}
-        for i in range(self._nodes - 2, -1, -1):
-            if any((i, j) in live and j in feeds for j in range(i + 1, self._nodes)):
-                feeds.add(i)
+        feeds = self._read_nodes(lambda i, j: (i, j) in live)
         keep = {(i, j): ops_at[(i, j)] for i, j in live if i in reached and j in feeds}
         # relabel the inner nodes (any order the kept edges allow) to the smallest encoding
         rank = {label: n for n, label in enumerate(ops)}
@@ -221,18 +218,27 @@ class CellSpace(SearchSpace):
         cannot drop them without knowing the node is zero.
         """
         self.check(arch)
-        ops = self._spec["cell"]["ops"]
-        zero = next((label for label in ops if self._ops[label].type == "zero"), None)
+        zero = self._zero_op()
         if zero is None:
             return arch
         edges = self._edge_ops(arch)
-        read = {self._nodes - 1}
-        for i in range(self._nodes - 2, 0, -1):
-            if any(edges[f"{i}->{j}"] != zero and j in read for j in range(i + 1, self._nodes)):
-                read.add(i)
+        read = self._read_nodes(lambda i, j: edges[f"{i}->{j}"] != zero)
         choices = {name: label if int(name.split("->")[1]) in read else zero
                    for name, label in edges.items()}  # fmt: skip
         return arch if choices == edges else self.from_choices(choices)
+
+    def _zero_op(self) -> str | None:
+        """The cell's zero op label (``none`` in NAS-Bench-201), if it has one."""
+        ops = self._spec["cell"]["ops"]
+        return next((label for label in ops if self._ops[label].type == "zero"), None)
+
+    def _read_nodes(self, live: Callable[[int, int], bool]) -> set[int]:
+        """The nodes whose value reaches the output node through edges ``live(i, j)``."""
+        read = {self._nodes - 1}
+        for i in range(self._nodes - 2, -1, -1):  # edges only go forward: one backward pass
+            if any(live(i, j) and j in read for j in range(i + 1, self._nodes)):
+                read.add(i)
+        return read
 
     # -- layers and model -----------------------------------------------------------------------
     def _walk(self, arch: Architecture):
