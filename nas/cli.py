@@ -633,10 +633,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior", default="cpu", help="device name or table/profile path (cpu)")
     p.add_argument(
         "--unread-layers",
-        choices=("run", "skipped"),
         default="run",
-        help="whether the device's runtime runs layers whose output nothing reads (eager "
-        "PyTorch: run) or drops them (TFLite, ONNX Runtime, TensorRT: skipped)",
+        help="run or skipped: whether the device's runtime runs layers whose output nothing "
+        "reads (eager PyTorch: run, the default) or drops them (TFLite, ONNX Runtime, "
+        "TensorRT: skipped)",
     )
     p.set_defaults(func=_cmd_calibrate)
 

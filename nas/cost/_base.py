@@ -58,13 +58,18 @@ class CostModel(Protocol):
         ...
 
 
-def charged_layers(space: SearchSpace, model: CostModel, arch: Architecture) -> tuple[Layer, ...]:
+def charged_layers(
+    space: SearchSpace,
+    model: CostModel,
+    arch: Architecture,
+    layers: Sequence[Layer] | None = None,
+) -> Sequence[Layer]:
     """The layers of ``arch`` that ``model`` charges for.
 
-    All of them, except for a model of a graph runtime that drops layers whose output nothing
-    reads (``model.skips_unread``, e.g. a table calibrated with ``--unread-layers skipped``):
-    then those of ``space.graph_pruned(arch)``.
+    All of them (``layers``, when the caller has them already), except for a model of a graph
+    runtime that drops layers whose output nothing reads (``model.skips_unread``, e.g. a table
+    calibrated with ``--unread-layers skipped``): then those of ``space.graph_pruned(arch)``.
     """
     if getattr(model, "skips_unread", False):
-        arch = space.graph_pruned(arch)
-    return space.layers(arch)
+        return space.layers(space.graph_pruned(arch))
+    return space.layers(arch) if layers is None else layers

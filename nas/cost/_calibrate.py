@@ -34,14 +34,12 @@ import numpy as np
 
 from nas._errors import NasConfigError
 from nas.cost._base import CostModel
-from nas.cost._table import LookupTable, entry_from_layer
+from nas.cost._table import UNREAD_LAYERS, LookupTable, entry_from_layer
 from nas.space import Architecture, Layer, SearchSpace
 
 __all__ = ["Calibration", "calibrate"]
 
 _FIXED = "(fixed layers)"
-#: what the device's runtime does with layers whose output nothing reads
-UNREAD = ("run", "skipped")
 _LAMBDAS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 
@@ -108,9 +106,9 @@ def calibrate(
 
     ``unread``: ``run`` (every layer runs) or ``skipped`` (the runtime drops unread layers).
     """
-    if unread not in UNREAD:
+    if unread not in UNREAD_LAYERS:
         raise NasConfigError(
-            f"unknown unread-layers mode '{unread}'", allowed=UNREAD, value=unread
+            f"unknown unread-layers mode '{unread}'", allowed=list(UNREAD_LAYERS), value=unread
         )
     if len(measurements) < 3:
         raise NasConfigError(f"calibration needs at least 3 measurements, got {len(measurements)}")

@@ -518,22 +518,18 @@ def validate_table(
                 items += [(ref_module, space.input_shape)]
             timings = measure_interleaved(items, config)
             per_round = len(timings[0]) // config.rounds
+            rounds = [  # per item, its samples split by round
+                [t[r * per_round : (r + 1) * per_round] for r in range(config.rounds)]
+                for t in timings
+            ]
             for i, arch in enumerate(part):
-                # speed ratio per round, from the reference runs just before and after the model
-                ratios = [
-                    statistics.median(
-                        timings[2 * i][r * per_round : (r + 1) * per_round]
-                        + timings[2 * i + 2][r * per_round : (r + 1) * per_round]
-                    )
-                    / fix["reference_ms"]
-                    for r in range(config.rounds)
-                ]
-                own = timings[2 * i + 1]
+                # per round: the model's latency over the speed of the reference runs beside it
+                before, own, after = rounds[2 * i], rounds[2 * i + 1], rounds[2 * i + 2]
                 corrected = statistics.median(
-                    statistics.median(own[r * per_round : (r + 1) * per_round]) / ratios[r]
-                    for r in range(config.rounds)
+                    statistics.median(m) * fix["reference_ms"] / statistics.median(b + a)
+                    for b, m, a in zip(before, own, after, strict=True)
                 )
-                measured = statistics.median(own)
+                measured = statistics.median(timings[2 * i + 1])
                 predicted = table.estimate(space.layers(arch)).latency_ms
                 rows.append((space.format(arch), predicted, measured, measured / corrected))
             if progress:

@@ -47,6 +47,9 @@ __all__ = ["COLUMNS", "TABLE_SCHEMA_VERSION", "LookupTable", "TableEntry", "entr
 TABLE_SCHEMA_VERSION = 1
 KINDS = ("measured", "analytic", "imported", "calibrated")
 DTYPES = ("fp32", "fp16", "bf16", "int8")
+#: ``unread_layers`` in the metadata: what the device's runtime does with layers whose output
+#: nothing reads (eager PyTorch runs them; graph runtimes drop them)
+UNREAD_LAYERS = ("run", "skipped")
 COLUMNS = (
     "signature", "op", "stride", "in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "dtype",
     "batch", "latency_ms_p50", "latency_ms_mean", "latency_ms_std", "n", "energy_mj", "kind",
@@ -166,7 +169,7 @@ class LookupTable:
         object.__setattr__(self, "entries", MappingProxyType(dict(self.entries)))
         object.__setattr__(self, "meta", MappingProxyType(dict(self.meta)))
         unread = self.meta.get("unread_layers", "run")
-        if unread not in ("run", "skipped"):
+        if unread not in UNREAD_LAYERS:
             raise NasConfigError(
                 f"table '{self.device}' ({self.path}): unread_layers must be 'run' or 'skipped', "
                 f"got {unread!r}; fix the key in its JSON metadata"

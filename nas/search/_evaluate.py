@@ -41,8 +41,7 @@ class Evaluator:
             "peak_mem_bytes": float(4 * (params + self.space.peak_activation_elems(layers))),
         }
         for device, model in self.cost_models.items():
-            skips = getattr(model, "skips_unread", False)
-            est = model.estimate(charged_layers(self.space, model, arch) if skips else layers)
+            est = model.estimate(charged_layers(self.space, model, arch, layers))
             out[f"latency_ms@{device}"] = est.latency_ms
             out[f"energy_mj@{device}"] = est.energy_mj
         return out
