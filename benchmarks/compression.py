@@ -255,8 +255,12 @@ def reading(
 ) -> str:
     """The paragraph under the tables, with its numbers taken from them."""
 
+    def between(lo: float, hi: float, digits: int) -> str:
+        low, high = f"{lo:.{digits}f}", f"{hi:.{digits}f}"
+        return low if low == high else f"{low}-{high}"
+
     def span(frame: pd.DataFrame, column: str) -> str:
-        return f"{frame[column].min():.2f}-{frame[column].max():.2f}x"
+        return between(frame[column].min(), frame[column].max(), 2) + "x"
 
     int8 = table[table["technique"].str.startswith("INT8 PTQ")]
     vs_eager = table[table["technique"].str.startswith("INT8 ONNX Runtime vs")]
@@ -271,8 +275,8 @@ def reading(
         f"arithmetic: INT8 runs at {span(int8, 'speedup')} of FP32 in the same runtime. The "
         "goal of 2.5x (Intel's 2.97x geomean is over TorchBench's dense-convolution models) "
         "cannot be met on these models in ONNX Runtime: the call and per-node overhead alone "
-        f"are {overhead.min():.1f}-{overhead.max():.1f} us of their "
-        f"{floor['fp32 us'].min():.1f}-{floor['fp32 us'].max():.1f} us, so even the best case "
+        f"are {between(overhead.min(), overhead.max(), 1)} us of their "
+        f"{between(floor['fp32 us'].min(), floor['fp32 us'].max(), 1)} us, so even the best case "
         "above is "
         f"{span(floor, 'best int8 speedup')}. Nor is it met on the 224x224 MBConv models "
         f"({span(big, 'speedup')} in ONNX Runtime, "
