@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -76,7 +77,15 @@ def test_every_variant_is_measured_and_exported(finished):
         ):
             assert (folder / name).is_file(), name
         card = (folder / "MODEL_CARD.md").read_text()
-        assert "int8" in card and "load_architecture" in card
+        assert "load_architecture('model_int8.json')" in card
+        # the card names the fastest variant of its folder within 1 point of the best accuracy
+        mine = rows[rows["file"].str.startswith(f"{arch_id}/")]
+        close = mine[mine["accuracy"] >= mine["accuracy"].max() - 0.01 - 1e-12]
+        fastest = Path(close.loc[close["latency_ms"].idxmin(), "file"]).name
+        assert f"Deploy `{fastest}`" in card
+        assert "'epoch': 1" not in card, "the training history is a table, not a dict dump"
+        sparse_card = (run / "final" / f"{arch_id}-sparse" / "MODEL_CARD.md").read_text()
+        assert "model_int8" not in sparse_card, "only files the folder holds are offered"
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["final"]["selected"] == list(summary["arch_id"].unique())
     assert (run / "pareto_final.png").stat().st_size > 0
@@ -146,6 +155,8 @@ def test_nas_export_writes_a_trial_folder(finished, capsys):
     model = load_architecture(out / "arch.json")
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
     assert (out / "model.onnx").is_file() and (out / "MODEL_CARD.md").is_file()
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "model_int8" not in card and "Which file to deploy" not in card  # nothing measured
     assert main(["export", "--storage", storage, "--study", "final_small", "--trial", "99"]) == 2
     assert "has trials 0..5" in capsys.readouterr().err
 

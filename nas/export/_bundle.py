@@ -116,10 +116,65 @@ def export_int8(
     return {"files": ["model_int8.onnx", "model_int8.json"], "onnx_check": result}
 
 
+#: accuracy a faster variant may lose and still be the one to deploy (the compression goal's)
+DEPLOY_MAX_DROP = 0.01
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
+    head = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    return head + ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+
+
+def _deploy_pick(measurements: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The measured variant to deploy: the fastest within DEPLOY_MAX_DROP of the best accuracy."""
+    timed = [m for m in measurements if m.get("latency_ms") and m.get("accuracy") is not None]
+    if not timed:
+        return None
+    best = max(float(m["accuracy"]) for m in timed)
+    return min(
+        (m for m in timed if float(m["accuracy"]) >= best - DEPLOY_MAX_DROP - 1e-12),
+        key=lambda m: float(m["latency_ms"]),
+    )
+
+
+def _deploy_lines(pick: dict[str, Any], measurements: list[dict[str, Any]]) -> list[str]:
+    def name(m: dict[str, Any]) -> str:
+        return f"`{Path(str(m['file'])).name}` ({m['variant']}, {m['runtime']})"
+
+    lines = [
+        f"Deploy {name(pick)}: the fastest variant measured here within "
+        f"{100 * DEPLOY_MAX_DROP:g} point of the best accuracy, "
+        f"{1e3 * float(pick['latency_ms']):.4g} us at batch 1. The others, on this machine:",
+        "",
+    ]
+    for m in measurements:
+        if m is pick or not m.get("latency_ms") or m.get("accuracy") is None:
+            continue
+        ratio = float(m["latency_ms"]) / float(pick["latency_ms"])
+        speed = f"{ratio:.2f}x slower" if ratio >= 1 else f"{1 / ratio:.2f}x faster"
+        points = 100 * (float(m["accuracy"]) - float(pick["accuracy"]))
+        accuracy = (
+            "as accurate"
+            if abs(points) < 1e-9
+            else f"{abs(points):.2f} points {'more' if points > 0 else 'less'} accurate"
+        )
+        lines.append(f"- {name(m)}: {1e3 * float(m['latency_ms']):.4g} us ({speed}), {accuracy}")
+    return [*lines, ""]
+
+
+def _training_lines(training: dict[str, Any]) -> list[str]:
+    history = training.get("history")
+    lines = [f"- {k}: {_fmt(v)}" for k, v in training.items() if k != "history"]
+    if isinstance(history, list) and history and all(isinstance(h, dict) for h in history):
+        cols = list(history[0])
+        lines += ["", "Per epoch:", "", *_table(history, cols)]
+    return lines
 
 
 def write_model_card(
@@ -134,7 +189,8 @@ def write_model_card(
     environment: dict[str, Any],
     preprocess: dict[str, Any],
 ) -> Path:
-    """Write ``MODEL_CARD.md``: what the model is, what was measured, how to load it."""
+    """Write ``MODEL_CARD.md``: what the model is, what was measured, which file to deploy and
+    how to load it (only the files the folder holds)."""
     out = Path(out_dir)
     cols = [
         "variant",
@@ -147,8 +203,7 @@ def write_model_card(
         "params",
         "file",
     ]
-    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    rows += ["| " + " | ".join(_fmt(m.get(c, "")) for c in cols) + " |" for m in measurements]
+    rows = _table(measurements, cols)
     if not measurements:
         rows = ["Not measured: exported straight from the search (see Training)."]
     mean, std = preprocess["mean"], preprocess["std"]
@@ -158,6 +213,14 @@ def write_model_card(
         if isinstance(mean, (list, tuple))
         else "standardized as in the experiment's data section"
     )
+    has_int8 = (out / "model_int8.json").is_file()
+    pick = _deploy_pick(measurements)
+    deploy = _deploy_lines(pick, measurements) if pick is not None else []
+    picked = Path(str(pick["file"])).name if pick is not None else ""
+    onnx_file = picked if picked.endswith(".onnx") else "model.onnx"
+    load = ["import nas", "model = nas.load_architecture('arch.json')          # PyTorch"]
+    if has_int8:
+        load.append("int8 = nas.load_architecture('model_int8.json')     # INT8, ONNX Runtime")
     lines = [
         f"# {title}",
         "",
@@ -170,6 +233,7 @@ def write_model_card(
         "",
         *rows,
         "",
+        *(["## Which file to deploy", "", *deploy] if deploy else []),
         "## Machine",
         "",
         *(f"- {k}: {_fmt(v)}" for k, v in environment.items() if k != "packages"),
@@ -182,7 +246,7 @@ def write_model_card(
         "",
         "## Training",
         "",
-        *(f"- {k}: {_fmt(v)}" for k, v in training.items()),
+        *_training_lines(training),
         "",
         "## Inputs",
         "",
@@ -191,16 +255,14 @@ def write_model_card(
         "## How to load it",
         "",
         "```python",
-        "import nas",
-        "model = nas.load_architecture('arch.json')          # PyTorch, trained weights",
-        "int8 = nas.load_architecture('model_int8.json')     # INT8, run by ONNX Runtime",
+        *load,
         "```",
         "",
         "Without this package: `torch.export.load('model.pt2').module()`, or ONNX Runtime:",
         "",
         "```python",
         "import onnxruntime as ort",
-        "session = ort.InferenceSession('model_int8.onnx')",
+        f"session = ort.InferenceSession('{onnx_file}')",
         "logits = session.run(None, {'x': images})[0]        # images: float32 (N, C, H, W)",
         "```",
         "",
