@@ -8,6 +8,7 @@ it hands out typed values, remembers which keys were read, and rejects the rest 
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -140,6 +141,12 @@ class Node:
         self._read.add(key)
         if key not in mapping:
             if default is _MISSING:
+                others = [str(k) for k in mapping]
+                typo = difflib.get_close_matches(key, others, n=1, cutoff=0.75)
+                if typo:  # point at the misspelt key, not at the mapping that lacks the right one
+                    raise self.child(typo[0], None).error(
+                        f"missing required key '{key}'; is '{typo[0]}' a misspelling of it?"
+                    )
                 raise self.error(f"missing required key '{key}'")
             return self.child(key, default)
         return self.child(key, mapping[key])

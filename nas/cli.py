@@ -333,12 +333,17 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from nas.cost import LookupTable
+    from nas.cost import LookupTable, load_cost_model
     from nas.cost._profile import validate_table
     from nas.space import load_space
 
     space = load_space(args.space)
-    table = LookupTable.load(args.table)
+    table = load_cost_model(args.table)
+    if not isinstance(table, LookupTable):
+        raise NasConfigError(
+            f"--table {args.table}: an analytic profile, not a lookup table; validate-table "
+            "checks a table's entries against this machine (make one with nas profile)"
+        )
     bar = _counter(f"measuring {args.n} {space.name} models")
     try:
         report = validate_table(

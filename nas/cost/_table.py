@@ -313,7 +313,9 @@ class LookupTable:
     ) -> LookupTable:
         """Read a table from its ``.json`` metadata (or its ``.csv``); validates everything."""
         json_path = Path(path).with_suffix(".json")
-        meta = read_json_object(json_path, missing="table metadata not found")
+        meta = read_json_object(
+            json_path, missing="no such table (a .json table file or a device in latency_tables/)"
+        )
         version = meta.get("schema_version")
         if version != TABLE_SCHEMA_VERSION:
             raise NasConfigError(

@@ -28,6 +28,7 @@ import yaml
 
 from nas._config import Node, load_yaml
 from nas._errors import NasConfigError
+from nas.cost import list_devices
 from nas.train import DataConfig, TrainConfig
 
 if TYPE_CHECKING:  # the stage after the search; imported where parsed (search <- select cycle)
@@ -266,8 +267,11 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
 
     objectives_node = node.get("objectives")
     objectives: list[Metric] = []
+    named_at: dict[str, Node] = {}  # where each device is first named, for its error
     for item in objectives_node.list(allow_scalar=True):
         metric = item.convert(parse_metric)
+        if metric.device:
+            named_at.setdefault(metric.device, item)
         if any(m.name == metric.name for m in objectives):
             raise item.error(f"objective '{metric.name}' listed twice")
         if {metric.name, *(m.name for m in objectives)} >= {"error", "accuracy"}:
@@ -279,6 +283,8 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     if c_node.value is not None:
         for key, value in c_node.items():
             metric = c_node.child(key, key).convert(parse_metric)
+            if metric.device:
+                named_at.setdefault(metric.device, c_node.child(key, key))
             text = str(value.value) if isinstance(value.value, (str, int, float)) else ""
             m = _CONSTRAINT.match(text)
             try:
@@ -294,7 +300,9 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     devices_node = node.get("devices", None)
     devices = [m.device for m in (*objectives, *(c.metric for c in constraints)) if m.device]
     if devices_node.value is not None:
-        listed = [d.as_str() for d in devices_node.list(allow_scalar=True)]
+        items = devices_node.list(allow_scalar=True)
+        listed = [d.as_str() for d in items]
+        named_at.update(zip(listed, items, strict=True))
         for d in devices:
             if d not in listed:
                 raise devices_node.error(
@@ -312,6 +320,15 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
             if not folder.is_dir():
                 raise item.error(f"table folder {folder} does not exist")
             table_dirs.append(str(folder))
+    known = list_devices(tuple(Path(d) for d in table_dirs))
+    for device in devices:
+        if device not in known and not device.endswith((".yaml", ".yml", ".json")):
+            raise named_at[device].error(
+                f"unknown device '{device}': no table or profile of that name in "
+                "latency_tables/ or table_dirs",
+                allowed=known,
+                value=device,
+            )
     search = SearchConfig.from_node(node.get("search", None))
     out = node.get("out", None)
     select, finetune, compress = _final_stage(node)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -216,3 +217,20 @@ def test_entry_statistics():
 
 def test_devices_include_tables():
     assert "cpu" in list_devices()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("edge-tpu", "--table edge-tpu: an analytic profile, not a lookup table"),
+        ("cpu-x68", "unknown device 'cpu-x68'.*did you mean 'cpu-x86'"),
+        ("nope.json", r"nope\.json: no such table"),
+    ],
+)
+def test_cli_validate_table_names_a_bad_table(tmp_path, capsys, table, message):
+    """--table takes a device name like nas cost does; what is not a table is one line, exit 2."""
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    args = ["validate-table", "--space", str(tmp_path / "tiny.yaml"), "--table", table]
+    assert main([*args, "--n", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and re.search(message, err), err

@@ -63,7 +63,11 @@ def test_overrides(tmp_path):
         ("[error, params, latency_ms@cpu]", "[error, accuracy]", r"same objective"),
         ('"<= 2.0"', '"at most 2"', r"constraints\.latency_ms@cpu: expected a bound like"),
         ("train: {epochs: 2}", "train: {epochs: 0}", r"train\.epochs"),
-        ("name: demo", "nme: demo", r"missing required key 'name'"),
+        (
+            "name: demo",
+            "nme: demo",
+            r"yaml:\d+: nme: missing required key 'name'; is 'nme' a misspel",
+        ),
         ("search:", "serch:", r"serch: unknown key 'serch'.*did you mean 'search'"),
         ("space: mobilenet_small", "space: missing.yaml", r"space: space file .* does not exist"),
         ("n_trials: 9", "n_trials: nine", r"search\.n_trials: expected an integer"),
@@ -89,12 +93,14 @@ def test_metrics_and_constraints():
     assert strict.violation(10) > 0 and not strict.satisfied(10)
 
 
-def test_unknown_device_is_reported_before_anything_runs(tmp_path):
-    from nas.search import prepare
-
-    exp = load_experiment(write(tmp_path, GOOD.replace("latency_ms@cpu", "latency_ms@cpx")))
-    with pytest.raises(NasConfigError, match=r"unknown device 'cpx'.*did you mean 'cpu'"):
-        prepare(exp)
+def test_unknown_device_is_reported_where_it_is_named(tmp_path):
+    """A misspelt device is an error at the objective or constraint that names it."""
+    with pytest.raises(NasConfigError, match=r"unknown device 'cpx'.*did you mean 'cpu'") as info:
+        load_experiment(write(tmp_path, GOOD.replace("latency_ms@cpu]", "latency_ms@cpx]")))
+    line = GOOD.splitlines().index(next(x for x in GOOD.splitlines() if "objectives" in x)) + 1
+    assert f"exp.yaml:{line}: objectives[2]: unknown device" in str(info.value)
+    with pytest.raises(NasConfigError, match=r"constraints\.latency_ms@cpx: unknown device"):
+        load_experiment(write(tmp_path, GOOD.replace("latency_ms@cpu:", "latency_ms@cpx:")))
 
 
 def test_user_table_folders(tmp_path):
