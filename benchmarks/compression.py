@@ -63,7 +63,13 @@ def compression_table(summary: pd.DataFrame) -> pd.DataFrame:
 
 def compute_bound_int8(threads: int) -> pd.DataFrame:
     """FP32 vs INT8 ONNX Runtime latency of a large model, where compute dominates."""
-    from nas.compress import LatencyConfig, quantize_int8, summarize, time_interleaved
+    from nas.compress import (
+        LatencyConfig,
+        quantize_int8,
+        quantize_onnx,
+        summarize,
+        time_interleaved,
+    )
     from nas.export import OnnxModule, export_onnx
     from nas.space import load_space
 
@@ -79,9 +85,11 @@ def compute_bound_int8(threads: int) -> pd.DataFrame:
             export_onnx(model, images[:2], fp32, check=images[:2], atol=1e-3)
             q = quantize_int8(model, images, batch_size=8)
             export_onnx(q, images[:2], int8, check=images[:2], atol=None)
+            ort_int8 = quantize_onnx(fp32, Path(tmp) / f"m{seed}_ort_int8.onnx", images)
             sessions = {
                 "fp32": OnnxModule(fp32, threads=threads),
                 "int8": OnnxModule(int8, threads=threads),
+                "ort": OnnxModule(ort_int8, threads=threads),
             }
             x = images[:1].numpy()
             samples = time_interleaved(
@@ -89,12 +97,15 @@ def compute_bound_int8(threads: int) -> pd.DataFrame:
                 LatencyConfig(threads=threads, warmup=5, repeats=60, rounds=3),
             )
             p32, p8 = summarize(samples["fp32"])[0], summarize(samples["int8"])[0]
+            ort = summarize(samples["ort"])[0]
             rows.append(
                 {
                     "arch (mbconv_imagenet, 224x224)": space.format(arch),
                     "fp32 ms": p32,
                     "int8 ms": p8,
                     "speedup": p32 / p8,
+                    "int8 ms (tool: onnxruntime)": ort,
+                    "speedup (tool: onnxruntime)": p32 / ort,
                     "fp32 MB": fp32.stat().st_size / 1e6,
                     "int8 MB": int8.stat().st_size / 1e6,
                 }
@@ -131,7 +142,7 @@ def runtime_floor(summary_run: Path, threads: int) -> pd.DataFrame:
     import onnx
     from onnx import TensorProto, helper
 
-    from nas.compress import LatencyConfig, summarize, time_interleaved
+    from nas.compress import LatencyConfig, quantize_onnx, summarize, time_interleaved
     from nas.export import OnnxModule
 
     summary = pd.read_csv(summary_run / "final" / "summary.csv")
@@ -159,6 +170,11 @@ def runtime_floor(summary_run: Path, threads: int) -> pd.DataFrame:
         call, many = chain("Identity", 1), chain("Relu", 32)
         folders = {arch_id: summary_run / "final" / arch_id for arch_id in models["arch_id"]}
         paths = {"call": call, "many": many} | {a: f / "model.onnx" for a, f in folders.items()}
+        noise = torch.randn(64, *shape[1:], generator=torch.Generator().manual_seed(0))
+        for arch_id, folder in folders.items():  # tool: onnxruntime (timed only: any images do)
+            paths[f"{arch_id}/ort"] = quantize_onnx(
+                folder / "model.onnx", scratch / f"{arch_id}_ort_int8.onnx", noise
+            )
         sessions = {k: OnnxModule(path, threads=threads) for k, path in paths.items()}
         x = np.zeros(shape, np.float32)
         samples = time_interleaved(
@@ -185,6 +201,8 @@ def runtime_floor(summary_run: Path, threads: int) -> pd.DataFrame:
                     "fp32 arithmetic us": arithmetic,
                     "best int8 us": best,
                     "best int8 speedup": us[arch_id] / best,
+                    "int8 us (tool: onnxruntime)": us[f"{arch_id}/ort"],
+                    "speedup (tool: onnxruntime)": us[arch_id] / us[f"{arch_id}/ort"],
                 }
             )
     return pd.DataFrame(rows)
@@ -278,12 +296,21 @@ def reading(
         f"are {between(overhead.min(), overhead.max(), 1)} us of their "
         f"{between(floor['fp32 us'].min(), floor['fp32 us'].max(), 1)} us, so even the best case "
         "above is "
-        f"{span(floor, 'best int8 speedup')}. Nor is it met on the 224x224 MBConv models "
+        f"{span(floor, 'best int8 speedup')}; ONNX Runtime's own quantizer (`tool: "
+        f"onnxruntime`) gets {span(floor, 'speedup (tool: onnxruntime)')}. Nor is it met on "
+        "the 224x224 MBConv models "
         f"({span(big, 'speedup')} in ONNX Runtime, "
+        f"{span(big, 'speedup (tool: onnxruntime)')} with `tool: onnxruntime`, "
         f"{span(big_inductor, 'int8 vs fp32 inductor')} in Inductor): depthwise convolutions "
         "are memory-bound and gain little from int8 arithmetic. INT8 loses at most "
         f"{max(drop, 0.0):.2f} points; structured pruning is {span(pruned, 'speedup')} as fast "
-        "as its parent (never slower); the deployed INT8 ONNX model is "
+        "as its parent ("
+        + (
+            "never slower"
+            if pruned["speedup"].min() >= 1
+            else f"slower in {int((pruned['speedup'] < 1).sum())} of {len(pruned)} cases"
+        )
+        + "); the deployed INT8 ONNX model is "
         f"{span(vs_eager, 'speedup')} faster than the FP32 PyTorch model the search timed."
     )
 
@@ -343,7 +370,8 @@ def main() -> None:
         "",
         table.to_markdown(index=False, floatfmt=".3g"),
         "",
-        "INT8 against FP32 in ONNX Runtime where compute dominates (random weights; speed only):",
+        "INT8 against FP32 in ONNX Runtime where compute dominates (random weights; speed only; "
+        "int8 from PT2E, the default, and from `tool: onnxruntime`):",
         "",
         big.to_markdown(index=False, floatfmt=".3g"),
         "",
@@ -357,7 +385,9 @@ def main() -> None:
         "on the same input, per node), the nodes ONNX Runtime runs after its graph "
         "optimizations, the FP32 model's time left for arithmetic, and the INT8 model's "
         f"best case: as few nodes as FP32 and arithmetic {VNNI_GAIN:g}x faster (AVX512-VNNI "
-        "does 64 int8 multiply-accumulates per instruction where AVX512 FMA does 16 fp32):",
+        "does 64 int8 multiply-accumulates per instruction where AVX512 FMA does 16 fp32); "
+        "last, the same FP32 model quantized by ONNX Runtime's quantizer (`compress.quantize."
+        "tool: onnxruntime`, calibrated on random images here: its speed only):",
         "",
         floor.to_markdown(index=False, floatfmt=".3g"),
         "",

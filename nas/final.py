@@ -42,11 +42,19 @@ from nas.compress import (
     prune_structured,
     prune_unstructured,
     quantize_int8,
+    quantize_onnx,
     shape_overrides,
     summarize,
     time_interleaved,
 )
-from nas.export import OnnxModule, export_float, export_int8, load_architecture, write_model_card
+from nas.export import (
+    OnnxModule,
+    export_float,
+    export_int8,
+    load_architecture,
+    write_int8_file,
+    write_model_card,
+)
 from nas.space import Architecture, SearchSpace
 from nas.train import FinetuneConfig, SplitData, evaluate, finetune
 
@@ -167,12 +175,15 @@ def finish_architecture(
     def int8(variant: str, float_model: nn.Module, out: Path, pruned: dict | None) -> None:
         assert compress is not None and compress.quantize is not None
         q = compress.quantize
-        quantized = quantize_int8(float_model, calibration)
-        drop = (
-            evaluate(float_model, data.x_val, data.y_val)[0]
-            - evaluate(quantized, data.x_val, data.y_val)[0]
-        )
-        mode = "ptq"
+        float_acc = evaluate(float_model, data.x_val, data.y_val)[0]
+        quantized: nn.Module | None = None
+        if q.tool == "onnxruntime":  # from the FP32 ONNX model export_float wrote to ``out``
+            quantize_onnx(out / "model.onnx", out / "model_int8.onnx", calibration)
+            int8_model: nn.Module = OnnxModule(out / "model_int8.onnx", threads=None)
+        else:
+            int8_model = quantized = quantize_int8(float_model, calibration)
+        drop = float_acc - evaluate(int8_model, data.x_val, data.y_val)[0]
+        mode = f"ptq ({q.tool})"
         if q.qat == "always" or (q.qat == "auto" and drop > q.max_drop):
             log.info("%s: PTQ lost %.3f accuracy on val; quantization-aware training", out, drop)
             qat_config = replace(
@@ -187,17 +198,20 @@ def finish_architecture(
                 finetune(prepared, data, qat_config)
 
             quantized = quantize_int8(float_model, calibration, train=train)
-            mode = "qat"
-        export_int8(
-            out,
-            space,
-            arch,
-            quantized,
-            example=example,
-            check=data.x_val,
-            pruned=pruned,
-            extra={**extra, "quantization": mode},
-        )
+            mode = "qat (pt2e)"
+        if quantized is not None:
+            export_int8(
+                out,
+                space,
+                arch,
+                quantized,
+                example=example,
+                check=data.x_val,
+                pruned=pruned,
+                extra={**extra, "quantization": mode},
+            )
+        else:
+            write_int8_file(out, space, arch, pruned=pruned, extra={**extra, "quantization": mode})
         variants[variant] = _onnx_variant(
             out / "model_int8.onnx", out, nonzero_params(float_model)
         )

@@ -179,11 +179,20 @@ def test_nas_train_finishes_one_arch_json(finished):
             "compress.sparsity=null",
             "--set",
             "finetune.distill=null",
+            "--set",
+            "compress.quantize.tool=onnxruntime",
         ]
     )
     assert code == 0
-    summary = pd.read_csv(out / "final" / "summary.csv")
-    assert set(summary["variant"]) == {"fp32", "fp32/onnx", "int8"}
+    summary = pd.read_csv(out / "final" / "summary.csv").set_index("variant")
+    assert set(summary.index) == {"fp32", "fp32/onnx", "int8"}
+    # quantized by ONNX Runtime's quantizer, measured, and loadable like any int8 variant
+    folder = out / "final" / json.loads(arch.read_text())["arch_id"]
+    doc = json.loads((folder / "model_int8.json").read_text())
+    assert doc["quantization"] == "ptq (onnxruntime)"
+    assert summary.loc["int8", "accuracy"] >= summary.loc["fp32", "accuracy"] - 0.05
+    int8 = load_architecture(folder / "model_int8.json")
+    assert int8(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
 
 
 def test_nas_train_on_a_pruned_arch_json_keeps_its_widths(finished):

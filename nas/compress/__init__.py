@@ -1,6 +1,6 @@
 """Compressing a found model, every variant measured: structured channel pruning (a smaller dense
 model, stored as shape overrides in ``arch.json``), unstructured magnitude sparsity, and INT8
-quantization (torchao PT2E, run by ONNX Runtime)."""
+quantization (torchao PT2E, or ONNX Runtime's static quantizer; run by ONNX Runtime)."""
 
 from nas.compress._config import CompressConfig, PruneConfig
 from nas.compress._measure import (
@@ -19,7 +19,12 @@ from nas.compress._prune import (
     shape_overrides,
     sparsity_of,
 )
-from nas.compress._quantize import QuantizeConfig, check_calibration, quantize_int8
+from nas.compress._quantize import (
+    QuantizeConfig,
+    check_calibration,
+    quantize_int8,
+    quantize_onnx,
+)
 
 __all__ = [
     "CompressConfig",
@@ -35,6 +40,7 @@ __all__ = [
     "prune_structured",
     "prune_unstructured",
     "quantize_int8",
+    "quantize_onnx",
     "shape_overrides",
     "sparsity_of",
     "summarize",

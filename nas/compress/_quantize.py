@@ -7,13 +7,20 @@ configuration Intel's x86 backend ships), calibrated on real images, and convert
 anywhere PyTorch runs, and it exports to an ONNX QDQ model that ONNX Runtime executes with
 real int8 kernels (``nas.export.export_onnx``). PT2E replaces the deprecated eager-mode and FX
 quantization APIs of ``torch.ao.quantization`` (torchao docs, "PyTorch 2 Export Quantization").
+
+``quantize_onnx`` is the other post-training path, for models deployed with ONNX Runtime: ONNX
+Runtime's own static quantizer applied to the exported FP32 model. It also quantizes the residual
+adds and the classifier, which PT2E's x86 quantizer leaves in float (Inductor fuses those; ONNX
+Runtime instead runs them in float between quantize/dequantize nodes).
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,12 +28,22 @@ from torch import nn
 
 from nas._config import Node
 from nas._errors import NasConfigError
+from nas._io import atomic_path
 from nas._quiet import quiet_third_party
 from nas._trace import export_program
 
-__all__ = ["QuantizeConfig", "check_calibration", "quantize_int8"]
+__all__ = [
+    "QUANTIZE_TOOLS",
+    "QuantizeConfig",
+    "check_calibration",
+    "quantize_int8",
+    "quantize_onnx",
+]
 
 logger = logging.getLogger(__name__)
+
+
+QUANTIZE_TOOLS = ("pt2e", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -41,6 +58,12 @@ class QuantizeConfig:
         qat_lr: Peak learning rate of quantization-aware training (SGD, cosine), > 0.
         max_drop: PTQ accuracy loss (a fraction, 0.01 = 1 point) above which ``qat: auto``
             switches to quantization-aware training.
+        tool: What quantizes after training: ``pt2e`` (torchao's PT2E flow with the x86
+            quantizer; its ONNX export and Inductor both run the result) or ``onnxruntime``
+            (ONNX Runtime's static quantizer on the FP32 ONNX model: it also quantizes the
+            residual adds and the classifier, which PT2E's x86 quantizer leaves in float, so
+            ONNX Runtime runs the result faster; measured in docs/benchmarks.md).
+            Quantization-aware training always uses PT2E.
 
     Example:
         >>> QuantizeConfig(calibration=128).qat
@@ -52,6 +75,7 @@ class QuantizeConfig:
     qat_epochs: int = 3
     qat_lr: float = 0.005
     max_drop: float = 0.01
+    tool: str = "pt2e"
 
     def __post_init__(self) -> None:
         if self.calibration < 1:
@@ -61,6 +85,10 @@ class QuantizeConfig:
                 f"unknown qat mode {self.qat!r}",
                 allowed=("auto", "always", "never"),
                 value=self.qat,
+            )
+        if self.tool not in QUANTIZE_TOOLS:
+            raise NasConfigError(
+                f"unknown quantize tool {self.tool!r}", allowed=QUANTIZE_TOOLS, value=self.tool
             )
         if self.qat_epochs < 1 or not self.qat_lr > 0 or not 0 <= self.max_drop < 1:
             raise NasConfigError(
@@ -77,6 +105,7 @@ class QuantizeConfig:
             qat_epochs=node.get("qat_epochs", 3).as_int(min=1),
             qat_lr=node.get("qat_lr", 0.005).as_float(gt=0.0),
             max_drop=node.get("max_drop", 0.01).as_float(min=0.0, lt=1.0),
+            tool=node.get("tool", "pt2e").as_choice(QUANTIZE_TOOLS),
         )
         node.done()
         return config
@@ -88,6 +117,7 @@ class QuantizeConfig:
             "qat_epochs": self.qat_epochs,
             "qat_lr": self.qat_lr,
             "max_drop": self.max_drop,
+            "tool": self.tool,
         }
 
 
@@ -178,3 +208,51 @@ def _capture_for_training(model: nn.Module, example: torch.Tensor) -> torch.fx.G
     """A training-mode capture (batch norm kept trainable) for quantization-aware training;
     batches of one are excluded, as batch norm cannot train on them."""
     return export_program(model.train(), example, min_batch=2).module()
+
+
+def quantize_onnx(
+    fp32: str | Path, out: str | Path, calibration: torch.Tensor, *, batch_size: int = 64
+) -> Path:
+    """INT8 QDQ copy of the FP32 ONNX model ``fp32`` by ONNX Runtime's static quantizer.
+
+    Per-channel int8 weights, uint8 activations with min/max ranges from ``calibration``
+    (float images ``(N, C, H, W)`` from the training distribution), written atomically to ``out``.
+    """
+    with quiet_third_party():
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from nas.export import OnnxModule
+
+    name = OnnxModule(fp32).input_name
+    images = calibration.detach().to("cpu", torch.float32).numpy()
+
+    class Batches(CalibrationDataReader):  # type: ignore[misc]
+        def __init__(self) -> None:
+            self._starts = iter(range(0, len(images), batch_size))
+
+        def get_next(self) -> dict[str, Any] | None:
+            start = next(self._starts, None)
+            return None if start is None else {name: images[start : start + batch_size]}
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory(dir=out.parent) as tmp, quiet_third_party():
+        ready = Path(tmp) / "preprocessed.onnx"
+        quant_pre_process(str(fp32), str(ready))
+        with atomic_path(out, suffix=".onnx") as target:
+            quantize_static(
+                str(ready),
+                str(target),
+                Batches(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+    logger.info("quantized %s to int8 with ONNX Runtime", fp32)
+    return out

@@ -2,7 +2,7 @@
 ``torch.export``, model card), and models rebuilt from them."""
 
 from nas.export._archfile import load_architecture, read_architecture_file, write_architecture_file
-from nas.export._bundle import export_float, export_int8, write_model_card
+from nas.export._bundle import export_float, export_int8, write_int8_file, write_model_card
 from nas.export._onnx import OnnxModule, export_onnx, onnx_session
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "onnx_session",
     "read_architecture_file",
     "write_architecture_file",
+    "write_int8_file",
     "write_model_card",
 ]

@@ -27,7 +27,7 @@ from nas.export._archfile import write_architecture_file
 from nas.export._onnx import export_onnx
 from nas.space import Architecture, SearchSpace
 
-__all__ = ["export_float", "export_int8", "write_model_card"]
+__all__ = ["export_float", "export_int8", "write_int8_file", "write_model_card"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,15 +105,30 @@ def export_int8(
     """Write ``model_int8.onnx`` (QDQ) and ``model_int8.json`` beside the float files."""
     out = Path(out_dir)
     result = export_onnx(quantized, example, out / "model_int8.onnx", check=check, atol=None)
+    write_int8_file(out, space, arch, metrics=metrics, pruned=pruned, extra=extra)
+    return {"files": ["model_int8.onnx", "model_int8.json"], "onnx_check": result}
+
+
+def write_int8_file(
+    out_dir: str | Path,
+    space: SearchSpace,
+    arch: Architecture,
+    *,
+    metrics: dict[str, Any] | None = None,
+    pruned: dict[str, dict[str, int]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model_int8.json``: the loader of the ``model_int8.onnx`` beside it."""
+    path = Path(out_dir) / "model_int8.json"
     write_architecture_file(
-        out / "model_int8.json",
+        path,
         space,
         arch,
         metrics=metrics,
         pruned=pruned,
         extra={**(extra or {}), "onnx": "model_int8.onnx", "precision": "int8"},
     )
-    return {"files": ["model_int8.onnx", "model_int8.json"], "onnx_check": result}
+    return path
 
 
 #: accuracy a faster variant may lose and still be the one to deploy (the compression goal's)

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from nas import NasConfigError, load_architecture
-from nas.compress import QuantizeConfig, check_calibration, quantize_int8
+from nas.compress import QuantizeConfig, check_calibration, quantize_int8, quantize_onnx
 from nas.export import OnnxModule, export_float, export_int8
 from nas.space import load_space
 from nas.train import DataConfig, evaluate, load_data
@@ -44,6 +44,38 @@ def test_ptq_int8_onnx_runs_in_onnxruntime_and_keeps_accuracy(trained, tmp_path)
     loaded = load_architecture(tmp_path / "model_int8.json")
     assert isinstance(loaded, OnnxModule) and loaded.architecture == arch
     assert torch.equal(loaded(data.x_val[:5]), session(data.x_val[:5]))
+
+
+def test_onnxruntime_quantizer_keeps_accuracy_and_quantizes_between_convolutions(
+    trained, tmp_path
+):
+    """tool: onnxruntime quantizes the FP32 ONNX model; it keeps the residual adds and the
+    classifier in int8 too, so ONNX Runtime crosses between float and int8 less often than on
+    PT2E's export."""
+    import onnx
+
+    space, arch, model, data = trained
+    export_float(tmp_path, space, arch, model, example=data.x_val[:4])
+    out = quantize_onnx(tmp_path / "model.onnx", tmp_path / "ort_int8.onnx", data.x_train[:128])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+    graph = onnx.load(str(out)).graph
+    assert onnx.TensorProto.INT8 in {i.data_type for i in graph.initializer}
+    acc_int8 = float((OnnxModule(out)(data.x_val).argmax(1) == data.y_val).float().mean())
+    assert acc_int8 >= evaluate(model, data.x_val, data.y_val)[0] - 0.03
+    q = quantize_int8(model, data.x_train[:128])
+    export_int8(tmp_path, space, arch, q, example=data.x_val[:4], check=data.x_val)
+
+    def crossings(path):  # float <-> int8 conversions ONNX Runtime runs after its fusions
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+        options.log_severity_level = 3
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        nodes = onnx.load(options.optimized_model_filepath).graph.node
+        return sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in nodes)
+
+    assert crossings(out) < crossings(tmp_path / "model_int8.onnx")
 
 
 def test_float_export_matches_pytorch_within_1e_4(trained, tmp_path):
@@ -90,6 +122,7 @@ def test_calibration_of_the_wrong_shape_is_named():
         ({"calibration": 0}, "calibration >= 1"),
         ({"qat": "sometimes"}, "unknown qat mode 'sometimes'"),
         ({"max_drop": 1.5}, "0 <= max_drop < 1"),
+        ({"tool": "tensorrt"}, "unknown quantize tool 'tensorrt'; choose one of pt2e, onnx"),
     ],
 )
 def test_bad_quantize_configs(kwargs, pattern):
