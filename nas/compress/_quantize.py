@@ -227,9 +227,9 @@ def quantize_onnx(
         )
         from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from nas.export import OnnxModule
+    import onnx
 
-    name = OnnxModule(fp32).input_name
+    name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
     images = calibration.detach().to("cpu", torch.float32).numpy()
 
     class Batches(CalibrationDataReader):  # type: ignore[misc]
