@@ -125,11 +125,9 @@ def main() -> None:
         )
         # diagnostic only (it reads other cells' measurements): the trees plus the mean
         # residual of the 8 surrounding rows, i.e. the ranking if the drift were known
-        near = pd.Series(resid).rolling(9, center=True, min_periods=2).sum().to_numpy() - resid
-        counts_near = pd.Series(resid).rolling(9, center=True, min_periods=2).count() - 1
-        row["trees + drift of nearby rows"] = float(
-            stats.spearmanr(pred + near / counts_near.to_numpy(), y).statistic
-        )
+        window = pd.Series(resid).rolling(9, center=True, min_periods=2)
+        near = (window.sum().to_numpy() - resid) / (window.count().to_numpy() - 1)
+        row["trees + drift of nearby rows"] = float(stats.spearmanr(pred + near, y).statistic)
         others = between[device].drop(device)
         row["best other device"] = f"{others.max():.3f} ({others.idxmax()})"
         rows.append(row)

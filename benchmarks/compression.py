@@ -118,18 +118,6 @@ def compute_bound_int8(threads: int) -> pd.DataFrame:
 VNNI_GAIN = 4.0
 
 
-def _optimized_nodes(path: Path, scratch: Path) -> int:
-    """How many nodes ONNX Runtime runs for ``path`` after its graph optimizations."""
-    import onnx
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.optimized_model_filepath = str(scratch / f"{path.stem}.opt.onnx")
-    options.log_severity_level = 3
-    ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    return len(onnx.load(options.optimized_model_filepath).graph.node)
-
-
 def runtime_floor(summary_run: Path, threads: int) -> pd.DataFrame:
     """How fast INT8 could be at best in ONNX Runtime: its per-call and per-node overhead.
 
@@ -143,7 +131,7 @@ def runtime_floor(summary_run: Path, threads: int) -> pd.DataFrame:
     from onnx import TensorProto, helper
 
     from nas.compress import LatencyConfig, quantize_onnx, summarize, time_interleaved
-    from nas.export import OnnxModule
+    from nas.export import OnnxModule, optimized_graph
 
     summary = pd.read_csv(summary_run / "final" / "summary.csv")
     models = summary.loc[summary["variant"] == "fp32/onnx", ["arch_id"]]
@@ -182,11 +170,11 @@ def runtime_floor(summary_run: Path, threads: int) -> pd.DataFrame:
             LatencyConfig(threads=threads, warmup=50, repeats=400, rounds=5),
         )
         us = {k: 1e3 * summarize(v)[0] for k, v in samples.items()}
-        nodes = {k: _optimized_nodes(path, scratch) for k, path in paths.items()}
+        nodes = {k: len(optimized_graph(path).node) for k, path in paths.items()}
         node_us = (us["many"] - us["call"]) / (nodes["many"] - nodes["call"])
         rows = []
         for arch_id, folder in folders.items():
-            n8 = _optimized_nodes(folder / "model_int8.onnx", scratch)
+            n8 = len(optimized_graph(folder / "model_int8.onnx").node)
             overhead = us["call"] + nodes[arch_id] * node_us
             arithmetic = max(us[arch_id] - overhead, 0.0)
             best = overhead + arithmetic / VNNI_GAIN

@@ -41,6 +41,12 @@ def for_space(model: CostModel, space: SearchSpace) -> CostModel:
     return model
 
 
+def names_a_file(device: str) -> bool:
+    """Whether ``device`` is a path to a table (``.json``/``.csv``) or a profile (``.yaml``)
+    rather than a device name looked up in the table folders."""
+    return device.endswith((".json", ".csv", ".yaml", ".yml"))
+
+
 def load_cost_model(device: str, extra_dirs: tuple[Path, ...] = ()) -> CostModel:
     """The cost model of ``device``, searched in ``extra_dirs`` then ``latency_tables/``:
     a lookup table ``<device>.json`` (+ ``.csv``) first, else an analytic ``<device>.yaml``.

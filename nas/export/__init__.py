@@ -3,7 +3,7 @@
 
 from nas.export._archfile import load_architecture, read_architecture_file, write_architecture_file
 from nas.export._bundle import export_float, export_int8, write_int8_file, write_model_card
-from nas.export._onnx import OnnxModule, export_onnx, onnx_session
+from nas.export._onnx import OnnxModule, export_onnx, onnx_session, optimized_graph
 
 __all__ = [
     "OnnxModule",
@@ -12,6 +12,7 @@ __all__ = [
     "export_onnx",
     "load_architecture",
     "onnx_session",
+    "optimized_graph",
     "read_architecture_file",
     "write_architecture_file",
     "write_int8_file",

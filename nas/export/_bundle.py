@@ -146,9 +146,14 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
     return head + ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
 
 
+def _timed(measurements: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The measurements with both a latency and an accuracy."""
+    return [m for m in measurements if m.get("latency_ms") and m.get("accuracy") is not None]
+
+
 def _deploy_pick(measurements: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The measured variant to deploy: the fastest within DEPLOY_MAX_DROP of the best accuracy."""
-    timed = [m for m in measurements if m.get("latency_ms") and m.get("accuracy") is not None]
+    timed = _timed(measurements)
     if not timed:
         return None
     best = max(float(m["accuracy"]) for m in timed)
@@ -168,8 +173,8 @@ def _deploy_lines(pick: dict[str, Any], measurements: list[dict[str, Any]]) -> l
         f"{1e3 * float(pick['latency_ms']):.4g} us at batch 1. The others, on this machine:",
         "",
     ]
-    for m in measurements:
-        if m is pick or not m.get("latency_ms") or m.get("accuracy") is None:
+    for m in _timed(measurements):
+        if m is pick:
             continue
         ratio = float(m["latency_ms"]) / float(pick["latency_ms"])
         speed = f"{ratio:.2f}x slower" if ratio >= 1 else f"{1 / ratio:.2f}x faster"
@@ -185,10 +190,11 @@ def _deploy_lines(pick: dict[str, Any], measurements: list[dict[str, Any]]) -> l
 
 def _training_lines(training: dict[str, Any]) -> list[str]:
     history = training.get("history")
-    lines = [f"- {k}: {_fmt(v)}" for k, v in training.items() if k != "history"]
-    if isinstance(history, list) and history and all(isinstance(h, dict) for h in history):
-        cols = list(history[0])
-        lines += ["", "Per epoch:", "", *_table(history, cols)]
+    if not (isinstance(history, list) and history and all(isinstance(h, dict) for h in history)):
+        history = None  # not a list of per-epoch records: a bullet like the rest
+    lines = [f"- {k}: {_fmt(v)}" for k, v in training.items() if history is None or k != "history"]
+    if history is not None:
+        lines += ["", "Per epoch:", "", *_table(history, list(history[0]))]
     return lines
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,19 +24,24 @@ from nas._io import atomic_path
 from nas._quiet import quiet_third_party
 from nas._trace import trace_inputs
 
-__all__ = ["OnnxModule", "export_onnx", "onnx_session"]
+__all__ = ["OnnxModule", "export_onnx", "onnx_session", "optimized_graph"]
 
 logger = logging.getLogger(__name__)
 
 FP32_ATOL = 1e-4  # float export must match PyTorch to this absolute tolerance on the logits
 
 
-def onnx_session(path: str | Path, *, threads: int | None = 1) -> Any:
-    """An ONNX Runtime CPU session of ``path`` with all graph optimizations (int8 fusion)."""
+def onnx_session(
+    path: str | Path, *, threads: int | None = 1, optimized_to: str | Path | None = None
+) -> Any:
+    """An ONNX Runtime CPU session of ``path`` with all graph optimizations (int8 fusion);
+    ``optimized_to`` also saves the optimized graph there."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if optimized_to is not None:
+        options.optimized_model_filepath = str(optimized_to)
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
@@ -44,6 +50,17 @@ def onnx_session(path: str | Path, *, threads: int | None = 1) -> Any:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own exception types
         raise NasConfigError(f"{path}: ONNX Runtime cannot load the model ({exc})") from None
+
+
+def optimized_graph(path: str | Path) -> Any:
+    """The ``onnx.GraphProto`` ONNX Runtime runs for ``path`` after its graph optimizations
+    (fusions such as QuantizeLinear/DequantizeLinear around a Conv into QLinearConv)."""
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        target = Path(tmp) / "optimized.onnx"
+        onnx_session(path, optimized_to=target)
+        return onnx.load(str(target)).graph
 
 
 class OnnxModule(nn.Module):

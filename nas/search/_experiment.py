@@ -29,6 +29,7 @@ import yaml
 from nas._config import Node, load_yaml
 from nas._errors import NasConfigError
 from nas.cost import list_devices
+from nas.cost._registry import names_a_file
 from nas.train import DataConfig, TrainConfig
 
 if TYPE_CHECKING:  # the stage after the search; imported where parsed (search <- select cycle)
@@ -322,7 +323,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
             table_dirs.append(str(folder))
     known = list_devices(tuple(Path(d) for d in table_dirs))
     for device in devices:
-        if device not in known and not device.endswith((".yaml", ".yml", ".json")):
+        if device not in known and not names_a_file(device):
             raise named_at[device].error(
                 f"unknown device '{device}': no table or profile of that name in "
                 "latency_tables/ or table_dirs",

@@ -6,7 +6,7 @@ import torch
 
 from nas import NasConfigError, load_architecture
 from nas.compress import QuantizeConfig, check_calibration, quantize_int8, quantize_onnx
-from nas.export import OnnxModule, export_float, export_int8
+from nas.export import OnnxModule, export_float, export_int8, optimized_graph
 from nas.space import load_space
 from nas.train import DataConfig, evaluate, load_data
 
@@ -66,13 +66,7 @@ def test_onnxruntime_quantizer_keeps_accuracy_and_quantizes_between_convolutions
     export_int8(tmp_path, space, arch, q, example=data.x_val[:4], check=data.x_val)
 
     def crossings(path):  # float <-> int8 conversions ONNX Runtime runs after its fusions
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-        options.log_severity_level = 3
-        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        nodes = onnx.load(options.optimized_model_filepath).graph.node
+        nodes = optimized_graph(path).node
         return sum(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in nodes)
 
     assert crossings(out) < crossings(tmp_path / "model_int8.onnx")

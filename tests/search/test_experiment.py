@@ -101,6 +101,11 @@ def test_unknown_device_is_reported_where_it_is_named(tmp_path):
     assert f"exp.yaml:{line}: objectives[2]: unknown device" in str(info.value)
     with pytest.raises(NasConfigError, match=r"constraints\.latency_ms@cpx: unknown device"):
         load_experiment(write(tmp_path, GOOD.replace("latency_ms@cpu:", "latency_ms@cpx:")))
+    # a path to a table or profile is not a device name: it is loaded when the search starts
+    for path in ("tables/my.json", "tables/my.csv", "my.yaml"):
+        text = GOOD.replace("latency_ms@cpu]", f"latency_ms@{path}]")
+        exp = load_experiment(write(tmp_path, text))
+        assert path in exp.devices
 
 
 def test_user_table_folders(tmp_path):
