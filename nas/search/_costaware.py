@@ -161,6 +161,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self._names = list(self._params)
         self._index = {k: {c: i for i, c in enumerate(v)} for k, v in self._params.items()}
         self._offsets = np.cumsum([0] + [len(v) for v in self._params.values()])[:-1]
+        self._onehot_width = sum(len(v) for v in self._params.values())
         labels = sorted({str(c) for v in self._params.values() for c in v})
         self._n_labels = len(labels)
         self._label_of = [
@@ -169,8 +170,8 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self._archs: list[Architecture] = []
         self._ids: dict[str, int] = {}
         self._costs = np.zeros((0, len(self._free)))
-        # what the surrogate sees: the effective form's choice indices and free costs
-        self._eff_codes = np.zeros((0, len(self._names)), dtype=np.int64)
+        # what the surrogate sees: the effective form's choice features and free costs
+        self._eff_static = self._static_features(np.zeros((0, len(self._names)), dtype=np.int64))
         self._eff_costs = self._costs.copy()
         # pool indices per effective form; a member is redundant when another member of its
         # form costs no more in every free objective (evaluated or not, it is the one to train)
@@ -263,7 +264,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             touched.add(eff_id)
             self._archs.append(a)
         self._costs = np.vstack([self._costs, costs])
-        self._eff_codes = np.vstack([self._eff_codes, eff_codes])
+        self._eff_static = np.vstack([self._eff_static, self._static_features(eff_codes)])
         self._eff_costs = np.vstack([self._eff_costs, eff_costs])
         self._redundant = np.concatenate([self._redundant, np.zeros(len(fresh), dtype=bool)])
         for eff_id in touched:
@@ -332,19 +333,23 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         pool = np.flatnonzero(inside if inside.any() else open_mask)
         return int(pool[int(self._rng.integers(len(pool)))])
 
-    def _features(self, codes: np.ndarray, costs: np.ndarray) -> np.ndarray:
+    def _static_features(self, codes: np.ndarray) -> np.ndarray:
+        """The inputs that depend only on the choices: one-hot choices, then how often each
+        choice occurs across the parameters (op counts of a cell, e.g.). Pool rows keep theirs."""
         n = codes.shape[0]
-        width = int(self._offsets[-1] + len(self._params[self._names[-1]]))
-        onehot = np.zeros((n, width))
+        onehot = np.zeros((n, self._onehot_width))
         onehot[np.arange(n)[:, None], self._offsets[None, :] + codes] = 1.0
-        # free costs as extra inputs, rank-scaled over the pool and weighted like a few choices
-        lo, hi = self._cost_lo, self._cost_hi
-        scaled = np.log1p(np.maximum(costs - lo, 0.0)) / np.log1p(np.maximum(hi - lo, 1e-12))
-        # how often each choice occurs across the parameters (op counts of a cell, e.g.)
         counts = np.zeros((n, self._n_labels))
         for col in range(codes.shape[1]):
             np.add.at(counts, (np.arange(n), self._label_of[col][codes[:, col]]), 1.0)
-        return np.hstack([onehot, 2.0 * scaled, counts / max(1, codes.shape[1] // 2)])
+        return np.hstack([onehot, counts / max(1, codes.shape[1] // 2)])
+
+    def _features(self, static: np.ndarray, costs: np.ndarray) -> np.ndarray:
+        # free costs as extra inputs, rank-scaled over the pool and weighted like a few choices
+        lo, hi = self._cost_lo, self._cost_hi
+        scaled = np.log1p(np.maximum(costs - lo, 0.0)) / np.log1p(np.maximum(hi - lo, 1e-12))
+        w = self._onehot_width
+        return np.hstack([static[:, :w], 2.0 * scaled, static[:, w:]])
 
     def _acquire(self, usable: list[FrozenTrial], open_mask: np.ndarray) -> int:
         values = self._minimized(np.array([t.values for t in usable], dtype=float))  # (n, k)
@@ -352,9 +357,10 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self._cost_lo = np.minimum(self._costs.min(0), costs.min(0))
         self._cost_hi = np.maximum(self._costs.max(0), costs.max(0))
         archs = [self._space.from_choices(t.params) for t in usable]
-        x_train = self._features(*self._effective_rows(archs, costs)[:2])
+        train_codes, train_costs, _ = self._effective_rows(archs, costs)
+        x_train = self._features(self._static_features(train_codes), train_costs)
         cand = np.flatnonzero(open_mask)
-        x_cand = self._features(self._eff_codes[cand], self._eff_costs[cand])
+        x_cand = self._features(self._eff_static[cand], self._eff_costs[cand])
         points = np.zeros((len(cand), len(self._directions)))
         points[:, self._free] = self._costs[cand]
         optimistic = np.zeros(len(cand))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -73,9 +74,12 @@ class Architecture:
     def _content(self) -> dict[str, Any]:
         return {"space": self.space, "space_hash": self.space_hash, "choices": dict(self.choices)}
 
-    @property
+    @functools.cached_property
     def arch_id(self) -> str:
-        """12 hex digits naming this architecture (hash of space, space hash and choices)."""
+        """12 hex digits naming this architecture (hash of space, space hash and choices).
+
+        Computed once per value (the instance is frozen; searches hash the same architectures
+        many times)."""
         return short_hash(self._content())
 
     def __eq__(self, other: object) -> bool:
