@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 import optuna
+import scipy.linalg
 from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState
 
@@ -80,7 +81,7 @@ class _GP:
     def predict(self, xs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ks = np.exp(-0.5 * _sqdist(xs, self.x) / self.length**2)  # (m, n)
         mu = ks @ self.alpha
-        v = np.linalg.solve(self.chol, ks.T)  # (n, m)
+        v = scipy.linalg.solve_triangular(self.chol, ks.T, lower=True)  # (n, m)
         var = np.maximum(1.0 - np.einsum("ij,ij->j", v, v), 1e-12)
         return self.mean + self.scale * mu, self.scale * np.sqrt(var)
 
