@@ -94,7 +94,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         progress = _progress_bar(exp.search.n_trials)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        result = run_experiment(exp, args.out, progress=progress, argv=sys.argv[1:])
+        result = run_experiment(
+            exp, args.out, progress=progress, argv=sys.argv[1:], finish=args.finish
+        )
     finally:
         if progress is not None:
             progress.close()  # type: ignore[attr-defined]
@@ -241,16 +243,39 @@ def _cmd_show(args: argparse.Namespace) -> int:
         space = load_space(args.space)
         arch = space.parse(target)
     elif target.endswith(".json") or Path(target).is_file():
-        space, arch, _ = read_architecture_file(target)
+        space, arch, doc = read_architecture_file(target)
     else:
         raise NasConfigError(
             f"'{target}' is not an arch.json file; to show an architecture string, name its "
             "space: nas show --space SPACE 'ARCH'"
         )
-    print(space.describe(arch))
+    table = space.describe(arch)
+    print(table)
+    if not args.space and "pruned" in doc:
+        print(_pruned_totals(target, space, table))
     if args.json:
         print(arch.to_json())
     return 0
+
+
+def _pruned_totals(path: str, space: Any, table: Any) -> str:
+    """The pruned model's real parameter and MAC counts (the table above has the searched
+    widths; the pruned ones are in the file's ``pruned`` key)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nas.export import load_architecture
+
+    model = load_architecture(path, weights=False).eval()
+    params = sum(p.numel() for p in model.parameters())
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, *space.input_shape))
+    macs = counter.get_total_flops() // 2  # conv/linear multiply-accumulates, as in the table
+    return (
+        f"pruned model (channel counts in {Path(path).name}'s 'pruned'): "
+        f"{params:,} params ({params / table.params:.0%} of the table's), "
+        f"{macs:,} MACs ({macs / table.macs:.0%})"
+    )
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
@@ -553,7 +578,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, help_text in (
         ("run", "run the whole pipeline of an experiment"),
-        ("search", "run (or continue) the search of an experiment"),
+        ("search", "run (or continue) the search of an experiment and write its report"),
     ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("experiment", help="experiment YAML file")
@@ -565,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a config field, e.g. --set search.n_trials=60",
         )
         p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-        p.set_defaults(func=_cmd_run)
+        p.set_defaults(func=_cmd_run, finish=name == "run")
 
     p = sub.add_parser("pareto", help="write the Pareto report of a stored study")
     p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///x.db")
@@ -711,7 +736,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            "nas: interrupted; finished trials are stored, run the same command to continue",
+            "nas: interrupted; finished work (trials, fine-tuning checkpoints) is stored: "
+            "run the same command to continue",
             file=sys.stderr,
         )
         return 130

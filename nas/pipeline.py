@@ -8,6 +8,7 @@ created, so a bad experiment leaves nothing behind.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import logging
 import os
 import platform
@@ -18,6 +19,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from nas._errors import NasConfigError
 from nas._io import atomic_write_json
 from nas.search import (
     Experiment,
@@ -92,13 +94,17 @@ def run_experiment(
     *,
     progress: Callable[[str, dict[str, Any]], None] | None = None,
     argv: list[str] | None = None,
+    finish: bool = True,
 ) -> RunResult:
     """Run an experiment end to end into ``run_dir`` (default: the experiment's ``out``).
 
-    Running it again continues the same study until it holds ``search.n_trials`` trials.
+    Running it again continues the same study until it holds ``search.n_trials`` trials. With
+    ``finish=False`` (``nas search``) it stops after the search and its report, leaving the
+    experiment's ``finetune`` stage for a later ``nas run``.
     """
     prepared = prepare(experiment)  # raises before anything is written
     run_dir = Path(run_dir or experiment.out)
+    _check_run_dir(run_dir, experiment)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     manifest: dict[str, Any] = {
@@ -132,41 +138,71 @@ def run_experiment(
         "status": "running",
     }
     atomic_write_json(run_dir / "manifest.json", manifest)
-    outcome = run_search(prepared, run_dir, progress=progress)
-    study = load_study(outcome.storage, outcome.study_name)
-    report = write_report(study, run_dir)
-    manifest.update(
-        {
-            "status": "finished",
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "storage": outcome.storage,
-            "study_name": outcome.study_name,
-            "search": asdict(outcome),
-            "pareto": {
-                "n": report.n_pareto,
-                "hypervolume": report.hypervolume,
-                "hypervolume_reference": report.reference,
-            },
-        }
-    )
-    atomic_write_json(run_dir / "manifest.json", manifest)
-    final: tuple[Any, ...] = ()
-    if experiment.finetune is not None:
-        # load_experiment gives every experiment with 'finetune' a selection rule (default knee)
-        select = experiment.select or SelectConfig()
-        final = tuple(
-            _finish(
-                experiment,
-                select,
-                experiment.finetune,
-                prepared,
-                study,
-                run_dir,
-                manifest,
-                progress,
-            )
+    try:
+        outcome = run_search(prepared, run_dir, progress=progress)
+        study = load_study(outcome.storage, outcome.study_name)
+        report = write_report(study, run_dir)
+        finishing = finish and experiment.finetune is not None
+        manifest.update(
+            {
+                "status": "finishing" if finishing else "finished",
+                "searched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "storage": outcome.storage,
+                "study_name": outcome.study_name,
+                "search": asdict(outcome),
+                "pareto": {
+                    "n": report.n_pareto,
+                    "hypervolume": report.hypervolume,
+                    "hypervolume_reference": report.reference,
+                },
+            }
         )
+        atomic_write_json(run_dir / "manifest.json", manifest)
+        final: tuple[Any, ...] = ()
+        if finishing:
+            assert experiment.finetune is not None
+            # load_experiment gives every experiment with 'finetune' a selection rule (knee)
+            select = experiment.select or SelectConfig()
+            final = tuple(
+                _finish(
+                    experiment,
+                    select,
+                    experiment.finetune,
+                    prepared,
+                    study,
+                    run_dir,
+                    manifest,
+                    progress,
+                )
+            )
+    except KeyboardInterrupt:
+        manifest["status"] = "interrupted"
+        atomic_write_json(run_dir / "manifest.json", manifest)
+        raise
+    manifest["status"] = "finished"
+    manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    atomic_write_json(run_dir / "manifest.json", manifest)
     return RunResult(run_dir, outcome, report, final)
+
+
+def _check_run_dir(run_dir: Path, experiment: Experiment) -> None:
+    """Refuse a run directory that is a file or holds another experiment's run (its study,
+    tables and reports would be mixed with or overwritten by this one's)."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise NasConfigError(f"{run_dir}: is a file, not a run directory; pass another --out")
+    manifest = run_dir / "manifest.json"
+    if not manifest.is_file():
+        return
+    try:
+        old = json.loads(manifest.read_text())["experiment"]
+        old_study = old["search"].get("study_name") or old["name"]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # not our manifest's shape: nothing to compare against
+    if old_study != experiment.study_name:
+        raise NasConfigError(
+            f"{run_dir}: holds the run of study '{old_study}' ({manifest}), not "
+            f"'{experiment.study_name}'; pass another --out, or remove the folder to start over"
+        )
 
 
 def _finish(

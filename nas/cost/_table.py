@@ -242,14 +242,37 @@ class LookupTable:
         same_op = [s for s in present if s.split("-in:")[0] == layer.op.name] or present
         near = difflib.get_close_matches(layer.signature, same_op, n=3, cutoff=0.0)
         where = f" ({self.path})" if self.path else ""
-        space_hint = self.meta.get("profile_command") or (
-            f"nas profile --space SPACE --device {self.meta.get('runtime_device', 'cpu')} "
-            f"--out {self.path or self.device + '.json'}"
-        )
         return NasConfigError(
             f"table '{self.device}'{where} has no entry {layer.signature} "
             f"[{self.dtype}, batch {self.batch}] for layer {layer.name}; nearest present: "
-            f"{', '.join(near) or 'none'}; fill it with: {space_hint}"
+            f"{', '.join(near) or 'none'}; {self._fill_hint()}"
+        )
+
+    def _fill_hint(self) -> str:
+        """How to add missing entries: re-profile a measured table into its own file (a rerun
+        measures only what is missing), or rebuild an imported or calibrated one."""
+        from nas.space import list_spaces
+
+        if self.space in list_spaces():
+            space = self.space
+        else:
+            space = f"<{self.space}'s YAML file>" if self.space else "SPACE"
+        out = self.path or f"{self.device}.json"
+        source = self.meta.get("source")
+        if isinstance(source, Mapping) and "format" in source:
+            return (
+                f"the table was imported ({source['format']}) and holds only what its source "
+                "measured: cost a space it covers, or build a table for this space with "
+                "nas profile or nas calibrate"
+            )
+        if str(self.meta.get("value_kinds", {}).get("latency", "")).startswith("calibrated"):
+            return f"refit it for this space: nas calibrate --space {space} ... --out {out}"
+        protocol = self.meta.get("protocol", {})
+        options = "".join(f" --{key} {protocol[key]}" for key in ("threads",) if key in protocol)
+        return (
+            f"fill it with: nas profile --space {space} "
+            f"--device {self.meta.get('runtime_device', 'cpu')}{options} --batch {self.batch} "
+            f"--dtype {self.dtype} --out {out}"
         )
 
     def check_space(self, space: Any) -> None:

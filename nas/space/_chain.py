@@ -326,7 +326,7 @@ class ChainSpace(SearchSpace):
     def parse(self, text: str) -> Architecture:
         if not isinstance(text, str) or not text.strip():
             raise NasConfigError(f"space '{self.name}': expected an architecture string")
-        if "|" in text:
+        if "|" in text or len(self._stages) == 1:
             groups = [g.split() for g in text.split("|")]
         elif self._plain():
             tokens, groups = text.split(), []

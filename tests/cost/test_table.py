@@ -82,7 +82,7 @@ def test_missing_entry_names_key_nearest_and_fix(tiny, table):
     with pytest.raises(
         NasConfigError,
         match=r"has no entry rcb_k3-in:8x8x8.*nearest present: .*"
-        r"fill it with: nas profile --space tiny_cell",
+        r"fill it with: nas profile --space SPACE --device cpu .*--batch 1 --dtype fp32",
     ):
         partial.estimate(layers)
 

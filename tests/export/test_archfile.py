@@ -177,3 +177,13 @@ def test_pruned_entry_naming_an_unknown_module(pruned_saved):
 def test_unpruned_file_has_no_pruned_key(saved):
     path, *_ = saved
     assert "pruned" not in json.loads(path.read_text())
+
+
+def test_show_gives_the_pruned_models_real_counts(pruned_saved, capsys):
+    from nas.cli import main
+
+    path, small, model, _ = pruned_saved
+    assert main(["show", str(path)]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("pruned model")
+    assert f"{sum(p.numel() for p in small.parameters()):,} params" in last

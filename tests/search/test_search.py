@@ -224,3 +224,42 @@ def test_a_table_for_another_space_is_refused_before_anything_runs(tmp_path):
         NasConfigError, match=r"covers the spaces .*not 'nasbench201'.*nas profile"
     ):
         prepare(load_experiment(path))
+
+
+def test_search_only_stops_before_the_finetune_stage(tiny_experiment, tmp_path):
+    # `nas search` of an experiment that has a finetune stage: search and report only
+    exp = load_experiment(tiny_experiment("finetune: {epochs: 1}", n_trials=2))
+    result = run_experiment(exp, tmp_path / "run", finish=False)
+    assert result.final == ()
+    assert not (result.run_dir / "final").exists()
+    assert (result.run_dir / "pareto.csv").is_file()
+    assert json.loads((result.run_dir / "manifest.json").read_text())["status"] == "finished"
+
+
+def test_run_directory_of_another_study_is_refused(tiny_experiment, tmp_path):
+    from nas import NasConfigError
+
+    run = tmp_path / "run"
+    run_experiment(load_experiment(tiny_experiment(n_trials=2, objectives="[params]")), run)
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*")}
+    other = tiny_experiment(n_trials=2, objectives="[params]")
+    other.write_text(other.read_text().replace("name: tiny", "name: other"))
+    with pytest.raises(NasConfigError, match=r"holds the run of study 'tiny'.*not 'other'"):
+        run_experiment(load_experiment(other), run)
+    assert {p: p.stat().st_mtime_ns for p in run.rglob("*")} == before
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    with pytest.raises(NasConfigError, match=r"afile: is a file"):
+        run_experiment(load_experiment(other), afile)
+
+
+def test_interrupted_search_is_marked_in_the_manifest(tiny_experiment, tmp_path, monkeypatch):
+    import nas.pipeline
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nas.pipeline, "run_search", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(load_experiment(tiny_experiment(objectives="[params]")), tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "manifest.json").read_text())["status"] == "interrupted"

@@ -215,3 +215,19 @@ def test_spaces_without_zero_ops_are_their_own_effective_form():
     space = load_space("mobilenet_small")
     arch = space.random(0)
     assert space.effective(arch) is arch
+
+
+def test_one_stage_space_reads_its_own_string_form(tmp_path):
+    # a single stage with a width choice prints no '|' ("w16 skip"): parsing must accept that
+    from nas.space import SearchSpace
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(
+        "name: tiny\ntype: chain\ninput: {channels: 1, height: 8, width: 8}\nnum_classes: 10\n"
+        "stem: {op: conv_k3_relu6, width: 8, stride: 1}\n"
+        "stages:\n  - {depth: [1], width: [8, 16], stride: 2, ops: [mbconv_k3_e3_relu6, skip]}\n"
+    )
+    space = SearchSpace.from_yaml(path)
+    for arch in space.enumerate():
+        assert "|" not in space.format(arch)
+        assert space.parse(space.format(arch)) == arch
