@@ -8,9 +8,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from nas._errors import NasConfigError
 
@@ -513,7 +513,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     objectives_text = args.objectives
     if objectives_text is None:
         objectives_text = (
-            "latency_ms@raspi4,latency_ms@pixel3"
+            "latency_ms@raspi4,macs"  # latencies alone have one optimum (all-skip)
             if args.benchmark == "fbnet"
             else "error,latency_ms@pixel3"
         )
@@ -525,10 +525,6 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         out = Path(f"bench-{args.benchmark}-{args.dataset or 'cifar10'}")
     if out.exists() and not out.is_dir():
         raise NasConfigError(f"{out}: exists and is not a folder; choose another --out")
-    if args.budget < 1:
-        raise NasConfigError(f"--budget must be at least 1, but got {args.budget}")
-    if args.seeds < 1:
-        raise NasConfigError(f"--seeds must be at least 1, but got {args.seeds}")
     objectives = [o for o in objectives_text.split(",") if o.strip()]
     problem = load_problem(args.benchmark, args.dataset, objectives, data_dir=args.data)
     baselines = [b for b in args.baselines.split(",") if b.strip()]
@@ -569,10 +565,28 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the CLI's one-line errors (subcommand parsers inherit it)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise NasConfigError(f"{message}; see {self.prog} --help")
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="nas", description="Hardware-aware neural architecture search."
-    )
+    parser = _Parser(prog="nas", description="Hardware-aware neural architecture search.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -609,7 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export folder (arch.json, weights, ONNX, ...) of a trial")
     p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///x.db")
     p.add_argument("--study", required=True, help="study name")
-    p.add_argument("--trial", required=True, type=int, help="trial number")
+    p.add_argument("--trial", required=True, type=_at_least(0), help="trial number")
     p.add_argument("--out", help="output folder (default: export-<study>-<trial>)")
     p.set_defaults(func=_cmd_export)
 
@@ -627,14 +641,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     def measuring(p: argparse.ArgumentParser) -> None:
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-        p.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
-        p.add_argument("--warmup", type=int, default=20, help="untimed calls (default 20)")
-        p.add_argument("--repeats", type=int, default=100, help="timed calls (default 100)")
+        p.add_argument(
+            "--threads", type=_at_least(1), help="torch threads (default: torch's choice)"
+        )
+        p.add_argument(
+            "--warmup", type=_at_least(0), default=20, help="untimed calls (default 20)"
+        )
+        p.add_argument(
+            "--repeats", type=_at_least(1), default=100, help="timed calls (default 100)"
+        )
 
     p = sub.add_parser("profile", help="measure a lookup table of every layer a space can hold")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
     measuring(p)
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=_at_least(1), default=1, help="batch size (default 1)")
     p.add_argument("--dtype", default="fp32", help="fp32, fp16 or bf16 (default fp32)")
     p.add_argument("--out", help="table path (.json + .csv); an existing table is completed")
     p.set_defaults(func=_cmd_profile)
@@ -642,7 +662,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate-table", help="compare a table with end-to-end measurements")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
     p.add_argument("--table", required=True, help="table .json path")
-    p.add_argument("--n", type=int, default=100, help="random architectures (default 100)")
+    p.add_argument(
+        "--n", type=_at_least(2), default=100, help="random architectures (default 100)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="CSV of arch, predicted_ms, measured_ms")
     measuring(p)
@@ -692,15 +714,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="comma-separated; nasbench201: error, accuracy, latency_ms@<device>, "
         "energy_mj@pi5 (default error,latency_ms@pixel3); fbnet: latency_ms@<device>, "
-        "energy_mj@<edgegpu|eyeriss|fpga>, macs (default latency_ms@raspi4,latency_ms@pixel3)",
+        "energy_mj@<edgegpu|eyeriss|fpga>, macs (default latency_ms@raspi4,macs)",
     )
     p.add_argument(
         "--budget",
-        type=int,
+        type=_at_least(1),
         default=100,
         help="evaluations per run: accuracy evaluations, or cost lookups for fbnet (100)",
     )
-    p.add_argument("--seeds", type=int, default=10, help="runs per method, seeds 0..N-1 (10)")
+    p.add_argument(
+        "--seeds", type=_at_least(1), default=10, help="runs per method, seeds 0..N-1 (10)"
+    )
     p.add_argument("--sampler", default="nas", help="method under test (default nas)")
     p.add_argument(
         "--baselines",
@@ -716,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="print random architectures of a space")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
-    p.add_argument("-n", type=int, default=5, help="how many (default 5)")
+    p.add_argument("-n", type=_at_least(1), default=5, help="how many (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_sample)
     return parser
@@ -724,7 +748,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except NasConfigError as exc:
+        print(f"nas: error: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -41,7 +41,11 @@ def test_sample_prints_parseable_strings(capsys):
         (["show", "--space", "nasbench201", "|bad~0|"], "expected 3"),
         (["show", "--space", "nasbnch201", "x"], "did you mean 'nasbench201'"),
         (["show", "missing.json"], "file not found"),
-        (["pareto", "--storage", "sqlite:///{tmp}/none.db", "--study", "x"], "no study 'x'"),
+        (["pareto", "--storage", "sqlite:///{tmp}/none.db", "--study", "x"], "no such file"),
+        (["export", "--storage", "{tmp}/none.db", "--study", "x", "--trial", "0"], "sqlite:///"),
+        (["validate-table", "--space", "fbnet", "--table", "cpu", "--n", "0"], ">= 2, got '0'"),
+        (["sample", "--space", "fbnet", "-n", "x"], "argument -n: expected an integer"),
+        (["frob"], "invalid choice: 'frob'"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(capsys, tmp_path, args, pattern):
@@ -50,6 +54,7 @@ def test_user_errors_exit_2_with_one_line(capsys, tmp_path, args, pattern):
     err = capsys.readouterr().err
     assert err.startswith("nas: error: ") and pattern in err
     assert err.count("\n") == 1 and "Traceback" not in err
+    assert not list(tmp_path.iterdir())  # reading a study never creates its file
 
 
 def test_bad_experiment_leaves_no_run_directory(tmp_path):

@@ -17,7 +17,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -473,12 +473,21 @@ class ValidationReport:
         return self.raw["within_10pct"]
 
     def summary(self) -> dict[str, Any]:
+        """The figures as JSON-ready values (an undefined figure, such as Kendall's tau of
+        identical predictions, is ``None``: JSON has no NaN)."""
+
+        def finite(figures: Mapping[str, Any]) -> dict[str, Any]:
+            return {
+                k: None if isinstance(v, float) and not math.isfinite(v) else v
+                for k, v in figures.items()
+            }
+
         return {
             "device": self.device,
             "space": self.space,
             "n": self.n,
-            **self.raw,
-            "drift_corrected": self.drift_corrected,
+            **finite(self.raw),
+            "drift_corrected": finite(self.drift_corrected),
             "drift_ratios": list(self.drift_ratios),
         }
 

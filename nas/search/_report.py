@@ -40,7 +40,11 @@ class Report:
 
 
 def load_study(storage: str, study_name: str) -> optuna.Study:
-    """Load an existing study written by ``nas``; a clear error if it is absent or foreign."""
+    """Load an existing study written by ``nas``; a clear error if it is absent or foreign.
+
+    Reading never creates anything: a SQLite URL must name an existing file.
+    """
+    _check_storage_url(storage)
     try:
         study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
@@ -51,6 +55,19 @@ def load_study(storage: str, study_name: str) -> optuna.Study:
     if SPACE_ATTR not in study.user_attrs:
         raise NasConfigError(f"study '{study_name}' in {storage} was not written by nas")
     return study
+
+
+def _check_storage_url(storage: str) -> None:
+    if "://" not in storage:
+        fix = f"sqlite:///{storage}" if Path(storage).is_file() else "sqlite:///runs/NAME/study.db"
+        raise NasConfigError(
+            f"--storage {storage}: expected a storage URL (sqlite:///..., postgresql://...); "
+            f"try --storage {fix}"
+        )
+    if storage.startswith("sqlite:///"):
+        path = storage[len("sqlite:///") :].split("?")[0]
+        if path and path != ":memory:" and not Path(path).is_file():
+            raise NasConfigError(f"--storage {storage}: no such file {path}")
 
 
 def _objectives(study: optuna.Study) -> list[str]:

@@ -50,7 +50,7 @@ def test_bench_writes_results(data_dir, tmp_path, capsys):
         (["--objectives", "error,latency_ms@pixl3"], "did you mean 'pixel3'"),
         (["--dataset", "imagenet"], "unknown dataset 'imagenet'"),
         (["--baselines", "optuna-tp"], "did you mean 'optuna-tpe'"),
-        (["--budget", "0"], "--budget must be at least 1"),
+        (["--budget", "0"], "argument --budget: expected an integer >= 1, got '0'"),
     ],
 )
 def test_bench_bad_input_is_one_line_and_exit_2(data_dir, tmp_path, capsys, extra, pattern):
