@@ -403,6 +403,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_cost(args: argparse.Namespace) -> int:
     import csv
     import io
+    import math
 
     from nas._io import atomic_write_text
     from nas.cost import charged_layers, for_space, load_cost_model
@@ -426,7 +427,11 @@ def _cmd_cost(args: argparse.Namespace) -> int:
             estimate = model.estimate(charged_layers(space, model, arch))
         except NasConfigError as exc:
             raise NasConfigError(f"{args.archs}:{number}: {exc}") from None
-        writer.writerow([text, repr(estimate.latency_ms), repr(estimate.energy_mj)])
+        energy = estimate.energy_mj
+        # a latency-only table (imported, calibrated) has no energy: an empty cell, not 0
+        writer.writerow(
+            [text, repr(estimate.latency_ms), "" if math.isnan(energy) else repr(energy)]
+        )
     if args.out:
         atomic_write_text(args.out, buf.getvalue())
     else:
@@ -469,12 +474,24 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     for line, row in enumerate(rows, start=2):
         try:
             arch = space.parse(row["arch"])
+        except NasConfigError as exc:
+            raise NasConfigError(f"{path}:{line}: arch: {exc}") from None
+        try:
             value = float(row["latency_ms"])
-        except (NasConfigError, ValueError, TypeError) as exc:
-            raise NasConfigError(f"{path}:{line}: {exc}") from None
+        except (ValueError, TypeError):
+            raise NasConfigError(
+                f"{path}:{line}: latency_ms: expected a number of milliseconds, "
+                f"got {row['latency_ms']!r}"
+            ) from None
         if not value > 0:
             raise NasConfigError(f"{path}:{line}: latency_ms must be > 0, got {value}")
         measurements.append((arch, value))
+    if len(measurements) < 10:
+        print(
+            f"nas: warning: {path}: {len(measurements)} measurements; the fit leans on the "
+            "prior (the documented figures use 10 or more)",
+            file=sys.stderr,
+        )
     out = Path(args.out).with_suffix(".json")
     result = calibrate(
         space, measurements, prior, device=out.stem, source=str(path), unread=args.unread_layers

@@ -19,7 +19,8 @@ class CostEstimate:
 
     Attributes:
         latency_ms: End-to-end latency in milliseconds.
-        energy_mj: Energy in millijoules.
+        energy_mj: Energy in millijoules; NaN when the model has no energy values (a
+            latency-only imported or calibrated table).
         kind: How the numbers were obtained: ``analytic``, ``measured``, ``imported`` or
             ``calibrated``.
     """
@@ -31,6 +32,8 @@ class CostEstimate:
     def __post_init__(self) -> None:
         for name in ("latency_ms", "energy_mj"):
             value = getattr(self, name)
+            if name == "energy_mj" and math.isnan(value):
+                continue  # unknown: the model holds latency only
             if not math.isfinite(value) or value < 0:
                 raise NasConfigError(f"cost estimate {name} must be finite and >= 0, got {value}")
 

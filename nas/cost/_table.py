@@ -187,6 +187,14 @@ class LookupTable:
         return self.meta.get("unread_layers", "run") == "skipped"
 
     @property
+    def has_energy(self) -> bool:
+        """Whether the table holds energy values (imported and calibrated tables may hold
+        latency only: ``value_kinds.energy`` then starts with ``absent``, and every estimate's
+        ``energy_mj`` is NaN, never a made-up 0)."""
+        kind = str(self.meta.get("value_kinds", {}).get("energy", ""))
+        return not kind.startswith("absent")
+
+    @property
     def model_overhead_mj(self) -> float:
         return float(self.meta.get("model_overhead_mj", 0.0))
 
@@ -234,6 +242,8 @@ class LookupTable:
             energy += e.energy_mj
             kinds.add(e.kind)
         kind = kinds.pop() if len(kinds) == 1 else "mixed"
+        if not self.has_energy:
+            energy = math.nan
         return CostEstimate(latency_ms=latency, energy_mj=energy, kind=kind)
 
     def missing_error(self, layer: Layer) -> NasConfigError:
@@ -378,22 +388,30 @@ def _read_csv(path: Path) -> list[TableEntry]:
         hints = [f"'{h}' -> '{_UNITLESS_HINT[h]}'" for h in header if h in _UNITLESS_HINT]
         hint = f" (columns need units in their names: {', '.join(hints)})" if hints else ""
         raise NasConfigError(f"{path}:1: missing columns {', '.join(missing)}{hint}")
-    entries = []
-    for line, row in enumerate(reader, start=2):
-        try:
-            values: dict[str, Any] = {c: row.get(c) or "" for c in COLUMNS}
-            for c in _INTS:
-                values[c] = int(values[c])
-            for c in _FLOATS:
-                values[c] = float(values[c])
-        except ValueError as exc:
-            raise NasConfigError(f"{path}:{line}: {exc}") from None
+    entries, lines = [], []
+    for row in reader:
+        line = reader.line_num
+        values: dict[str, Any] = {c: row.get(c) or "" for c in COLUMNS}
+        for c, kind in [(c, int) for c in _INTS] + [(c, float) for c in _FLOATS]:
+            try:
+                values[c] = kind(values[c])
+            except ValueError:
+                what = "an integer" if kind is int else "a number"
+                raise NasConfigError(
+                    f"{path}:{line}: column {c}: expected {what}, got {values[c]!r}"
+                ) from None
         try:
             entries.append(TableEntry(**values))
         except NasConfigError as exc:
             raise NasConfigError(f"{path}:{line}: {exc}") from None
-    keys = [e.key for e in entries]
-    if len(set(keys)) != len(keys):
-        dup = next(k for k in keys if keys.count(k) > 1)
-        raise NasConfigError(f"{path}: duplicate entry {dup[0]} [{dup[1]}, batch {dup[2]}]")
+        lines.append(line)
+    first: dict[tuple[str, str, int], int] = {}
+    for line, entry in zip(lines, entries, strict=True):
+        if entry.key in first:
+            k = entry.key
+            raise NasConfigError(
+                f"{path}:{line}: duplicate entry {k[0]} [{k[1]}, batch {k[2]}] (first on line "
+                f"{first[k]}); keep one of the two rows"
+            )
+        first[entry.key] = line
     return entries

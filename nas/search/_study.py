@@ -18,7 +18,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nas._errors import NasConfigError
-from nas.cost import for_space, load_cost_model
+from nas.cost import LookupTable, for_space, load_cost_model
 from nas.search._costaware import make_default_sampler
 from nas.search._evaluate import WORST, Evaluator, trained_metrics, violations
 from nas.search._experiment import Experiment
@@ -98,6 +98,16 @@ def prepare(experiment: Experiment) -> Prepared:
     # a table must cover the space before anything runs
     extra = tuple(Path(d) for d in experiment.table_dirs)
     models = {d: for_space(load_cost_model(d, extra), space) for d in experiment.devices}
+    for metric in experiment.metrics:
+        table = models.get(metric.device or "")
+        if metric.quantity == "energy_mj" and isinstance(table, LookupTable):
+            if not table.has_energy:
+                raise NasConfigError(
+                    f"{experiment.source}: {metric.name}: table '{metric.device}' "
+                    f"({table.path}) holds latency only (value_kinds.energy: "
+                    f"{table.meta['value_kinds']['energy']!r}); use latency_ms@{metric.device}, "
+                    "or a device whose table or profile has energy"
+                )
     evaluator = Evaluator(space, models, experiment.train, data)
     return Prepared(experiment, space, evaluator)
 

@@ -234,3 +234,35 @@ def test_cli_validate_table_names_a_bad_table(tmp_path, capsys, table, message):
     assert main([*args, "--n", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and re.search(message, err), err
+
+
+def test_latency_only_table_reports_unknown_energy_not_zero(tiny, table, tmp_path, capsys):
+    from nas.search import load_experiment, prepare
+
+    kinds = {"latency": "calibrated", "energy": "absent (latency-only measurements)"}
+    lat_only = table.with_entries([], value_kinds=kinds)
+    lat_only.save(tmp_path / "latonly.json")
+    loaded = LookupTable.load(tmp_path / "latonly.json")
+    arch = tiny.random(0)
+    assert not loaded.has_energy and table.has_energy
+    est = loaded.estimate(tiny.layers(arch))
+    assert math.isnan(est.energy_mj) and est.latency_ms > 0
+    archs = tmp_path / "archs.txt"
+    archs.write_text(tiny.format(arch) + "\n")
+    argv = [
+        "cost",
+        "--space",
+        str(tmp_path / "tiny.yaml"),
+        "--table",
+        str(tmp_path / "latonly.json"),
+    ]
+    assert main([*argv, "--archs", str(archs)]) == 0
+    row = capsys.readouterr().out.splitlines()[1].split(",")
+    assert row[2] == ""  # an empty cell, not 0.0
+    # an energy objective on such a table is refused before the search starts
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"name: e\nspace: tiny.yaml\nobjectives: [params, energy_mj@{tmp_path / 'latonly.json'}]\n"
+    )
+    with pytest.raises(NasConfigError, match=r"holds latency only .*use latency_ms@"):
+        prepare(load_experiment(exp))
