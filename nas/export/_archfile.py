@@ -20,7 +20,7 @@ from torch import nn
 from nas._errors import NasConfigError
 from nas._io import atomic_write_json, read_json_object
 from nas.compress import apply_shape_overrides
-from nas.space import Architecture, SearchSpace, space_from_dict
+from nas.space import Architecture, SearchSpace, list_spaces, load_space, space_from_dict
 
 __all__ = ["load_architecture", "read_architecture_file", "write_architecture_file"]
 
@@ -87,11 +87,16 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
     path = Path(path)
     doc = read_json_object(path)
     arch = Architecture.from_dict(doc, source=str(path))
-    if "space_spec" not in doc:
+    if "space_spec" in doc:
+        space = space_from_dict(doc["space_spec"], source=f"{path}: space_spec")
+    elif arch.space in list_spaces() and load_space(arch.space).hash == arch.space_hash:
+        space = load_space(arch.space)  # a plain architecture (nas show --json) of a built-in
+    else:
         raise NasConfigError(
-            f"{path}: missing key 'space_spec' (the space the architecture is from)"
+            f"{path}: missing key 'space_spec' (the space the architecture is from; "
+            f"'{arch.space}' is not a built-in space with hash {arch.space_hash}); use the "
+            "run's architectures/<arch_id>.json or an export folder's arch.json"
         )
-    space = space_from_dict(doc["space_spec"], source=f"{path}: space_spec")
     if space.hash != arch.space_hash:
         raise NasConfigError(
             f"{path}: space_spec hashes to {space.hash} but the architecture names space hash "

@@ -30,6 +30,7 @@ from nas._config import Node, load_yaml
 from nas._errors import NasConfigError
 from nas.cost import list_devices
 from nas.cost._registry import names_a_file
+from nas.space import list_spaces
 from nas.train import DataConfig, TrainConfig
 
 if TYPE_CHECKING:  # the stage after the search; imported where parsed (search <- select cycle)
@@ -263,6 +264,12 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
         if not resolved.is_file():
             raise space_node.error(f"space file {resolved} does not exist")
         space = str(resolved)
+    elif space not in list_spaces():
+        raise space_node.error(
+            f"unknown search space '{space}' (a built-in name, or a YAML path)",
+            allowed=list_spaces(),
+            value=space,
+        )
     data = DataConfig.from_node(node.get("data", {"dataset": "digits"}), base)
     train = TrainConfig.from_node(node.get("train", {}))
 

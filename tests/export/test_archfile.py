@@ -187,3 +187,22 @@ def test_show_gives_the_pruned_models_real_counts(pruned_saved, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("pruned model")
     assert f"{sum(p.numel() for p in small.parameters()):,} params" in last
+
+
+def test_plain_architecture_json_of_a_builtin_space_loads(tmp_path):
+    # `nas show --json` prints the architecture without its space_spec: fine for built-ins
+    from nas.export import read_architecture_file
+
+    space = load_space("nasbench201")
+    arch = space.random(3)
+    plain = tmp_path / "plain.json"
+    plain.write_text(arch.to_json())
+    read_space, read_arch, _ = read_architecture_file(plain)
+    assert read_arch == arch and read_space.hash == space.hash
+    foreign = json.loads(arch.to_json()) | {"space": "mine"}
+    foreign.pop("arch_id")
+    plain.write_text(json.dumps(foreign))
+    with pytest.raises(
+        NasConfigError, match=r"missing key 'space_spec' .*'mine' is not a built-in"
+    ):
+        read_architecture_file(plain)
