@@ -179,9 +179,22 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
     study = load_study(args.storage, args.study)
     out = Path(args.out or f"pareto-{args.study}")
     report = write_report(study, out)
+    from nas.search._report import _objectives
+
     frame_path = out / "pareto.csv"
-    print(frame_path.read_text().rstrip() if frame_path.stat().st_size else "(no trials)")
-    print(f"{report.n_trials} trials, {report.n_pareto} on the Pareto front; written to {out}/")
+    if frame_path.stat().st_size:
+        import pandas as pd
+
+        # the front at a glance: trial, architecture and objectives (pareto.csv has the rest)
+        frame = pd.read_csv(frame_path)
+        columns = ["number", "arch_id", *_objectives(study), "arch"]
+        print(frame[[c for c in columns if c in frame]].to_string(index=False))
+    else:
+        print("(no trials)")
+    print(
+        f"{report.n_trials} trials, {report.n_pareto} on the Pareto front; written to {out}/ "
+        "(pareto.csv has every column)"
+    )
     return 0
 
 

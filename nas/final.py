@@ -490,7 +490,12 @@ def export_trial(
         space_name=space.name,
         measurements=[],
         training={
-            "weights": "proxy training of the search" if trained else "none (untrained)",
+            "weights": (
+                "proxy training of the search"
+                if trained
+                else "not trained: weights.safetensors holds the seeded initialization (seed 0) "
+                "that model.onnx was exported from; train it with nas train"
+            ),
             "search metrics (proxy accuracy, predicted costs)": "; ".join(lines),
         },
         origin=origin,
