@@ -175,8 +175,11 @@ def run_experiment(
                     progress,
                 )
             )
-    except KeyboardInterrupt:
-        manifest["status"] = "interrupted"
+    except BaseException as exc:
+        # finished work stays (trials, checkpoints); the manifest says the run did not end
+        manifest["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        if not isinstance(exc, KeyboardInterrupt):
+            manifest["error"] = f"{type(exc).__name__}: {exc}"
         atomic_write_json(run_dir / "manifest.json", manifest)
         raise
     manifest["status"] = "finished"

@@ -263,3 +263,12 @@ def test_interrupted_search_is_marked_in_the_manifest(tiny_experiment, tmp_path,
     with pytest.raises(KeyboardInterrupt):
         run_experiment(load_experiment(tiny_experiment(objectives="[params]")), tmp_path / "r")
     assert json.loads((tmp_path / "r" / "manifest.json").read_text())["status"] == "interrupted"
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(nas.pipeline, "run_search", crash)
+    with pytest.raises(RuntimeError):
+        run_experiment(load_experiment(tiny_experiment(objectives="[params]")), tmp_path / "r")
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["status"] == "failed" and manifest["error"] == "RuntimeError: boom"
