@@ -40,7 +40,7 @@ from typing import Any
 from nas._errors import NasConfigError
 from nas._io import atomic_write_json, atomic_write_text, read_json_object
 from nas.cost._base import CostEstimate
-from nas.space import Layer
+from nas.space import Layer, list_spaces
 
 __all__ = ["COLUMNS", "TABLE_SCHEMA_VERSION", "LookupTable", "TableEntry", "entry_from_layer"]
 
@@ -261,8 +261,6 @@ class LookupTable:
     def _fill_hint(self) -> str:
         """How to add missing entries: re-profile a measured table into its own file (a rerun
         measures only what is missing), or rebuild an imported or calibrated one."""
-        from nas.space import list_spaces
-
         if self.space in list_spaces():
             space = self.space
         else:
