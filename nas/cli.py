@@ -174,13 +174,12 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
     import optuna
 
     from nas.search import load_study, write_report
+    from nas.search._report import _objectives
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(args.storage, args.study)
     out = Path(args.out or f"pareto-{args.study}")
     report = write_report(study, out)
-    from nas.search._report import _objectives
-
     frame_path = out / "pareto.csv"
     if frame_path.stat().st_size:
         import pandas as pd

@@ -275,12 +275,12 @@ class LookupTable:
             )
         if str(self.meta.get("value_kinds", {}).get("latency", "")).startswith("calibrated"):
             return f"refit it for this space: nas calibrate --space {space} ... --out {out}"
-        protocol = self.meta.get("protocol", {})
-        options = "".join(f" --{key} {protocol[key]}" for key in ("threads",) if key in protocol)
+        device = self.meta.get("runtime_device", "cpu")
+        threads = self.meta.get("protocol", {}).get("threads")
+        threads_option = f" --threads {threads}" if threads else ""
         return (
-            f"fill it with: nas profile --space {space} "
-            f"--device {self.meta.get('runtime_device', 'cpu')}{options} --batch {self.batch} "
-            f"--dtype {self.dtype} --out {out}"
+            f"fill it with: nas profile --space {space} --device {device}{threads_option} "
+            f"--batch {self.batch} --dtype {self.dtype} --out {out}"
         )
 
     def check_space(self, space: Any) -> None:
@@ -386,7 +386,8 @@ def _read_csv(path: Path) -> list[TableEntry]:
         hints = [f"'{h}' -> '{_UNITLESS_HINT[h]}'" for h in header if h in _UNITLESS_HINT]
         hint = f" (columns need units in their names: {', '.join(hints)})" if hints else ""
         raise NasConfigError(f"{path}:1: missing columns {', '.join(missing)}{hint}")
-    entries, lines = [], []
+    entries: list[TableEntry] = []
+    first: dict[tuple[str, str, int], int] = {}  # key -> line it was first seen on
     for row in reader:
         line = reader.line_num
         values: dict[str, Any] = {c: row.get(c) or "" for c in COLUMNS}
@@ -399,17 +400,15 @@ def _read_csv(path: Path) -> list[TableEntry]:
                     f"{path}:{line}: column {c}: expected {what}, got {values[c]!r}"
                 ) from None
         try:
-            entries.append(TableEntry(**values))
+            entry = TableEntry(**values)
         except NasConfigError as exc:
             raise NasConfigError(f"{path}:{line}: {exc}") from None
-        lines.append(line)
-    first: dict[tuple[str, str, int], int] = {}
-    for line, entry in zip(lines, entries, strict=True):
-        if entry.key in first:
-            k = entry.key
+        k = entry.key
+        if k in first:
             raise NasConfigError(
                 f"{path}:{line}: duplicate entry {k[0]} [{k[1]}, batch {k[2]}] (first on line "
                 f"{first[k]}); keep one of the two rows"
             )
-        first[entry.key] = line
+        first[k] = line
+        entries.append(entry)
     return entries

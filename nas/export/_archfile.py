@@ -89,14 +89,15 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
     arch = Architecture.from_dict(doc, source=str(path))
     if "space_spec" in doc:
         space = space_from_dict(doc["space_spec"], source=f"{path}: space_spec")
-    elif arch.space in list_spaces() and load_space(arch.space).hash == arch.space_hash:
-        space = load_space(arch.space)  # a plain architecture (nas show --json) of a built-in
-    else:
-        raise NasConfigError(
-            f"{path}: missing key 'space_spec' (the space the architecture is from; "
-            f"'{arch.space}' is not a built-in space with hash {arch.space_hash}); use the "
-            "run's architectures/<arch_id>.json or an export folder's arch.json"
-        )
+    else:  # a plain architecture (nas show --json): only a built-in space can be resolved
+        builtin = load_space(arch.space) if arch.space in list_spaces() else None
+        if builtin is None or builtin.hash != arch.space_hash:
+            raise NasConfigError(
+                f"{path}: missing key 'space_spec' (the space the architecture is from; "
+                f"'{arch.space}' is not a built-in space with hash {arch.space_hash}); use the "
+                "run's architectures/<arch_id>.json or an export folder's arch.json"
+            )
+        space = builtin
     if space.hash != arch.space_hash:
         raise NasConfigError(
             f"{path}: space_spec hashes to {space.hash} but the architecture names space hash "

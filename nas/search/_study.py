@@ -100,14 +100,17 @@ def prepare(experiment: Experiment) -> Prepared:
     models = {d: for_space(load_cost_model(d, extra), space) for d in experiment.devices}
     for metric in experiment.metrics:
         table = models.get(metric.device or "")
-        if metric.quantity == "energy_mj" and isinstance(table, LookupTable):
-            if not table.has_energy:
-                raise NasConfigError(
-                    f"{experiment.source}: {metric.name}: table '{metric.device}' "
-                    f"({table.path}) holds latency only (value_kinds.energy: "
-                    f"{table.meta['value_kinds']['energy']!r}); use latency_ms@{metric.device}, "
-                    "or a device whose table or profile has energy"
-                )
+        if (
+            metric.quantity == "energy_mj"
+            and isinstance(table, LookupTable)
+            and not table.has_energy
+        ):
+            raise NasConfigError(
+                f"{experiment.source}: {metric.name}: table '{metric.device}' "
+                f"({table.path}) holds latency only (value_kinds.energy: "
+                f"{table.meta['value_kinds']['energy']!r}); use latency_ms@{metric.device}, "
+                "or a device whose table or profile has energy"
+            )
     evaluator = Evaluator(space, models, experiment.train, data)
     return Prepared(experiment, space, evaluator)
 
