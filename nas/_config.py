@@ -98,11 +98,13 @@ class Node:
         path: Path_ = (),
         file: str | Path | None = None,
         lines: dict[Path_, int] | None = None,
+        origins: dict[Path_, str] | None = None,
     ) -> None:
         self.value = value
         self.path = path
         self.file = file
         self._lines = lines or {}
+        self._origins = origins if origins is not None else {}  # shared by the whole tree
         self._read: set[str] = set()
 
     # -- errors ---------------------------------------------------------------------------------
@@ -118,14 +120,55 @@ class Node:
         return _format_path(self.path)
 
     def error(self, message: str, **kwargs: Any) -> NasConfigError:
-        """A :class:`NasConfigError` located at this node."""
+        """A :class:`NasConfigError` located at this node (or at the override that set it)."""
+        for end in range(len(self.path), 0, -1):
+            origin = self._origins.get(self.path[:end])
+            if origin is not None:
+                return NasConfigError(message, file=origin, key=self.key or None, **kwargs)
         return NasConfigError(
             message, file=self.file, line=self.line, key=self.key or None, **kwargs
         )
 
+    def path_value(self, base_dir: Path | None) -> Path:
+        """This string value as a path: relative ones are taken from ``base_dir`` (the file's
+        folder), or from the working directory when the value was set on the command line."""
+        path = Path(self.as_str()).expanduser()
+        if path.is_absolute():
+            return path
+        overridden = any(self.path[:end] in self._origins for end in range(len(self.path), 0, -1))
+        if overridden or base_dir is None:
+            return Path.cwd() / path
+        return Path(base_dir) / path
+
     # -- structure ------------------------------------------------------------------------------
     def child(self, key: object, value: Any) -> Node:
-        return Node(value, path=self.path + (key,), file=self.file, lines=self._lines)
+        return Node(
+            value,
+            path=self.path + (key,),
+            file=self.file,
+            lines=self._lines,
+            origins=self._origins,
+        )
+
+    def override(self, keys: Sequence[str], value: Any, origin: str) -> None:
+        """Set the value at ``keys`` below this mapping, creating mappings on the way.
+
+        Errors about the value (or anything inside it) then name ``origin``, such as
+        ``--set 'search.n_trials=abc'``, instead of a line of the file.
+        """
+        target = self._mapping()
+        for depth, part in enumerate(keys[:-1]):
+            nxt = target.get(part)
+            if nxt is None:
+                nxt = target[part] = {}
+            if not isinstance(nxt, dict):
+                shown = ".".join(keys[: depth + 1])
+                raise NasConfigError(
+                    f"'{shown}' is {_kind(nxt)} in {self.file}, not a mapping", file=origin
+                )
+            target = nxt
+        target[keys[-1]] = value
+        self._origins[self.path + tuple(keys)] = origin
 
     def _mapping(self) -> dict[str, Any]:
         if not isinstance(self.value, dict):

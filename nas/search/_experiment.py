@@ -223,25 +223,18 @@ class Experiment:
         }
 
 
-def _apply_overrides(data: dict[str, Any], overrides: Sequence[str], file: str) -> None:
+def _apply_overrides(node: Node, overrides: Sequence[str]) -> None:
     """Apply ``key.sub=value`` overrides (values parsed as YAML) to the raw document."""
     for item in overrides:
         key, eq, text = item.partition("=")
+        origin = f"--set {item!r}"
         if not eq or not key.strip():
-            raise NasConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. search.n_trials=60")
-        parts = key.strip().split(".")
-        target = data
-        for part in parts[:-1]:
-            nxt = target.get(part)
-            if nxt is None:
-                nxt = target[part] = {}
-            if not isinstance(nxt, dict):
-                raise NasConfigError(f"--set {item!r}: '{part}' in {file} is not a mapping")
-            target = nxt
+            raise NasConfigError("expected KEY=VALUE, e.g. search.n_trials=60", file=origin)
         try:
-            target[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+            value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
-            raise NasConfigError(f"--set {item!r}: the value is not valid YAML") from None
+            raise NasConfigError("the value is not valid YAML", file=origin) from None
+        node.override(key.strip().split("."), value, origin)
 
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
@@ -253,14 +246,14 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     path = Path(path)
     node = load_yaml(path)
     node.value = copy.deepcopy(node.value)
-    _apply_overrides(node.value, overrides, str(path))
+    _apply_overrides(node, overrides)
     base = path.resolve().parent
 
     name = node.get("name").as_str()
     space_node = node.get("space")
     space = space_node.as_str()
     if space.endswith((".yaml", ".yml")) or "/" in space:
-        resolved = (base / space) if not Path(space).is_absolute() else Path(space)
+        resolved = space_node.path_value(base)
         if not resolved.is_file():
             raise space_node.error(f"space file {resolved} does not exist")
         space = str(resolved)
@@ -323,8 +316,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     dirs_node = node.get("table_dirs", None)
     if dirs_node.value is not None:
         for item in dirs_node.list(allow_scalar=True):
-            folder = Path(item.as_str())
-            folder = folder if folder.is_absolute() else base / folder
+            folder = item.path_value(base)
             if not folder.is_dir():
                 raise item.error(f"table folder {folder} does not exist")
             table_dirs.append(str(folder))
@@ -339,7 +331,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
             )
     search = SearchConfig.from_node(node.get("search", None))
     out = node.get("out", None)
-    select, finetune, compress = _final_stage(node)
+    select, finetune, compress = _final_stage(node, base)
     exp = Experiment(
         name=name,
         space=space,
@@ -361,7 +353,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
 
 
 def _final_stage(
-    node: Node,
+    node: Node, base: Path
 ) -> tuple[SelectConfig | None, FinetuneConfig | None, CompressConfig | None]:
     """``select:``, ``finetune:`` and ``compress:``, the stage after the search.
 
@@ -382,6 +374,6 @@ def _final_stage(
                 )
         return None, None, None
     select = SelectConfig.from_node(s_node) if s_node.value is not None else SelectConfig()
-    finetune = FinetuneConfig.from_node(f_node)
+    finetune = FinetuneConfig.from_node(f_node, base)
     compress = None if c_node.value is None else CompressConfig.from_node(c_node)
     return select, finetune, compress

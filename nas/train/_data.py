@@ -118,7 +118,7 @@ class DataConfig:
                     f"'{key}' is not used by dataset {dataset!r} (only by "
                     f"{', '.join(repr(d) for d in needed_by)}); remove it"
                 )
-            resolved = (Path(base_dir) / child.as_str()).expanduser().resolve()
+            resolved = child.path_value(base_dir).resolve()
             problem = _missing_files(dataset, resolved)
             if problem is not None:
                 raise child.error(problem)

@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import logging
 import math
 import time
@@ -122,11 +123,17 @@ class DistillConfig:
         )
 
     @classmethod
-    def from_node(cls, node: Node) -> DistillConfig:
+    def from_node(cls, node: Node, base_dir: Path | None = None) -> DistillConfig:
         """Read a ``distill:`` mapping; keys ``teacher``, ``temperature``, ``weight``, all
-        optional; unknown keys are rejected."""
+        optional; unknown keys are rejected. A teacher path is resolved against ``base_dir``
+        (the experiment file's folder) and must be an ``arch.json`` that names trained
+        weights."""
+        teacher_node = node.get("teacher", "best")
+        teacher = teacher_node.as_str()
+        if teacher != "best":
+            teacher = str(_teacher_file(teacher_node, base_dir))
         config = cls(
-            teacher=node.get("teacher", "best").as_str(),
+            teacher=teacher,
             temperature=node.get("temperature", 4.0).as_float(gt=0.0),
             weight=node.get("weight", 0.5).as_float(min=0.0, max=1.0),
         )
@@ -141,6 +148,23 @@ class DistillConfig:
     def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
         """Rebuild a config written by :meth:`to_dict`."""
         return cls(**_known_fields(cls, data))
+
+
+def _teacher_file(node: Node, base_dir: Path | None) -> Path:
+    """The teacher ``arch.json`` a config names, checked to exist and to carry trained weights."""
+    path = node.path_value(base_dir)
+    fix = "name a finished model's arch.json (e.g. runs/NAME/final/<arch_id>/arch.json) or 'best'"
+    if not path.is_file():
+        raise node.error(f"teacher {path} does not exist; {fix}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise node.error(f"teacher {path} is not a readable arch.json ({exc}); {fix}") from None
+    if not isinstance(doc, dict) or not doc.get("weights"):
+        raise node.error(
+            f"teacher {path} names no trained weights, so it would teach a random model; {fix}"
+        )
+    return path
 
 
 @dataclass(frozen=True)
@@ -224,7 +248,7 @@ class FinetuneConfig:
             )
 
     @classmethod
-    def from_node(cls, node: Node) -> FinetuneConfig:
+    def from_node(cls, node: Node, base_dir: Path | None = None) -> FinetuneConfig:
         """Read a ``finetune:`` mapping; every key is optional and unknown keys are rejected.
 
         Keys: ``epochs``, ``batch_size``, ``lr``, ``optimizer``, ``weight_decay``,
@@ -234,7 +258,10 @@ class FinetuneConfig:
         ``1e-3``, which PyYAML reads (YAML 1.1) as a string.
         """
         threads = node.get("threads", None)
-        distill = node.get("distill", None)
+        distill_node = node.get("distill", None)
+        distill = (
+            None if distill_node.value is None else DistillConfig.from_node(distill_node, base_dir)
+        )
         try:
             config = cls(
                 epochs=node.get("epochs", 30).as_int(min=1),
@@ -249,7 +276,7 @@ class FinetuneConfig:
                 amp=node.get("amp", True).as_bool(),
                 channels_last=node.get("channels_last", True).as_bool(),
                 checkpoint_every=node.get("checkpoint_every", 1).as_int(min=1),
-                distill=None if distill.value is None else DistillConfig.from_node(distill),
+                distill=distill,
             )
         except NasConfigError as exc:
             if exc.file is not None:

@@ -52,6 +52,59 @@ def test_overrides(tmp_path):
 
 
 @pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("search.n_trials=x", "--set 'search.n_trials=x': search.n_trials: expected an integer"),
+        ("train={epochs: 0}", "--set 'train={epochs: 0}': train.epochs: expected an integer >= 1"),
+        ("name.x=1", "--set 'name.x=1': 'name' is a string in "),
+    ],
+)
+def test_override_errors_name_the_override_not_a_line_of_the_file(tmp_path, override, message):
+    with pytest.raises(NasConfigError) as info:
+        load_experiment(write(tmp_path, GOOD), [override])
+    assert str(info.value).startswith(message)
+    assert "exp.yaml:" not in str(info.value)
+
+
+def test_paths_set_on_the_command_line_are_relative_to_the_working_directory(
+    tmp_path, monkeypatch
+):
+    spaces = tmp_path / "spaces"
+    spaces.mkdir()
+    (spaces / "s.yaml").touch()
+    sub = tmp_path / "exp"
+    sub.mkdir()
+    path = write(sub, GOOD)
+    monkeypatch.chdir(tmp_path)
+    in_file = sub / "in_file.yaml"
+    in_file.write_text(GOOD.replace("mobilenet_small", "spaces/s.yaml"))
+    with pytest.raises(NasConfigError, match=r"in_file\.yaml:3: space: space file .*exp/spaces/s"):
+        load_experiment(in_file)
+    assert load_experiment(path, ["space=spaces/s.yaml"]).space == str(spaces / "s.yaml")
+    with pytest.raises(NasConfigError, match=r"^--set 'space=nope/s.yaml': space: space file"):
+        load_experiment(path, ["space=nope/s.yaml"])
+    with pytest.raises(NasConfigError, match=rf"teacher {tmp_path}/t.json does not exist"):
+        load_experiment(path, ["finetune.distill.teacher=t.json"])
+
+
+def test_a_teacher_must_exist_and_carry_trained_weights(tmp_path):
+    untrained = tmp_path / "arch.json"
+    untrained.write_text('{"space": "mobilenet_small", "arch": {}}')
+    with pytest.raises(
+        NasConfigError,
+        match=r"exp\.yaml:11: finetune\.distill\.teacher: "
+        r"teacher .*nope\.json does not exist; name a finished model",
+    ):
+        load_experiment(write(tmp_path, GOOD + "finetune: {distill: {teacher: nope.json}}\n"))
+    with pytest.raises(NasConfigError, match="names no trained weights, so it would teach a"):
+        load_experiment(write(tmp_path, GOOD + "finetune: {distill: {teacher: arch.json}}\n"))
+    untrained.write_text('{"space": "mobilenet_small", "weights": "w.safetensors"}')
+    exp = load_experiment(write(tmp_path, GOOD + "finetune: {distill: {teacher: arch.json}}\n"))
+    assert exp.finetune is not None and exp.finetune.distill is not None
+    assert exp.finetune.distill.teacher == str(untrained)
+
+
+@pytest.mark.parametrize(
     ("old", "new", "pattern"),
     [
         ("sampler: nsga2", "sampler: nsga4", r"search\.sampler: unknown value 'nsga4'.*nsga2"),

@@ -360,7 +360,10 @@ def test_evaluate_counts_and_restores_mode(data: SplitData) -> None:
 # -- configs and result ------------------------------------------------------------------------
 
 
-def test_config_from_node() -> None:
+def test_config_from_node(tmp_path: Path) -> None:
+    teacher = tmp_path / "runs" / "a" / "arch.json"
+    teacher.parent.mkdir(parents=True)
+    teacher.write_text('{"weights": "weights.safetensors"}')
     node = Node(
         {
             "epochs": 40,
@@ -379,7 +382,7 @@ def test_config_from_node() -> None:
         },
         file="exp.yaml",
     )
-    assert FinetuneConfig.from_node(node) == FinetuneConfig(
+    assert FinetuneConfig.from_node(node, tmp_path) == FinetuneConfig(
         epochs=40,
         batch_size=128,
         lr=1e-3,
@@ -392,7 +395,7 @@ def test_config_from_node() -> None:
         amp=False,
         channels_last=False,
         checkpoint_every=5,
-        distill=DistillConfig(teacher="runs/a/arch.json", temperature=2.0, weight=0.7),
+        distill=DistillConfig(teacher=str(teacher), temperature=2.0, weight=0.7),
     )
     assert FinetuneConfig.from_node(Node({}, file="exp.yaml")) == FinetuneConfig()
     assert FinetuneConfig.from_node(Node({"distill": {}})).distill == DistillConfig()
