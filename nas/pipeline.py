@@ -104,7 +104,7 @@ def run_experiment(
     """
     prepared = prepare(experiment)  # raises before anything is written
     run_dir = Path(run_dir or experiment.out)
-    _check_run_dir(run_dir, experiment)
+    previous = _check_run_dir(run_dir, experiment)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     manifest: dict[str, Any] = {
@@ -137,6 +137,8 @@ def run_experiment(
         "environment": environment(),
         "status": "running",
     }
+    if "final" in previous:  # the finished models on disk stay described until replaced
+        manifest["final"] = previous["final"]
     atomic_write_json(run_dir / "manifest.json", manifest)
     try:
         outcome = run_search(prepared, run_dir, progress=progress)
@@ -188,24 +190,28 @@ def run_experiment(
     return RunResult(run_dir, outcome, report, final)
 
 
-def _check_run_dir(run_dir: Path, experiment: Experiment) -> None:
-    """Refuse a run directory that is a file or holds another experiment's run (its study,
+def _check_run_dir(run_dir: Path, experiment: Experiment) -> dict[str, Any]:
+    """The manifest of the run already in ``run_dir`` (empty if none).
+
+    Refuses a run directory that is a file or holds another experiment's run (its study,
     tables and reports would be mixed with or overwritten by this one's)."""
     if run_dir.exists() and not run_dir.is_dir():
         raise NasConfigError(f"{run_dir}: is a file, not a run directory; pass another --out")
     manifest = run_dir / "manifest.json"
     if not manifest.is_file():
-        return
+        return {}
     try:
-        old = json.loads(manifest.read_text())["experiment"]
+        previous = json.loads(manifest.read_text())
+        old = previous["experiment"]
         old_study = old["search"].get("study_name") or old["name"]
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return  # not our manifest's shape: nothing to compare against
+        return {}  # not our manifest's shape: nothing to compare against or keep
     if old_study != experiment.study_name:
         raise NasConfigError(
             f"{run_dir}: holds the run of study '{old_study}' ({manifest}), not "
             f"'{experiment.study_name}'; pass another --out, or remove the folder to start over"
         )
+    return previous
 
 
 def _finish(

@@ -272,3 +272,12 @@ def test_interrupted_search_is_marked_in_the_manifest(tiny_experiment, tmp_path,
         run_experiment(load_experiment(tiny_experiment(objectives="[params]")), tmp_path / "r")
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["status"] == "failed" and manifest["error"] == "RuntimeError: boom"
+
+    # a rerun that stops early keeps describing the finished models already on disk
+    manifest["final"] = {"selected": ["abc"], "summary": "final/summary.csv"}
+    (tmp_path / "r" / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(nas.pipeline, "run_search", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(load_experiment(tiny_experiment(objectives="[params]")), tmp_path / "r")
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["final"]["selected"] == ["abc"]
