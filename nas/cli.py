@@ -212,7 +212,7 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
                 space.description,
             )
         )
-    header = ("space", "architectures", "params", "input", "description")
+    header = ("space", "architectures", "choices", "input", "description")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     for row in [header, *rows]:
         print("  ".join(v.ljust(w) for v, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
