@@ -323,8 +323,25 @@ def profile_space(
     allocator = steady_allocator()
     with _threads(config.threads):
         table = existing or LookupTable(device_name, {}, {}, config.dtype, config.batch)
+        if existing is not None:
+            _check_same_protocol(existing, config)
         todo = table.missing(space.possible_layers())
         log.info("%d layers to measure for space %s", len(todo), space.name)
+        spaces = dict(table.meta.get("spaces", {}))
+        spaces[space.name] = space.hash
+        meta = {
+            "description": table.meta.get("description")
+            or f"measured on {platform.node() or 'this machine'} with nas profile",
+            "runtime_device": config.device,
+            "fingerprint": fingerprint(config),
+            "protocol": {**config.protocol(), "allocator": allocator},
+            "spaces": spaces,
+            "profile_command": (
+                f"nas profile --space {space.name} --device {config.device} "
+                f"--threads {torch.get_num_threads()} --batch {config.batch} "
+                f"--dtype {config.dtype} --out {device_name}.json"
+            ),
+        }
         new: list[TableEntry] = []
         energy_note = ""
         chunk = 25  # layers timed together (interleaved); a checkpoint after each chunk
@@ -348,16 +365,9 @@ def profile_space(
                 )
             if progress:
                 progress(len(new), len(todo), layers[-1].signature)
-            if checkpoint:
-                checkpoint(table.with_entries(new))
-        spaces = dict(table.meta.get("spaces", {}))
-        spaces[space.name] = space.hash
-        meta = {
-            "description": table.meta.get("description")
-            or f"measured on {platform.node() or 'this machine'} with nas profile",
-            "runtime_device": config.device,
-            "fingerprint": fingerprint(config),
-            "protocol": {**config.protocol(), "allocator": allocator},
+            if checkpoint:  # with the protocol, so that a resumed run can check it
+                checkpoint(table.with_entries(new, **meta))
+        meta |= {
             "energy": {
                 "method": energy_note or table.meta.get("energy", {}).get("method", ""),
                 "power_w": config.power_w,
@@ -369,12 +379,7 @@ def profile_space(
                 if not energy_note or energy_note.startswith("power x latency")
                 else f"measured ({energy_note})",
             },
-            "spaces": spaces,
             "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "profile_command": (
-                f"nas profile --space {space.name} --device {config.device} "
-                f"--out {device_name}.json"
-            ),
         }
         table = table.with_entries(new, **meta)
         corrections = dict(table.meta.get("in_model", {}))
@@ -382,6 +387,41 @@ def profile_space(
             corrections[space.name] = _in_model_correction(space, table, config)
             table = table.with_entries([], in_model=corrections)
         return table
+
+
+def _check_same_protocol(table: LookupTable, config: ProfileConfig) -> None:
+    """Refuse to add entries measured otherwise than ``table``'s (device, threads, batch, dtype):
+    one table holds one protocol, which its metadata states."""
+    protocol = table.meta.get("protocol")
+    if not isinstance(protocol, Mapping):
+        raise NasConfigError(
+            f"{table.path or table.device}: the table states no measurement protocol (it was "
+            "not made by nas profile), so new entries cannot be checked against its own; "
+            "profile into another --out"
+        )
+    ours = {
+        "device": config.device,
+        "threads": torch.get_num_threads(),
+        "batch": config.batch,
+        "dtype": config.dtype,
+    }
+    theirs = {
+        "device": table.meta.get("runtime_device", "cpu"),
+        "threads": protocol.get("threads"),
+        "batch": table.batch,
+        "dtype": table.dtype,
+    }
+    differ = [k for k in ours if theirs[k] is not None and ours[k] != theirs[k]]
+    if differ:
+        raise NasConfigError(
+            f"{table.path or table.device}: measured with "
+            + ", ".join(f"{k} {theirs[k]}" for k in differ)
+            + ", not "
+            + ", ".join(f"{k} {ours[k]}" for k in differ)
+            + "; one table holds one protocol: rerun with "
+            + " ".join(f"--{k} {theirs[k]}" for k in differ)
+            + " to fill it, or pass another --out for a new table"
+        )
 
 
 def _in_model_correction(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -68,6 +69,29 @@ def test_rerun_fills_only_missing_entries(tiny, table):
         tiny, FAST, device_name="tinydev", existing=partial, progress=lambda *a: calls.append(a)
     )
     assert calls[-1][:2] == (2, 2) and set(filled.entries) == set(table.entries)
+
+
+def test_a_table_holds_one_protocol(tiny, table, tmp_path):
+    saved = []
+
+    def checkpoint_then_stop(partial: LookupTable) -> None:  # Ctrl-C after the first chunk
+        saved.append(partial)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        profile_space(tiny, FAST, device_name="tinydev", checkpoint=checkpoint_then_stop)
+    partial = saved[-1]
+    assert partial.meta["protocol"]["threads"] == 1 and partial.meta["protocol"]["dtype"] == "fp32"
+    assert "--threads 1 --batch 1 --dtype fp32" in partial.meta["profile_command"]
+    for config, differs in (
+        (replace(FAST, threads=2), r"measured with threads 1, not threads 2; .*--threads 1"),
+        (replace(FAST, dtype="bf16"), r"measured with dtype fp32, not dtype bf16; .*--dtype fp32"),
+        (replace(FAST, batch=4), r"measured with batch 1, not batch 4; .*another --out"),
+    ):
+        with pytest.raises(NasConfigError, match=differs):
+            profile_space(tiny, config, device_name="tinydev", existing=partial)
+    with pytest.raises(NasConfigError, match="states no measurement protocol"):
+        profile_space(tiny, FAST, device_name="tinydev", existing=LookupTable("d", {}, {}))
 
 
 def test_missing_entry_names_key_nearest_and_fix(tiny, table):
