@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -632,7 +633,7 @@ def build_parser() -> argparse.ArgumentParser:
             metavar="KEY=VALUE",
             help="override a config field, e.g. --set search.n_trials=60",
         )
-        p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+        p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
         p.set_defaults(func=_cmd_run, finish=name == "run")
 
     p = sub.add_parser("pareto", help="write the Pareto report of a stored study")
@@ -694,7 +695,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--n", type=_at_least(2), default=100, help="random architectures (default 100)"
     )
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed",
+        type=_at_least(0),
+        default=0,
+        help="seed of the random architectures (default 0; the table's own in-model "
+        "correction uses other ones)",
+    )
     p.add_argument("--out", help="CSV of arch, predicted_ms, measured_ms")
     measuring(p)
     p.set_defaults(func=_cmd_validate)
@@ -770,7 +777,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="print random architectures of a space")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
     p.add_argument("-n", type=_at_least(1), default=5, help="how many (default 5)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=_at_least(0), default=0, help="random seed (default 0: same output)"
+    )
     p.set_defaults(func=_cmd_sample)
     return parser
 
@@ -793,11 +802,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         print(
-            "nas: interrupted; finished work (trials, fine-tuning checkpoints) is stored: "
-            "run the same command to continue",
+            "nas: interrupted; work already finished is saved: run the same command to continue",
             file=sys.stderr,
         )
         return 130
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

@@ -33,6 +33,14 @@ def test_sample_prints_parseable_strings(capsys):
     assert main(["sample", "--space", "fbnet", "-n", "3", "--seed", "1"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 3 and all(len(line.split()) == 22 for line in lines)
+    assert main(["sample", "--space", "fbnet", "--seed", "-1"]) == 2
+    assert "--seed: expected an integer >= 0" in capsys.readouterr().err
+
+
+def test_output_piped_into_head_ends_quietly():
+    shell = f"{sys.executable} -m nas sample --space fbnet -n 20000 | head -1"
+    run = subprocess.run(["bash", "-c", shell], capture_output=True, text=True, timeout=120)
+    assert len(run.stdout.split()) == 22 and run.stderr == ""
 
 
 @pytest.mark.parametrize(
