@@ -182,15 +182,18 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
     out = Path(args.out or f"pareto-{args.study}")
     report = write_report(study, out)
     frame_path = out / "pareto.csv"
-    if frame_path.stat().st_size:
+    if not frame_path.stat().st_size:
+        print("(no trials)")
+    else:
         import pandas as pd
 
         # the front at a glance: trial, architecture and objectives (pareto.csv has the rest)
         frame = pd.read_csv(frame_path)
         columns = ["number", "arch_id", *_objectives(study), "arch"]
-        print(frame[[c for c in columns if c in frame]].to_string(index=False))
-    else:
-        print("(no trials)")
+        if frame.empty:
+            print("(no Pareto members: every trial failed or broke a constraint)")
+        else:
+            print(frame[[c for c in columns if c in frame]].to_string(index=False))
     print(
         f"{report.n_trials} trials, {report.n_pareto} on the Pareto front; written to {out}/ "
         "(pareto.csv has every column)"

@@ -18,6 +18,7 @@ interrupted fine-tune and does not repeat a finished one; exports and measuremen
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -440,7 +441,8 @@ def export_trial(
     """The export folder of any trial of a stored study (its proxy-trained weights)."""
     from nas.pipeline import environment
     from nas.search import load_study
-    from nas.search._study import SPACE_ATTR
+    from nas.search._evaluate import WORST
+    from nas.search._study import PREPROCESS_ATTR, SPACE_ATTR
     from nas.space import space_from_dict
 
     study = load_study(storage, study_name)
@@ -451,11 +453,17 @@ def export_trial(
         )
     trial = trials[number]
     if "architecture" not in trial.user_attrs:
+        if SPACE_ATTR not in study.user_attrs:
+            raise NasConfigError(f"--trial {number}: study '{study_name}' is not a nas study")
         raise NasConfigError(
-            f"--trial {number}: the trial holds no architecture (not a nas study?)"
+            f"--trial {number}: the trial is {trial.state.name} and holds no architecture "
+            "yet; export a finished trial (nas pareto lists them)"
         )
     space = space_from_dict(study.user_attrs[SPACE_ATTR], source=f"study {study_name}")
     arch = Architecture.from_dict(trial.user_attrs["architecture"])
+    folder = Path(out or f"export-{study_name}-{number}")
+    origin = {"study": study_name, "storage": storage, "trial": number, "arch_id": arch.arch_id}
+    _check_export_folder(folder, origin)
     model = space.build(arch, seed=0)
     weights = trial.user_attrs.get("weights")
     run_dir = Path(study.user_attrs.get("nas.run_dir", "."))
@@ -465,14 +473,17 @@ def export_trial(
 
         model.load_state_dict(load_file(str(run_dir / weights)))
         trained = True
-    folder = Path(out or f"export-{study_name}-{number}")
+    status = trial.user_attrs.get("status")
     metrics = {
         k: v
         for k, v in trial.user_attrs.items()
-        if isinstance(v, (int, float)) and not isinstance(v, bool)
+        if isinstance(v, (int, float))
+        and not isinstance(v, bool)
+        and not (status == "infeasible" and k in WORST)  # placeholders, never measured
     }
+    preprocess = study.user_attrs.get(PREPROCESS_ATTR)
     example = torch.randn(8, *space.input_shape, generator=torch.Generator().manual_seed(0))
-    origin = {"study": study_name, "storage": storage, "trial": number, "arch_id": arch.arch_id}
+    extra = {"origin": origin, "weights_trained": trained}
     export_float(
         folder,
         space,
@@ -480,33 +491,59 @@ def export_trial(
         model,
         example=example,
         metrics=metrics,
-        extra={"origin": origin, "weights_trained": trained},
+        extra=extra if preprocess is None else {**extra, "preprocess": preprocess},
     )
     lines = [f"{k}: {v:.6g}" for k, v in metrics.items()]
+    training = {
+        "weights": (
+            "proxy training of the search"
+            if trained
+            else "not trained: weights.safetensors holds the seeded initialization (seed 0) "
+            "that model.onnx was exported from; train it with nas train"
+        ),
+        "search metrics (proxy accuracy, predicted costs)": "; ".join(lines),
+    }
+    if status == "infeasible":
+        training["search"] = (
+            "the architecture broke a constraint of the search (see trials.csv), so it was "
+            "never trained and has no accuracy"
+        )
     write_model_card(
         folder,
         title=f"trial {number} of study {study_name}: {space.name} architecture {arch.arch_id}",
         arch_string=space.format(arch),
         space_name=space.name,
         measurements=[],
-        training={
-            "weights": (
-                "proxy training of the search"
-                if trained
-                else "not trained: weights.safetensors holds the seeded initialization (seed 0) "
-                "that model.onnx was exported from; train it with nas train"
-            ),
-            "search metrics (proxy accuracy, predicted costs)": "; ".join(lines),
-        },
+        training=training,
         origin=origin,
         environment=environment(),
-        preprocess={
+        preprocess=preprocess
+        or {
             "input_shape": list(space.input_shape),
-            "mean": "see the experiment",
-            "std": "see the experiment",
+            "mean": "not recorded in the study",
+            "std": "not recorded in the study",
         },
     )
     return folder
+
+
+def _check_export_folder(folder: Path, origin: dict[str, Any]) -> None:
+    """Refuse an export folder that holds anything but an earlier export of the same trial:
+    writing into it would leave the other model's files (an INT8 twin, checkpoints) beside
+    this one's, and ``nas.load_architecture`` would load either."""
+    if folder.exists() and not folder.is_dir():
+        raise NasConfigError(f"--out {folder}: is a file, not a folder; pass another --out")
+    if not folder.is_dir() or not any(folder.iterdir()):
+        return
+    try:
+        previous = json.loads((folder / "arch.json").read_text(encoding="utf-8")).get("origin")
+    except (OSError, ValueError, AttributeError):
+        previous = None
+    if previous != origin:
+        raise NasConfigError(
+            f"--out {folder}: the folder is not empty and holds no earlier export of this "
+            "trial; pass a new --out (or remove the folder)"
+        )
 
 
 def measured_frame(results: list[FinalModel], objectives: list[str]) -> pd.DataFrame:

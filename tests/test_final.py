@@ -157,8 +157,27 @@ def test_nas_export_writes_a_trial_folder(finished, capsys):
     assert (out / "model.onnx").is_file() and (out / "MODEL_CARD.md").is_file()
     card = (out / "MODEL_CARD.md").read_text()
     assert "model_int8" not in card and "Which file to deploy" not in card  # nothing measured
+    # the search's standardization travels with the export, as it does with finished models
+    finished_doc = json.loads(next((finished / "run" / "final").glob("*/arch.json")).read_text())
+    doc = json.loads((out / "arch.json").read_text())
+    assert doc["preprocess"] == finished_doc["preprocess"]
+    assert f"mean {finished_doc['preprocess']['mean']}" in card
+    assert all(
+        json.loads(p.read_text())["preprocess"] == doc["preprocess"]
+        for p in (finished / "run" / "architectures").glob("*.json")
+    )
     assert main(["export", "--storage", storage, "--study", "final_small", "--trial", "99"]) == 2
     assert "has trials 0..5" in capsys.readouterr().err
+    # again into the same folder: fine; another trial into it, or into a finished model's: no
+    args = ["export", "--storage", storage, "--study", "final_small", "--out"]
+    assert main([*args, str(out), "--trial", "0"]) == 0
+    capsys.readouterr()
+    final = next(p for p in (finished / "run" / "final").iterdir() if p.is_dir())
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in final.iterdir())
+    for folder in (out, final):
+        assert main([*args, str(folder), "--trial", "1"]) == 2
+        assert "is not empty and holds no earlier export of this trial" in capsys.readouterr().err
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in final.iterdir()) == before
 
 
 def test_nas_train_finishes_one_arch_json(finished):

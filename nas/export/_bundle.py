@@ -232,7 +232,7 @@ def write_model_card(
         f"standardized per channel with mean {list(mean)} and std {list(std)} (statistics of "
         "the training split)"
         if isinstance(mean, (list, tuple))
-        else "standardized as in the experiment's data section"
+        else f"standardized as its training data was (mean and std {mean})"
     )
     has_int8 = (out / "model_int8.json").is_file()
     pick = _deploy_pick(measurements)

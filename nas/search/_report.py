@@ -20,7 +20,7 @@ from nas._errors import NasConfigError
 from nas._io import atomic_write_text
 from nas.export import write_architecture_file
 from nas.search._pareto import hypervolume_history, normalization_for, pareto_mask
-from nas.search._study import OBJECTIVES_ATTR, SPACE_ATTR
+from nas.search._study import OBJECTIVES_ATTR, PREPROCESS_ATTR, SPACE_ATTR
 from nas.space import Architecture, space_from_dict
 
 __all__ = ["Report", "load_study", "trials_frame", "write_report"]
@@ -185,6 +185,9 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
     space = space_from_dict(study.user_attrs[SPACE_ATTR], source=f"study {study.study_name}")
     trials = study.get_trials(deepcopy=False)  # once, not once per Pareto member
     weight_dirs = (out_dir, Path(study.user_attrs.get("nas.run_dir", out_dir)))
+    preprocess = None
+    if PREPROCESS_ATTR in study.user_attrs:
+        preprocess = {"preprocess": study.user_attrs[PREPROCESS_ATTR]}
     for _, row in pareto.iterrows():
         trial = trials[int(row["number"])]
         arch = Architecture.from_dict(trial.user_attrs["architecture"])
@@ -208,6 +211,7 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
             arch,
             metrics={"trial": trial.number, **metrics},
             weights=wpath,
+            extra=preprocess,
         )
     write_html_report(
         out_dir,

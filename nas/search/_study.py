@@ -37,6 +37,9 @@ UID_ATTR = "nas.uid"
 #: statuses of trials whose metrics were measured (and may be reused for the same architecture)
 EVALUATED = ("trained", "evaluated")
 OBJECTIVES_ATTR = "nas.objectives"
+#: study user attribute: how the search's data was standardized (input shape, channel mean and
+#: std of the training split), so that models exported from the study preprocess like it did
+PREPROCESS_ATTR = "nas.preprocess"
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,14 @@ def run_search(
     study = open_study(exp, space, storage)
     if "nas.run_dir" not in study.user_attrs:
         study.set_user_attr("nas.run_dir", str(run_dir.resolve()))
+    if evaluator.data is not None and PREPROCESS_ATTR not in study.user_attrs:
+        data = evaluator.data
+        preprocess = {
+            "input_shape": list(data.input_shape),
+            "mean": [float(m) for m in data.channel_mean],
+            "std": [float(s) for s in data.channel_std],
+        }
+        study.set_user_attr(PREPROCESS_ATTR, preprocess)
     # a resumed search must not replay the random start-up draws of the first run: offset the
     # seed by the number of trials already finished (a fresh run uses the seed as given)
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
