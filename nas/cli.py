@@ -481,13 +481,18 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     prior = for_space(load_cost_model(args.prior), space)
     path = Path(args.measurements)
     try:
-        rows = list(csv.DictReader(path.read_text(encoding="utf-8").splitlines()))
+        reader = csv.DictReader(path.read_text(encoding="utf-8").splitlines())
     except FileNotFoundError:
         raise NasConfigError(f"{path}: file not found") from None
-    if not rows or not {"arch", "latency_ms"} <= set(rows[0]):
-        raise NasConfigError(f"{path}:1: expected the columns arch,latency_ms")
+    if not {"arch", "latency_ms"} <= set(reader.fieldnames or ()):
+        found = ",".join(reader.fieldnames or ()) or "nothing"
+        raise NasConfigError(
+            f"{path}:1: expected the columns arch,latency_ms (architectures in the space's "
+            f"string form, whole-model milliseconds), found {found}"
+        )
     measurements = []
-    for line, row in enumerate(rows, start=2):
+    first_line: dict[str, int] = {}  # arch_id -> the line that measured it
+    for line, row in enumerate(reader, start=2):
         try:
             arch = space.parse(row["arch"])
         except NasConfigError as exc:
@@ -499,8 +504,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                 f"{path}:{line}: latency_ms: expected a number of milliseconds, "
                 f"got {row['latency_ms']!r}"
             ) from None
-        if not value > 0:
-            raise NasConfigError(f"{path}:{line}: latency_ms must be > 0, got {value}")
+        if not 0 < value < float("inf"):
+            raise NasConfigError(f"{path}:{line}: latency_ms must be > 0 and finite, got {value}")
+        if arch.arch_id in first_line:
+            raise NasConfigError(
+                f"{path}:{line}: arch: measured already on line {first_line[arch.arch_id]} "
+                "(the same architecture); keep one row per architecture, e.g. the median of "
+                "its timings"
+            )
+        first_line[arch.arch_id] = line
         measurements.append((arch, value))
     if len(measurements) < 10:
         print(

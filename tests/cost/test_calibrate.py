@@ -102,7 +102,8 @@ def test_cli_calibrate_and_bad_measurement_files(tmp_path, capsys):
         )
         == 2
     )
-    assert "bad.csv:1: expected the columns arch,latency_ms" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "bad.csv:1: expected the columns arch,latency_ms" in err and "found arch,latency\n" in err
     bad.write_text("\n".join([*lines[:3], "|nope~0|,2.0"]) + "\n")
     assert (
         main(
@@ -119,6 +120,14 @@ def test_cli_calibrate_and_bad_measurement_files(tmp_path, capsys):
         == 2
     )
     assert "latency_ms must be > 0" in capsys.readouterr().err
+    for last, message in (
+        (lines[2].replace(",1.1", ",99"), "bad.csv:4: arch: measured already on line 3"),
+        (f"{space.format(space.random(9))},inf", "bad.csv:4: latency_ms must be > 0 and finite"),
+    ):
+        bad.write_text("\n".join([*lines[:3], last]) + "\n")
+        args = ["calibrate", "--space", "nasbench201", "--measurements", str(bad)]
+        assert main([*args, "--out", str(out)]) == 2
+        assert message in capsys.readouterr().err
     with pytest.raises(NasConfigError, match="at least 3"):
         calibrate(space, [(space.random(0), 1.0)], load_cost_model("cpu"), device="x")
 
