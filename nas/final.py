@@ -53,6 +53,7 @@ from nas.export import (
     export_float,
     export_int8,
     load_architecture,
+    read_architecture_file,
     write_int8_file,
     write_model_card,
 )
@@ -385,6 +386,17 @@ def finish_members(
     no_kd = replace(finetune_config, distill=None)
     results: list[FinalModel] = []
     if distill is not None and distill.teacher != "best":
+        teacher_space, _, _ = read_architecture_file(distill.teacher)
+        if (
+            tuple(teacher_space.input_shape) != tuple(data.input_shape)
+            or teacher_space.num_classes != data.num_classes
+        ):
+            raise NasConfigError(
+                f"finetune.distill.teacher: {distill.teacher} takes input "
+                f"{tuple(teacher_space.input_shape)} with {teacher_space.num_classes} classes, "
+                f"but the data is {tuple(data.input_shape)} with {data.num_classes} classes; "
+                "name a teacher trained on the same data"
+            )
         teacher = load_architecture(distill.teacher).eval()
     elif distill is not None:
         best = max(order, key=lambda a: accuracy.get(a, float("-inf")))

@@ -239,3 +239,24 @@ def test_compress_without_finetune_is_a_one_line_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "compress" in err and "add a 'finetune:' section" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_teacher_for_other_data_is_refused_before_training(finished, tmp_path, capsys):
+    from safetensors.torch import save_file
+
+    from nas.export import write_architecture_file
+    from nas.space import load_space
+
+    space = load_space("nasbench201")  # 3x32x32 images, not 1x8x8 digits
+    arch = space.random(0)
+    weights = tmp_path / "teacher.safetensors"
+    save_file(space.build(arch, seed=0).state_dict(), str(weights))
+    teacher = write_architecture_file(tmp_path / "teacher.json", space, arch, weights=weights)
+    student = next((finished / "run" / "architectures").glob("*.json"))
+    args = ["train", str(student), "--experiment", str(finished / "exp.yaml"), "-q"]
+    args += ["--out", str(tmp_path / "out"), "--set", f"finetune.distill.teacher={teacher}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "finetune.distill.teacher: " in err and "takes input (3, 32, 32) with 10 classes" in err
+    assert "but the data is (1, 8, 8) with 10 classes" in err
+    assert not (tmp_path / "out" / "final").exists()
