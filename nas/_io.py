@@ -65,6 +65,13 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+_BINARY_KINDS = {
+    ".onnx": "an ONNX model",
+    ".safetensors": "a safetensors weights file",
+    ".pt2": "a torch.export program",
+}
+
+
 def read_json_object(path: str | Path, *, missing: str = "file not found") -> dict[str, Any]:
     """A JSON object from ``path``; a missing file, bad JSON or a non-object raise
     :class:`nas.NasConfigError` naming the file (and the line for bad JSON)."""
@@ -75,6 +82,15 @@ def read_json_object(path: str | Path, *, missing: str = "file not found") -> di
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise NasConfigError(f"{path}: {missing}") from None
+    except IsADirectoryError:
+        raise NasConfigError(f"{path}: is a folder; name a JSON file inside it") from None
+    except UnicodeDecodeError:
+        what = _BINARY_KINDS.get(path.suffix, "a binary file")
+        raise NasConfigError(
+            f"{path}: {what}, not JSON; name an arch.json (or model_int8.json)"
+        ) from None
+    except OSError as exc:
+        raise NasConfigError(f"{path}: cannot read it ({exc.strerror})") from None
     except json.JSONDecodeError as exc:
         raise NasConfigError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     if not isinstance(doc, dict):

@@ -268,21 +268,21 @@ def _cmd_show(args: argparse.Namespace) -> int:
     table = space.describe(arch)
     print(table)
     if not args.space and "pruned" in doc:
-        print(_pruned_totals(target, space, table))
+        print(_pruned_totals(target, space.build(arch), doc["pruned"], space, table))
     if args.json:
         print(arch.to_json())
     return 0
 
 
-def _pruned_totals(path: str, space: Any, table: Any) -> str:
+def _pruned_totals(path: str, model: Any, pruned: Any, space: Any, table: Any) -> str:
     """The pruned model's real parameter and MAC counts (the table above has the searched
-    widths; the pruned ones are in the file's ``pruned`` key)."""
+    widths; the pruned ones are in the file's ``pruned`` key, of a float or an INT8 variant)."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from nas.export import load_architecture
+    from nas.compress import apply_shape_overrides
 
-    model = load_architecture(path, weights=False).eval()
+    model = apply_shape_overrides(model, pruned, source=path).eval()
     params = sum(p.numel() for p in model.parameters())
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         model(torch.zeros(1, *space.input_shape))

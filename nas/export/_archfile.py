@@ -172,6 +172,11 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
     path = Path(path)
     space, arch, doc = read_architecture_file(path)
     if doc.get("precision") == "int8":
+        if not weights:
+            raise NasConfigError(
+                f"{path}: an INT8 variant's weights are part of its ONNX graph, so it has no "
+                "form without them; for the untrained network load the arch.json beside it"
+            )
         return _load_int8(path, doc, arch)
     model = space.build(arch)
     if "pruned" in doc:

@@ -77,12 +77,16 @@ class OnnxModule(nn.Module):
         self.path = Path(path)
         self.session = onnx_session(self.path, threads=threads)
         self.input_name = self.session.get_inputs()[0].name
+        self.eval()  # inference only: it has no training mode
 
     def run_numpy(self, x: np.ndarray) -> np.ndarray:
         return self.session.run(None, {self.input_name: x})[0]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, C, H, W) -> (N, classes)
-        array = x.detach().to("cpu", torch.float32).contiguous().numpy()
+    def forward(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:  # (N, C, H, W) -> logits
+        if isinstance(x, np.ndarray):
+            array = np.ascontiguousarray(x, dtype=np.float32)
+        else:
+            array = x.detach().to("cpu", torch.float32).contiguous().numpy()
         return torch.from_numpy(self.run_numpy(array))
 
 

@@ -44,6 +44,10 @@ def test_ptq_int8_onnx_runs_in_onnxruntime_and_keeps_accuracy(trained, tmp_path)
     loaded = load_architecture(tmp_path / "model_int8.json")
     assert isinstance(loaded, OnnxModule) and loaded.architecture == arch
     assert torch.equal(loaded(data.x_val[:5]), session(data.x_val[:5]))
+    assert not loaded.training  # inference only, like a float model after .eval()
+    assert torch.equal(loaded(data.x_val[:5].numpy()), session(data.x_val[:5]))
+    with pytest.raises(NasConfigError, match="weights are part of its ONNX graph"):
+        load_architecture(tmp_path / "model_int8.json", weights=False)
 
 
 def test_onnxruntime_quantizer_keeps_accuracy_and_quantizes_between_convolutions(

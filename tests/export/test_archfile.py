@@ -90,6 +90,12 @@ def test_not_json(tmp_path):
     bad.write_text("{oops")
     with pytest.raises(NasConfigError, match=r"a\.json:1: not valid JSON"):
         nas.load_architecture(bad)
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"\x08\x07\xbb\xff")
+    with pytest.raises(NasConfigError, match=r"model\.onnx: an ONNX model, not JSON; name an"):
+        nas.load_architecture(onnx_file)
+    with pytest.raises(NasConfigError, match=r": is a folder; name a JSON file inside it"):
+        nas.load_architecture(tmp_path)
 
 
 @pytest.fixture
@@ -187,6 +193,13 @@ def test_show_gives_the_pruned_models_real_counts(pruned_saved, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("pruned model")
     assert f"{sum(p.numel() for p in small.parameters()):,} params" in last
+    # its INT8 twin's file describes the same widths (the counts come from them, not the ONNX)
+    doc = json.loads(path.read_text()) | {"precision": "int8", "onnx": "model_int8.onnx"}
+    (path.parent / "model_int8.json").write_text(json.dumps(doc))
+    assert main(["show", str(path.parent / "model_int8.json")]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == last.replace(
+        "arch.json", "model_int8.json"
+    )
 
 
 def test_plain_architecture_json_of_a_builtin_space_loads(tmp_path):
