@@ -373,6 +373,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     import json
 
     import numpy as np
+    from torch import get_num_threads as torch_threads
 
     from nas.cost import LookupTable, load_cost_model
     from nas.cost._profile import validate_table
@@ -385,11 +386,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             f"--table {args.table}: an analytic profile, not a lookup table; validate-table "
             "checks a table's entries against this machine (make one with nas profile)"
         )
+    config = _profile_config(args)
+    table_threads = table.meta.get("protocol", {}).get("threads")
+    threads = config.threads or torch_threads()
+    if table_threads and table_threads != threads:
+        print(
+            f"nas: warning: {args.table} was measured with {table_threads} threads, this run "
+            f"uses {threads}: the figures compare the two settings (pass --threads "
+            f"{table_threads} to check the table itself)",
+            file=sys.stderr,
+        )
     bar = _counter(f"measuring {args.n} {space.name} models")
     try:
-        report = validate_table(
-            space, table, _profile_config(args), n=args.n, seed=args.seed, progress=bar
-        )
+        report = validate_table(space, table, config, n=args.n, seed=args.seed, progress=bar)
     finally:
         bar.close()  # type: ignore[attr-defined]
     if args.out:

@@ -183,9 +183,13 @@ def test_cli_profile_validate_and_cost(tmp_path, capsys):
         )
         == 0
     )
-    last = capsys.readouterr().out.strip().splitlines()[-1]
-    figures = json.loads(last)
+    captured = capsys.readouterr()
+    figures = json.loads(captured.out.strip().splitlines()[-1])
     assert {"within_5pct", "within_10pct", "mape_pct", "rmspe_pct", "kendall_tau"} <= set(figures)
+    assert "warning" not in captured.err
+    validate = ["validate-table", "--space", str(tmp_path / "tiny.yaml"), "--table", str(out)]
+    assert main([*validate, "--n", "2", "--threads", "2", "--warmup", "1", "--repeats", "3"]) == 0
+    assert "measured with 1 threads, this run uses 2" in capsys.readouterr().err
     archs = tmp_path / "archs.txt"
     archs.write_text("|none~0|+|skip_connect~0|nor_conv_3x3~1|\n# comment\n\n")
     assert (
