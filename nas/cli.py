@@ -109,7 +109,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"constraints, {s.n_failed} failed) in {s.seconds:.1f} s"
     )
     print(
-        f"Pareto front: {r.n_pareto} architectures; hypervolume {r.hypervolume:.4f} "
+        f"Pareto front: {r.n_pareto} architecture{'s' if r.n_pareto != 1 else ''}; "
+        f"hypervolume {r.hypervolume:.4f} "
         "(normalized objectives, reference point 1.1)"
     )
     print(

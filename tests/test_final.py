@@ -86,6 +86,8 @@ def test_every_variant_is_measured_and_exported(finished):
         assert "'epoch': 1" not in card, "the training history is a table, not a dict dump"
         sparse_card = (run / "final" / f"{arch_id}-sparse" / "MODEL_CARD.md").read_text()
         assert "model_int8" not in sparse_card, "only files the folder holds are offered"
+        assert "Only `weights.safetensors` (sparse, torch-eager) was timed" in sparse_card
+        assert "The others, on this machine" not in sparse_card
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["final"]["selected"] == list(summary["arch_id"].unique())
     assert (run / "pareto_final.png").stat().st_size > 0

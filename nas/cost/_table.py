@@ -287,10 +287,11 @@ class LookupTable:
         """Raise unless the table was built for ``space`` (by name) or names no spaces at all."""
         spaces = self.meta.get("spaces")
         if spaces and space.name not in spaces:
+            shown = space.name if space.name in list_spaces() else f"<{space.name}'s YAML file>"
             raise NasConfigError(
                 f"table '{self.device}' ({self.path}) covers the spaces {', '.join(spaces)}, not "
-                f"'{space.name}'; measure one with: nas profile --space {space.name} "
-                f"--device {self.meta.get('runtime_device', 'cpu')} --out TABLE"
+                f"'{space.name}'; measure one with: nas profile --space {shown} "
+                f"--device {self.meta.get('runtime_device', 'cpu')} --out {space.name}-table.json"
             )
 
     def missing(self, layers: Iterable[Layer]) -> list[Layer]:

@@ -167,15 +167,20 @@ def _deploy_lines(pick: dict[str, Any], measurements: list[dict[str, Any]]) -> l
     def name(m: dict[str, Any]) -> str:
         return f"`{Path(str(m['file'])).name}` ({m['variant']}, {m['runtime']})"
 
+    others = [m for m in _timed(measurements) if m is not pick]
+    if not others:
+        return [
+            f"Only {name(pick)} was timed for this folder: {1e3 * float(pick['latency_ms']):.4g} "
+            "us at batch 1. Its other files were not measured.",
+            "",
+        ]
     lines = [
         f"Deploy {name(pick)}: the fastest variant measured here within "
         f"{100 * DEPLOY_MAX_DROP:g} point of the best accuracy, "
         f"{1e3 * float(pick['latency_ms']):.4g} us at batch 1. The others, on this machine:",
         "",
     ]
-    for m in _timed(measurements):
-        if m is pick:
-            continue
+    for m in others:
         ratio = float(m["latency_ms"]) / float(pick["latency_ms"])
         speed = f"{ratio:.2f}x slower" if ratio >= 1 else f"{1 / ratio:.2f}x faster"
         points = 100 * (float(m["accuracy"]) - float(pick["accuracy"]))
