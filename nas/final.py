@@ -385,6 +385,7 @@ def finish_members(
     distill = finetune_config.distill
     no_kd = replace(finetune_config, distill=None)
     results: list[FinalModel] = []
+    teacher_name = None if distill is None else distill.teacher
     if distill is not None and distill.teacher != "best":
         teacher_space, _, _ = read_architecture_file(distill.teacher)
         if (
@@ -401,6 +402,7 @@ def finish_members(
     elif distill is not None:
         best = max(order, key=lambda a: accuracy.get(a, float("-inf")))
         order.remove(best)
+        teacher_name = f"{best} (the most accurate chosen member, fine-tuned first)"
         final, teacher = finish_architecture(
             run_dir,
             space,
@@ -426,7 +428,7 @@ def finish_members(
             finetune_config=finetune_config if teacher is not None else no_kd,
             compress=compress,
             teacher=teacher,
-            origin={**origin, "teacher": None if distill is None else str(distill.teacher)},
+            origin={**origin, "teacher": teacher_name},
             environment=environment,
             progress=progress,
         )
