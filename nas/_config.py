@@ -119,12 +119,18 @@ class Node:
     def key(self) -> str:
         return _format_path(self.path)
 
+    @property
+    def origin(self) -> str | None:
+        """The override that set this value (or a mapping holding it), None if from the file."""
+        for end in range(len(self.path), 0, -1):
+            if self.path[:end] in self._origins:
+                return self._origins[self.path[:end]]
+        return None
+
     def error(self, message: str, **kwargs: Any) -> NasConfigError:
         """A :class:`NasConfigError` located at this node (or at the override that set it)."""
-        for end in range(len(self.path), 0, -1):
-            origin = self._origins.get(self.path[:end])
-            if origin is not None:
-                return NasConfigError(message, file=origin, key=self.key or None, **kwargs)
+        if self.origin is not None:
+            return NasConfigError(message, file=self.origin, key=self.key or None, **kwargs)
         return NasConfigError(
             message, file=self.file, line=self.line, key=self.key or None, **kwargs
         )
@@ -135,8 +141,7 @@ class Node:
         path = Path(self.as_str()).expanduser()
         if path.is_absolute():
             return path
-        overridden = any(self.path[:end] in self._origins for end in range(len(self.path), 0, -1))
-        if overridden or base_dir is None:
+        if self.origin is not None or base_dir is None:
             return Path.cwd() / path
         return Path(base_dir) / path
 
