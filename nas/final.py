@@ -18,7 +18,6 @@ interrupted fine-tune and does not repeat a finished one; exports and measuremen
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -31,7 +30,7 @@ import torch
 from torch import nn
 
 from nas._errors import NasConfigError
-from nas._io import atomic_write_json, atomic_write_text
+from nas._io import atomic_write_json, atomic_write_text, read_json_object
 from nas.compress import (
     CompressConfig,
     LatencyConfig,
@@ -550,8 +549,8 @@ def _check_export_folder(folder: Path, origin: dict[str, Any]) -> None:
     if not folder.is_dir() or not any(folder.iterdir()):
         return
     try:
-        previous = json.loads((folder / "arch.json").read_text(encoding="utf-8")).get("origin")
-    except (OSError, ValueError, AttributeError):
+        previous = read_json_object(folder / "arch.json").get("origin")
+    except NasConfigError:
         previous = None
     if previous != origin:
         raise NasConfigError(

@@ -35,7 +35,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import json
 import logging
 import math
 import time
@@ -50,7 +49,7 @@ from torch import nn
 
 from nas._config import Node
 from nas._errors import NasConfigError
-from nas._io import atomic_write_bytes
+from nas._io import atomic_write_bytes, read_json_object
 from nas.train._data import SplitData, _known_fields
 from nas.train._trainer import _SGD_MOMENTUM, OPTIMIZERS, _forked_rng, _threads
 
@@ -157,10 +156,10 @@ def _teacher_file(node: Node, base_dir: Path | None) -> Path:
     if not path.is_file():
         raise node.error(f"teacher {path} does not exist; {fix}")
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise node.error(f"teacher {path} is not a readable arch.json ({exc}); {fix}") from None
-    if not isinstance(doc, dict) or not doc.get("weights"):
+        doc = read_json_object(path)
+    except NasConfigError as exc:
+        raise node.error(f"teacher {exc}; {fix}") from None
+    if not doc.get("weights"):
         raise node.error(
             f"teacher {path} names no trained weights, so it would teach a random model; {fix}"
         )
