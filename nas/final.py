@@ -75,14 +75,6 @@ class FinalModel:
     measurements: tuple[Measurement, ...]
 
 
-def _preprocess(data: SplitData) -> dict[str, Any]:
-    return {
-        "input_shape": list(data.input_shape),
-        "mean": list(data.channel_mean),
-        "std": list(data.channel_std),
-    }
-
-
 def _finetune(
     model: nn.Module,
     data: SplitData,
@@ -150,7 +142,7 @@ def finish_architecture(
     check_calibration(calibration, tuple(space.input_shape), source=f"data '{data.name}'")
     environment = environment or {}
     origin = {**(origin or {}), "arch_id": arch.arch_id}
-    extra = {"preprocess": _preprocess(data), "origin": origin}
+    extra = {"preprocess": data.preprocess, "origin": origin}
 
     training = _finetune(model, data, finetune_config, folder, teacher, progress, arch.arch_id)
     model.eval()
@@ -281,7 +273,7 @@ def finish_architecture(
             training=training,
             origin=origin,
             environment=environment,
-            preprocess=_preprocess(data),
+            preprocess=data.preprocess,
         )
         atomic_write_json(sub / "measurements.json", {"measurements": mine})
     return FinalModel(arch.arch_id, folder, tuple(measurements)), model

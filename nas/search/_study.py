@@ -286,13 +286,7 @@ def run_search(
     if "nas.run_dir" not in study.user_attrs:
         study.set_user_attr("nas.run_dir", str(run_dir.resolve()))
     if evaluator.data is not None and PREPROCESS_ATTR not in study.user_attrs:
-        data = evaluator.data
-        preprocess = {
-            "input_shape": list(data.input_shape),
-            "mean": [float(m) for m in data.channel_mean],
-            "std": [float(s) for s in data.channel_std],
-        }
-        study.set_user_attr(PREPROCESS_ATTR, preprocess)
+        study.set_user_attr(PREPROCESS_ATTR, evaluator.data.preprocess)
     # a resumed search must not replay the random start-up draws of the first run: offset the
     # seed by the number of trials already finished (a fresh run uses the seed as given)
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))

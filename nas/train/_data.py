@@ -178,6 +178,16 @@ class SplitData:
     x_test: torch.Tensor | None = field(default=None, compare=False, repr=False)
     y_test: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def preprocess(self) -> dict[str, Any]:
+        """How a model trained on this data wants its inputs, JSON-ready (``arch.json``'s
+        ``preprocess``): the image shape and the per-channel mean and std."""
+        return {
+            "input_shape": list(self.input_shape),
+            "mean": list(self.channel_mean),
+            "std": list(self.channel_std),
+        }
+
     def __post_init__(self) -> None:
         if (self.x_test is None) != (self.y_test is None):
             raise ValueError("x_test and y_test must both be given or both be None")
