@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas._timing import split_repeats
+
 __all__ = ["LatencyConfig", "Measurement", "deflated_size", "time_interleaved"]
 
 logger = logging.getLogger(__name__)
@@ -115,9 +117,8 @@ def time_interleaved(
             for run in runners.values():
                 for _ in range(config.warmup):
                     run()
-            per_round = max(1, config.repeats // config.rounds)
             samples: dict[str, list[float]] = {name: [] for name in runners}
-            for _ in range(config.rounds):
+            for per_round in split_repeats(config.repeats, config.rounds):
                 for name, run in runners.items():
                     for _ in range(per_round):
                         t0 = time.perf_counter_ns()

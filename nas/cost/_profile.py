@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import datetime as dt
+import itertools
 import logging
 import math
 import os
@@ -27,6 +28,7 @@ import torch
 from torch import nn
 
 from nas._errors import NasConfigError
+from nas._timing import split_repeats
 from nas.cost._table import LookupTable, TableEntry, entry_from_layer
 from nas.space import Layer, SearchSpace, parse_op
 
@@ -196,11 +198,10 @@ def measure_interleaved(
     items: Sequence[tuple[nn.Module, Sequence[int]]], config: ProfileConfig
 ) -> list[list[float]]:
     """Latency samples of several modules, timed in ``config.rounds`` interleaved rounds."""
-    per_round = max(1, config.repeats // config.rounds)
-    part = ProfileConfig(**{**asdict(config), "repeats": per_round})
     samples: list[list[float]] = [[] for _ in items]
     _spin_up(items, config)
-    for _ in range(config.rounds):
+    for per_round in split_repeats(config.repeats, config.rounds):
+        part = ProfileConfig(**{**asdict(config), "repeats": per_round})
         for i, (module, shape) in enumerate(items):
             samples[i] += measure(module, shape, part)
     return samples
@@ -566,10 +567,9 @@ def validate_table(
                 items += [(space.build(arch, seed=0), space.input_shape)]
                 items += [(ref_module, space.input_shape)]
             timings = measure_interleaved(items, config)
-            per_round = len(timings[0]) // config.rounds
+            ends = np.cumsum([0, *split_repeats(config.repeats, config.rounds)])
             rounds = [  # per item, its samples split by round
-                [t[r * per_round : (r + 1) * per_round] for r in range(config.rounds)]
-                for t in timings
+                [t[a:b] for a, b in itertools.pairwise(ends)] for t in timings
             ]
             for i, arch in enumerate(part):
                 # per round: the model's latency over the speed of the reference runs beside it

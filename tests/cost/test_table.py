@@ -17,7 +17,7 @@ from nas.cost._profile import ProfileConfig, profile_space, validate_table
 from nas.space import SearchSpace, list_spaces, load_space
 from tests.conftest import TINY_SPACE as TINY
 
-FAST = ProfileConfig(threads=1, warmup=1, repeats=3, overhead_archs=2, spin_up_s=0.0)
+FAST = ProfileConfig(threads=1, warmup=1, repeats=4, overhead_archs=2, spin_up_s=0.0)
 
 
 @pytest.fixture
@@ -37,11 +37,11 @@ def table(tiny, tmp_path) -> LookupTable:
 def test_profile_covers_every_layer_and_round_trips(tiny, table, tmp_path):
     assert {e[0] for e in table.entries} == {layer.signature for layer in tiny.possible_layers()}
     assert all(
-        e.kind == "measured" and e.n == 3 and e.latency_ms_p50 > 0 for e in table.entries.values()
+        e.kind == "measured" and e.n == 4 and e.latency_ms_p50 > 0 for e in table.entries.values()
     )
     meta = json.loads((tmp_path / "tinydev.json").read_text())
     assert meta["schema_version"] == 1 and meta["units"] == {"latency": "ms", "energy": "mJ"}
-    assert meta["protocol"]["statistic"] == "p50" and meta["protocol"]["repeats"] == 3
+    assert meta["protocol"]["statistic"] == "p50" and meta["protocol"]["repeats"] == 4
     assert meta["fingerprint"]["runtime"].startswith("torch")
     assert meta["spaces"] == {"tiny_cell": tiny.hash}
     assert set(meta["in_model"]["tiny_cell"]) >= {"model_ms", "per_layer_ms", "per_mb_ms"}
@@ -294,3 +294,10 @@ def test_latency_only_table_reports_unknown_energy_not_zero(tiny, table, tmp_pat
     )
     with pytest.raises(NasConfigError, match=r"holds latency only .*use latency_ms@"):
         prepare(load_experiment(exp))
+
+
+def test_repeats_are_all_timed_when_rounds_do_not_divide_them():
+    from nas._timing import split_repeats
+
+    assert split_repeats(100, 3) == [34, 33, 33] and split_repeats(2, 3) == [1, 1, 1]
+    assert all(sum(split_repeats(n, r)) == max(n, r) for n in range(1, 40) for r in range(1, 7))
