@@ -274,9 +274,14 @@ def finish_architecture(
             origin=origin,
             environment=environment,
             preprocess=data.preprocess,
+            timing=_latency(compress).describe(),
         )
         atomic_write_json(sub / "measurements.json", {"measurements": mine})
     return FinalModel(arch.arch_id, folder, tuple(measurements)), model
+
+
+def _latency(compress: CompressConfig | None) -> LatencyConfig:
+    return compress.latency if compress is not None else LatencyConfig()
 
 
 def _torch_variant(model: nn.Module, folder: Path, params: int) -> dict[str, Any]:
@@ -307,7 +312,7 @@ def _measure(
     base: Path,
     compress: CompressConfig | None,
 ) -> list[Measurement]:
-    latency = compress.latency if compress is not None else LatencyConfig()
+    latency = _latency(compress)
     one = x[:1].contiguous()
     one_np = one.numpy()
     runners: dict[str, Callable[[], Any]] = {}

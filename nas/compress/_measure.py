@@ -57,6 +57,14 @@ class LatencyConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def describe(self) -> str:
+        """The protocol in words, for model cards: '1 thread, median of 600 calls in 6 rounds'."""
+        threads = f"{self.threads} thread{'s' * (self.threads != 1)}"
+        return (
+            f"{threads}, median of {max(self.repeats, self.rounds)} timed calls in "
+            f"{self.rounds} interleaved rounds after {self.warmup} untimed ones"
+        )
+
 
 @dataclass(frozen=True)
 class Measurement:

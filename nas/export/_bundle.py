@@ -214,9 +214,14 @@ def write_model_card(
     origin: dict[str, Any],
     environment: dict[str, Any],
     preprocess: dict[str, Any],
+    timing: str = "",
 ) -> Path:
     """Write ``MODEL_CARD.md``: what the model is, what was measured, which file to deploy and
-    how to load it (only the files the folder holds)."""
+    how to load it (only the files the folder holds).
+
+    ``timing`` says how latency was timed (threads, calls); the card leaves out the process's
+    own torch thread count, which says nothing about the measurements.
+    """
     out = Path(out_dir)
     cols = [
         "variant",
@@ -254,15 +259,20 @@ def write_model_card(
         "",
         "## Measured",
         "",
-        "Accuracy on the held-out split; latency end to end at batch 1, median, in the runtime "
-        "named, on the machine below. Nothing in this table is predicted.",
+        "Accuracy on the held-out split; latency end to end at batch 1 in the runtime named, "
+        f"on the machine below{f' ({timing})' if timing else ''}. Nothing in this table is "
+        "predicted.",
         "",
         *rows,
         "",
         *(["## Which file to deploy", "", *deploy] if deploy else []),
         "## Machine",
         "",
-        *(f"- {k}: {_fmt(v)}" for k, v in environment.items() if k != "packages"),
+        *(
+            f"- {k}: {_fmt(v)}"
+            for k, v in environment.items()
+            if k not in ("packages", "torch_threads")
+        ),
         "- packages: "
         + ", ".join(f"{k} {v}" for k, v in environment.get("packages", {}).items() if v),
         "",
