@@ -76,28 +76,28 @@ class CellSpace(SearchSpace):
         spec = read_header(node, cls.type_name)
         library = read_op_library(node.get("ops", None))
         cell_node = node.get("cell")
+        cell_node.done(("nodes", "ops"))  # unknown keys before missing ones
         nodes = cell_node.get("nodes").as_int(min=2, max=12)
         cell_ops = read_op_choices(cell_node.get("ops"), library)
-        cell_node.done()
         for label in cell_ops:
             if "~" in label or "+" in label:
                 raise cell_node.get("ops").error(f"op label {label!r} may not contain '~' or '+'")
         stem_node = node.get("stem")
+        stem_node.done(("op", "width"))
         stem: dict[str, Any] = {
             "op": read_op(stem_node.get("op")).name,
             "width": stem_node.get("width").as_int(min=1),
         }
-        stem_node.done()
         stages: list[dict[str, Any]] = []
         width = stem["width"]
         for s in node.get("stages").list():
+            s.done(("cells", "width", "reduction"))
             red = s.get("reduction", None)
             stage: dict[str, Any] = {
                 "cells": s.get("cells").as_int(min=1),
                 "width": s.get("width").as_int(min=1),
                 "reduction": read_op(red).name if red.value is not None else None,
             }
-            s.done()
             if stage["reduction"] is None and stage["width"] != width:
                 raise s.get("width").error(
                     f"width changes from {width} to {stage['width']} without a reduction op; "
@@ -116,8 +116,8 @@ class CellSpace(SearchSpace):
         head_node = node.get("head", None)
         head = None
         if head_node.value is not None:
+            head_node.done(("op",))
             head = {"op": read_op(head_node.get("op")).name}
-            head_node.done()
         spec.update(
             {
                 "ops": {label: op.name for label, op in cell_ops.items()},

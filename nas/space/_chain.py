@@ -72,14 +72,15 @@ class ChainSpace(SearchSpace):
             return w
 
         stem_node = node.get("stem")
+        stem_node.done(("op", "width", "stride"))  # unknown keys first: 'channels:' for 'width:'
         stem = {
             "op": read_op(stem_node.get("op")).name,
             "width": width(stem_node.get("width")),
             "stride": stem_node.get("stride", 1).as_int(min=1),
         }
-        stem_node.done()
         stages: list[dict[str, Any]] = []
         for s in node.get("stages").list():
+            s.done(("depth", "width", "stride", "ops"))
             stage_ops = read_op_choices(s.get("ops"), library)
             used.update(stage_ops)
             stages.append(
@@ -92,12 +93,11 @@ class ChainSpace(SearchSpace):
             )
             if len(set(stages[-1]["width"])) != len(stages[-1]["width"]):
                 raise s.get("width").error("repeated widths")
-            s.done()
         head = None
         if node.get("head", None).value is not None:
             h = node.get("head")
+            h.done(("op", "width"))
             head = {"op": read_op(h.get("op")).name, "width": width(h.get("width"))}
-            h.done()
         spec["ops"] = {label: op.name for label, op in used.items()}
         spec["stem"] = stem
         spec["stages"] = stages

@@ -34,6 +34,7 @@ __all__ = [
     "Op",
     "OpSpec",
     "list_ops",
+    "op_family",
     "parse_op",
     "profile_layer",
     "register_op",
@@ -148,19 +149,30 @@ def list_ops() -> list[str]:
 _TOKEN = re.compile(r"^(?:k(?P<k>\d+)|(?P<kk>\d+)x(?P<kk2>\d+)|e(?P<e>\d+)|g(?P<g>\d+))$")
 
 
+def op_family(text: str) -> str | None:
+    """The built-in op an op spec string names (``mbconv`` for ``mbconv_k5_e6``), or None."""
+    parts = text.split("_")
+    return next(
+        (
+            "_".join(parts[:cut])
+            for cut in range(len(parts), 0, -1)
+            if "_".join(parts[:cut]) in _REGISTRY
+        ),
+        None,
+    )
+
+
 @functools.lru_cache(maxsize=4096)
 def parse_op(text: str) -> OpSpec:
     """Parse an op spec string such as ``mbconv_k5_e6_se``; raises NasConfigError if malformed."""
     if not isinstance(text, str) or not text:
         raise NasConfigError(f"expected an op spec string, got {text!r}")
-    parts = text.split("_")
-    cls = None
-    for cut in range(len(parts), 0, -1):
-        if "_".join(parts[:cut]) in _REGISTRY:
-            cls, rest = _REGISTRY["_".join(parts[:cut])], parts[cut:]
-            break
-    if cls is None:
-        raise NasConfigError(f"unknown op '{text}'", allowed=list_ops(), value=parts[0])
+    family = op_family(text)
+    if family is None:
+        raise NasConfigError(
+            f"unknown op '{text}'", allowed=list_ops(), value=text.split("_", 1)[0]
+        )
+    cls, rest = _REGISTRY[family], text[len(family) :].split("_")[1:]
     values: dict[str, object] = {}
     for token in rest:
         m = _TOKEN.match(token)

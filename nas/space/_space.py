@@ -18,7 +18,7 @@ from nas._config import Node, load_yaml
 from nas._errors import NasConfigError, nearest
 from nas.space._architecture import Architecture, Choice, short_hash
 from nas.space._layers import Layer, LayerTable
-from nas.space._ops import OpSpec, parse_op
+from nas.space._ops import OpSpec, list_ops, op_family, parse_op
 
 __all__ = [
     "SearchSpace",
@@ -281,9 +281,12 @@ def read_op_choices(node: Node, library: dict[str, OpSpec]) -> dict[str, OpSpec]
             try:
                 spec = parse_op(text)
             except NasConfigError as exc:
-                if library:
+                if library and op_family(text) is None:  # neither a label nor a built-in op
                     raise item.error(
-                        f"unknown op '{text}'", allowed=list(library), value=text
+                        f"unknown op '{text}': neither a label under 'ops:' nor a built-in op "
+                        "spec (such as skip or mbconv_k3_e6)",
+                        allowed=[*library, *(op for op in list_ops() if op not in library)],
+                        value=text,
                     ) from None
                 raise item.error(exc.reason) from None
             read_label(item)
@@ -300,12 +303,12 @@ def read_input(node: Node) -> Shape:
         if len(items) != 3:
             raise node.error("expected [channels, height, width]")
         return tuple(i.as_int(min=1) for i in items)  # type: ignore[return-value]
+    node.done(("channels", "height", "width"))
     shape = (
         node.get("channels").as_int(min=1),
         node.get("height").as_int(min=1),
         node.get("width").as_int(min=1),
     )
-    node.done()
     return shape
 
 
@@ -361,7 +364,9 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
     text = str(name_or_path)
     path = Path(text)
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
-        return SearchSpace.from_yaml(path)
+        space = SearchSpace.from_yaml(path)
+        _check_not_a_builtin_name(space, path)
+        return space
     builtin = builtin_space_dir() / f"{text}.yaml"
     if builtin.exists():
         return SearchSpace.from_yaml(builtin)
@@ -372,6 +377,20 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
         f"unknown search space '{text}': not a built-in space ({', '.join(names) or 'none found'})"
         f" nor a YAML file{hint}"
     )
+
+
+def _check_not_a_builtin_name(space: SearchSpace, path: Path) -> None:
+    """A space file may not take a built-in space's name unless it holds the same space:
+    tables, architecture files and hints find spaces by name, and would mix the two up."""
+    builtin = builtin_space_dir() / f"{space.name}.yaml"
+    if not builtin.is_file() or builtin.resolve() == path.resolve():
+        return
+    if SearchSpace.from_yaml(builtin).hash != space.hash:
+        name = load_yaml(path).get("name")
+        raise name.error(
+            f"'{space.name}' is the name of a built-in space that this file defines "
+            f"differently; give this space its own name (for example 'name: my_{space.name}')"
+        )
 
 
 def ceil_div(a: int, b: int) -> int:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nas import NasConfigError
-from nas.space import SearchSpace, builtin_space_dir
+from nas.space import SearchSpace, builtin_space_dir, load_space
 
 BASE = (builtin_space_dir() / "mobilenet_small.yaml").read_text()
 
@@ -24,8 +24,30 @@ def write(tmp_path: Path, text: str) -> Path:
         (
             "mb_k3_e1, mb_k3_e3",
             "mb_k3_e1, mb_k4_e3",
-            r"space\.yaml:\d+: stages\[0\]\.ops\[1\]: unknown op 'mb_k4_e3'; choose one of .*"
+            r"space\.yaml:\d+: stages\[0\]\.ops\[1\]: unknown op 'mb_k4_e3': .*; choose one of .*"
             r"\(did you mean 'mb_k[35]_e3'\?\)",
+        ),
+        (  # inline built-in ops are offered too, and a malformed one gets its own reason
+            "mb_k3_e1, mb_k3_e3",
+            "mb_k3_e1, skp",
+            r"stages\[0\]\.ops\[1\]: unknown op 'skp': neither a label under 'ops:' nor a "
+            r"built-in op spec.*zero \(did you mean 'skip'\?\)",
+        ),
+        (
+            "mb_k3_e1, mb_k3_e3",
+            "mb_k3_e1, mbconv_k3_x3",
+            r"stages\[0\]\.ops\[1\]: op 'mbconv_k3_x3': unknown token 'x3'",
+        ),
+        (  # an unknown key is named, not the required key it stands in for
+            "{depth: [1, 2], width: [16, 24]",
+            "{depth: [1, 2], channels: [16, 24]",
+            r"stages\[0\]\.channels: unknown key 'channels'; choose one of depth, ops, stride, "
+            r"width",
+        ),
+        (
+            "stem: {op: conv_k3_relu6, width: 16",
+            "stem: {op: conv_k3_relu6, channels: 16",
+            r"stem\.channels: unknown key 'channels'",
         ),
         (
             "width_divisor: 8",
@@ -113,3 +135,19 @@ def test_bad_architecture_strings():
     ms = load_space("mobilenet_small")
     with pytest.raises(NasConfigError, match=r"separate the 3 stages with '\|'"):
         ms.parse("mb_k3_e1 mb_k3_e3")
+
+
+def test_a_space_file_may_not_take_a_builtin_name_for_another_space(tmp_path):
+    builtin = (builtin_space_dir() / "mobilenet_small.yaml").read_text()
+    copy = tmp_path / "copy.yaml"
+    copy.write_text(builtin)
+    assert load_space(copy).hash == load_space("mobilenet_small").hash  # a plain copy is fine
+    copy.write_text(builtin.replace("width: [16, 24]", "width: [16, 32]", 1))
+    with pytest.raises(
+        NasConfigError,
+        match=r"copy\.yaml:\d+: name: 'mobilenet_small' is the "
+        r"name of a built-in space .*'name: my_mobilenet_small'",
+    ):
+        load_space(copy)
+    copy.write_text(copy.read_text().replace("name: mobilenet_small", "name: mine", 1))
+    assert load_space(copy).name == "mine"
