@@ -228,9 +228,17 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 def _cmd_devices(args: argparse.Namespace) -> int:
     from nas.cost import builtin_table_dir, list_devices, load_cost_model
 
+    extra = tuple(Path(d) for d in args.table_dir)
+    for folder in extra:
+        if not folder.is_dir():
+            raise NasConfigError(f"--table-dir {folder}: no such folder")
     rows = [("device", "kind", "covers", "description")]
-    for name in list_devices():
-        model = load_cost_model(name)
+    for name in list_devices(extra):
+        try:
+            model = load_cost_model(name, extra)
+        except NasConfigError as exc:  # one broken file in a user's folder hides no other model
+            rows.append((name, "unreadable", "-", str(exc)))
+            continue
         meta = getattr(model, "meta", None)
         if meta is not None:
             kinds = sorted({e.kind for e in model.entries.values()})  # type: ignore[attr-defined]
@@ -247,7 +255,11 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
-    print(f"(cost models live in {builtin_table_dir()}; metrics name them as latency_ms@<device>)")
+    folders = ", ".join(str(f) for f in (*extra, builtin_table_dir()))
+    print(
+        f"(cost models from {folders}, the first folder holding a name wins; metrics name them "
+        "as latency_ms@<device>, and an experiment adds folders with table_dirs)"
+    )
     return 0
 
 
@@ -686,6 +698,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_spaces)
 
     p = sub.add_parser("devices", help="list the cost models (tables and analytic profiles)")
+    p.add_argument(
+        "--table-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="also list the tables and profiles in DIR (repeatable, like table_dirs)",
+    )
     p.set_defaults(func=_cmd_devices)
 
     p = sub.add_parser("show", help="layer table of an architecture")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -88,3 +89,16 @@ def test_devices_lists_tables_and_analytic_profiles(capsys):
     out = capsys.readouterr().out
     assert "cpu-x86" in out and "table (measured)" in out and "mobilenet_small" in out
     assert "edge-tpu" in out and "analytic" in out
+
+
+def test_devices_lists_a_users_table_folder(tmp_path, capsys):
+    profile = (Path(__file__).parents[1] / "latency_tables" / "edge-tpu.yaml").read_text()
+    (tmp_path / "my-npu.yaml").write_text(profile.replace("device: edge-tpu", "device: my-npu"))
+    (tmp_path / "broken.json").write_text("{}")
+    assert main(["devices", "--table-dir", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.split()[:2] == ["my-npu", "analytic"] for line in lines)
+    broken = next(line for line in lines if line.startswith("broken"))
+    assert "unreadable" in broken and "broken.json" in broken  # listed, and the others still are
+    assert any(line.startswith("cpu-x86") for line in lines)
+    assert main(["devices", "--table-dir", str(tmp_path / "nope")]) == 2
