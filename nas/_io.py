@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "read_json_object",
+    "read_text",
 ]
 
 
@@ -72,25 +74,39 @@ _BINARY_KINDS = {
 }
 
 
+def read_text(
+    path: str | Path, *, expected: str, kind: str = "text", missing: str = "file not found"
+) -> str:
+    """The text of ``path`` (``-``: standard input); a missing file, a folder or a binary file
+    raise :class:`nas.NasConfigError` naming the file and what was ``expected`` there (a file
+    of ``kind``)."""
+    from nas._errors import NasConfigError
+
+    if str(path) == "-":
+        return sys.stdin.read()
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NasConfigError(f"{path}: {missing}") from None
+    except IsADirectoryError:
+        raise NasConfigError(f"{path}: is a folder; expected {expected}") from None
+    except UnicodeDecodeError:
+        what = _BINARY_KINDS.get(path.suffix, "a binary file")
+        raise NasConfigError(f"{path}: {what}, not {kind}; name {expected}") from None
+    except OSError as exc:
+        raise NasConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+
+
 def read_json_object(path: str | Path, *, missing: str = "file not found") -> dict[str, Any]:
     """A JSON object from ``path``; a missing file, bad JSON or a non-object raise
     :class:`nas.NasConfigError` naming the file (and the line for bad JSON)."""
     from nas._errors import NasConfigError
 
-    path = Path(path)
+    expected = "an arch.json (or model_int8.json)"
+    text = read_text(path, expected=expected, kind="JSON", missing=missing)
     try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NasConfigError(f"{path}: {missing}") from None
-    except IsADirectoryError:
-        raise NasConfigError(f"{path}: is a folder; name a JSON file inside it") from None
-    except UnicodeDecodeError:
-        what = _BINARY_KINDS.get(path.suffix, "a binary file")
-        raise NasConfigError(
-            f"{path}: {what}, not JSON; name an arch.json (or model_int8.json)"
-        ) from None
-    except OSError as exc:
-        raise NasConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+        doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise NasConfigError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     if not isinstance(doc, dict):

@@ -443,16 +443,14 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     import io
     import math
 
-    from nas._io import atomic_write_text
+    from nas._io import atomic_write_text, read_text
     from nas.cost import charged_layers, for_space, load_cost_model
     from nas.space import load_space
 
     space = load_space(args.space)
     model = for_space(load_cost_model(args.table), space)
-    try:
-        lines = Path(args.archs).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise NasConfigError(f"{args.archs}: file not found") from None
+    what = "a file of architecture strings, one per line"
+    lines = read_text(args.archs, expected=what).splitlines()
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["arch", "latency_ms", "energy_mj"])
@@ -464,7 +462,8 @@ def _cmd_cost(args: argparse.Namespace) -> int:
             arch = space.parse(text)
             estimate = model.estimate(charged_layers(space, model, arch))
         except NasConfigError as exc:
-            raise NasConfigError(f"{args.archs}:{number}: {exc}") from None
+            source = "<stdin>" if args.archs == "-" else args.archs
+            raise NasConfigError(f"{source}:{number}: {exc}") from None
         energy = estimate.energy_mj
         # a latency-only table (imported, calibrated) has no energy: an empty cell, not 0
         writer.writerow(
@@ -495,6 +494,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import csv
 
+    from nas._io import read_text
     from nas.cost import for_space, load_cost_model
     from nas.cost._calibrate import calibrate
     from nas.space import load_space
@@ -502,10 +502,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     prior = for_space(load_cost_model(args.prior), space)
     path = Path(args.measurements)
-    try:
-        reader = csv.DictReader(path.read_text(encoding="utf-8").splitlines())
-    except FileNotFoundError:
-        raise NasConfigError(f"{path}: file not found") from None
+    text = read_text(path, expected="a CSV of arch,latency_ms", kind="CSV")
+    reader = csv.DictReader(text.splitlines())
     if not {"arch", "latency_ms"} <= set(reader.fieldnames or ()):
         found = ",".join(reader.fieldnames or ()) or "nothing"
         raise NasConfigError(
@@ -775,7 +773,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost", help="latency and energy of architectures from a cost model")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
     p.add_argument("--table", required=True, help="device name or table/profile path")
-    p.add_argument("--archs", required=True, help="file with one architecture string per line")
+    p.add_argument(
+        "--archs",
+        required=True,
+        help="file with one architecture string per line (- reads standard input)",
+    )
     p.add_argument("--out", help="CSV path (default: standard output)")
     p.set_defaults(func=_cmd_cost)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
@@ -161,7 +162,7 @@ def test_validate_table_reports_accuracy(tiny, table):
         validate_table(tiny, table, FAST, n=1, seed=20_240_601)
 
 
-def test_cli_profile_validate_and_cost(tmp_path, capsys):
+def test_cli_profile_validate_and_cost(tmp_path, capsys, monkeypatch):
     (tmp_path / "tiny.yaml").write_text(TINY)
     out = tmp_path / "t.json"
     args = ["--threads", "1", "--warmup", "1", "--repeats", "3"]
@@ -210,6 +211,13 @@ def test_cli_profile_validate_and_cost(tmp_path, capsys):
     )
     lines = (tmp_path / "c.csv").read_text().splitlines()
     assert lines[0] == "arch,latency_ms,energy_mj" and len(lines) == 2
+    cost = ["cost", "--space", str(tmp_path / "tiny.yaml"), "--table", str(out), "--archs", "-"]
+    monkeypatch.setattr("sys.stdin", io.StringIO(archs.read_text()))  # nas sample | nas cost
+    assert main(cost) == 0
+    assert capsys.readouterr().out.splitlines() == lines
+    monkeypatch.setattr("sys.stdin", io.StringIO("|none~0|\n"))
+    assert main(cost) == 2
+    assert capsys.readouterr().err.startswith("nas: error: <stdin>:1: ")
 
 
 def test_int8_profiling_is_explained():

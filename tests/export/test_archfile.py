@@ -94,7 +94,9 @@ def test_not_json(tmp_path):
     onnx_file.write_bytes(b"\x08\x07\xbb\xff")
     with pytest.raises(NasConfigError, match=r"model\.onnx: an ONNX model, not JSON; name an"):
         nas.load_architecture(onnx_file)
-    with pytest.raises(NasConfigError, match=r": is a folder; name a JSON file inside it"):
+    with pytest.raises(
+        NasConfigError, match=r": is a folder; expected an arch\.json \(or model_int8\.json\)"
+    ):
         nas.load_architecture(tmp_path)
 
 
