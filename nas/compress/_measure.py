@@ -4,7 +4,7 @@ Latency is timed at batch 1 on this machine, each variant in the runtime it is d
 (PyTorch eager for float models, ONNX Runtime for ONNX and INT8 models), with the thread count
 fixed. Variants are timed in interleaved rounds, so a slow phase of a shared machine hits every
 variant alike, after a second of load that brings the CPU clock up (see
-``nas.cost._profile._spin_up``); the statistic is the median of all samples.
+``nas._timing.spin_up``); the statistic is the median of all samples.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import logging
 import statistics
-import time
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -22,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas._timing import split_repeats
+from nas._timing import spin_up, split_repeats, time_calls
 
 __all__ = ["LatencyConfig", "Measurement", "deflated_size", "time_interleaved"]
 
@@ -118,20 +117,14 @@ def time_interleaved(
     torch.set_num_threads(config.threads)
     try:
         with torch.inference_mode():
-            first = next(iter(runners.values()))
-            deadline = time.perf_counter() + config.spin_up_s
-            while time.perf_counter() < deadline:
-                first()
+            spin_up(next(iter(runners.values())), config.spin_up_s)
             for run in runners.values():
                 for _ in range(config.warmup):
                     run()
             samples: dict[str, list[float]] = {name: [] for name in runners}
             for per_round in split_repeats(config.repeats, config.rounds):
                 for name, run in runners.items():
-                    for _ in range(per_round):
-                        t0 = time.perf_counter_ns()
-                        run()
-                        samples[name].append((time.perf_counter_ns() - t0) / 1e6)
+                    samples[name] += time_calls(run, per_round)
     finally:
         torch.set_num_threads(previous)
     return samples

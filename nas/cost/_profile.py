@@ -17,7 +17,6 @@ import math
 import os
 import platform
 import statistics
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import torch
 from torch import nn
 
 from nas._errors import NasConfigError
-from nas._timing import split_repeats
+from nas._timing import spin_up, split_repeats, time_calls
 from nas.cost._table import LookupTable, TableEntry, entry_from_layer
 from nas.space import Layer, SearchSpace, parse_op
 
@@ -208,22 +207,15 @@ def measure_interleaved(
 
 
 def _spin_up(items: Sequence[tuple[nn.Module, Sequence[int]]], config: ProfileConfig) -> None:
-    """Keep the device busy for ``config.spin_up_s`` before timing.
-
-    CPUs (and GPUs) lower their clocks when idle and take up to a second of load to return to
-    full speed: measured here, a 2-core x86 VM ran the same model in 30 ms cold and 15-16 ms
-    after a second of load. Timing only after this keeps tables and end-to-end runs comparable.
-    """
+    """Keep the device busy for ``config.spin_up_s`` before timing (``nas._timing.spin_up``)."""
     if not items or config.spin_up_s <= 0:
         return
     device, dtype = config.torch_device, _DTYPES[config.dtype]
     module, shape = items[0]
     module = module.to(device=device, dtype=dtype).eval()
     x = torch.randn(config.batch, *shape, device=device, dtype=dtype)
-    deadline = time.perf_counter() + config.spin_up_s
     with torch.inference_mode():
-        while time.perf_counter() < deadline:
-            module(x)
+        spin_up(lambda: module(x), config.spin_up_s)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -250,10 +242,7 @@ def measure(module: nn.Module, shape: Sequence[int], config: ProfileConfig) -> l
                 end.synchronize()
                 samples.append(start.elapsed_time(end))
         else:
-            for _ in range(config.repeats):
-                t0 = time.perf_counter_ns()
-                module(x)
-                samples.append((time.perf_counter_ns() - t0) / 1e6)
+            samples = time_calls(lambda: module(x), config.repeats)
     return samples
 
 
