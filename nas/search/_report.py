@@ -20,7 +20,7 @@ from nas._errors import NasConfigError
 from nas._io import atomic_write_text
 from nas.export import write_architecture_file
 from nas.search._pareto import hypervolume_history, normalization_for, pareto_mask
-from nas.search._study import OBJECTIVES_ATTR, PREPROCESS_ATTR, SPACE_ATTR
+from nas.search._study import EFFECTIVE_ATTR, OBJECTIVES_ATTR, PREPROCESS_ATTR, SPACE_ATTR
 from nas.space import Architecture, space_from_dict
 
 __all__ = ["Report", "load_study", "trials_frame", "write_report"]
@@ -113,7 +113,11 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         if name not in frame:
             frame[name] = np.nan
     values = frame[objectives].to_numpy(dtype=float)
-    first = ~frame.duplicated("arch_id") | frame["arch_id"].isna()
+    # one row per distinct architecture: a repeated arch_id, or another spelling of the same
+    # model (same effective form) with the same objective values, is not a member of its own
+    same_model = frame[EFFECTIVE_ATTR] if EFFECTIVE_ATTR in frame else frame["arch_id"]
+    spelled = pd.concat([same_model.fillna(frame["arch_id"]), frame[objectives]], axis=1)
+    first = ~(frame.duplicated("arch_id") | spelled.duplicated()) | frame["arch_id"].isna()
     feasible = frame["feasible"].to_numpy(bool) & first.to_numpy(bool)
     frame["pareto"] = pareto_mask(values, directions, feasible)
     lead = ["number", "state", "status", "arch_id", *objectives, "feasible", "pareto", "arch"]

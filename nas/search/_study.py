@@ -40,6 +40,9 @@ OBJECTIVES_ATTR = "nas.objectives"
 #: study user attribute: how the search's data was standardized (input shape, channel mean and
 #: std of the training split), so that models exported from the study preprocess like it did
 PREPROCESS_ATTR = "nas.preprocess"
+#: the arch_id of a trial's effective form (``SearchSpace.effective``): trials that share it
+#: build the same model, so one training serves them all
+EFFECTIVE_ATTR = "effective_id"
 
 
 @dataclass(frozen=True)
@@ -190,7 +193,9 @@ class _Mirror:
         self.study = study
         self.shadow = optuna.create_study(directions=study.directions, sampler=sampler)
         self.seen: set[str] = set()
-        self.known: dict[str, optuna.trial.FrozenTrial] = {}  # arch_id -> first trained trial
+        # effective form's arch_id -> first trained trial (architectures that build the same
+        # model share their trained metrics; trials stored before effective ids: their arch_id)
+        self.known: dict[str, optuna.trial.FrozenTrial] = {}
         self.finished = 0
 
     @staticmethod
@@ -204,7 +209,8 @@ class _Mirror:
         )
         for t in finished:
             if t.state == TrialState.COMPLETE and t.user_attrs.get("status") in EVALUATED:
-                self.known.setdefault(t.user_attrs.get("arch_id", ""), t)
+                attrs = t.user_attrs
+                self.known.setdefault(attrs.get(EFFECTIVE_ATTR, attrs.get("arch_id", "")), t)
             uid = self._uid(t)
             if uid not in self.seen:
                 self.seen.add(uid)
@@ -310,8 +316,10 @@ def run_search(
         trial = mirror.shadow.ask()
         arch = space.sample(trial)
         metrics = evaluator.free_metrics(arch)
+        effective_id = space.effective(arch).arch_id
         attrs: dict[str, Any] = {
             "arch_id": arch.arch_id,
+            EFFECTIVE_ATTR: effective_id,
             "arch": space.format(arch),
             "architecture": arch.to_dict(),
             UID_ATTR: uuid.uuid4().hex,
@@ -321,9 +329,9 @@ def run_search(
         if any(v > 0 for v in cons.values()):
             status = "infeasible"
             metrics.update(WORST)
-        elif arch.arch_id in mirror.known:
+        elif effective_id in mirror.known:
             status = "reused"
-            prev = mirror.known[arch.arch_id]
+            prev = mirror.known[effective_id]
             metrics.update({m: prev.user_attrs[m] for m in WORST if m in prev.user_attrs})
             attrs["duplicate_of"] = prev.number
         elif not exp.needs_training:

@@ -186,6 +186,41 @@ class ChainSpace(SearchSpace):
                         raise NasConfigError(f"parameter {key!r}: '{PAD}' only pads unused layers")
         return out
 
+    def effective(self, arch: Architecture) -> Architecture:
+        """``arch`` without its identity layers, which compute nothing.
+
+        A skip layer whose input already has its output's width and resolution is
+        ``nn.Identity``: every skip of a stage but the first, and the first where the stage
+        keeps the previous width at stride 1. A stage keeps its other layers in order and is
+        padded with identity skips up to the smallest depth it allows, so ``w48 skip`` and
+        ``w48 skip skip skip`` (after a 48-wide stage) build the same model.
+        """
+        self.check(arch)
+        skips = sorted(label for label, op in self._ops.items() if op.type == "skip")
+        if not skips:
+            return arch
+        choices = dict(arch.choices)
+        cin = self._spec["stem"]["width"]
+        for i, stage in enumerate(self._stages):
+            _, width, stride, ops = self._stage(arch.choices, i)
+            keep = [
+                label
+                for j, label in enumerate(ops)
+                if label not in skips or (j == 0 and (stride != 1 or cin != width))
+            ]
+            cin = width
+            if len(keep) == len(ops):
+                continue
+            depth = min(d for d in stage["depth"] if d >= max(len(keep), 1))
+            pad = next(label for label in skips if label in stage["ops"])
+            keep += [pad] * (depth - len(keep))
+            if f"s{i}.depth" in self._params:
+                choices[f"s{i}.depth"] = depth
+            for j, label in enumerate(keep):
+                if f"s{i}.l{j}" in self._params:
+                    choices[f"s{i}.l{j}"] = label
+        return arch if choices == arch.choices else self.from_choices(choices)
+
     def size(self) -> int:
         total = 1
         for stage in self._stages:

@@ -312,3 +312,32 @@ def test_hypervolume_history_large_front_stays_exact():
 def test_hypervolume_rejects_mismatched_normalization():
     with pytest.raises(NasConfigError, match="normalization has 3 objectives"):
         hypervolume(np.zeros((2, 2)), MIN2, UNIT3)
+
+
+def test_two_spellings_of_one_model_are_one_front_member():
+    import optuna
+
+    from nas.search._report import trials_frame
+    from nas.search._study import OBJECTIVES_ATTR
+
+    study = optuna.create_study(directions=["minimize", "minimize"])
+    study.set_user_attr(OBJECTIVES_ATTR, ["error", "params"])
+    rows = [  # (arch_id, effective_id, error, params)
+        ("a", "a", 0.1, 100),
+        ("b", "a", 0.1, 100),  # 'a' spelled with extra identity skips: the same model
+        ("c", "a", 0.1, 120),  # the same model charged more: dominated anyway
+        ("d", "d", 0.1, 100),  # another model that ties: a member of its own
+    ]
+    for arch_id, effective_id, error, params in rows:
+        attrs = {"arch_id": arch_id, "effective_id": effective_id, "status": "trained"}
+        trial = optuna.trial.create_trial(
+            values=[error, params], user_attrs={**attrs, "error": error, "params": params}
+        )
+        study.add_trial(trial)
+    frame = trials_frame(study)
+    assert frame.set_index("arch_id")["pareto"].to_dict() == {
+        "a": True,
+        "b": False,
+        "c": False,
+        "d": True,
+    }

@@ -211,10 +211,36 @@ def test_effective_forms_of_nasbench201_compute_the_same_function():
     assert checked == 3
 
 
-def test_spaces_without_zero_ops_are_their_own_effective_form():
-    space = load_space("mobilenet_small")
+def test_spaces_without_zero_or_skip_ops_are_their_own_effective_form():
+    space = load_space("mbconv_imagenet")
     arch = space.random(0)
     assert space.effective(arch) is arch
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [  # identity skips go: all but a stage's first layer, and the first where nothing changes
+        (
+            "w24 fused_k3_e3 | w40 mb_k3_e3 | w48 skip skip skip",
+            "w24 fused_k3_e3 | w40 mb_k3_e3 | w48 skip",
+        ),
+        (
+            "w24 fused_k3_e3 | w40 skip mb_k5_e6 skip | w48 mb_k3_e6",
+            "w24 fused_k3_e3 | w40 skip mb_k5_e6 | w48 mb_k3_e6",
+        ),
+        (
+            "w24 fused_k3_e3 | w40 mb_k3_e3 | w48 skip mb_k3_e6",
+            "w24 fused_k3_e3 | w40 mb_k3_e3 | w48 skip mb_k3_e6",
+        ),
+    ],
+)
+def test_chain_effective_form_drops_identity_skips(text, expected):
+    space = load_space("mobilenet_small")
+    arch, eff = space.parse(text), space.effective(space.parse(text))
+    assert space.format(eff) == expected and space.effective(eff) == eff
+    x = torch.randn(2, *space.input_shape)
+    with torch.no_grad():  # the same model: identity layers hold no weights
+        assert torch.equal(space.build(arch, seed=0).eval()(x), space.build(eff, seed=0).eval()(x))
 
 
 def test_one_stage_space_reads_its_own_string_form(tmp_path):
