@@ -168,6 +168,7 @@ def open_study(experiment: Experiment, space: SearchSpace, storage: str) -> optu
                 f"study '{experiment.study_name}' in {storage} searched a different space "
                 f"('{old.get('name')}' hash mismatch); choose another search.study_name"
             )
+        _check_same_trials(experiment, attrs.get("nas.experiment") or {}, storage)
     else:
         with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in practice
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -176,6 +177,36 @@ def open_study(experiment: Experiment, space: SearchSpace, storage: str) -> optu
         study.set_user_attr(SPACE_ATTR, space.to_dict())
         study.set_user_attr("nas.experiment", experiment.to_dict())
     return study
+
+
+#: settings that change what a trial measures: a study's trials all share them. The others
+#: (sampler, n_trials, seed, the stage after the search, thread counts) may change on a rerun.
+_TRIAL_SETTINGS = ("data", "train", "constraints")
+_FREE_TO_CHANGE = {("train", "threads")}
+
+
+def _check_same_trials(experiment: Experiment, recorded: dict[str, Any], storage: str) -> None:
+    """Refuse to add trials measured another way (other data split, training budget or
+    constraints) to a study: its front would compare them as if they were alike."""
+    now = experiment.to_dict()
+    for section in _TRIAL_SETTINGS:
+        if section not in recorded:
+            continue  # a study from before the setting was recorded
+        before, after = recorded[section], now[section]
+        keys = sorted(set(before) | set(after)) if section != "constraints" else [None]
+        for key in keys:
+            if (section, key) in _FREE_TO_CHANGE:
+                continue
+            old = before if key is None else before.get(key)
+            new = after if key is None else after.get(key)
+            if old != new:
+                name = section if key is None else f"{section}.{key}"
+                raise NasConfigError(
+                    f"study '{experiment.study_name}' in {storage} was searched with {name} "
+                    f"{old!r}, not {new!r}: trials measured both ways would share one front; "
+                    f"set {name} back to continue it, or choose another search.study_name "
+                    "(or --out) for a new search"
+                )
 
 
 class _Mirror:

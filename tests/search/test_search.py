@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 
+from nas import NasConfigError
 from nas.pipeline import run_experiment
 from nas.search import load_experiment, load_study, trials_frame, write_report
 
@@ -51,6 +53,23 @@ def test_same_command_continues_and_never_retrains(tiny_experiment, tmp_path):
     assert more.search.n_new == 3 and more.search.n_trials == 7
     frame = trials_frame(load_study(more.search.storage, "tiny"))
     assert len(frame) == 7
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ("train.epochs=2", "train.epochs 1, not 2"),
+        ("data.val_fraction=0.3", "data.val_fraction"),
+        ('constraints.params="<= 900"', "constraints {}, not {'params': '<= 900.0'}"),
+    ],
+)
+def test_a_study_refuses_trials_measured_another_way(tiny_experiment, tmp_path, change, named):
+    path = tiny_experiment(n_trials=2)
+    run_experiment(load_experiment(path), tmp_path / "run")
+    with pytest.raises(NasConfigError, match=re.escape(named) + ".*another search.study_name"):
+        run_experiment(load_experiment(path, [change, "search.n_trials=3"]), tmp_path / "run")
+    more = ["search.n_trials=3", "search.sampler=random", "train.threads=1"]  # these may change
+    assert run_experiment(load_experiment(path, more), tmp_path / "run").search.n_new == 1
 
 
 def test_duplicate_architectures_are_not_trained_again(tiny_experiment, tmp_path):
