@@ -26,6 +26,7 @@ from nas.search import (
     Report,
     SearchOutcome,
     SelectConfig,
+    check_study,
     load_study,
     prepare,
     run_search,
@@ -105,6 +106,7 @@ def run_experiment(
     prepared = prepare(experiment)  # raises before anything is written
     run_dir = Path(run_dir or experiment.out)
     previous = _check_run_dir(run_dir, experiment)
+    check_study(experiment, prepared.space, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     manifest: dict[str, Any] = {

@@ -21,7 +21,14 @@ from nas.search._pareto import (
 from nas.search._report import Report, load_study, trials_frame, write_report
 from nas.search._samplers import make_sampler
 from nas.search._select import RULES, SelectConfig, select_members
-from nas.search._study import SearchOutcome, open_study, prepare, run_search, storage_url
+from nas.search._study import (
+    SearchOutcome,
+    check_study,
+    open_study,
+    prepare,
+    run_search,
+    storage_url,
+)
 
 __all__ = [
     "RULES",
@@ -44,6 +51,7 @@ __all__ = [
     "make_default_sampler",
     "make_sampler",
     "normalization_for",
+    "check_study",
     "open_study",
     "parse_metric",
     "pareto_mask",

@@ -20,7 +20,13 @@ from nas._errors import NasConfigError
 from nas._io import atomic_write_text
 from nas.export import write_architecture_file
 from nas.search._pareto import hypervolume_history, normalization_for, pareto_mask
-from nas.search._study import EFFECTIVE_ATTR, OBJECTIVES_ATTR, PREPROCESS_ATTR, SPACE_ATTR
+from nas.search._study import (
+    EFFECTIVE_ATTR,
+    OBJECTIVES_ATTR,
+    PREPROCESS_ATTR,
+    SPACE_ATTR,
+    opening_storage,
+)
 from nas.space import Architecture, space_from_dict
 
 __all__ = ["Report", "load_study", "trials_frame", "write_report"]
@@ -46,7 +52,8 @@ def load_study(storage: str, study_name: str) -> optuna.Study:
     """
     _check_storage_url(storage)
     try:
-        study = optuna.load_study(study_name=study_name, storage=storage)
+        with opening_storage(storage):
+            study = optuna.load_study(study_name=study_name, storage=storage)
     except KeyError:
         names = [s.study_name for s in optuna.get_all_study_summaries(storage)]
         raise NasConfigError(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -145,30 +146,59 @@ def make_storage(url: str) -> str | optuna.storages.BaseStorage:
     return storage
 
 
+@contextlib.contextmanager
+def opening_storage(url: str) -> Iterator[None]:
+    """Turn a storage that cannot be opened (no database driver, no such server or file) into
+    a one-line :class:`NasConfigError` naming the URL."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except ImportError as exc:
+        raise NasConfigError(
+            f"storage {url}: its database driver is not installed ({exc}); install it (for "
+            "postgresql://: pip install psycopg2-binary) or use sqlite:///PATH"
+        ) from None
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise NasConfigError(f"storage {url}: cannot open it ({reason})") from None
+
+
+def check_study(experiment: Experiment, space: SearchSpace, run_dir: Path) -> None:
+    """Before a run writes anything: its storage opens, and the study already in it (if any)
+    holds trials this experiment may add to; raises :class:`NasConfigError` otherwise."""
+    storage = storage_url(experiment, run_dir)
+    if storage.startswith("sqlite:///"):
+        path = Path(storage[len("sqlite:///") :].split("?")[0])
+        if experiment.search.storage and not path.parent.is_dir():
+            raise NasConfigError(
+                f"search.storage {storage}: the folder {path.parent} does not exist; create it "
+                "or name a file in an existing folder"
+            )
+        if not path.is_file():
+            return  # a new study
+    with opening_storage(storage):
+        try:
+            study = optuna.load_study(study_name=experiment.study_name, storage=storage)
+        except KeyError:
+            return
+    _check_attrs(study.user_attrs, experiment, space, storage)
+
+
 def open_study(experiment: Experiment, space: SearchSpace, storage: str) -> optuna.Study:
     """Create the study, or load it when it exists and matches this experiment."""
     names = [m.name for m in experiment.objectives]
     directions: list[Any] = [m.direction for m in experiment.objectives]
-    study = optuna.create_study(
-        study_name=experiment.study_name,
-        storage=make_storage(storage),
-        directions=directions,
-        load_if_exists=True,
-    )
+    with opening_storage(storage):
+        study = optuna.create_study(
+            study_name=experiment.study_name,
+            storage=make_storage(storage),
+            directions=directions,
+            load_if_exists=True,
+        )
     attrs = study.user_attrs
     if OBJECTIVES_ATTR in attrs:
-        if attrs[OBJECTIVES_ATTR] != names:
-            raise NasConfigError(
-                f"study '{experiment.study_name}' in {storage} was created with objectives "
-                f"{attrs[OBJECTIVES_ATTR]}, not {names}; choose another search.study_name"
-            )
-        old = attrs.get(SPACE_ATTR, {})
-        if old != space.to_dict():
-            raise NasConfigError(
-                f"study '{experiment.study_name}' in {storage} searched a different space "
-                f"('{old.get('name')}' hash mismatch); choose another search.study_name"
-            )
-        _check_same_trials(experiment, attrs.get("nas.experiment") or {}, storage)
+        _check_attrs(attrs, experiment, space, storage)
     else:
         with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in practice
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -177,6 +207,27 @@ def open_study(experiment: Experiment, space: SearchSpace, storage: str) -> optu
         study.set_user_attr(SPACE_ATTR, space.to_dict())
         study.set_user_attr("nas.experiment", experiment.to_dict())
     return study
+
+
+def _check_attrs(
+    attrs: dict[str, Any], experiment: Experiment, space: SearchSpace, storage: str
+) -> None:
+    """Refuse a study searched with other objectives, another space or other trial settings."""
+    names = [m.name for m in experiment.objectives]
+    if OBJECTIVES_ATTR not in attrs:
+        return  # created by a run stopped before it recorded anything
+    if attrs[OBJECTIVES_ATTR] != names:
+        raise NasConfigError(
+            f"study '{experiment.study_name}' in {storage} was created with objectives "
+            f"{attrs[OBJECTIVES_ATTR]}, not {names}; choose another search.study_name"
+        )
+    old = attrs.get(SPACE_ATTR, {})
+    if old != space.to_dict():
+        raise NasConfigError(
+            f"study '{experiment.study_name}' in {storage} searched a different space "
+            f"('{old.get('name')}' hash mismatch); choose another search.study_name"
+        )
+    _check_same_trials(experiment, attrs.get("nas.experiment") or {}, storage)
 
 
 #: settings that change what a trial measures: a study's trials all share them. The others

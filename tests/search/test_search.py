@@ -302,3 +302,16 @@ def test_interrupted_search_is_marked_in_the_manifest(tiny_experiment, tmp_path,
         run_experiment(load_experiment(tiny_experiment(objectives="[params]")), tmp_path / "r")
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["status"] == "interrupted" and manifest["final"]["selected"] == ["abc"]
+
+
+def test_a_refused_run_leaves_no_run_directory(tiny_experiment, tmp_path):
+    path = tiny_experiment(n_trials=1)
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    run_experiment(load_experiment(path, [f"search.storage={db}"]), tmp_path / "first")
+    other = [f"search.storage={db}", "objectives=[error, macs]"]
+    with pytest.raises(NasConfigError, match="was created with objectives"):
+        run_experiment(load_experiment(path, other), tmp_path / "second")
+    nowhere = f"search.storage=sqlite:///{tmp_path / 'no' / 'such.db'}"
+    with pytest.raises(NasConfigError, match=r"the folder .*no does not exist"):
+        run_experiment(load_experiment(path, [nowhere]), tmp_path / "third")
+    assert not (tmp_path / "second").exists() and not (tmp_path / "third").exists()
