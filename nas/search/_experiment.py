@@ -298,20 +298,6 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
                 )
             constraints.append(Constraint(metric, m[1], bound))
 
-    devices_node = node.get("devices", None)
-    devices = [m.device for m in (*objectives, *(c.metric for c in constraints)) if m.device]
-    if devices_node.value is not None:
-        items = devices_node.list(allow_scalar=True)
-        listed = [d.as_str() for d in items]
-        named_at.update(zip(listed, items, strict=True))
-        for d in devices:
-            if d not in listed:
-                raise devices_node.error(
-                    f"metric on device '{d}' but 'devices' lists only {listed}",
-                    allowed=listed,
-                    value=d,
-                )
-        devices = listed
     table_dirs = []
     dirs_node = node.get("table_dirs", None)
     if dirs_node.value is not None:
@@ -321,14 +307,33 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
                 raise item.error(f"table folder {folder} does not exist")
             table_dirs.append(str(folder))
     known = list_devices(tuple(Path(d) for d in table_dirs))
-    for device in devices:
+
+    def check_known(device: str, where: Node) -> None:
         if device not in known and not names_a_file(device):
-            raise named_at[device].error(
+            raise where.error(
                 f"unknown device '{device}': no table or profile of that name in "
                 "latency_tables/ or table_dirs",
                 allowed=known,
                 value=device,
             )
+
+    devices = [m.device for m in (*objectives, *(c.metric for c in constraints)) if m.device]
+    devices_node = node.get("devices", None)
+    if devices_node.value is not None:
+        listed = []
+        for item in devices_node.list(allow_scalar=True):  # the list first: its own typos
+            check_known(item.as_str(), item)
+            listed.append(item.as_str())
+        for d in devices:  # then each metric's device, where the metric names it
+            if d not in listed:
+                raise named_at[d].error(
+                    f"metric on device '{d}' but 'devices' lists only {listed}",
+                    allowed=listed,
+                    value=d,
+                )
+        devices = listed
+    for device in devices:
+        check_known(device, named_at[device])
     search = SearchConfig.from_node(node.get("search", None))
     out = node.get("out", None)
     select, finetune, compress = _final_stage(node, base)

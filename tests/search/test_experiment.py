@@ -154,6 +154,15 @@ def test_unknown_device_is_reported_where_it_is_named(tmp_path):
     assert f"exp.yaml:{line}: objectives[2]: unknown device" in str(info.value)
     with pytest.raises(NasConfigError, match=r"constraints\.latency_ms@cpx: unknown device"):
         load_experiment(write(tmp_path, GOOD.replace("latency_ms@cpu:", "latency_ms@cpx:")))
+    # with a 'devices' list: its own typo is reported in it, a metric's at the metric
+    listed = GOOD + "devices: [cpu, edgetpu]\n"
+    with pytest.raises(
+        NasConfigError, match=r"devices\[1\]: unknown device 'edgetpu'.*'edge-tpu'"
+    ):
+        load_experiment(write(tmp_path, listed))
+    listed = GOOD.replace("latency_ms@cpu]", "latency_ms@cpx]") + "devices: [cpu, edge-tpu]\n"
+    with pytest.raises(NasConfigError, match=r"objectives\[2\]: metric on device 'cpx' but "):
+        load_experiment(write(tmp_path, listed))
     # a path to a table or profile is not a device name: it is loaded when the search starts
     for path in ("tables/my.json", "tables/my.csv", "my.yaml"):
         text = GOOD.replace("latency_ms@cpu]", f"latency_ms@{path}]")
