@@ -172,6 +172,17 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_out_folder(out: Path) -> None:
+    """Refuse an --out folder that cannot be made, before any work is done."""
+    if out.exists() and not out.is_dir():
+        raise NasConfigError(f"--out {out}: exists and is not a folder; choose another --out")
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise NasConfigError(f"--out {out}: {parent} is not a folder; choose another --out")
+    if parent is not None and not out.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise NasConfigError(f"--out {out}: cannot write in {parent}; choose another --out")
+
+
 def _cmd_pareto(args: argparse.Namespace) -> int:
     import optuna
 
@@ -181,6 +192,7 @@ def _cmd_pareto(args: argparse.Namespace) -> int:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = load_study(args.storage, args.study)
     out = Path(args.out or f"pareto-{args.study}")
+    _check_out_folder(out)
     report = write_report(study, out)
     frame_path = out / "pareto.csv"
     if not frame_path.stat().st_size:
@@ -588,8 +600,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         out = Path("bench-fbnet")
     else:
         out = Path(f"bench-{args.benchmark}-{args.dataset or 'cifar10'}")
-    if out.exists() and not out.is_dir():
-        raise NasConfigError(f"{out}: exists and is not a folder; choose another --out")
+    _check_out_folder(out)
     objectives = [o for o in objectives_text.split(",") if o.strip()]
     problem = load_problem(args.benchmark, args.dataset, objectives, data_dir=args.data)
     baselines = [b for b in args.baselines.split(",") if b.strip()]
@@ -669,7 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
             help="override a config field, e.g. --set search.n_trials=60",
         )
         p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-        p.set_defaults(func=_cmd_run, finish=name == "run")
+        p.set_defaults(func=_cmd_run, finish=name == "run", resumable=True)
 
     p = sub.add_parser("pareto", help="write the Pareto report of a stored study")
     p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///x.db")
@@ -683,7 +694,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output directory (default: <experiment out>/train)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
-    p.set_defaults(func=_cmd_train)
+    p.set_defaults(func=_cmd_train, resumable=True)
 
     p = sub.add_parser("export", help="export folder (arch.json, weights, ONNX, ...) of a trial")
     p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///x.db")
@@ -729,7 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_at_least(1), default=1, help="batch size (default 1)")
     p.add_argument("--dtype", default="fp32", help="fp32, fp16 or bf16 (default fp32)")
     p.add_argument("--out", help="table path (.json + .csv); an existing table is completed")
-    p.set_defaults(func=_cmd_profile)
+    p.set_defaults(func=_cmd_profile, resumable=True)
 
     p = sub.add_parser("validate-table", help="compare a table with end-to-end measurements")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
@@ -847,10 +858,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nas: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(
-            "nas: interrupted; work already finished is saved: run the same command to continue",
-            file=sys.stderr,
-        )
+        if getattr(args, "resumable", False):
+            said = "work already finished is saved: run the same command to continue"
+        else:
+            said = "this command keeps no partial work: run it again to redo it"
+        print(f"nas: interrupted; {said}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

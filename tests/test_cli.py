@@ -102,3 +102,23 @@ def test_devices_lists_a_users_table_folder(tmp_path, capsys):
     assert "unreadable" in broken and "broken.json" in broken  # listed, and the others still are
     assert any(line.startswith("cpu-x86") for line in lines)
     assert main(["devices", "--table-dir", str(tmp_path / "nope")]) == 2
+
+
+def test_an_interrupt_says_whether_the_command_resumes(monkeypatch, capsys):
+    import nas.cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(nas.cli, "_cmd_sample", interrupted)
+    assert main(["sample", "--space", "mobilenet_small"]) == 130
+    assert "keeps no partial work: run it again" in capsys.readouterr().err
+    monkeypatch.setattr(nas.cli, "_cmd_run", interrupted)
+    assert main(["run", "experiments/quickstart.yaml"]) == 130
+    assert "work already finished is saved" in capsys.readouterr().err
+
+
+def test_an_out_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path, capsys):
+    (tmp_path / "file").write_text("")
+    assert main(["bench", "nasbench201", "--out", str(tmp_path / "file" / "x")]) == 2
+    assert "is not a folder; choose another --out" in capsys.readouterr().err
