@@ -113,7 +113,7 @@ def run_experiment(
         "nas_manifest_version": 1,
         "command": argv,
         "started": started,
-        "experiment": experiment.to_dict(),
+        "experiment": {**experiment.to_dict(), "out": str(run_dir)},  # --out, where given
         "experiment_file": experiment.source,
         "space": {
             "name": prepared.space.name,

@@ -69,6 +69,7 @@ class SearchOutcome:
     n_infeasible: int
     n_failed: int
     seconds: float
+    sampler: str = ""  # the Optuna sampler class the run used ('auto' resolves to one)
 
 
 def storage_url(experiment: Experiment, run_dir: Path) -> str:
@@ -478,4 +479,5 @@ def run_search(
         n_infeasible=counts["infeasible"],
         n_failed=counts["failed"],
         seconds=time.perf_counter() - start,
+        sampler=type(sampler).__name__,
     )

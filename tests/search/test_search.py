@@ -32,6 +32,8 @@ def test_run_writes_every_output(tiny_experiment, tmp_path):
     assert files == sorted(pareto["arch_id"])
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["status"] == "finished"
+    assert manifest["experiment"]["out"] == str(tmp_path / "run")  # where it went, not runs/tiny
+    assert manifest["search"]["sampler"] == "TPESampler"
     assert manifest["space"]["name"] == "tiny_cell"
     assert manifest["seeds"] == {"search": 0, "train": 0, "data_split": 0}
     assert manifest["environment"]["packages"]["optuna"] == optuna.__version__
