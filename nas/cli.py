@@ -113,10 +113,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"hypervolume {r.hypervolume:.4f} "
         "(normalized objectives, reference point 1.1)"
     )
-    print(
-        f"results in {result.run_dir}/ (trials.csv, pareto.csv, pareto.png, hypervolume.png, "
-        "manifest.json, architectures/)"
+    written = sorted(
+        p.name + "/" * p.is_dir()
+        for p in result.run_dir.iterdir()
+        if p.suffix in (".html", ".csv", ".png", ".json") or p.name == "architectures"
     )
+    print(f"results in {result.run_dir}/ ({', '.join(written)}; open report.html)")
     if result.final:
         _print_final(result.final, result.run_dir)
     return 0
