@@ -13,7 +13,7 @@ import io
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -90,13 +90,20 @@ class OnnxModule(nn.Module):
         return torch.from_numpy(self.run_numpy(array))
 
 
+def _is_quantized(model: nn.Module) -> bool:
+    """Whether ``model`` is a PT2E graph holding quantize ops (``quantize_int8``'s output)."""
+    if not isinstance(model, torch.fx.GraphModule):
+        return False
+    return any("quantize_per" in str(node.target) for node in model.graph.nodes)
+
+
 def export_onnx(
     model: nn.Module,
     example: torch.Tensor,
     path: str | Path,
     *,
     check: torch.Tensor | None = None,
-    atol: float | None = FP32_ATOL,
+    atol: float | None | Literal["auto"] = "auto",
 ) -> dict[str, float]:
     """Export ``model`` to ``path`` (dynamic batch), atomically, and check it in ONNX Runtime.
 
@@ -108,7 +115,8 @@ def export_onnx(
             ``example``).
         atol: Largest absolute difference of the logits allowed; ``None`` checks only that the
             predicted classes mostly agree (INT8 graphs round differently in ONNX Runtime's
-            fused kernels than in PyTorch's reference ops).
+            fused kernels than in PyTorch's reference ops). ``"auto"``: 1e-4 for float models,
+            ``None`` for quantized graphs.
 
     Returns:
         ``{"max_abs_diff": ..., "argmax_agreement": ...}`` of ONNX Runtime against PyTorch.
@@ -117,6 +125,8 @@ def export_onnx(
         RuntimeError: The exported graph's outputs differ beyond ``atol``.
     """
     path = Path(path)
+    if atol == "auto":
+        atol = None if _is_quantized(model) else FP32_ATOL
     args, dynamic_shapes = trace_inputs(example)
     if isinstance(model, nn.Module):
         model.eval()

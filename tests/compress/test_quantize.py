@@ -6,7 +6,7 @@ import torch
 
 from nas import NasConfigError, load_architecture
 from nas.compress import QuantizeConfig, check_calibration, quantize_int8, quantize_onnx
-from nas.export import OnnxModule, export_float, export_int8, optimized_graph
+from nas.export import OnnxModule, export_float, export_int8, export_onnx, optimized_graph
 from nas.space import load_space
 from nas.train import DataConfig, evaluate, load_data
 
@@ -48,6 +48,9 @@ def test_ptq_int8_onnx_runs_in_onnxruntime_and_keeps_accuracy(trained, tmp_path)
     assert torch.equal(loaded(data.x_val[:5].numpy()), session(data.x_val[:5]))
     with pytest.raises(NasConfigError, match="weights are part of its ONNX graph"):
         load_architecture(tmp_path / "model_int8.json", weights=False)
+    # the README's export_onnx(int8, ...) checks an INT8 graph by its classes, not 1e-4
+    check = export_onnx(q, data.x_val[:4], tmp_path / "again_int8.onnx", check=data.x_val)
+    assert check["argmax_agreement"] >= 0.97
 
 
 def test_onnxruntime_quantizer_keeps_accuracy_and_quantizes_between_convolutions(
