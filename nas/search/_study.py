@@ -6,6 +6,8 @@ import contextlib
 import functools
 import logging
 import math
+import signal
+import threading
 import time
 import uuid
 import warnings
@@ -19,6 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from nas._errors import NasConfigError
+from nas._io import atomic_path
 from nas.cost import LookupTable, for_space, load_cost_model
 from nas.search._costaware import make_default_sampler
 from nas.search._evaluate import WORST, Evaluator, trained_metrics, violations
@@ -348,6 +351,45 @@ def _sampler(
     )
 
 
+def _store(
+    mirror: _Mirror,
+    trial: optuna.Trial,
+    attrs: dict[str, Any],
+    metrics: dict[str, Any],
+    cons: dict[str, float],
+    constraints: Sequence[Any],
+    values: list[float] | None,
+) -> None:
+    """Finish ``trial`` on the sampler's study with its objective ``values`` (None: failed)
+    and write it to the storage."""
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+    if values is None:
+        mirror.publish(mirror.shadow.tell(trial, state=TrialState.FAIL))
+        return
+    cons.update({k: v for k, v in violations(constraints, metrics).items() if k not in cons})
+    for c in constraints:  # every trial carries every constraint (0 = unknown)
+        trial.set_constraint(str(c), cons.get(str(c), 0.0))
+    mirror.publish(mirror.shadow.tell(trial, values))
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) until the block ends, then raise it: storing a finished trial (its
+    weights, then its row in the study) is not cut in half. Off the main thread, a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def run_search(
     prepared: Prepared,
     run_dir: Path,
@@ -397,6 +439,7 @@ def run_search(
             log.info("search.timeout_s reached after %d new trials", n_new)
             break
         trial = mirror.shadow.ask()
+        weights: dict[str, Any] = {}
         arch = space.sample(trial)
         metrics = evaluator.free_metrics(arch)
         effective_id = space.effective(arch).arch_id
@@ -438,24 +481,19 @@ def run_search(
                 status = "trained"
                 metrics.update(trained_metrics(result))
                 if save_weights:
-                    path = run_dir / "weights" / f"{arch.arch_id}.safetensors"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
-                    save_file(tensors, str(path), metadata={"arch_id": arch.arch_id})
-                    attrs["weights"] = str(path.relative_to(run_dir))
+                    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
         attrs["status"] = status
-        for key, value in {**attrs, **metrics}.items():
-            trial.set_user_attr(key, value)
-        if state == TrialState.COMPLETE:
-            cons.update(
-                {k: v for k, v in violations(exp.constraints, metrics).items() if k not in cons}
+        with interrupts_deferred():  # a trial is stored whole: its weights, then its study row
+            if weights:
+                path = run_dir / "weights" / f"{arch.arch_id}.safetensors"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_path(path, suffix=".safetensors") as tmp:
+                    save_file(weights, str(tmp), metadata={"arch_id": arch.arch_id})
+                attrs["weights"] = str(path.relative_to(run_dir))
+            values = (
+                [metrics[m.name] for m in objectives] if state == TrialState.COMPLETE else None
             )
-            for c in exp.constraints:  # every trial carries every constraint (0 = unknown)
-                trial.set_constraint(str(c), cons.get(str(c), 0.0))
-            frozen = mirror.shadow.tell(trial, [metrics[m.name] for m in objectives])
-        else:
-            frozen = mirror.shadow.tell(trial, state=TrialState.FAIL)
-        mirror.publish(frozen)
+            _store(mirror, trial, {**attrs, **metrics}, metrics, cons, exp.constraints, values)
         counts["failed" if status == "diverged" else status] += 1
         n_new += 1
         if progress:

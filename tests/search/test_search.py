@@ -317,3 +317,26 @@ def test_a_refused_run_leaves_no_run_directory(tiny_experiment, tmp_path):
     with pytest.raises(NasConfigError, match=r"the folder .*no does not exist"):
         run_experiment(load_experiment(path, [nowhere]), tmp_path / "third")
     assert not (tmp_path / "second").exists() and not (tmp_path / "third").exists()
+
+
+def test_an_interrupt_while_a_trial_is_stored_waits_for_it(tiny_experiment, tmp_path, monkeypatch):
+    # Ctrl-C arriving as the first trained trial's row is written: the row and its weights
+    # are kept, then the run stops
+    import signal
+
+    from nas.search._study import _Mirror
+
+    publish = _Mirror.publish
+
+    def publish_then_interrupt(self, frozen):
+        signal.raise_signal(signal.SIGINT)
+        publish(self, frozen)
+
+    monkeypatch.setattr(_Mirror, "publish", publish_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(load_experiment(tiny_experiment(n_trials=3)), tmp_path / "run")
+    monkeypatch.undo()
+    trials = load_study(f"sqlite:///{tmp_path / 'run' / 'study.db'}", "tiny").get_trials()
+    assert len(trials) == 1 and trials[0].user_attrs["status"] == "trained"
+    assert (tmp_path / "run" / trials[0].user_attrs["weights"]).is_file()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
