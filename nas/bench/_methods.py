@@ -30,6 +30,7 @@ Built-in methods:
 
 from __future__ import annotations
 
+import difflib
 import logging
 import warnings
 from collections.abc import Callable, Sequence
@@ -87,7 +88,18 @@ def get_method(name: str) -> Method:
         NasConfigError: No such method (listing the registered ones, with the nearest).
     """
     if name not in _METHODS:
-        raise NasConfigError(f"unknown search method '{name}'", allowed=list_methods(), value=name)
+        # an experiment's sampler names (tpe, cost-aware, ...) are spelled optuna-<name> here,
+        # and the framework's own default sampler is 'nas'
+        alias = {"auto": "nas", "cost-aware": "nas"}.get(name, f"optuna-{name}")
+        hint = f" (an experiment's '{name}' is '{alias}' here)" if alias in _METHODS else ""
+        closest = max(  # suggest from the name as given or as an Optuna sampler's
+            (difflib.SequenceMatcher(None, v, m).ratio(), v)
+            for v in (name, alias)
+            for m in _METHODS
+        )[1]
+        raise NasConfigError(
+            f"unknown search method '{name}'{hint}", allowed=list_methods(), value=closest
+        )
     return _METHODS[name]
 
 

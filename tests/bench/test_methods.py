@@ -76,3 +76,17 @@ def test_nas_method_passes_free_costs_to_the_default_sampler(problem3, monkeypat
 def test_random_runs_are_prefixes_of_each_other(problem2):
     method = get_method("random")
     assert method(problem2, 25, 0) == method(problem2, 100, 0)[:25]
+
+
+@pytest.mark.parametrize(
+    ("name", "pattern"),
+    [
+        ("tpe", r"an experiment's 'tpe' is 'optuna-tpe' here"),
+        ("cost-aware", r"an experiment's 'cost-aware' is 'nas' here"),
+        ("nsga4", r"did you mean 'optuna-nsga[23]'"),
+        ("rnadom", r"did you mean 'random'"),
+    ],
+)
+def test_an_experiments_sampler_name_points_at_its_method(name, pattern):
+    with pytest.raises(NasConfigError, match=pattern):
+        get_method(name)
