@@ -26,6 +26,7 @@ from nas.search._study import (
     PREPROCESS_ATTR,
     SPACE_ATTR,
     opening_storage,
+    sqlite_file,
 )
 from nas.space import Architecture, space_from_dict
 
@@ -71,10 +72,9 @@ def _check_storage_url(storage: str) -> None:
             f"--storage {storage}: expected a storage URL (sqlite:///..., postgresql://...); "
             f"try --storage {fix}"
         )
-    if storage.startswith("sqlite:///"):
-        path = storage[len("sqlite:///") :].split("?")[0]
-        if path and path != ":memory:" and not Path(path).is_file():
-            raise NasConfigError(f"--storage {storage}: no such file {path}")
+    path = sqlite_file(storage)
+    if path is not None and not path.is_file():
+        raise NasConfigError(f"--storage {storage}: no such file {path}")
 
 
 def _objectives(study: optuna.Study) -> list[str]:

@@ -168,12 +168,21 @@ def opening_storage(url: str) -> Iterator[None]:
         raise NasConfigError(f"storage {url}: cannot open it ({reason})") from None
 
 
+def sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH`` URL; None for other storages and in-memory
+    SQLite."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url[len("sqlite:///") :].split("?")[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
 def check_study(experiment: Experiment, space: SearchSpace, run_dir: Path) -> None:
     """Before a run writes anything: its storage opens, and the study already in it (if any)
     holds trials this experiment may add to; raises :class:`NasConfigError` otherwise."""
     storage = storage_url(experiment, run_dir)
-    if storage.startswith("sqlite:///"):
-        path = Path(storage[len("sqlite:///") :].split("?")[0])
+    path = sqlite_file(storage)
+    if path is not None:
         if experiment.search.storage and not path.parent.is_dir():
             raise NasConfigError(
                 f"search.storage {storage}: the folder {path.parent} does not exist; create it "
