@@ -193,7 +193,7 @@ class ChainSpace(SearchSpace):
         ``nn.Identity``: every skip of a stage but the first, and the first where the stage
         keeps the previous width at stride 1. A stage keeps its other layers in order and is
         padded with identity skips up to the smallest depth it allows, so ``w48 skip`` and
-        ``w48 skip skip skip`` (after a 48-wide stage) build the same model.
+        ``w48 skip skip skip`` build the same model (whatever the first skip does).
         """
         self.check(arch)
         skips = sorted(label for label, op in self._ops.items() if op.type == "skip")
