@@ -47,6 +47,8 @@ PREPROCESS_ATTR = "nas.preprocess"
 #: the arch_id of a trial's effective form (``SearchSpace.effective``): trials that share it
 #: build the same model, so one training serves them all
 EFFECTIVE_ATTR = "effective_id"
+#: study user attribute: the experiment's settings when the study was created
+EXPERIMENT_ATTR = "nas.experiment"
 
 
 @dataclass(frozen=True)
@@ -218,7 +220,7 @@ def open_study(experiment: Experiment, space: SearchSpace, storage: str) -> optu
             study.set_metric_names(names)
         study.set_user_attr(OBJECTIVES_ATTR, names)
         study.set_user_attr(SPACE_ATTR, space.to_dict())
-        study.set_user_attr("nas.experiment", experiment.to_dict())
+        study.set_user_attr(EXPERIMENT_ATTR, experiment.to_dict())
     return study
 
 
@@ -240,7 +242,7 @@ def _check_attrs(
             f"study '{experiment.study_name}' in {storage} searched a different space "
             f"('{old.get('name')}' hash mismatch); choose another search.study_name"
         )
-    _check_same_trials(experiment, attrs.get("nas.experiment") or {}, storage)
+    _check_same_trials(experiment, attrs.get(EXPERIMENT_ATTR) or {}, storage)
 
 
 #: settings that change what a trial measures: a study's trials all share them. The others
@@ -369,9 +371,9 @@ def _store(
     constraints: Sequence[Any],
     values: list[float] | None,
 ) -> None:
-    """Finish ``trial`` on the sampler's study with its objective ``values`` (None: failed)
-    and write it to the storage."""
-    for key, value in attrs.items():
+    """Finish ``trial`` on the sampler's study with its attributes and metrics and its
+    objective ``values`` (None: failed), and write it to the storage."""
+    for key, value in {**attrs, **metrics}.items():
         trial.set_user_attr(key, value)
     if values is None:
         mirror.publish(mirror.shadow.tell(trial, state=TrialState.FAIL))
@@ -502,7 +504,7 @@ def run_search(
             values = (
                 [metrics[m.name] for m in objectives] if state == TrialState.COMPLETE else None
             )
-            _store(mirror, trial, {**attrs, **metrics}, metrics, cons, exp.constraints, values)
+            _store(mirror, trial, attrs, metrics, cons, exp.constraints, values)
         counts["failed" if status == "diverged" else status] += 1
         n_new += 1
         if progress:
