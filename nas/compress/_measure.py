@@ -57,10 +57,11 @@ class LatencyConfig:
         return asdict(self)
 
     def describe(self) -> str:
-        """The protocol in words, for model cards: '1 thread, median of 600 calls in 6 rounds'."""
+        """The protocol in words, for model cards: '1 thread, median of 600 timed calls in 6
+        interleaved rounds after 50 untimed ones'."""
         threads = f"{self.threads} thread{'s' * (self.threads != 1)}"
         return (
-            f"{threads}, median of {max(self.repeats, self.rounds)} timed calls in "
+            f"{threads}, median of {sum(split_repeats(self.repeats, self.rounds))} timed calls in "
             f"{self.rounds} interleaved rounds after {self.warmup} untimed ones"
         )
 
