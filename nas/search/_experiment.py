@@ -332,8 +332,9 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
                     value=d,
                 )
         devices = listed
-    for device in devices:
-        check_known(device, named_at[device])
+    else:
+        for device in devices:
+            check_known(device, named_at[device])
     search = SearchConfig.from_node(node.get("search", None))
     out = node.get("out", None)
     select, finetune, compress = _final_stage(node, base)

@@ -160,6 +160,8 @@ def test_unknown_device_is_reported_where_it_is_named(tmp_path):
         NasConfigError, match=r"devices\[1\]: unknown device 'edgetpu'.*'edge-tpu'"
     ):
         load_experiment(write(tmp_path, listed))
+    listed = GOOD + "devices: [cpu, edge-tpu]\n"  # a listed device no metric names is fine
+    assert load_experiment(write(tmp_path, listed)).devices == ("cpu", "edge-tpu")
     listed = GOOD.replace("latency_ms@cpu]", "latency_ms@cpx]") + "devices: [cpu, edge-tpu]\n"
     with pytest.raises(NasConfigError, match=r"objectives\[2\]: metric on device 'cpx' but "):
         load_experiment(write(tmp_path, listed))
