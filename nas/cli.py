@@ -26,7 +26,7 @@ def _progress_bar(total: int) -> Any:
     done = [0]
 
     def update(event: str, info: dict[str, Any]) -> None:
-        if event in ("final_selected", "finetune_epoch"):
+        if event in ("final_selected", "final_kept", "finetune_resumed", "finetune_epoch"):
             _final_progress(event, info)
             return
         if event == "start":
@@ -63,6 +63,22 @@ def _final_progress(event: str, info: dict[str, Any]) -> None:
     if event == "final_selected":
         ids = ", ".join(info["arch_ids"])
         print(f"finishing {ids} (select rule '{info['rule']}')", file=sys.stderr, flush=True)
+        return
+    if event == "final_kept":
+        print(
+            f"{info['model']}: finished by an earlier run with the same settings, kept as it is "
+            f"(delete {info['record']} to redo it)",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    if event == "finetune_resumed":
+        print(
+            f"finetune {info['model']}: resuming after epoch {info['resumed_after']}/"
+            f"{info['epochs']} from {info['checkpoint']}",
+            file=sys.stderr,
+            flush=True,
+        )
         return
     print(
         f"finetune {info['model']} epoch {info['epoch']}/{info['epochs']}: "
@@ -108,6 +124,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{s.n_infeasible} skipped by "
         f"constraints, {s.n_failed} failed) in {s.seconds:.1f} s"
     )
+    if s.n_trained and 2 * s.n_near_chance >= s.n_trained:
+        t = exp.train
+        print(
+            f"warning: {s.n_near_chance} of the {s.n_trained} architectures trained this run "
+            f"learnt next to nothing (validation accuracy <= {s.near_chance:.2f}, near "
+            "chance), so the search cannot rank them: raise "
+            f"train.epochs ({t.epochs}) or change train.lr ({t.lr:g})",
+            file=sys.stderr,
+        )
     print(
         f"Pareto front: {r.n_pareto} architecture{'s' if r.n_pareto != 1 else ''}; "
         f"hypervolume {r.hypervolume:.4f} "

@@ -12,12 +12,16 @@ For each chosen architecture (``select:``), in ``<run dir>/final/``:
 4. measure every variant: held-out accuracy, size on disk, latency at batch 1 in its runtime;
    write ``final/summary.csv`` and a model card per folder.
 
-Every fine-tune checkpoints into its folder: running the same command again resumes an
-interrupted fine-tune and does not repeat a finished one; exports and measurements are redone.
+Run bookkeeping lives in ``final/checkpoints/<folder name>/``, never in the folders a user ships:
+every fine-tune checkpoints there, and a finished architecture leaves ``finished.json`` (its
+settings and measurements), written last. Running the same command again resumes an interrupted
+fine-tune and keeps a finished architecture as it is (nothing retrained, recompressed or
+re-measured) while its settings and files are unchanged; other settings redo it.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -65,6 +69,12 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, dict[str, Any]], None]
 
+CHECKPOINTS = "checkpoints"
+FINISHED_NAME = "finished.json"
+_FINISHED_FORMAT = 1
+# settings a finished architecture does not depend on (as for resuming a fine-tuning checkpoint)
+_FINETUNE_INSENSITIVE = ("threads", "checkpoint_every")
+
 
 @dataclass(frozen=True)
 class FinalModel:
@@ -75,17 +85,26 @@ class FinalModel:
     measurements: tuple[Measurement, ...]
 
 
+def _state_dir(base: Path, name: str) -> Path:
+    """Where the run keeps its bookkeeping for the folder ``final/<name>``."""
+    return base / CHECKPOINTS / name
+
+
 def _finetune(
     model: nn.Module,
     data: SplitData,
     config: FinetuneConfig,
-    folder: Path,
+    state: Path,
     teacher: nn.Module | None,
     progress: Progress | None,
     label: str,
 ) -> dict[str, Any]:
     def on_epoch(info: dict[str, Any]) -> None:
-        if progress is not None:
+        if progress is None:
+            return
+        if "resumed_after" in info:
+            progress("finetune_resumed", {"model": label, **info})
+        else:
             progress("finetune_epoch", {"model": label, **info})
 
     result = finetune(
@@ -93,10 +112,46 @@ def _finetune(
         data,
         config,
         teacher=teacher if config.distill is not None else None,
-        checkpoint_dir=folder / "checkpoint",
+        checkpoint_dir=state,
         progress=on_epoch,
     )
     return result.to_dict()
+
+
+def _settings(
+    arch: Architecture,
+    finetune_config: FinetuneConfig,
+    compress: CompressConfig | None,
+    data: SplitData,
+    origin: dict[str, Any],
+) -> dict[str, Any]:
+    """What a finished architecture's files depend on, as JSON would read it back."""
+    tune = finetune_config.to_dict()
+    settings = {
+        "arch": arch.to_dict(),
+        "finetune": {k: v for k, v in tune.items() if k not in _FINETUNE_INSENSITIVE},
+        "compress": None if compress is None else compress.to_dict(),
+        "data": {"name": data.name, "sizes": list(data.sizes), "preprocess": data.preprocess},
+        "origin": origin,
+    }
+    return json.loads(json.dumps(settings))
+
+
+def _finished_earlier(
+    record: Path, settings: dict[str, Any], base: Path
+) -> tuple[Measurement, ...] | None:
+    """The measurements of an earlier finish with the same settings whose files all still
+    exist; None when the architecture must be (re)done."""
+    try:
+        earlier = json.loads(record.read_text())
+        if earlier.get("format") != _FINISHED_FORMAT or earlier.get("settings") != settings:
+            return None
+        kept = tuple(Measurement(**m) for m in earlier["measurements"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # missing or not ours: redo, and write a new record at the end
+    if not all((base / m.file).is_file() for m in kept):
+        return None
+    return kept
 
 
 def _sparse_finetune(
@@ -104,14 +159,14 @@ def _sparse_finetune(
     data: SplitData,
     config: FinetuneConfig,
     sparsity: float,
-    folder: Path,
+    state: Path,
     teacher: nn.Module | None,
     progress: Progress | None,
     label: str,
 ) -> nn.Module:
     """Magnitude-prune, then fine-tune with the mask held fixed, then make the zeros permanent."""
     sparse = prune_unstructured(model, sparsity=sparsity, keep_masks=True)
-    _finetune(sparse, data, config, folder, teacher, progress, label)
+    _finetune(sparse, data, config, state, teacher, progress, label)
     return make_sparsity_permanent(sparse)
 
 
@@ -135,16 +190,31 @@ def finish_architecture(
     """
     base = run_dir / "final"
     folder = base / arch.arch_id
+    environment = environment or {}
+    origin = {**(origin or {}), "arch_id": arch.arch_id}
+    settings = _settings(arch, finetune_config, compress, data, origin)
+    record = _state_dir(base, arch.arch_id) / FINISHED_NAME
+    kept = _finished_earlier(record, settings, base)
+    if kept is not None:
+        if progress is not None:
+            progress("final_kept", {"model": arch.arch_id, "record": str(record)})
+        return FinalModel(arch.arch_id, folder, kept), load_architecture(folder / "arch.json")
     x_held, y_held, split = data.held_out()
     example = data.x_val[:8]
     calibration_n = compress.quantize.calibration if compress and compress.quantize else 256
     calibration = data.x_train[:calibration_n]
     check_calibration(calibration, tuple(space.input_shape), source=f"data '{data.name}'")
-    environment = environment or {}
-    origin = {**(origin or {}), "arch_id": arch.arch_id}
     extra = {"preprocess": data.preprocess, "origin": origin}
 
-    training = _finetune(model, data, finetune_config, folder, teacher, progress, arch.arch_id)
+    training = _finetune(
+        model,
+        data,
+        finetune_config,
+        _state_dir(base, arch.arch_id),
+        teacher,
+        progress,
+        arch.arch_id,
+    )
     model.eval()
     # a start that was already pruned (``nas train`` on a pruned arch.json) keeps its widths
     widths = shape_overrides(model, space.build(arch)) or None
@@ -219,7 +289,15 @@ def finish_architecture(
         if p.epochs:
             pcfg = replace(finetune_config, epochs=p.epochs)
             # the unpruned parent is the natural teacher of its pruned child
-            _finetune(pruned, data, pcfg, pfolder, model, progress, f"{arch.arch_id}-pruned")
+            _finetune(
+                pruned,
+                data,
+                pcfg,
+                _state_dir(base, pfolder.name),
+                model,
+                progress,
+                pfolder.name,
+            )
         pruned.eval()
         export_float(
             pfolder,
@@ -243,10 +321,10 @@ def finish_architecture(
             data,
             scfg,
             compress.sparsity,
-            sfolder,
+            _state_dir(base, sfolder.name),
             model,
             progress,
-            f"{arch.arch_id}-sparse",
+            sfolder.name,
         )
         export_float(
             sfolder,
@@ -277,6 +355,11 @@ def finish_architecture(
             timing=_latency(compress).describe(),
         )
         atomic_write_json(sub / "measurements.json", {"measurements": mine})
+    # last: from here on a rerun with the same settings keeps this architecture as it is
+    atomic_write_json(
+        record,
+        {"format": _FINISHED_FORMAT, "settings": settings, "measurements": rows},
+    )
     return FinalModel(arch.arch_id, folder, tuple(measurements)), model
 
 

@@ -4,6 +4,7 @@ with distillation, prune, sparsify, quantize, measure, export), and its CLI comm
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -126,12 +127,41 @@ def test_pruned_and_int8_variants_load_in_a_fresh_process(finished):
     assert torch.equal(got["a"], expected) and torch.equal(got["b"], expected_int8)
 
 
-def test_rerun_resumes_finished_fine_tunes_without_training(finished, capsys):
+def test_deploy_folders_hold_no_run_bookkeeping(finished):
+    final = finished / "run" / "final"
+    for folder in final.iterdir():
+        if folder.is_dir() and folder.name != "checkpoints":
+            assert not any(p.is_dir() for p in folder.iterdir()), folder
+            assert (final / "checkpoints" / folder.name).is_dir()  # its fine-tune's checkpoint
+
+
+def test_rerun_keeps_finished_models_as_they_are(finished, capsys):
     run = finished / "run"
     before = pd.read_csv(run / "final" / "summary.csv")
+    first = before["arch_id"].iloc[0]
     assert main(["run", str(finished / "exp.yaml"), "--out", str(run)]) == 0
     err = capsys.readouterr().err
-    assert "finetune" not in err  # every checkpoint was finished: no epoch ran again
+    assert "finetune" not in err  # no epoch ran again
+    assert f"{first}: finished by an earlier run with the same settings, kept" in err
+    # nothing re-measured: the latencies are the first run's, not a second timing
+    pd.testing.assert_frame_equal(before, pd.read_csv(run / "final" / "summary.csv"))
+
+
+def test_rerun_redoes_a_model_whose_files_are_gone(finished, capsys, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    before = pd.read_csv(run / "final" / "summary.csv")
+    first = before["arch_id"].iloc[0]
+    assert main(["run", str(finished / "exp.yaml"), "--out", str(run), "-q"]) == 0
+    kept = json.loads((run / "final" / "checkpoints" / first / "finished.json").read_text())
+    (run / "final" / first / "model_int8.onnx").unlink()
+    assert main(["run", str(finished / "exp.yaml"), "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    assert f"{first}: finished by an earlier run" not in err
+    redone = json.loads((run / "final" / "checkpoints" / first / "finished.json").read_text())
+    assert redone["settings"] == kept["settings"]
+    assert "finetune" not in err  # its fine-tunes' checkpoints were finished: no epoch ran
+    assert (run / "final" / first / "model_int8.onnx").is_file()
     after = pd.read_csv(run / "final" / "summary.csv")
     cols = ["arch_id", "variant", "accuracy", "params", "size_bytes"]
     pd.testing.assert_frame_equal(before[cols], after[cols])
@@ -176,7 +206,7 @@ def test_nas_export_writes_a_trial_folder(finished, capsys):
     args = ["export", "--storage", storage, "--study", "final_small", "--out"]
     assert main([*args, str(out), "--trial", "0"]) == 0
     capsys.readouterr()
-    final = next(p for p in (finished / "run" / "final").iterdir() if p.is_dir())
+    final = next(p for p in (finished / "run" / "final").iterdir() if (p / "arch.json").is_file())
     before = sorted((p.name, p.stat().st_mtime_ns) for p in final.iterdir())
     for folder in (out, final):
         assert main([*args, str(folder), "--trial", "1"]) == 2
@@ -225,7 +255,7 @@ def test_nas_train_on_a_pruned_arch_json_keeps_its_widths(finished):
     args += ["--out", str(out), "-q", "--set", "compress.prune=null", "--set"]
     args += ["compress.sparsity=null", "--set", "finetune.distill=null"]
     assert main(args) == 0
-    folder = next(p for p in (out / "final").iterdir() if p.is_dir())
+    folder = next(p for p in (out / "final").iterdir() if (p / "arch.json").is_file())
     model = load_architecture(folder / "arch.json")  # pruned widths travel with the weights
     assert sum(p.numel() for p in model.parameters()) < sum(
         p.numel()

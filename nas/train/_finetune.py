@@ -490,7 +490,9 @@ def finetune(
             no checkpoint.
         progress: Called after each epoch (and its checkpoint) with a dict of ``epoch``
             (1-based), ``epochs``, ``train_loss``, ``val_loss``, ``val_accuracy``, ``lr`` and
-            ``images_per_second`` (of that epoch).
+            ``images_per_second`` (of that epoch); and once before the first epoch of a resumed
+            run with ``resumed_after`` (epochs the checkpoint held), ``epochs`` and
+            ``checkpoint`` (its path).
 
     Returns:
         The last epoch's validation accuracy and loss, throughput and the per-epoch history.
@@ -622,6 +624,8 @@ def _run(
             return _result(history, train_seconds, images, resumed_from=start_epoch)
         loop.restore(state)
         logger.info("resuming %s after epoch %d of %d", path, start_epoch, config.epochs)
+        if progress is not None:
+            progress({"resumed_after": start_epoch, "epochs": config.epochs, "checkpoint": path})
 
     x_train = data.x_train.to(device).contiguous(memory_format=memory_format)  # (N, C, H, W)
     y_train = data.y_train.to(device)

@@ -156,7 +156,7 @@ class _Interrupt:
         self.after = after
 
     def __call__(self, report: dict[str, Any]) -> None:
-        if report["epoch"] == self.after:
+        if report.get("epoch") == self.after:
             raise KeyboardInterrupt
 
 
@@ -179,7 +179,9 @@ def test_resume_ends_with_the_uninterrupted_weights(
 
     assert _same_weights(straight, resumed)
     assert result.resumed_from_epoch == 1 and result.epochs_run == 3
-    assert [c["epoch"] for c in calls] == [2, 3]
+    checkpoint = tmp_path / "cut" / CHECKPOINT_NAME
+    assert calls[0] == {"resumed_after": 1, "epochs": 3, "checkpoint": checkpoint}
+    assert [c["epoch"] for c in calls[1:]] == [2, 3]
     assert result.history == expected.history
     assert _without_time(result) == {**_without_time(expected), "resumed_from_epoch": 1}
 
