@@ -232,8 +232,13 @@ def _apply_overrides(node: Node, overrides: Sequence[str]) -> None:
             raise NasConfigError("expected KEY=VALUE, e.g. search.n_trials=60", file=origin)
         try:
             value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            raise NasConfigError("the value is not valid YAML", file=origin) from None
+        except yaml.YAMLError as exc:
+            problem = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+            raise NasConfigError(
+                f"the value is not valid YAML ({problem}); to pass it as text, quote it "
+                f"inside the shell's quotes: --set '{key.strip()}=\"{text.strip()}\"'",
+                file=origin,
+            ) from None
         node.override(key.strip().split("."), value, origin)
 
 

@@ -75,6 +75,15 @@ class SearchOutcome:
     n_failed: int
     seconds: float
     sampler: str = ""  # the Optuna sampler class the run used ('auto' resolves to one)
+    n_near_chance: int = 0  # of n_trained: validation accuracy at most near_chance(classes)
+    near_chance: float = 0.0  # that accuracy
+
+
+def near_chance(num_classes: int) -> float:
+    """The validation accuracy at or below which a trained model has learnt next to nothing:
+    a tenth of the way from chance (1 / classes) to perfect; 0.19 for 10 classes."""
+    chance = 1.0 / max(num_classes, 1)
+    return chance + 0.1 * (1.0 - chance)
 
 
 def storage_url(experiment: Experiment, run_dir: Path) -> str:
@@ -249,6 +258,15 @@ def _check_attrs(
 #: (sampler, n_trials, seed, the stage after the search, thread counts) may change on a rerun.
 _TRIAL_SETTINGS = ("data", "train", "constraints")
 _FREE_TO_CHANGE = {("train", "threads")}
+#: data locations are recorded resolved; a project moved elsewhere (or to another machine)
+#: still continues its study when the file or folder keeps its name
+_LOCATIONS = {("data", "root"), ("data", "path")}
+
+
+def _setting(section: str, key: str | None, value: Any) -> Any:
+    if (section, key) in _LOCATIONS and isinstance(value, str):
+        return Path(value).name
+    return value
 
 
 def _check_same_trials(experiment: Experiment, recorded: dict[str, Any], storage: str) -> None:
@@ -265,7 +283,7 @@ def _check_same_trials(experiment: Experiment, recorded: dict[str, Any], storage
                 continue
             old = before if key is None else before.get(key)
             new = after if key is None else after.get(key)
-            if old != new:
+            if _setting(section, key, old) != _setting(section, key, new):
                 name = section if key is None else f"{section}.{key}"
                 raise NasConfigError(
                     f"study '{experiment.study_name}' in {storage} was searched with {name} "
@@ -437,6 +455,8 @@ def run_search(
     objectives = exp.objectives
     free_constraints = [c for c in exp.constraints if not c.metric.needs_training]
     counts = {"trained": 0, "evaluated": 0, "reused": 0, "infeasible": 0, "failed": 0}
+    chance = near_chance(evaluator.space.num_classes)
+    n_near_chance = 0
     start = time.perf_counter()
     n_new = 0
     mirror.sync()
@@ -491,6 +511,7 @@ def run_search(
             else:
                 status = "trained"
                 metrics.update(trained_metrics(result))
+                n_near_chance += result.val_accuracy <= chance
                 if save_weights:
                     weights = {k: v.contiguous() for k, v in model.state_dict().items()}
         attrs["status"] = status
@@ -529,4 +550,6 @@ def run_search(
         n_failed=counts["failed"],
         seconds=time.perf_counter() - start,
         sampler=type(sampler).__name__,
+        n_near_chance=n_near_chance,
+        near_chance=chance,
     )

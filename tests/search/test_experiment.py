@@ -49,6 +49,14 @@ def test_overrides(tmp_path):
         load_experiment(write(tmp_path, GOOD), ["search.n_trials"])
     with pytest.raises(NasConfigError, match=r"search\.n_trails: unknown key.*did you mean"):
         load_experiment(write(tmp_path, GOOD), ["search.n_trails=5"])
+    # '>' opens a YAML block scalar: the error says how to pass the text, and that works
+    with pytest.raises(NasConfigError) as info:
+        load_experiment(write(tmp_path, GOOD), ["constraints.accuracy=>= 0.6"])
+    hint = "quote it inside the shell's quotes: --set 'constraints.accuracy=\">= 0.6\"'"
+    assert "not valid YAML (while scanning a block scalar)" in str(info.value)
+    assert hint in str(info.value)
+    exp = load_experiment(write(tmp_path, GOOD), ['constraints.accuracy=">= 0.6"'])
+    assert "accuracy >= 0.6" in [str(c) for c in exp.constraints]
 
 
 @pytest.mark.parametrize(

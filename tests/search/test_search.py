@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import pytest
@@ -340,3 +341,60 @@ def test_an_interrupt_while_a_trial_is_stored_waits_for_it(tiny_experiment, tmp_
     assert len(trials) == 1 and trials[0].user_attrs["status"] == "trained"
     assert (tmp_path / "run" / trials[0].user_attrs["weights"]).is_file()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_run_warns_when_training_is_too_short_to_rank(tiny_experiment, tmp_path, capsys):
+    from nas.cli import main
+
+    path = tiny_experiment(n_trials=3)
+    # lr 1e-7: one epoch leaves every model at its initialization, near chance
+    assert (
+        main(["run", str(path), "--out", str(tmp_path / "run"), "-q", "--set", "train.lr=1e-7"])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "warning: 3 of the 3 architectures trained this run learnt next to nothing" in err
+    assert "raise train.epochs (1) or change train.lr (1e-07)" in err
+    longer = ["--set", "train.epochs=5", "--set", "train.batch_size=16", "--set", "train.lr=0.05"]
+    assert main(["run", str(path), "--out", str(tmp_path / "ok"), "-q", *longer]) == 0
+    assert "learnt next to nothing" not in capsys.readouterr().err
+
+
+def test_near_chance_is_a_tenth_of_the_way_from_chance_to_perfect():
+    from nas.search._study import near_chance
+
+    assert near_chance(10) == pytest.approx(0.19)
+    assert near_chance(2) == pytest.approx(0.55)
+
+
+def test_a_moved_data_file_continues_its_study_and_another_file_does_not(tmp_path):
+    from sklearn.datasets import load_digits
+
+    from tests.conftest import TINY_SPACE
+
+    digits = load_digits()
+    (tmp_path / "tiny.yaml").write_text(TINY_SPACE)
+    for folder in ("here", "moved"):
+        (tmp_path / folder).mkdir()
+        np.savez(tmp_path / folder / "digits.npz", x=digits.images[:300], y=digits.target[:300])
+    np.savez(tmp_path / "other.npz", x=digits.images[300:600], y=digits.target[300:600])
+
+    def experiment(data_path: str, n_trials: int) -> Path:
+        path = tmp_path / "exp.yaml"
+        path.write_text(
+            f"""
+name: tiny
+space: tiny.yaml
+data: {{dataset: npz, path: {data_path}, seed: 0}}
+train: {{epochs: 1, batch_size: 64, lr: 0.01, seed: 0}}
+objectives: [error, params]
+search: {{sampler: random, n_trials: {n_trials}, seed: 0}}
+"""
+        )
+        return path
+
+    run_experiment(load_experiment(experiment("here/digits.npz", 1)), tmp_path / "run")
+    moved = load_experiment(experiment("moved/digits.npz", 2))
+    assert run_experiment(moved, tmp_path / "run").search.n_new == 1
+    with pytest.raises(NasConfigError, match=r"data\.path .*digits\.npz.*other\.npz"):
+        run_experiment(load_experiment(experiment("other.npz", 3)), tmp_path / "run")
