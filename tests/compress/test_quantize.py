@@ -79,6 +79,30 @@ def test_onnxruntime_quantizer_keeps_accuracy_and_quantizes_between_convolutions
     assert crossings(out) < crossings(tmp_path / "model_int8.onnx")
 
 
+def test_pt2e_int8_runs_every_convolution_and_residual_add_in_int8(trained, tmp_path):
+    """x86's recipe left a convolution before a residual add in float (Inductor fuses the pair);
+    ONNX Runtime then ran it in float. The ONNX Runtime annotation makes both int8 kernels."""
+    space, arch, model, data = trained
+    q = quantize_int8(model, data.x_train[:128])
+    check = export_onnx(q, data.x_val[:4], tmp_path / "m.onnx", check=data.x_val)
+    assert check["argmax_agreement"] >= 0.97
+    ops = [n.op_type for n in optimized_graph(tmp_path / "m.onnx").node]
+    residual_adds = sum(n.op_type == "Add" for n in _float_graph(model, data))
+    assert residual_adds >= 1 and ops.count("QLinearAdd") == residual_adds
+    assert not {"Conv", "FusedConv", "Add"} & set(ops), ops
+
+
+def _float_graph(model, data):
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(model, data.x_val[:4], Path(tmp) / "f.onnx")
+        import onnx
+
+        return list(onnx.load(str(Path(tmp) / "f.onnx")).graph.node)
+
+
 def test_float_export_matches_pytorch_within_1e_4(trained, tmp_path):
     space, arch, model, data = trained
     out = export_float(tmp_path, space, arch, model, example=data.x_val[:4])
