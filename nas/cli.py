@@ -6,9 +6,11 @@ User errors print one line on stderr and exit with status 2; tracebacks are for 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -210,6 +212,46 @@ def _check_out_folder(out: Path) -> None:
         raise NasConfigError(f"--out {out}: cannot write in {parent}; choose another --out")
 
 
+def _check_out_file(out: Path, example: str) -> None:
+    """Refuse an --out file that cannot be written, before any work is done."""
+    if out.is_dir():
+        raise NasConfigError(
+            f"--out {out}: is a folder; name a file in it, e.g. --out {out / example}"
+        )
+    parent = next((p for p in out.absolute().parents if p.exists()), None)
+    if parent is None:
+        return
+    if not parent.is_dir():
+        raise NasConfigError(
+            f"--out {out}: {parent} is a file, not a folder; choose another --out"
+        )
+    try:  # the only sure test of a folder that takes files (/proc says it is writable)
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError:
+        raise NasConfigError(
+            f"--out {out}: cannot write in {parent}; choose another --out"
+        ) from None
+
+
+def _check_replaced_table(out: Path, writes: str, same_kind: Any, force: bool) -> None:
+    """Refuse to overwrite a table whose latencies are of another kind (a measured table, say)
+    with a ``writes`` one, unless --force."""
+    if force or not out.exists():
+        return
+    try:
+        meta = json.loads(out.read_text())
+        theirs = str(meta.get("value_kinds", {}).get("latency", "unstated"))
+        device = f" for device '{meta.get('device')}'"
+    except (OSError, ValueError, AttributeError):
+        theirs, device = "unreadable", ""
+    if not same_kind(theirs):
+        raise NasConfigError(
+            f"--out {out}: holds a table of {theirs} latencies{device}; the {writes} table "
+            "would replace it: choose another --out, or pass --force to replace it"
+        )
+
+
 def _cmd_pareto(args: argparse.Namespace) -> int:
     import optuna
 
@@ -266,6 +308,7 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
 
 def _cmd_devices(args: argparse.Namespace) -> int:
     from nas.cost import builtin_table_dir, list_devices, load_cost_model
+    from nas.cost._table import UNFINISHED
 
     extra = tuple(Path(d) for d in args.table_dir)
     for folder in extra:
@@ -285,7 +328,11 @@ def _cmd_devices(args: argparse.Namespace) -> int:
                 (
                     name,
                     f"table ({', '.join(kinds)})",
-                    ", ".join(meta.get("spaces", {})) or "any",
+                    ", ".join(
+                        f"{n} (interrupted profile)" if n in meta.get(UNFINISHED, []) else n
+                        for n in meta.get("spaces", {})
+                    )
+                    or "any",
                     str(meta.get("description", "")),
                 )
             )
@@ -397,6 +444,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     out = Path(args.out or f"{args.device.replace(':', '')}-{space.name}.json").with_suffix(
         ".json"
     )
+    _check_out_file(out, f"{space.name}-table.json")
     existing = LookupTable.load(out) if out.exists() else None
     name = existing.device if existing else out.stem
     bar = _counter(f"profiling {space.name} on {args.device}")
@@ -431,6 +479,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from nas.cost._profile import validate_table
     from nas.space import load_space
 
+    if args.out:
+        _check_out_file(Path(args.out), "validation.csv")
     space = load_space(args.space)
     table = load_cost_model(args.table)
     if not isinstance(table, LookupTable):
@@ -486,6 +536,8 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     from nas.cost import charged_layers, for_space, load_cost_model
     from nas.space import load_space
 
+    if args.out:
+        _check_out_file(Path(args.out), "costs.csv")
     space = load_space(args.space)
     model = for_space(load_cost_model(args.table), space)
     what = "a file of architecture strings, one per line"
@@ -521,6 +573,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     space = load_space(args.space) if args.space else None
     out = Path(args.out).with_suffix(".json")
+    _check_out_file(out, f"{args.device}.json")
+    _check_replaced_table(out, "imported", lambda k: k.endswith(" in source"), args.force)
     table = import_table(args.format, args.src, args.device, space=space, name=out.stem)
     table.save(out)
     print(
@@ -538,6 +592,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from nas.cost._calibrate import calibrate
     from nas.space import load_space
 
+    out = Path(args.out).with_suffix(".json")
+    _check_out_file(out, "my-device.json")
+    _check_replaced_table(out, "calibrated", lambda k: k == "calibrated", args.force)
     space = load_space(args.space)
     prior = for_space(load_cost_model(args.prior), space)
     path = Path(args.measurements)
@@ -552,6 +609,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     measurements = []
     first_line: dict[str, int] = {}  # arch_id -> the line that measured it
     for line, row in enumerate(reader, start=2):
+        if row.get(None):  # type: ignore[call-overload]  # fields beyond the header's
+            raise NasConfigError(
+                f"{path}:{line}: {len(reader.fieldnames or ()) + len(row[None])} fields "  # type: ignore[index]
+                f"but the header names {len(reader.fieldnames or ())}; a decimal comma? write "
+                "latency_ms with a point (17.5)"
+            )
         try:
             arch = space.parse(row["arch"])
         except NasConfigError as exc:
@@ -573,13 +636,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             )
         first_line[arch.arch_id] = line
         measurements.append((arch, value))
-    if len(measurements) < 10:
+    if 3 <= len(measurements) < 10:  # fewer: calibrate says it needs at least 3
         print(
             f"nas: warning: {path}: {len(measurements)} measurements; the fit leans on the "
             "prior (the documented figures use 10 or more)",
             file=sys.stderr,
         )
-    out = Path(args.out).with_suffix(".json")
     result = calibrate(
         space, measurements, prior, device=out.stem, source=str(path), unread=args.unread_layers
     )
@@ -792,6 +854,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", required=True, help="the source's device (column) to import")
     p.add_argument("--out", required=True, help="table path (.json + .csv); its stem names it")
     p.add_argument("--space", help="space the table covers (default: fbnet / mbconv_imagenet)")
+    p.add_argument("--force", action="store_true", help="replace an --out table of another kind")
     p.set_defaults(func=_cmd_import)
 
     p = sub.add_parser("calibrate", help="fit a table from whole-model latency measurements")
@@ -799,6 +862,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measurements", required=True, help="CSV with columns arch,latency_ms")
     p.add_argument("--out", required=True, help="table path (.json + .csv); its stem names it")
     p.add_argument("--prior", default="cpu", help="device name or table/profile path (cpu)")
+    p.add_argument("--force", action="store_true", help="replace an --out table of another kind")
     p.add_argument(
         "--unread-layers",
         default="run",

@@ -122,3 +122,46 @@ def test_an_out_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path, 
     (tmp_path / "file").write_text("")
     assert main(["bench", "nasbench201", "--out", str(tmp_path / "file" / "x")]) == 2
     assert "is not a folder; choose another --out" in capsys.readouterr().err
+
+
+def test_an_out_file_that_cannot_be_written_is_refused_before_any_work(capsys, tmp_path):
+    archs = tmp_path / "archs.txt"
+    archs.write_text("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|\n")
+    (tmp_path / "a_file").write_text("x")
+    cost = ["cost", "--space", "nasbench201", "--table", "cpu", "--archs", str(archs), "--out"]
+    for out, says in (
+        (tmp_path, "is a folder; name a file in it, e.g. --out"),
+        (tmp_path / "a_file" / "c.csv", "a_file is a file, not a folder"),
+        (Path("/proc/c.csv"), "cannot write in /proc"),
+    ):
+        assert main([*cost, str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"nas: error: --out {out}: ") and says in err, err
+        assert err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "archs.txt"]
+
+
+def test_calibrate_and_import_do_not_replace_a_table_of_another_kind(capsys, tmp_path):
+    from nas.space import load_space
+
+    space = load_space("nasbench201")
+    csv = tmp_path / "m.csv"
+    rows = [f"{space.format(space.random(i))},{1 + 0.1 * i}" for i in range(5)]
+    csv.write_text("arch,latency_ms\n" + "\n".join(rows) + "\n")
+    table = tmp_path / "mydev.json"
+    table.write_text(json.dumps({"device": "mydev", "value_kinds": {"latency": "measured"}}))
+    calibrate = ["calibrate", "--space", "nasbench201", "--measurements", str(csv)]
+    assert main([*calibrate, "--out", str(table)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a table of measured latencies for device 'mydev'; the calibrated table" in err
+    assert "pass --force to replace it" in err
+    assert json.loads(table.read_text())["value_kinds"]["latency"] == "measured"  # untouched
+    assert main([*calibrate, "--out", str(table), "--force"]) == 0
+    assert main([*calibrate, "--out", str(table)]) == 0  # a calibrated table: recalibrate it
+    capsys.readouterr()
+    # a decimal comma splits a row into more fields than the header names
+    csv.write_text("arch,latency_ms\n" + f"{space.format(space.random(0))},17,5\n")
+    assert main([*calibrate, "--out", str(tmp_path / "other.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"{csv}:2: 3 fields but the header names 2; a decimal comma?" in err
+    assert "warning" not in err

@@ -28,7 +28,7 @@ from torch import nn
 
 from nas._errors import NasConfigError
 from nas._timing import spin_up, split_repeats, time_calls
-from nas.cost._table import LookupTable, TableEntry, entry_from_layer
+from nas.cost._table import UNFINISHED, LookupTable, TableEntry, entry_from_layer
 from nas.space import Layer, SearchSpace, parse_op
 
 __all__ = [
@@ -356,7 +356,8 @@ def profile_space(
             if progress:
                 progress(len(new), len(todo), layers[-1].signature)
             if checkpoint:  # with the protocol, so that a resumed run can check it
-                checkpoint(table.with_entries(new, **meta))
+                unfinished = sorted({*table.meta.get(UNFINISHED, []), space.name})
+                checkpoint(table.with_entries(new, **meta, **{UNFINISHED: unfinished}))
         meta |= {
             "energy": {
                 "method": energy_note or table.meta.get("energy", {}).get("method", ""),
@@ -371,6 +372,7 @@ def profile_space(
             },
             "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
+        meta[UNFINISHED] = [n for n in table.meta.get(UNFINISHED, []) if n != space.name]
         table = table.with_entries(new, **meta)
         corrections = dict(table.meta.get("in_model", {}))
         if new or space.name not in corrections:
@@ -382,6 +384,13 @@ def profile_space(
 def _check_same_protocol(table: LookupTable, config: ProfileConfig) -> None:
     """Refuse to add entries measured otherwise than ``table``'s (device, threads, batch, dtype):
     one table holds one protocol, which its metadata states."""
+    kind = table.meta.get("value_kinds", {}).get("latency", "measured")
+    if kind != "measured":
+        raise NasConfigError(
+            f"{table.path or table.device}: its latencies are {kind}, not measured here with "
+            "nas profile; profiling into it would mix this machine's timings with them: "
+            "profile into another --out"
+        )
     protocol = table.meta.get("protocol")
     if not isinstance(protocol, Mapping):
         raise NasConfigError(

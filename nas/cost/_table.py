@@ -50,6 +50,9 @@ DTYPES = ("fp32", "fp16", "bf16", "int8")
 #: ``unread_layers`` in the metadata: what the device's runtime does with layers whose output
 #: nothing reads (eager PyTorch runs them; graph runtimes drop them)
 UNREAD_LAYERS = ("run", "skipped")
+#: metadata key: the spaces whose ``nas profile`` was interrupted (entries without their
+#: in-model correction, which the end of the profile fits): the table refuses to cost them
+UNFINISHED = "profile_unfinished"
 COLUMNS = (
     "signature", "op", "stride", "in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "dtype",
     "batch", "latency_ms_p50", "latency_ms_mean", "latency_ms_std", "n", "energy_mj", "kind",
@@ -284,7 +287,15 @@ class LookupTable:
         )
 
     def check_space(self, space: Any) -> None:
-        """Raise unless the table was built for ``space`` (by name) or names no spaces at all."""
+        """Raise unless the table was built for ``space`` (by name) or names no spaces at all,
+        and its profile of ``space`` ran to the end."""
+        if space.name in self.meta.get(UNFINISHED, []):
+            command = self.meta.get("profile_command", "the nas profile command that made it")
+            raise NasConfigError(
+                f"table '{self.device}' ({self.path}): its profile of space '{space.name}' was "
+                "interrupted, so its entries lack the in-model correction fitted at the end; "
+                f"finish it by running again: {command}"
+            )
         spaces = self.meta.get("spaces")
         if spaces and space.name not in spaces:
             shown = space.name if space.name in list_spaces() else f"<{space.name}'s YAML file>"

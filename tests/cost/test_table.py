@@ -93,6 +93,34 @@ def test_a_table_holds_one_protocol(tiny, table, tmp_path):
             profile_space(tiny, config, device_name="tinydev", existing=partial)
     with pytest.raises(NasConfigError, match="states no measurement protocol"):
         profile_space(tiny, FAST, device_name="tinydev", existing=LookupTable("d", {}, {}))
+    # an imported or calibrated table takes no timings of this machine
+    for kind in ("calibrated", "measured in source"):
+        other = LookupTable("d", {**partial.meta, "value_kinds": {"latency": kind}}, {})
+        with pytest.raises(NasConfigError, match=f"its latencies are {kind}, not measured here"):
+            profile_space(tiny, FAST, device_name="tinydev", existing=other)
+
+
+def test_an_interrupted_profile_is_refused_until_finished(tiny, tmp_path):
+    from nas.cost import for_space
+
+    saved = []
+
+    def checkpoint_then_stop(partial: LookupTable) -> None:
+        saved.append(partial)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        profile_space(tiny, FAST, device_name="tinydev", checkpoint=checkpoint_then_stop)
+    saved[-1].save(tmp_path / "tinydev.json")
+    partial = LookupTable.load(tmp_path / "tinydev.json")
+    with pytest.raises(
+        NasConfigError,
+        match=r"profile of space 'tiny_cell' was interrupted.*"
+        r"finish it by running again: nas profile",
+    ):
+        for_space(partial, tiny)
+    finished = profile_space(tiny, FAST, device_name="tinydev", existing=partial)
+    assert for_space(finished, tiny).estimate(tiny.layers(tiny.random(0))).latency_ms > 0
 
 
 def test_missing_entry_names_key_nearest_and_fix(tiny, table):
