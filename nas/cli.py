@@ -435,6 +435,10 @@ def _counter(desc: str) -> Any:
 
 
 def _cmd_profile(args: argparse.Namespace) -> int:
+    import shlex
+
+    from torch import get_num_threads as torch_threads
+
     from nas.cost import LookupTable
     from nas.cost._profile import profile_space
     from nas.space import load_space
@@ -456,6 +460,28 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             existing=existing,
             checkpoint=lambda t: t.save(out),
             progress=bar,
+            command=shlex.join(
+                [
+                    "nas",
+                    "profile",
+                    "--space",
+                    args.space,
+                    "--device",
+                    args.device,
+                    "--threads",
+                    str(config.threads or torch_threads()),
+                    "--batch",
+                    str(config.batch),
+                    "--dtype",
+                    config.dtype,
+                    "--warmup",
+                    str(config.warmup),
+                    "--repeats",
+                    str(config.repeats),
+                    "--out",
+                    str(out),
+                ]
+            ),
         )
     finally:
         bar.close()  # type: ignore[attr-defined]
@@ -466,6 +492,16 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         f"(in-model correction: {fix['model_ms']:+.4f} ms {fix['per_layer_ms']:+.4f} ms/layer "
         f"{fix['per_mb_ms']:+.4f} ms/MB, fit RMSE {fix['fit_rmse_ms']:.4f} ms)"
     )
+    reference = float(fix.get("reference_ms") or 0.0)
+    if reference > 0 and fix["fit_rmse_ms"] > 0.1 * reference:
+        print(
+            f"nas: warning: the correction fits the end-to-end timings poorly (RMSE "
+            f"{fix['fit_rmse_ms']:.4f} ms on models like the {reference:.4f} ms reference): the "
+            "machine was busy or the timings too short, and predictions may be far off; "
+            f"profile into a new --out on an idle machine (more --repeats), then check it "
+            f"with nas validate-table --space {args.space} --table {out}",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -493,7 +529,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     threads = config.threads or torch_threads()
     if table_threads and table_threads != threads:
         print(
-            f"nas: warning: {args.table} was measured with {table_threads} threads, this run "
+            f"nas: warning: {args.table} was measured with {table_threads} "
+            f"thread{'s' * (table_threads != 1)}, this run "
             f"uses {threads}: the figures compare the two settings (pass --threads "
             f"{table_threads} to check the table itself)",
             file=sys.stderr,

@@ -27,6 +27,7 @@ from nas.search import (
     SearchOutcome,
     SelectConfig,
     check_study,
+    cost_digests,
     load_study,
     prepare,
     run_search,
@@ -106,7 +107,8 @@ def run_experiment(
     prepared = prepare(experiment)  # raises before anything is written
     run_dir = Path(run_dir or experiment.out)
     previous = _check_run_dir(run_dir, experiment)
-    check_study(experiment, prepared.space, run_dir)
+    costs = cost_digests(prepared.space, prepared.evaluator.cost_models)
+    check_study(experiment, prepared.space, run_dir, costs)
     run_dir.mkdir(parents=True, exist_ok=True)
     started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     manifest: dict[str, Any] = {

@@ -29,7 +29,7 @@ from torch import nn
 from nas._errors import NasConfigError
 from nas._timing import spin_up, split_repeats, time_calls
 from nas.cost._table import UNFINISHED, LookupTable, TableEntry, entry_from_layer
-from nas.space import Layer, SearchSpace, parse_op
+from nas.space import Architecture, Layer, SearchSpace, parse_op
 
 __all__ = [
     "ProfileConfig",
@@ -303,8 +303,12 @@ def profile_space(
     existing: LookupTable | None = None,
     checkpoint: Callable[[LookupTable], object] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    command: str | None = None,
 ) -> LookupTable:
     """Measure every layer ``space`` can produce that ``existing`` lacks; returns the table.
+
+    ``command`` is recorded as the table's ``profile_command`` (the one that finishes or
+    extends it); by default one is written from ``space``'s name and ``config``.
 
     After the layers, ``overhead_archs`` architectures (seed ``CALIBRATION_SEED``) are timed end
     to end and the gap to the sum of their layers is fitted as the space's in-model correction
@@ -326,7 +330,8 @@ def profile_space(
             "fingerprint": fingerprint(config),
             "protocol": {**config.protocol(), "allocator": allocator},
             "spaces": spaces,
-            "profile_command": (
+            "profile_command": command
+            or (
                 f"nas profile --space {space.name} --device {config.device} "
                 f"--threads {torch.get_num_threads()} --batch {config.batch} "
                 f"--dtype {config.dtype} --out {device_name}.json"
@@ -546,7 +551,15 @@ def validate_table(
     steady_allocator()
     table = table.bind(space)
     rng = np.random.default_rng(seed)
-    archs = [space.random(rng) for _ in range(n)]
+    archs: list[Architecture] = []
+    seen: set[str] = set()
+    for _ in range(100 * n):  # n distinct architectures (fewer only in a smaller space)
+        if len(archs) == n:
+            break
+        arch = space.random(rng)
+        if arch.arch_id not in seen:
+            seen.add(arch.arch_id)
+            archs.append(arch)
     fix = (table.meta.get("in_model") or {}).get(space.name, {})
     if "reference_arch" not in fix:
         raise NasConfigError(

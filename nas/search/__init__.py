@@ -24,6 +24,7 @@ from nas.search._select import RULES, SelectConfig, select_members
 from nas.search._study import (
     SearchOutcome,
     check_study,
+    cost_digests,
     open_study,
     prepare,
     run_search,
@@ -52,6 +53,7 @@ __all__ = [
     "make_sampler",
     "normalization_for",
     "check_study",
+    "cost_digests",
     "open_study",
     "parse_metric",
     "pareto_mask",

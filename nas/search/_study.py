@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
+import json
 import logging
 import math
 import signal
@@ -22,7 +24,7 @@ from optuna.trial import TrialState
 
 from nas._errors import NasConfigError
 from nas._io import atomic_path
-from nas.cost import LookupTable, for_space, load_cost_model
+from nas.cost import CostModel, LookupTable, for_space, load_cost_model
 from nas.search._costaware import make_default_sampler
 from nas.search._evaluate import WORST, Evaluator, trained_metrics, violations
 from nas.search._experiment import Experiment
@@ -49,6 +51,7 @@ PREPROCESS_ATTR = "nas.preprocess"
 EFFECTIVE_ATTR = "effective_id"
 #: study user attribute: the experiment's settings when the study was created
 EXPERIMENT_ATTR = "nas.experiment"
+COSTS_ATTR = "nas.cost_models"  # device -> digest of what its cost model charged (cost_digests)
 
 
 @dataclass(frozen=True)
@@ -188,9 +191,55 @@ def sqlite_file(url: str) -> Path | None:
     return Path(path) if path and path != ":memory:" else None
 
 
-def check_study(experiment: Experiment, space: SearchSpace, run_dir: Path) -> None:
+def cost_digests(space: SearchSpace, models: dict[str, CostModel]) -> dict[str, str]:
+    """Per device, a digest of what its cost model charges ``space``'s layers: a study's
+    predicted costs are comparable only while these stay the same."""
+    out = {}
+    for device, model in sorted(models.items()):
+        if isinstance(model, LookupTable):
+            keys = {
+                (layer.signature, model.dtype, model.batch) for layer in space.possible_layers()
+            }
+            rows = [
+                (e.signature, e.dtype, e.batch, e.latency_ms_p50, e.energy_mj)
+                for key, e in sorted(model.entries.items())
+                if key in keys
+            ]
+            extra = ("model_overhead_ms", "model_overhead_mj", "unread_layers")
+            content: Any = {
+                "entries": rows,
+                "in_model": (model.meta.get("in_model") or {}).get(space.name),
+                **{k: model.meta.get(k) for k in extra},
+            }
+        else:
+            content = model.to_dict() if hasattr(model, "to_dict") else repr(model)
+        text = json.dumps(content, sort_keys=True, default=str)
+        out[device] = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return out
+
+
+def _check_same_costs(
+    experiment: Experiment, recorded: dict[str, str], now: dict[str, str], storage: str
+) -> None:
+    for device, digest in now.items():
+        if recorded.get(device, digest) != digest:
+            raise NasConfigError(
+                f"study '{experiment.study_name}' in {storage} was searched with another "
+                f"version of device '{device}''s cost model (its table or profile has changed "
+                "since): trials priced both ways would share one front; restore it, or choose "
+                "another search.study_name (or --out) for a new search"
+            )
+
+
+def check_study(
+    experiment: Experiment,
+    space: SearchSpace,
+    run_dir: Path,
+    costs: dict[str, str] | None = None,
+) -> None:
     """Before a run writes anything: its storage opens, and the study already in it (if any)
-    holds trials this experiment may add to; raises :class:`NasConfigError` otherwise."""
+    holds trials this experiment may add to (``costs``: :func:`cost_digests` of its cost
+    models); raises :class:`NasConfigError` otherwise."""
     storage = storage_url(experiment, run_dir)
     path = sqlite_file(storage)
     if path is not None:
@@ -206,10 +255,15 @@ def check_study(experiment: Experiment, space: SearchSpace, run_dir: Path) -> No
             study = optuna.load_study(study_name=experiment.study_name, storage=storage)
         except KeyError:
             return
-    _check_attrs(study.user_attrs, experiment, space, storage)
+    _check_attrs(study.user_attrs, experiment, space, storage, costs or {})
 
 
-def open_study(experiment: Experiment, space: SearchSpace, storage: str) -> optuna.Study:
+def open_study(
+    experiment: Experiment,
+    space: SearchSpace,
+    storage: str,
+    costs: dict[str, str] | None = None,
+) -> optuna.Study:
     """Create the study, or load it when it exists and matches this experiment."""
     names = [m.name for m in experiment.objectives]
     directions: list[Any] = [m.direction for m in experiment.objectives]
@@ -222,7 +276,9 @@ def open_study(experiment: Experiment, space: SearchSpace, storage: str) -> optu
         )
     attrs = study.user_attrs
     if OBJECTIVES_ATTR in attrs:
-        _check_attrs(attrs, experiment, space, storage)
+        _check_attrs(attrs, experiment, space, storage, costs or {})
+        if costs and COSTS_ATTR not in attrs:
+            study.set_user_attr(COSTS_ATTR, costs)
     else:
         with warnings.catch_warnings():  # experimental since Optuna 3.2, stable in practice
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -230,11 +286,17 @@ def open_study(experiment: Experiment, space: SearchSpace, storage: str) -> optu
         study.set_user_attr(OBJECTIVES_ATTR, names)
         study.set_user_attr(SPACE_ATTR, space.to_dict())
         study.set_user_attr(EXPERIMENT_ATTR, experiment.to_dict())
+        if costs:
+            study.set_user_attr(COSTS_ATTR, costs)
     return study
 
 
 def _check_attrs(
-    attrs: dict[str, Any], experiment: Experiment, space: SearchSpace, storage: str
+    attrs: dict[str, Any],
+    experiment: Experiment,
+    space: SearchSpace,
+    storage: str,
+    costs: dict[str, str],
 ) -> None:
     """Refuse a study searched with other objectives, another space or other trial settings."""
     names = [m.name for m in experiment.objectives]
@@ -252,6 +314,7 @@ def _check_attrs(
             f"('{old.get('name')}' hash mismatch); choose another search.study_name"
         )
     _check_same_trials(experiment, attrs.get(EXPERIMENT_ATTR) or {}, storage)
+    _check_same_costs(experiment, attrs.get(COSTS_ATTR) or {}, costs, storage)
 
 
 #: settings that change what a trial measures: a study's trials all share them. The others
@@ -442,7 +505,7 @@ def run_search(
     exp, space, evaluator = prepared.experiment, prepared.space, prepared.evaluator
     run_dir.mkdir(parents=True, exist_ok=True)
     storage = storage_url(exp, run_dir)
-    study = open_study(exp, space, storage)
+    study = open_study(exp, space, storage, cost_digests(space, evaluator.cost_models))
     if "nas.run_dir" not in study.user_attrs:
         study.set_user_attr("nas.run_dir", str(run_dir.resolve()))
     if evaluator.data is not None and PREPROCESS_ATTR not in study.user_attrs:

@@ -196,6 +196,12 @@ def test_cli_profile_validate_and_cost(tmp_path, capsys, monkeypatch):
     args = ["--threads", "1", "--warmup", "1", "--repeats", "3"]
     assert main(["profile", "--space", str(tmp_path / "tiny.yaml"), "--out", str(out), *args]) == 0
     assert out.exists() and out.with_suffix(".csv").exists()
+    # the recorded command reruns as it stands: the space's path, the table's, the timing
+    command = json.loads(out.read_text())["profile_command"]
+    assert command == (
+        f"nas profile --space {tmp_path / 'tiny.yaml'} --device cpu --threads 1 --batch 1 "
+        f"--dtype fp32 --warmup 1 --repeats 3 --out {out}"
+    )
     capsys.readouterr()
     assert (
         main(
@@ -218,7 +224,7 @@ def test_cli_profile_validate_and_cost(tmp_path, capsys, monkeypatch):
     assert "warning" not in captured.err
     validate = ["validate-table", "--space", str(tmp_path / "tiny.yaml"), "--table", str(out)]
     assert main([*validate, "--n", "2", "--threads", "2", "--warmup", "1", "--repeats", "3"]) == 0
-    assert "measured with 1 threads, this run uses 2" in capsys.readouterr().err
+    assert "measured with 1 thread, this run uses 2" in capsys.readouterr().err
     archs = tmp_path / "archs.txt"
     archs.write_text("|none~0|+|skip_connect~0|nor_conv_3x3~1|\n# comment\n\n")
     assert (

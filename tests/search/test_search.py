@@ -398,3 +398,28 @@ search: {{sampler: random, n_trials: {n_trials}, seed: 0}}
     assert run_experiment(moved, tmp_path / "run").search.n_new == 1
     with pytest.raises(NasConfigError, match=r"data\.path .*digits\.npz.*other\.npz"):
         run_experiment(load_experiment(experiment("other.npz", 3)), tmp_path / "run")
+
+
+def test_a_study_refuses_a_cost_model_changed_since_it_was_searched(tiny_experiment, tmp_path):
+    profile = (Path(__file__).parents[2] / "latency_tables" / "edge-tpu.yaml").read_text()
+    mine = tmp_path / "mydev.yaml"
+    mine.write_text(profile.replace("device: edge-tpu", "device: mydev"))
+    path = tiny_experiment(
+        "table_dirs: [.]\n", n_trials=2, objectives="[params, latency_ms@mydev]"
+    )
+    run_experiment(load_experiment(path), tmp_path / "run")
+    original = mine.read_text()
+    assert "layer_overhead_ms:" in original
+    changed = "\n".join(
+        "layer_overhead_ms: 0.5" if line.startswith("layer_overhead_ms:") else line
+        for line in original.splitlines()
+    )
+    mine.write_text(changed + "\n")
+    more = load_experiment(path, ["search.n_trials=3"])
+    with pytest.raises(NasConfigError, match="another version of device 'mydev''s cost model"):
+        run_experiment(more, tmp_path / "run")
+    mine.write_text(original)
+    assert (
+        run_experiment(load_experiment(path, ["search.n_trials=3"]), tmp_path / "run").search.n_new
+        == 1
+    )
