@@ -7,12 +7,14 @@ profile or another device's table), fit one multiplier per op label of the space
                                                   of arch whose op label is g
 
 Layers that every architecture has (stem, head, classifier, reductions) form one group, so a
-10-measurement fit has only (labels + 2) unknowns. The fit minimizes relative error (rows weighted
-by 1/latency) with a ridge pull of every m_g towards the common scale s (the prior's scale on
-this device), its strength chosen by leave-one-out error over a grid; with few measurements the
-prior's relative op costs survive, with many the data decide. The result is an ordinary table
-(kind ``calibrated``): every layer's latency is m_g x prior(layer), and c goes to
-``model_overhead_ms``.
+10-measurement fit has only (labels + 2) unknowns. A label the prior charges nothing for (the
+identity and zero edges of a profile with ``free_identity``) has no cost to multiply; it gets a
+fitted cost per layer instead (``k_g x layers``, pulled towards the prior's zero). The fit
+minimizes relative error (rows weighted by 1/latency) with a ridge pull of every m_g towards
+the common scale s (the prior's scale on this device), its strength chosen by leave-one-out
+error over a grid; with few measurements the prior's relative op costs survive, with many the
+data decide. The result is an ordinary table (kind ``calibrated``): every layer's latency is
+m_g x prior(layer) (or k_g), and c goes to ``model_overhead_ms``.
 
 ``unread="skipped"`` is for devices whose runtime drops layers whose output nothing reads (graph
 runtimes such as TFLite, ONNX Runtime, TensorRT; eager PyTorch runs them): the fit and the
@@ -64,33 +66,49 @@ def _design(
     prior: CostModel,
     groups: list[str],
     labels: set[str],
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per architecture and group: the prior's latency of its layers, and their number."""
     base = prior.estimate([]).latency_ms
-    out = np.zeros((len(archs), len(groups)))
+    cost_sum = np.zeros((len(archs), len(groups)))
+    count = np.zeros((len(archs), len(groups)))
     cache: dict[str, float] = {}
     for row, arch in enumerate(archs):
         for layer in space.layers(arch):
             cost = cache.get(layer.signature)
             if cost is None:
                 cost = cache[layer.signature] = prior.estimate([layer]).latency_ms - base
-            out[row, groups.index(_group(layer, labels))] += cost
-    return out
+            col = groups.index(_group(layer, labels))
+            cost_sum[row, col] += cost
+            count[row, col] += 1
+    return cost_sum, count
 
 
-def _fit(P: np.ndarray, y: np.ndarray, lam: float) -> tuple[float, np.ndarray]:
-    """(c, m) minimizing sum(((c + P m - y) / y)^2) + lam * n * sum((m - s)^2 * scale^2)."""
+def _fit(P: np.ndarray, N: np.ndarray, y: np.ndarray, lam: float) -> tuple[float, np.ndarray]:
+    """(c, [m, k]) minimizing sum(((c + P m + N k - y) / y)^2) + the ridge terms
+    lam * n * sum((m - s)^2 * scale_P^2) + lam * n * sum(k^2 * scale_N^2).
+
+    ``N`` counts the layers of the groups the prior calls free: they get a per-layer cost ``k``
+    pulled towards the prior's zero instead of a multiplier of nothing.
+    """
     n, k = P.shape
     s = float(np.median(y / np.maximum(P.sum(1), 1e-12)))
     w = 1.0 / y
-    A = np.c_[np.ones(n), P] * w[:, None]
+    A = np.c_[np.ones(n), P, N] * w[:, None]
     b = y * w
     if lam > 0:
-        scale = P.mean(0) / y.mean()  # penalty in the same (relative) units as the residuals
-        R = np.c_[np.zeros((k, 1)), np.diag(scale)] * math.sqrt(lam * n)
+        # penalties in the same (relative) units as the residuals
+        scale = np.r_[P.mean(0), N.mean(0) * s * _typical(P)] / y.mean()
+        R = np.c_[np.zeros((len(scale), 1)), np.diag(scale)] * math.sqrt(lam * n)
         A = np.r_[A, R]
-        b = np.r_[b, math.sqrt(lam * n) * scale * s]
+        b = np.r_[b, math.sqrt(lam * n) * np.r_[scale[:k] * s, np.zeros(N.shape[1])]]
     sol, *_ = np.linalg.lstsq(A, b, rcond=None)
     return float(sol[0]), sol[1:]
+
+
+def _typical(P: np.ndarray) -> float:
+    """The prior's typical cost of one layer's worth of a group (for scaling the k penalty)."""
+    nonzero = P[P > 0]
+    return float(np.median(nonzero)) if nonzero.size else 1.0
 
 
 def calibrate(
@@ -121,37 +139,54 @@ def calibrate(
     # the searchable op labels: the string choices of the space's parameters
     labels = {v for choices in space.parameters().values() for v in choices if isinstance(v, str)}
     groups = sorted(labels) + [_FIXED]
-    P = _design(space, archs, prior, groups, labels)
+    base = prior.estimate([]).latency_ms
+    possible = space.possible_layers()
+    prior_cost = {layer.signature: prior.estimate([layer]).latency_ms - base for layer in possible}
+    # groups the prior charges nothing for (identity and zero edges of a compiled runtime) get a
+    # per-layer cost instead of a multiplier: the device may well charge them something
+    free = np.array(
+        [
+            all(prior_cost[x.signature] <= 0 for x in possible if _group(x, labels) == g)
+            for g in groups
+        ]
+    )
+    P, N = _design(space, archs, prior, groups, labels)
     used = P.any(0)  # a label none of the measured architectures contains keeps the common scale
+    counted = free & N.any(0)
     best: tuple[float, float] | None = None
     for lam in _LAMBDAS if len(y) > 3 else (1.0,):
         errors = []
         for i in range(len(y)):
             keep = np.arange(len(y)) != i
-            c, m = _fit(P[keep][:, used], y[keep], lam)
-            errors.append(abs(c + P[i, used] @ m - y[i]) / y[i])
+            c, sol = _fit(P[keep][:, used], N[keep][:, counted], y[keep], lam)
+            errors.append(abs(c + np.r_[P[i, used], N[i, counted]] @ sol - y[i]) / y[i])
         score = float(np.mean(errors))
         if best is None or score < best[0] - 1e-12:
             best = (score, lam)
     assert best is not None
     loo, lam = best
-    c, m_used = _fit(P[:, used], y, lam)
+    c, sol = _fit(P[:, used], N[:, counted], y, lam)
     s = float(np.median(y / np.maximum(P.sum(1), 1e-12)))
     m = np.full(len(groups), s)
-    m[used] = m_used
-    m = np.maximum(m, 0.0)  # a negative cost is never physical
-    multipliers = dict(zip(groups, (float(v) for v in m), strict=True))
-    base = prior.estimate([]).latency_ms
+    m[used] = sol[: used.sum()]
+    per_layer = np.zeros(len(groups))
+    per_layer[counted] = sol[used.sum() :]
+    # a negative cost is never physical
+    multipliers = dict(zip(groups, (float(v) for v in np.maximum(m, 0.0)), strict=True))
+    per_layer_ms = {
+        g: float(v) for g, v, f in zip(groups, np.maximum(per_layer, 0.0), free, strict=True) if f
+    }
     entries = []
-    for layer in space.possible_layers():
-        cost = (prior.estimate([layer]).latency_ms - base) * multipliers[_group(layer, labels)]
+    for layer in possible:
+        group = _group(layer, labels)
+        if group in per_layer_ms:
+            cost, source = per_layer_ms[group], f"{per_layer_ms[group]:.4g} ms per layer"
+        else:
+            cost = prior_cost[layer.signature] * multipliers[group]
+            source = f"prior x {multipliers[group]:.4g}"
         entries.append(
             entry_from_layer(
-                layer,
-                latency_ms=cost,
-                energy_mj=0.0,
-                kind="calibrated",
-                source=f"prior x {multipliers[_group(layer, labels)]:.4g}",
+                layer, latency_ms=cost, energy_mj=0.0, kind="calibrated", source=source
             )
         )
     meta = {
@@ -163,7 +198,8 @@ def calibrate(
             "prior": getattr(prior, "device", str(prior)),
             "measurements": len(y),
             "source": source,
-            "multipliers": multipliers,
+            "multipliers": {g: v for g, v in multipliers.items() if g not in per_layer_ms},
+            "per_layer_ms": per_layer_ms,
             "constant_ms": c,
             "ridge": lam,
             "loo_mape_pct": 100 * loo,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -47,6 +48,37 @@ def test_recovers_a_device_exactly_from_10_noise_free_measurements():
     predicted = fast.latency_ms(fast.encode(test))
     np.testing.assert_allclose(predicted, [device(a) for a in test], rtol=1e-3)
     assert all(e.kind == "calibrated" for e in cal.table.entries.values())
+
+
+def test_layers_the_prior_calls_free_get_a_fitted_cost_per_layer():
+    """A prior that charges nothing for identity and zero edges (a compiled runtime's view)
+    cannot scale them by a multiplier; the device's per-layer cost of them is fitted instead."""
+    space = load_space("nasbench201")
+    prior = dataclasses.replace(load_cost_model("cpu"), free_identity=True)
+    base = prior.estimate([]).latency_ms
+    per_layer = {"skip_connect": 0.02, "none": 0.005}
+
+    def device(arch):  # eager PyTorch: skip and zero edges still cost a kernel launch
+        total = 0.5
+        for layer in space.layers(arch):
+            cost = prior.estimate([layer]).latency_ms - base
+            total += per_layer.get(layer.label, 0.0) if cost == 0 else 1.5 * cost
+        return total
+
+    rng = np.random.default_rng(1)
+    train = [space.random(rng) for _ in range(10)]
+    cal = calibrate(space, [(a, device(a)) for a in train], prior, device="synthetic")
+    # every cell has 6 edges, so a cost common to all edges trades with the intercept: the
+    # per-layer costs are recovered up to that shift, and the predictions exactly
+    fitted = cal.table.meta["calibration"]["per_layer_ms"]
+    assert fitted["skip_connect"] - fitted["none"] == pytest.approx(0.015, rel=1e-3)
+    test = [space.random(rng) for _ in range(200)]
+    fast = VectorizedCost(space, cal.table)
+    np.testing.assert_allclose(
+        fast.latency_ms(fast.encode(test)), [device(a) for a in test], rtol=1e-3
+    )
+    skips = [e for e in cal.table.entries.values() if e.op == "skip"]
+    assert skips and all(e.latency_ms_p50 == fitted["skip_connect"] > 0.015 for e in skips)
 
 
 @pytest.mark.parametrize(
