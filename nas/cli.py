@@ -234,6 +234,22 @@ def _check_out_file(out: Path, example: str) -> None:
         ) from None
 
 
+def _warn_builtin_name(out: Path) -> None:
+    """Say when a new table is named like a built-in device: in a folder an experiment lists in
+    ``table_dirs`` (or in ``latency_tables/`` itself) it would stand in for that device."""
+    from nas.cost import builtin_table_dir, list_devices
+
+    builtin = builtin_table_dir() / out.name
+    refill = builtin.exists() and out.resolve() == builtin.resolve()
+    if out.stem in list_devices() and not refill:
+        print(
+            f"nas: warning: {out} is named like the built-in device '{out.stem}'; in a folder "
+            f"that an experiment's table_dirs lists it replaces that device in every "
+            f"latency_ms@{out.stem}; name it e.g. {out.stem}-mine.json to keep both",
+            file=sys.stderr,
+        )
+
+
 def _check_replaced_table(out: Path, writes: str, same_kind: Any, force: bool) -> None:
     """Refuse to overwrite a table whose latencies are of another kind (a measured table, say)
     with a ``writes`` one, unless --force."""
@@ -450,6 +466,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     )
     _check_out_file(out, f"{space.name}-table.json")
     existing = LookupTable.load(out) if out.exists() else None
+    if existing is None:
+        _warn_builtin_name(out)
     name = existing.device if existing else out.stem
     bar = _counter(f"profiling {space.name} on {args.device}")
     try:
@@ -612,6 +630,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     out = Path(args.out).with_suffix(".json")
     _check_out_file(out, f"{args.device}.json")
     _check_replaced_table(out, "imported", lambda k: k.endswith(" in source"), args.force)
+    _warn_builtin_name(out)
     table = import_table(args.format, args.src, args.device, space=space, name=out.stem)
     table.save(out)
     print(
@@ -619,6 +638,9 @@ def _cmd_import(args: argparse.Namespace) -> int:
         f"device {args.device})"
     )
     return 0
+
+
+_HOUR_MS = 3.6e6
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -632,6 +654,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     out = Path(args.out).with_suffix(".json")
     _check_out_file(out, "my-device.json")
     _check_replaced_table(out, "calibrated", lambda k: k == "calibrated", args.force)
+    _warn_builtin_name(out)
     space = load_space(args.space)
     prior = for_space(load_cost_model(args.prior), space)
     path = Path(args.measurements)
@@ -642,6 +665,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         raise NasConfigError(
             f"{path}:1: expected the columns arch,latency_ms (architectures in the space's "
             f"string form, whole-model milliseconds), found {found}"
+        )
+    ignored = [name for name in reader.fieldnames or () if name not in ("arch", "latency_ms")]
+    if ignored:
+        print(
+            f"nas: warning: {path}:1: ignoring the columns {','.join(ignored)} (nas calibrate "
+            "reads arch and latency_ms)",
+            file=sys.stderr,
         )
     measurements = []
     first_line: dict[str, int] = {}  # arch_id -> the line that measured it
@@ -665,6 +695,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             ) from None
         if not 0 < value < float("inf"):
             raise NasConfigError(f"{path}:{line}: latency_ms must be > 0 and finite, got {value}")
+        if value > _HOUR_MS:
+            raise NasConfigError(
+                f"{path}:{line}: latency_ms: {value:g} ms is over an hour for one inference; "
+                "write the time of one inference in milliseconds"
+            )
         if arch.arch_id in first_line:
             raise NasConfigError(
                 f"{path}:{line}: arch: measured already on line {first_line[arch.arch_id]} "

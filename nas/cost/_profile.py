@@ -387,8 +387,8 @@ def profile_space(
 
 
 def _check_same_protocol(table: LookupTable, config: ProfileConfig) -> None:
-    """Refuse to add entries measured otherwise than ``table``'s (device, threads, batch, dtype):
-    one table holds one protocol, which its metadata states."""
+    """Refuse to add entries measured otherwise than ``table``'s (device, threads, batch, dtype,
+    warm-up and timed calls): one table holds one protocol, which its metadata states."""
     kind = table.meta.get("value_kinds", {}).get("latency", "measured")
     if kind != "measured":
         raise NasConfigError(
@@ -408,12 +408,16 @@ def _check_same_protocol(table: LookupTable, config: ProfileConfig) -> None:
         "threads": torch.get_num_threads(),
         "batch": config.batch,
         "dtype": config.dtype,
+        "warmup": config.warmup,
+        "repeats": config.repeats,
     }
     theirs = {
         "device": table.meta.get("runtime_device", "cpu"),
         "threads": protocol.get("threads"),
         "batch": table.batch,
         "dtype": table.dtype,
+        "warmup": protocol.get("warmup"),
+        "repeats": protocol.get("repeats"),
     }
     differ = [k for k in ours if theirs[k] is not None and ours[k] != theirs[k]]
     if differ:

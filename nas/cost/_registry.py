@@ -80,7 +80,10 @@ def load_cost_model(device: str, extra_dirs: tuple[Path, ...] = ()) -> CostModel
     devices = list_devices(extra_dirs)
     guess = nearest(device, devices)
     hint = f" (did you mean '{guess}'?)" if guess else ""
+    folders = ", ".join(str(f) for f in (*extra_dirs, builtin_table_dir()))
     raise NasConfigError(
-        f"unknown device '{device}': no latency_tables/{device}.yaml; known devices: "
-        f"{', '.join(devices) or 'none'}{hint}"
+        f"unknown device '{device}': no {device}.json or {device}.yaml in {folders}; known "
+        f"devices: {', '.join(devices) or 'none'}{hint}; a table elsewhere is named by its path "
+        f"(for example ./{device}.json), and nas profile, nas import-table or nas calibrate "
+        "build one"
     )

@@ -279,10 +279,14 @@ class LookupTable:
         if str(self.meta.get("value_kinds", {}).get("latency", "")).startswith("calibrated"):
             return f"refit it for this space: nas calibrate --space {space} ... --out {out}"
         device = self.meta.get("runtime_device", "cpu")
-        threads = self.meta.get("protocol", {}).get("threads")
-        threads_option = f" --threads {threads}" if threads else ""
+        protocol = self.meta.get("protocol", {})
+        options = "".join(
+            f" --{name} {protocol[name]}"
+            for name in ("threads", "warmup", "repeats")
+            if protocol.get(name) is not None
+        )
         return (
-            f"fill it with: nas profile --space {space} --device {device}{threads_option} "
+            f"fill it with: nas profile --space {space} --device {device}{options} "
             f"--batch {self.batch} --dtype {self.dtype} --out {out}"
         )
 

@@ -156,6 +156,7 @@ def test_cli_calibrate_and_bad_measurement_files(tmp_path, capsys):
     for last, message in (
         (lines[2].replace(",1.1", ",99"), "bad.csv:4: arch: measured already on line 3"),
         (f"{space.format(space.random(9))},inf", "bad.csv:4: latency_ms must be > 0 and finite"),
+        (f"{space.format(space.random(9))},1e308", "bad.csv:4: latency_ms: 1e+308 ms is over an"),
     ):
         bad.write_text("\n".join([*lines[:3], last]) + "\n")
         args = ["calibrate", "--space", "nasbench201", "--measurements", str(bad)]
@@ -163,6 +164,17 @@ def test_cli_calibrate_and_bad_measurement_files(tmp_path, capsys):
         assert message in capsys.readouterr().err
     with pytest.raises(NasConfigError, match="at least 3"):
         calibrate(space, [(space.random(0), 1.0)], load_cost_model("cpu"), device="x")
+    # columns it does not read, and a name that would stand in for a built-in device
+    extra = tmp_path / "extra.csv"
+    extra.write_text("\n".join(["arch,latency_ms,phone"] + [f"{x},pixel" for x in lines[1:]]))
+    shadow = tmp_path / "cpu.json"
+    args = ["calibrate", "--space", "nasbench201", "--measurements", str(extra)]
+    assert main([*args, "--out", str(shadow)]) == 0
+    err = capsys.readouterr().err
+    assert "extra.csv:1: ignoring the columns phone (nas calibrate reads arch and" in err
+    assert f"{shadow} is named like the built-in device 'cpu'; in a folder that an" in err
+    assert main([*args, "--out", str(out)]) == 0
+    assert "named like the built-in" not in capsys.readouterr().err
 
 
 def test_graph_pruned_drops_only_layers_nothing_reads():

@@ -88,6 +88,12 @@ def test_a_table_holds_one_protocol(tiny, table, tmp_path):
         (replace(FAST, threads=2), r"measured with threads 1, not threads 2; .*--threads 1"),
         (replace(FAST, dtype="bf16"), r"measured with dtype fp32, not dtype bf16; .*--dtype fp32"),
         (replace(FAST, batch=4), r"measured with batch 1, not batch 4; .*another --out"),
+        (
+            replace(FAST, warmup=FAST.warmup + 1, repeats=FAST.repeats + 1),
+            rf"measured with warmup {FAST.warmup}, repeats {FAST.repeats}, not warmup "
+            rf"{FAST.warmup + 1}, repeats {FAST.repeats + 1}; one table holds one protocol: "
+            rf"rerun with --warmup {FAST.warmup} --repeats {FAST.repeats} to fill it",
+        ),
     ):
         with pytest.raises(NasConfigError, match=differs):
             profile_space(tiny, config, device_name="tinydev", existing=partial)
