@@ -377,6 +377,7 @@ class LookupTable:
                 f'{json_path}: units: expected {{"latency": "ms", "energy": "mJ"}}, got '
                 f"{meta['units']!r}; convert the table (nas import-table) instead of relabelling"
             )
+        _check_numbers(json_path, meta)
         csv_path = json_path.parent / meta.get("table", json_path.with_suffix(".csv").name)
         entries = _read_csv(csv_path)
         protocol = meta.get("protocol", {})
@@ -388,6 +389,37 @@ class LookupTable:
             batch=batch or int(protocol.get("batch", 1)),
             path=str(json_path),
         )
+
+
+def _check_numbers(path: Path, meta: Mapping[str, Any]) -> None:
+    """Refuse metadata numbers that predictions add up: overheads, the power figure and the
+    in-model corrections must be finite numbers (overheads and power not negative)."""
+
+    def number(key: str, value: Any, *, signed: bool = False) -> None:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or (value < 0 and not signed):
+            what = "a finite number" if signed else "a finite number >= 0"
+            raise NasConfigError(
+                f"{path}: {key}: expected {what}, got {value!r}; fix it in the table's JSON, "
+                "or rebuild the table with the command that made it"
+            )
+
+    for key in ("model_overhead_ms", "model_overhead_mj"):
+        if key in meta:
+            number(key, meta[key])
+    energy = meta.get("energy")
+    if isinstance(energy, Mapping) and "power_w" in energy:
+        number("energy.power_w", energy["power_w"])
+    corrections = meta.get("in_model") or {}
+    if not isinstance(corrections, Mapping):
+        raise NasConfigError(f"{path}: in_model: expected a mapping of space -> correction")
+    for space, fix in corrections.items():
+        if not isinstance(fix, Mapping):
+            raise NasConfigError(
+                f"{path}: in_model.{space}: expected model_ms, per_layer_ms and per_mb_ms"
+            )
+        for key in ("model_ms", "per_layer_ms", "per_mb_ms"):
+            number(f"in_model.{space}.{key}", fix.get(key), signed=True)
 
 
 def _read_csv(path: Path) -> list[TableEntry]:

@@ -259,7 +259,8 @@ def write_model_card(
         "",
         "## Measured",
         "",
-        "Accuracy on the held-out split; latency end to end at batch 1 in the runtime named, "
+        "Accuracy on the split named (test, or validation where the data has no test split); "
+        "latency end to end at batch 1 in the runtime named, "
         f"on the machine below{f' ({timing})' if timing else ''}. Nothing in this table is "
         "predicted.",
         "",

@@ -158,6 +158,15 @@ def test_missing_entry_names_key_nearest_and_fix(tiny, table):
         (lambda m, c: (m, _set_first(c, "latency_ms_p50", "-1")), r"tinydev\.csv:2: .*>= 0"),
         (lambda m, c: (m, _set_first(c, "energy_mj", "nan")), r"tinydev\.csv:2: .*energy_mj"),
         (lambda m, c: (m, _set_first(c, "kind", "guessed")), r"unknown kind 'guessed'"),
+        (
+            lambda m, c: (m | {"model_overhead_ms": -0.1}, c),
+            r"tinydev\.json: model_overhead_ms: expected a finite number >= 0, got -0\.1",
+        ),
+        (
+            lambda m, c: (m | {"in_model": {"tiny": {"model_ms": "abc"}}}, c),
+            r"in_model\.tiny\.model_ms: expected a finite number, got 'abc'; fix it in the",
+        ),
+        (lambda m, c: (m | {"in_model": {"tiny": 3}}, c), r"in_model\.tiny: expected model_ms"),
     ],
 )
 def test_bad_tables_are_refused(table, tmp_path, edit, pattern):
