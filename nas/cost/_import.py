@@ -217,7 +217,12 @@ def _read_hwnasbench(src: Path, device: str) -> tuple[Path, dict[str, _Value]]:
         except ValueError as exc:
             raise NasConfigError(f"{src}: {exc}") from None
     else:
-        raise NasConfigError(f"{src}: expected {_JSON_NAME} or {_CSV_NAME} (.json or .csv)")
+        other = (
+            "; OFA/ProxylessNAS YAML tables are read with --format ofa-yaml"
+            if src.suffix in (".yaml", ".yml")
+            else ""
+        )
+        raise NasConfigError(f"{src}: expected {_JSON_NAME} or {_CSV_NAME} (.json or .csv){other}")
     if energy and set(energy) != set(latency):
         raise NasConfigError(f"{src}: '{device}' energy and latency cover different keys")
     values = {
@@ -289,7 +294,15 @@ def _read_ofa_yaml(src: Path) -> tuple[Path, dict[str, _Value], str]:
         where = f":{mark.line + 1}" if mark is not None else ""
         raise NasConfigError(f"{src}{where}: not valid YAML: {exc}") from None
     if not isinstance(doc, dict) or not doc:
-        raise NasConfigError(f"{src}: expected a mapping of layer key -> {{count, mean, var}}")
+        other = (
+            "; HW-NAS-Bench's FBNet tables are read with --format hwnasbench-fbnet"
+            if "fbnet" in src.name
+            else ""
+        )
+        raise NasConfigError(
+            f"{src}: expected an OFA/ProxylessNAS YAML table, a mapping of layer key -> "
+            f"{{count, mean, var}}{other}"
+        )
     values: dict[str, _Value] = {}
     spreads: set[str] = set()
     for key, item in doc.items():

@@ -254,6 +254,15 @@ def test_unknown_hwnasbench_device_lists_devices():
         import_table("hwnasbench-fbnet", "nowhere", "raspi")
 
 
+def test_a_source_of_the_other_format_names_the_format_that_reads_it(tmp_path):
+    (tmp_path / "fbnet_block_lut.csv").write_text("key,raspi4_latency\n")
+    with pytest.raises(NasConfigError, match=r"read with --format hwnasbench-fbnet"):
+        import_table("ofa-yaml", tmp_path / "fbnet_block_lut.csv", "raspi4")
+    (tmp_path / "224_lookup_table.yaml").write_text("a: {count: 1, mean: 1.0, var: 0.0}\n")
+    with pytest.raises(NasConfigError, match=r"read with --format ofa-yaml"):
+        import_table("hwnasbench-fbnet", tmp_path / "224_lookup_table.yaml", "raspi4")
+
+
 def test_missing_hwnasbench_key_names_our_signature_and_the_key(tmp_path):
     doc = json.loads((shared_file(HWNB) / "fbnet_cached_metrics.json").read_text())
     del doc["pixel3_latency"]["Skip_H8_W8_Cin112_Cout184_stride2"]
