@@ -31,6 +31,7 @@ import csv
 import difflib
 import io
 import math
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,7 +268,8 @@ class LookupTable:
         if self.space in list_spaces():
             space = self.space
         else:
-            space = f"<{self.space}'s YAML file>" if self.space else "SPACE"
+            unnamed = f"<{self.space}'s YAML file>" if self.space else "SPACE"
+            space = self._space_file() or unnamed
         out = self.path or f"{self.device}.json"
         source = self.meta.get("source")
         if isinstance(source, Mapping) and "format" in source:
@@ -290,6 +292,17 @@ class LookupTable:
             f"--batch {self.batch} --dtype {self.dtype} --out {out}"
         )
 
+    def _space_file(self) -> str:
+        """The space file of a one-space table, as its recorded profile command names it."""
+        if list(self.meta.get("spaces", {})) != [self.space]:
+            return ""
+        try:
+            words = shlex.split(str(self.meta.get("profile_command", "")))
+        except ValueError:  # an edited command that does not parse
+            return ""
+        after = words[words.index("--space") + 1 :] if "--space" in words else []
+        return after[0] if after else ""
+
     def check_space(self, space: Any) -> None:
         """Raise unless the table was built for ``space`` (by name) or names no spaces at all,
         and its profile of ``space`` ran to the end."""
@@ -302,7 +315,10 @@ class LookupTable:
             )
         spaces = self.meta.get("spaces")
         if spaces and space.name not in spaces:
-            shown = space.name if space.name in list_spaces() else f"<{space.name}'s YAML file>"
+            if space.name in list_spaces():
+                shown = space.name
+            else:
+                shown = getattr(space, "source", "") or f"<{space.name}'s YAML file>"
             raise NasConfigError(
                 f"table '{self.device}' ({self.path}) covers the spaces {', '.join(spaces)}, not "
                 f"'{space.name}'; measure one with: nas profile --space {shown} "

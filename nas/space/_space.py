@@ -53,6 +53,8 @@ class SearchSpace(ABC):
         self.input_shape: Shape = tuple(spec["input"])  # type: ignore[assignment]
         self.num_classes: int = spec["num_classes"]
         self.hash: str = short_hash(spec)
+        #: the YAML file the space was read from ("" when built from a dict), for hints
+        self.source: str = ""
         self._params: dict[str, tuple[Choice, ...]] = self._parameters()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
@@ -67,7 +69,9 @@ class SearchSpace(ABC):
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
         """Load and strictly validate a space file; errors name the file, line and key."""
-        return _from_node(load_yaml(path))
+        space = _from_node(load_yaml(path))
+        space.source = str(path)
+        return space
 
     def to_dict(self) -> dict[str, Any]:
         """The canonical spec (every default filled in); ``space_from_dict`` inverts it."""

@@ -144,6 +144,13 @@ def test_missing_entry_names_key_nearest_and_fix(tiny, table):
         r"fill it with: nas profile --space SPACE --device cpu .*--batch 1 --dtype fp32",
     ):
         partial.estimate(layers)
+    # bound to its space, the hint names the space file the table's profile command read
+    command = f"nas profile --space '{tiny.source}' --device cpu --out tinydev.json"
+    bound = LookupTable(
+        table.device, {**table.meta, "profile_command": command}, partial.entries
+    ).bind(tiny)
+    with pytest.raises(NasConfigError, match=rf"nas profile --space {re.escape(tiny.source)} "):
+        bound.estimate(layers)
 
 
 @pytest.mark.parametrize(
@@ -187,9 +194,13 @@ def _set_first(csv_text: str, column: str, value: str) -> str:
     return "\n".join([lines[0], ",".join(row), *lines[2:]]) + "\n"
 
 
-def test_table_for_another_space_is_refused(table):
+def test_table_for_another_space_is_refused(table, tmp_path):
     with pytest.raises(NasConfigError, match=r"covers the spaces tiny_cell, not 'nasbench201'"):
         table.check_space(load_space("nasbench201"))
+    other = tmp_path / "other.yaml"
+    other.write_text(TINY.replace("name: tiny_cell", "name: other_cell"))
+    with pytest.raises(NasConfigError, match=rf"nas profile --space {re.escape(str(other))} "):
+        table.check_space(load_space(other))
 
 
 def test_validate_table_reports_accuracy(tiny, table):
