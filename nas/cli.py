@@ -1022,7 +1022,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         if getattr(args, "resumable", False):
-            said = "work already finished is saved: run the same command to continue"
+            said = "what was finished before it is kept: run the same command to continue"
         else:
             said = "this command keeps no partial work: run it again to redo it"
         print(f"nas: interrupted; {said}", file=sys.stderr)

@@ -115,7 +115,7 @@ def test_an_interrupt_says_whether_the_command_resumes(monkeypatch, capsys):
     assert "keeps no partial work: run it again" in capsys.readouterr().err
     monkeypatch.setattr(nas.cli, "_cmd_run", interrupted)
     assert main(["run", "experiments/quickstart.yaml"]) == 130
-    assert "work already finished is saved" in capsys.readouterr().err
+    assert "what was finished before it is kept: run the same" in capsys.readouterr().err
 
 
 def test_an_out_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path, capsys):
