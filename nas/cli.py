@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import tempfile
@@ -425,6 +426,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 def _profile_config(args: argparse.Namespace) -> Any:
     from nas.cost._profile import ProfileConfig
 
+    power = {}
+    if getattr(args, "power_w", None) is not None:
+        power = {
+            "power_w": args.power_w,
+            "power_source": args.power_source or f"given with --power-w {args.power_w:g}",
+        }
+    elif getattr(args, "power_source", None):
+        raise NasConfigError("--power-source: describes a --power-w figure; give --power-w too")
     return ProfileConfig(
         device=args.device,
         threads=args.threads,
@@ -432,6 +441,7 @@ def _profile_config(args: argparse.Namespace) -> Any:
         dtype=getattr(args, "dtype", "fp32"),
         warmup=args.warmup,
         repeats=args.repeats,
+        **power,
     )
 
 
@@ -496,6 +506,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                     str(config.warmup),
                     "--repeats",
                     str(config.repeats),
+                    *(["--power-w", f"{args.power_w:g}"] if args.power_w is not None else []),
                     "--out",
                     str(out),
                 ]
@@ -585,7 +596,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 def _cmd_cost(args: argparse.Namespace) -> int:
     import csv
     import io
-    import math
 
     from nas._io import atomic_write_text, read_text
     from nas.cost import charged_layers, for_space, load_cost_model
@@ -809,6 +819,16 @@ class _Parser(argparse.ArgumentParser):
         raise NasConfigError(f"{message}; see {self.prog} --help")
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
 def _at_least(minimum: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
         try:
@@ -901,6 +921,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=_at_least(1), default=1, help="batch size (default 1)")
     p.add_argument("--dtype", default="fp32", help="fp32, fp16 or bf16 (default fp32)")
     p.add_argument("--out", help="table path (.json + .csv); an existing table is completed")
+    p.add_argument(
+        "--power-w",
+        type=_positive_float,
+        help="average power (W) while the model runs, charged per ms where no energy counter "
+        "(RAPL, NVML) is readable (default 10, a 15 W TDP class CPU)",
+    )
+    p.add_argument("--power-source", help="where the --power-w figure comes from (recorded)")
     p.set_defaults(func=_cmd_profile, resumable=True)
 
     p = sub.add_parser("validate-table", help="compare a table with end-to-end measurements")

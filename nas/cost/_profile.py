@@ -28,7 +28,13 @@ from torch import nn
 
 from nas._errors import NasConfigError
 from nas._timing import spin_up, split_repeats, time_calls
-from nas.cost._table import UNFINISHED, LookupTable, TableEntry, entry_from_layer
+from nas.cost._table import (
+    DEFAULT_POWER_W,
+    UNFINISHED,
+    LookupTable,
+    TableEntry,
+    entry_from_layer,
+)
 from nas.space import Architecture, Layer, SearchSpace, parse_op
 
 __all__ = [
@@ -68,7 +74,7 @@ class ProfileConfig:
     repeats: int = 50
     rounds: int = 3
     spin_up_s: float = 1.0
-    power_w: float = 10.0
+    power_w: float = DEFAULT_POWER_W
     power_source: str = "latency_tables/cpu.yaml static_power_w (15 W TDP class CPU)"
     overhead_archs: int = 20
 
@@ -410,6 +416,7 @@ def _check_same_protocol(table: LookupTable, config: ProfileConfig) -> None:
         "dtype": config.dtype,
         "warmup": config.warmup,
         "repeats": config.repeats,
+        "power-w": config.power_w,
     }
     theirs = {
         "device": table.meta.get("runtime_device", "cpu"),
@@ -418,6 +425,7 @@ def _check_same_protocol(table: LookupTable, config: ProfileConfig) -> None:
         "dtype": table.dtype,
         "warmup": protocol.get("warmup"),
         "repeats": protocol.get("repeats"),
+        "power-w": table.meta.get("energy", {}).get("power_w"),
     }
     differ = [k for k in ours if theirs[k] is not None and ours[k] != theirs[k]]
     if differ:

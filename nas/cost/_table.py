@@ -54,6 +54,7 @@ UNREAD_LAYERS = ("run", "skipped")
 #: metadata key: the spaces whose ``nas profile`` was interrupted (entries without their
 #: in-model correction, which the end of the profile fits): the table refuses to cost them
 UNFINISHED = "profile_unfinished"
+DEFAULT_POWER_W = 10.0  # W, what nas profile charges per ms without an energy counter
 COLUMNS = (
     "signature", "op", "stride", "in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "dtype",
     "batch", "latency_ms_p50", "latency_ms_mean", "latency_ms_std", "n", "energy_mj", "kind",
@@ -287,6 +288,9 @@ class LookupTable:
             for name in ("threads", "warmup", "repeats")
             if protocol.get(name) is not None
         )
+        power = self.meta.get("energy", {}).get("power_w")
+        if power is not None and power != DEFAULT_POWER_W:
+            options += f" --power-w {power:g}"
         return (
             f"fill it with: nas profile --space {space} --device {device}{options} "
             f"--batch {self.batch} --dtype {self.dtype} --out {out}"

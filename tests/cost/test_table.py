@@ -369,3 +369,29 @@ def test_repeats_are_all_timed_when_rounds_do_not_divide_them():
 
     assert split_repeats(100, 3) == [34, 33, 33] and split_repeats(2, 3) == [1, 1, 1]
     assert all(sum(split_repeats(n, r)) == max(n, r) for n in range(1, 40) for r in range(1, 7))
+
+
+def test_profile_charges_the_power_figure_it_is_given(tmp_path, capsys):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    out = tmp_path / "p.json"
+    base = ["profile", "--space", str(tmp_path / "tiny.yaml"), "--out", str(out)]
+    timing = ["--threads", "1", "--warmup", "1", "--repeats", "3"]
+    assert main([*base, *timing, "--power-w", "4.5", "--power-source", "board datasheet"]) == 0
+    meta = json.loads(out.read_text())
+    assert meta["energy"]["power_w"] == 4.5 and meta["energy"]["power_source"] == "board datasheet"
+    assert "--power-w 4.5 --out" in meta["profile_command"]
+    if meta["energy"]["method"].startswith("power x latency"):  # no readable RAPL counter
+        for e in LookupTable.load(out).entries.values():
+            assert e.energy_mj == pytest.approx(4.5 * e.latency_ms_p50, rel=1e-5)
+    capsys.readouterr()
+    assert main([*base, *timing]) == 2  # one table, one power figure
+    assert (
+        "measured with power-w 4.5, not power-w 10.0; one table holds one protocol: rerun with "
+        "--power-w 4.5" in capsys.readouterr().err
+    )
+    assert main([*base, *timing, "--power-source", "guess"]) == 2
+    assert "--power-source: describes a --power-w figure; give --power-w too" in (
+        capsys.readouterr().err
+    )
+    assert main([*base, "--power-w", "0"]) == 2
+    assert "expected a number > 0, got '0'" in capsys.readouterr().err
