@@ -235,6 +235,27 @@ def _check_out_file(out: Path, example: str) -> None:
         ) from None
 
 
+def _check_table_out(out: Path, example: str, *inputs: str | Path) -> None:
+    """Refuse a table --out whose files would overwrite an input or a file that is no table:
+    a table is ``<out>.json`` plus ``<out>.csv``, and ``phone.json`` writes ``phone.csv``."""
+    _check_out_file(out, example)
+    rows = out.with_suffix(".csv")
+    for given in inputs:
+        if Path(given).resolve() in (rows.resolve(), out.resolve()):
+            raise NasConfigError(
+                f"--out {out}: the table's rows go to {rows}, which is the input {given}; "
+                f"choose another --out, e.g. --out {Path(given).with_name(example)}"
+            )
+    if rows.is_file():
+        with open(rows, encoding="utf-8", errors="replace") as f:
+            header = f.readline().strip()
+        if header and header.split(",")[0] != "signature":
+            raise NasConfigError(
+                f"--out {out}: {rows} exists and is not a table's rows (it starts "
+                f"{header[:40]!r}); writing the table would overwrite it: choose another --out"
+            )
+
+
 def _warn_builtin_name(out: Path) -> None:
     """Say when a new table is named like a built-in device: in a folder an experiment lists in
     ``table_dirs`` (or in ``latency_tables/`` itself) it would stand in for that device."""
@@ -474,7 +495,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     out = Path(args.out or f"{args.device.replace(':', '')}-{space.name}.json").with_suffix(
         ".json"
     )
-    _check_out_file(out, f"{space.name}-table.json")
+    _check_table_out(out, f"{space.name}-table.json")
     existing = LookupTable.load(out) if out.exists() else None
     if existing is None:
         _warn_builtin_name(out)
@@ -638,7 +659,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     space = load_space(args.space) if args.space else None
     out = Path(args.out).with_suffix(".json")
-    _check_out_file(out, f"{args.device}.json")
+    _check_table_out(out, f"{args.device}-table.json", args.src)
     _check_replaced_table(out, "imported", lambda k: k.endswith(" in source"), args.force)
     _warn_builtin_name(out)
     table = import_table(args.format, args.src, args.device, space=space, name=out.stem)
@@ -662,7 +683,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from nas.space import load_space
 
     out = Path(args.out).with_suffix(".json")
-    _check_out_file(out, "my-device.json")
+    _check_table_out(out, "my-device.json", args.measurements)
     _check_replaced_table(out, "calibrated", lambda k: k == "calibrated", args.force)
     _warn_builtin_name(out)
     space = load_space(args.space)

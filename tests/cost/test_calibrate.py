@@ -175,6 +175,18 @@ def test_cli_calibrate_and_bad_measurement_files(tmp_path, capsys):
     assert f"{shadow} is named like the built-in device 'cpu'; in a folder that an" in err
     assert main([*args, "--out", str(out)]) == 0
     assert "named like the built-in" not in capsys.readouterr().err
+    # a table is <out>.json + <out>.csv: neither may overwrite the measurements or other files
+    before = extra.read_text()
+    assert main([*args, "--out", str(tmp_path / "extra.json")]) == 2
+    assert f"the table's rows go to {extra}, which is the input {extra}; choose" in (
+        capsys.readouterr().err
+    )
+    (tmp_path / "notes.csv").write_text("when,what\n")
+    assert main([*args, "--out", str(tmp_path / "notes.json")]) == 2
+    assert "notes.csv exists and is not a table's rows (it starts 'when,what')" in (
+        capsys.readouterr().err
+    )
+    assert extra.read_text() == before and not (tmp_path / "notes.json").exists()
 
 
 def test_graph_pruned_drops_only_layers_nothing_reads():
