@@ -454,8 +454,9 @@ def finish_members(
     """
 
     def _begin(arch: Architecture) -> nn.Module:
-        if start is not None:
-            return load_architecture(start)
+        if start is not None:  # without weights named: its seeded initialization, as asked
+            named = bool(read_architecture_file(start)[2].get("weights"))
+            return load_architecture(start, weights=named)
         return _start(run_dir, space, arch)
 
     base = run_dir / "final"

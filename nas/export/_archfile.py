@@ -11,6 +11,7 @@ before its weights load. Never a pickle.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -181,6 +182,12 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
     model = space.build(arch)
     if "pruned" in doc:
         apply_shape_overrides(model, doc["pruned"], source=str(path))
+    if weights and not doc.get("weights"):
+        warnings.warn(
+            f"{path} names no weights: the model has its seeded initialization, untrained "
+            "(train it with nas train, or pass weights=False to say so)",
+            stacklevel=2,
+        )
     if weights and doc.get("weights"):
         from safetensors import SafetensorError
         from safetensors.torch import load_file

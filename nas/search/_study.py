@@ -443,6 +443,22 @@ def _sampler(
     )
 
 
+def _weights_fit(
+    space: SearchSpace, arch: Architecture, run_dir: Path, weights: str | None
+) -> bool:
+    """Whether the weights file of a trial (``weights`` under ``run_dir``) loads into ``arch``:
+    an architecture that computes the same function as a trained one (an unread edge changed)
+    usually has the same parameters, and then shares its weights."""
+    if not weights or not (run_dir / weights).is_file():
+        return False
+    from safetensors import safe_open
+
+    with safe_open(str(run_dir / weights), framework="pt") as f:
+        saved = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
+    ours = {k: tuple(v.shape) for k, v in space.build(arch, seed=0).state_dict().items()}
+    return saved == ours
+
+
 def _store(
     mirror: _Mirror,
     trial: optuna.Trial,
@@ -554,6 +570,8 @@ def run_search(
             prev = mirror.known[effective_id]
             metrics.update({m: prev.user_attrs[m] for m in WORST if m in prev.user_attrs})
             attrs["duplicate_of"] = prev.number
+            if _weights_fit(space, arch, run_dir, prev.user_attrs.get("weights")):
+                attrs["weights"] = prev.user_attrs["weights"]  # the same network, trained once
         elif not exp.needs_training:
             status = "evaluated"  # nothing to train: every metric is free
         else:

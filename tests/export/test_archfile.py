@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -39,6 +40,16 @@ def test_round_trip_with_weights(saved):
         assert torch.equal(loaded(x), model(x))
     doc = json.loads(path.read_text())
     assert doc["string"] == space.format(arch) and doc["metrics"] == {"error": 0.1}
+
+
+def test_a_file_without_weights_warns_that_the_model_is_untrained(tmp_path):
+    space = load_space("mobilenet_small")
+    path = write_architecture_file(tmp_path / "arch.json", space, space.random(4))
+    with pytest.warns(UserWarning, match=r"arch\.json names no weights: the model has its seeded"):
+        nas.load_architecture(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        nas.load_architecture(path, weights=False)  # said so: no warning
 
 
 def test_fresh_process_reproduces_outputs(saved, tmp_path):

@@ -10,10 +10,12 @@ import numpy as np
 import optuna
 import pandas as pd
 import pytest
+from safetensors.torch import load_file
 
 from nas import NasConfigError
 from nas.pipeline import run_experiment
 from nas.search import load_experiment, load_study, trials_frame, write_report
+from nas.space import load_space
 
 
 def test_run_writes_every_output(tiny_experiment, tmp_path):
@@ -91,6 +93,18 @@ def test_duplicate_architectures_are_not_trained_again(tiny_experiment, tmp_path
         assert original["effective_id"] == row["effective_id"]
         assert original["error"] == row["error"]
     assert len(list((tmp_path / "run" / "weights").glob("*.safetensors"))) == s.n_trained
+    # a reused trial names the weights it was scored with when they fit its network
+    space = load_space(exp.space)
+    shared = 0
+    for _, row in reused.iterrows():
+        original = frame[frame["number"] == row["duplicate_of"]].iloc[0]
+        if isinstance(row["weights"], str):
+            assert row["weights"] == original["weights"]
+            model = space.build(space.parse(row["arch"]))
+            state = load_file(str(tmp_path / "run" / row["weights"]))
+            model.load_state_dict(state)  # strict: every key and shape fits
+            shared += 1
+    assert shared > 0
 
 
 def test_cheap_constraint_violators_are_never_trained(tiny_experiment, tmp_path):
