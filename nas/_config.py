@@ -25,20 +25,31 @@ _MISSING = object()
 Path_ = tuple[object, ...]
 
 
-def _lines(node: yaml.Node, path: Path_, out: dict[Path_, int]) -> None:
-    """Record the 1-based line of every key (for mapping entries) and item below ``node``."""
+def _lines(node: yaml.Node, path: Path_, out: dict[Path_, int], file: Path) -> None:
+    """Record the 1-based line of every key (for mapping entries) and item below ``node``;
+    a key given twice in one mapping is an error (YAML would keep the last silently)."""
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: dict[object, int] = {}
         for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
+            if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
                 key: object = key_node.value
                 if key_node.tag == "tag:yaml.org,2002:int":
                     key = int(key_node.value)
-                out[path + (key,)] = key_node.start_mark.line + 1
-                _lines(value_node, path + (key,), out)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise NasConfigError(
+                        f"{_format_path(path + (key,))}: key given twice (also on line "
+                        f"{seen[key]}); keep one",
+                        file=file,
+                        line=line,
+                    )
+                seen[key] = line
+                out[path + (key,)] = line
+                _lines(value_node, path + (key,), out, file)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _lines(item, path + (i,), out)
+            _lines(item, path + (i,), out, file)
 
 
 def load_yaml(path: str | Path, text: str | None = None) -> Node:
@@ -61,7 +72,7 @@ def load_yaml(path: str | Path, text: str | None = None) -> Node:
         raise NasConfigError(f"not valid YAML: {problem}", file=path, line=line) from None
     lines: dict[Path_, int] = {}
     if root is not None:
-        _lines(root, (), lines)
+        _lines(root, (), lines, path)
     if not isinstance(data, dict):
         raise NasConfigError(
             f"expected a YAML mapping at the top level, got {_kind(data)}", file=path, line=1

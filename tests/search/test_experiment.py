@@ -132,6 +132,11 @@ def test_a_teacher_must_exist_and_carry_trained_weights(tmp_path):
         ("search:", "serch:", r"serch: unknown key 'serch'.*did you mean 'search'"),
         ("space: mobilenet_small", "space: missing.yaml", r"space: space file .* does not exist"),
         ("n_trials: 9", "n_trials: nine", r"search\.n_trials: expected an integer"),
+        (
+            "train: {epochs: 2}",
+            "train:\n  epochs: 2\n  epochs: 3",
+            r"exp\.yaml:\d+: train\.epochs: key given twice \(also on line \d+\); keep one",
+        ),
     ],
 )
 def test_bad_experiments(tmp_path, old, new, pattern):
