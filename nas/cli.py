@@ -136,6 +136,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"train.epochs ({t.epochs}) or change train.lr ({t.lr:g})",
             file=sys.stderr,
         )
+    if r.n_pareto == 0 and s.n_trials and exp.constraints:
+        bounds = ", ".join(f"{c.metric.name} {c.op} {c.bound:g}" for c in exp.constraints)
+        print(
+            f"warning: no architecture of the {s.n_trials} trials meets the constraints "
+            f"({bounds}), so there is no Pareto front; loosen them (trials.csv shows what each "
+            "trial reached)",
+            file=sys.stderr,
+        )
     print(
         f"Pareto front: {r.n_pareto} architecture{'s' if r.n_pareto != 1 else ''}; "
         f"hypervolume {r.hypervolume:.4f} "

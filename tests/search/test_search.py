@@ -437,3 +437,15 @@ def test_a_study_refuses_a_cost_model_changed_since_it_was_searched(tiny_experim
         run_experiment(load_experiment(path, ["search.n_trials=3"]), tmp_path / "run").search.n_new
         == 1
     )
+
+
+def test_run_warns_when_no_architecture_meets_the_constraints(tiny_experiment, tmp_path, capsys):
+    from nas.cli import main
+
+    path = tiny_experiment('constraints: {params: "<= 1"}', n_trials=3)
+    assert main(["run", str(path), "--out", str(tmp_path / "run"), "-q"]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "warning: no architecture of the 3 trials meets the constraints (params <= 1), so there "
+        "is no Pareto front; loosen them" in err
+    )
