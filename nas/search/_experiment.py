@@ -340,6 +340,23 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     else:
         for device in devices:
             check_known(device, named_at[device])
+    if node.get("data", None).value is None:  # digits by default, but only when said
+        trained = [
+            item
+            for item in objectives_node.list(allow_scalar=True)
+            if item.convert(parse_metric).needs_training
+        ]
+        if c_node.value is not None:
+            trained += [
+                c_node.child(key, key)
+                for key, _ in c_node.items()
+                if c_node.child(key, key).convert(parse_metric).needs_training
+            ]
+        if trained:
+            raise trained[0].error(
+                f"'{trained[0].value}' is measured by training, and the experiment names no "
+                "data to train on; add a data section, e.g. data: {dataset: digits}"
+            )
     search = SearchConfig.from_node(node.get("search", None))
     out = node.get("out", None)
     select, finetune, compress = _final_stage(node, base)

@@ -137,6 +137,12 @@ def test_a_teacher_must_exist_and_carry_trained_weights(tmp_path):
             "train:\n  epochs: 2\n  epochs: 3",
             r"exp\.yaml:\d+: train\.epochs: key given twice \(also on line \d+\); keep one",
         ),
+        (
+            "data: {dataset: digits}\n",
+            "",
+            r"exp\.yaml:6: objectives\[0\]: 'error' is measured by training, and the experiment "
+            r"names no data to train on; add a data section",
+        ),
     ],
 )
 def test_bad_experiments(tmp_path, old, new, pattern):
