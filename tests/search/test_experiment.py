@@ -140,7 +140,7 @@ def test_a_teacher_must_exist_and_carry_trained_weights(tmp_path):
         (
             "data: {dataset: digits}\n",
             "",
-            r"exp\.yaml:6: objectives\[0\]: 'error' is measured by training, and the experiment "
+            r"exp\.yaml:5: objectives\[0\]: 'error' is measured by training, and the experiment "
             r"names no data to train on; add a data section",
         ),
     ],
