@@ -13,8 +13,9 @@ For each chosen architecture (``select:``), in ``<run dir>/final/``:
    write ``final/summary.csv`` and a model card per folder.
 
 Run bookkeeping lives in ``final/checkpoints/<folder name>/``, never in the folders a user ships:
-every fine-tune checkpoints there, and a finished architecture leaves ``finished.json`` (its
-settings and measurements), written last. Running the same command again resumes an interrupted
+every fine-tune checkpoints there, each folder is built there (``checkpoints/<name>/<name>/``)
+and moved into ``final/`` only when finished, replacing an earlier one, and a finished
+architecture leaves ``finished.json`` (its settings and measurements), written last. Running the same command again resumes an interrupted
 fine-tune and keeps a finished architecture as it is (nothing retrained, recompressed or
 re-measured) while its settings and files are unchanged; other settings redo it.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
@@ -88,6 +90,30 @@ class FinalModel:
 def _state_dir(base: Path, name: str) -> Path:
     """Where the run keeps its bookkeeping for the folder ``final/<name>``."""
     return base / CHECKPOINTS / name
+
+
+def _staging(base: Path, name: str) -> Path:
+    """An empty folder where ``final/<name>`` is built; it moves into ``final/`` only whole
+    (:func:`_publish`), so an interrupted finish leaves no half-written folder to ship."""
+    stage = _state_dir(base, name) / name
+    if stage.exists():
+        shutil.rmtree(stage)  # left by an interrupted finish
+    stage.mkdir(parents=True)
+    return stage
+
+
+def _publish(stage: Path, base: Path) -> Path:
+    """Move a finished staging folder to ``final/<name>``, replacing an earlier one."""
+    final = base / stage.name
+    old = _state_dir(base, stage.name) / f"{stage.name}.replaced"
+    if old.exists():
+        shutil.rmtree(old)
+    if final.exists():
+        final.rename(old)
+    stage.rename(final)
+    if old.exists():
+        shutil.rmtree(old)
+    return final
 
 
 def _finetune(
@@ -189,7 +215,6 @@ def finish_architecture(
     ``model`` is the starting point (proxy-trained or freshly built); it is trained in place.
     """
     base = run_dir / "final"
-    folder = base / arch.arch_id
     environment = environment or {}
     origin = {**(origin or {}), "arch_id": arch.arch_id}
     settings = _settings(arch, finetune_config, compress, data, origin)
@@ -198,6 +223,7 @@ def finish_architecture(
     if kept is not None:
         if progress is not None:
             progress("final_kept", {"model": arch.arch_id, "record": str(record)})
+        folder = base / arch.arch_id
         return FinalModel(arch.arch_id, folder, kept), load_architecture(folder / "arch.json")
     x_held, y_held, split = data.held_out()
     example = data.x_val[:8]
@@ -221,6 +247,7 @@ def finish_architecture(
     # variant name -> (model to time, runtime, file, folder, params)
     variants: dict[str, dict[str, Any]] = {}
     acc = evaluate(model, x_held, y_held)[0]
+    folder = _staging(base, arch.arch_id)
     export_float(
         folder,
         space,
@@ -283,7 +310,7 @@ def finish_architecture(
         int8("int8", model, folder, widths)
     if compress is not None and compress.prune is not None:
         p = compress.prune
-        pfolder = base / f"{arch.arch_id}-pruned"
+        pfolder = _staging(base, f"{arch.arch_id}-pruned")
         pruned = prune_structured(model, example, ratio=p.ratio, round_to=p.round_to)
         overrides = shape_overrides(pruned, space.build(arch))
         if p.epochs:
@@ -314,7 +341,7 @@ def finish_architecture(
         if compress.quantize is not None:
             int8("pruned+int8", pruned, pfolder, overrides)
     if compress is not None and compress.sparsity is not None:
-        sfolder = base / f"{arch.arch_id}-sparse"
+        sfolder = _staging(base, f"{arch.arch_id}-sparse")
         scfg = replace(finetune_config, epochs=max(1, finetune_config.epochs // 3))
         sparse = _sparse_finetune(
             model,
@@ -336,7 +363,7 @@ def finish_architecture(
         )
         variants["sparse"] = _torch_variant(sparse, sfolder, nonzero_params(sparse))
 
-    measurements = _measure(variants, x_held, y_held, split, base, compress)
+    measurements = _measure(variants, x_held, y_held, split, compress)
     rows = [m.to_dict() for m in measurements]
     for sub in {Path(v["folder"]) for v in variants.values()}:
         mine = [
@@ -355,12 +382,14 @@ def finish_architecture(
             timing=_latency(compress).describe(),
         )
         atomic_write_json(sub / "measurements.json", {"measurements": mine})
+    for sub in {Path(v["folder"]) for v in variants.values()}:
+        _publish(sub, base)
     # last: from here on a rerun with the same settings keeps this architecture as it is
     atomic_write_json(
         record,
         {"format": _FINISHED_FORMAT, "settings": settings, "measurements": rows},
     )
-    return FinalModel(arch.arch_id, folder, tuple(measurements)), model
+    return FinalModel(arch.arch_id, base / arch.arch_id, tuple(measurements)), model
 
 
 def _latency(compress: CompressConfig | None) -> LatencyConfig:
@@ -392,7 +421,6 @@ def _measure(
     x: torch.Tensor,
     y: torch.Tensor,
     split: str,
-    base: Path,
     compress: CompressConfig | None,
 ) -> list[Measurement]:
     latency = _latency(compress)
@@ -424,7 +452,7 @@ def _measure(
                 size_bytes=Path(v["file"]).stat().st_size,
                 size_deflated_bytes=deflated_size(v["file"]),
                 params=int(v["params"]),
-                file=str(Path(v["file"]).relative_to(base)),
+                file=str(Path(v["file"]).relative_to(Path(v["folder"]).parent)),
             )
         )
     return out

@@ -167,6 +167,30 @@ def test_rerun_redoes_a_model_whose_files_are_gone(finished, capsys, tmp_path):
     pd.testing.assert_frame_equal(before[cols], after[cols])
 
 
+def test_an_interrupted_finish_leaves_no_half_written_folder(finished, tmp_path, monkeypatch):
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    first = pd.read_csv(run / "final" / "summary.csv")["arch_id"].iloc[0]
+    shutil.rmtree(run / "final" / first)  # to be redone
+    pruned_card = (run / "final" / f"{first}-pruned" / "MODEL_CARD.md").read_text()
+
+    def interrupted(*args, **kwargs):  # Ctrl-C after the files are written, before measuring
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("nas.final._measure", interrupted)
+    assert main(["run", str(finished / "exp.yaml"), "--out", str(run), "-q"]) == 130
+    assert not (run / "final" / first).exists()  # built aside, never moved in half-done
+    # the earlier, finished pruned folder stays whole until its replacement is finished
+    assert (run / "final" / f"{first}-pruned" / "MODEL_CARD.md").read_text() == pruned_card
+    monkeypatch.undo()
+    assert main(["run", str(finished / "exp.yaml"), "--out", str(run), "-q"]) == 0
+    assert (run / "final" / first / "MODEL_CARD.md").is_file()
+    assert {p.name for p in (run / "final" / "checkpoints" / first).iterdir()} == {
+        "checkpoint.pt",
+        "finished.json",
+    }
+
+
 def test_nas_export_writes_a_trial_folder(finished, capsys):
     out = finished / "exported"
     storage = f"sqlite:///{finished / 'run' / 'study.db'}"
