@@ -29,7 +29,7 @@ def _progress_bar(total: int) -> Any:
     done = [0]
 
     def update(event: str, info: dict[str, Any]) -> None:
-        if event in ("final_selected", "final_kept", "finetune_resumed", "finetune_epoch"):
+        if event.startswith(("final_", "finetune_")):
             _final_progress(event, info)
             return
         if event == "start":
@@ -75,6 +75,9 @@ def _final_progress(event: str, info: dict[str, Any]) -> None:
             flush=True,
         )
         return
+    if event == "final_stage":
+        print(f"{info['model']}: {info['stage']}", file=sys.stderr, flush=True)
+        return
     if event == "finetune_resumed":
         print(
             f"finetune {info['model']}: resuming after epoch {info['resumed_after']}/"
@@ -102,30 +105,14 @@ def _print_final(results: Sequence[Any], run_dir: Path) -> None:
     print(f"finished models in {run_dir}/final/ (summary.csv, one folder per model)")
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    import optuna
-
-    from nas.pipeline import run_experiment
-    from nas.search import load_experiment
-
-    exp = load_experiment(args.experiment, args.set or [])
-    progress = None
-    if not args.quiet:
-        progress = _progress_bar(exp.search.n_trials)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        result = run_experiment(
-            exp, args.out, progress=progress, argv=sys.argv[1:], finish=args.finish
-        )
-    finally:
-        if progress is not None:
-            progress.close()  # type: ignore[attr-defined]
-    s, r = result.search, result.report
+def _print_search(exp: Any, s: Any, r: Any) -> None:
+    """The search's summary: trials, warnings about them, the Pareto front."""
     print(
         f"study '{s.study_name}' ({s.storage}): {s.n_trials} trials, {s.n_new} new this run "
         f"({s.n_trained} trained, {s.n_evaluated} cost-only, {s.n_reused} reused, "
         f"{s.n_infeasible} skipped by "
-        f"constraints, {s.n_failed} failed) in {s.seconds:.1f} s"
+        f"constraints, {s.n_failed} failed) in {s.seconds:.1f} s",
+        flush=True,
     )
     if s.n_trained and 2 * s.n_near_chance >= s.n_trained:
         t = exp.train
@@ -147,8 +134,40 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(
         f"Pareto front: {r.n_pareto} architecture{'s' if r.n_pareto != 1 else ''}; "
         f"hypervolume {r.hypervolume:.4f} "
-        "(normalized objectives, reference point 1.1)"
+        "(normalized objectives, reference point 1.1)",
+        flush=True,
     )
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import optuna
+
+    from nas.pipeline import run_experiment
+    from nas.search import load_experiment
+
+    exp = load_experiment(args.experiment, args.set or [])
+    bar = None if args.quiet else _progress_bar(exp.search.n_trials)
+    summarized = []
+
+    def progress(event: str, info: dict[str, Any]) -> None:
+        if event == "searched":  # the search's summary when it ends, before any fine-tuning
+            if bar is not None:
+                bar.close()
+            _print_search(exp, info["search"], info["report"])
+            summarized.append(True)
+        elif bar is not None:
+            bar(event, info)
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        result = run_experiment(
+            exp, args.out, progress=progress, argv=sys.argv[1:], finish=args.finish
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if not summarized:
+        _print_search(exp, result.search, result.report)
     written = sorted(
         p.name + "/" * p.is_dir()
         for p in result.run_dir.iterdir()

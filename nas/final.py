@@ -15,9 +15,10 @@ For each chosen architecture (``select:``), in ``<run dir>/final/``:
 Run bookkeeping lives in ``final/checkpoints/<folder name>/``, never in the folders a user ships:
 every fine-tune checkpoints there, each folder is built there (``checkpoints/<name>/<name>/``)
 and moved into ``final/`` only when finished, replacing an earlier one, and a finished
-architecture leaves ``finished.json`` (its settings and measurements), written last. Running the same command again resumes an interrupted
-fine-tune and keeps a finished architecture as it is (nothing retrained, recompressed or
-re-measured) while its settings and files are unchanged; other settings redo it.
+architecture leaves ``finished.json`` (its settings and measurements), written last. Running the
+same command again resumes an interrupted fine-tune and keeps a finished architecture as it is
+(nothing retrained, recompressed or re-measured) while its settings and files are unchanged;
+other settings redo it.
 """
 
 from __future__ import annotations
@@ -242,6 +243,12 @@ def finish_architecture(
         arch.arch_id,
     )
     model.eval()
+
+    def stage(name: str, what: str) -> None:
+        if progress is not None:
+            progress("final_stage", {"model": name, "stage": what})
+
+    stage(arch.arch_id, "exporting FP32 (safetensors, ONNX, torch.export)")
     # a start that was already pruned (``nas train`` on a pruned arch.json) keeps its widths
     widths = shape_overrides(model, space.build(arch)) or None
     # variant name -> (model to time, runtime, file, folder, params)
@@ -265,6 +272,7 @@ def finish_architecture(
     def int8(variant: str, float_model: nn.Module, out: Path, pruned: dict | None) -> None:
         assert compress is not None and compress.quantize is not None
         q = compress.quantize
+        stage(out.name, f"quantizing to INT8 ({q.tool}, {len(calibration)} calibration images)")
         float_acc = evaluate(float_model, data.x_val, data.y_val)[0]
         quantized: nn.Module | None = None
         if q.tool == "onnxruntime":  # from the FP32 ONNX model export_float wrote to ``out``
@@ -311,6 +319,7 @@ def finish_architecture(
     if compress is not None and compress.prune is not None:
         p = compress.prune
         pfolder = _staging(base, f"{arch.arch_id}-pruned")
+        stage(pfolder.name, f"pruning {p.ratio:.0%} of channels (Torch-Pruning)")
         pruned = prune_structured(model, example, ratio=p.ratio, round_to=p.round_to)
         overrides = shape_overrides(pruned, space.build(arch))
         if p.epochs:
@@ -342,6 +351,7 @@ def finish_architecture(
             int8("pruned+int8", pruned, pfolder, overrides)
     if compress is not None and compress.sparsity is not None:
         sfolder = _staging(base, f"{arch.arch_id}-sparse")
+        stage(sfolder.name, f"magnitude pruning to {compress.sparsity:.0%} sparsity")
         scfg = replace(finetune_config, epochs=max(1, finetune_config.epochs // 3))
         sparse = _sparse_finetune(
             model,
@@ -363,6 +373,10 @@ def finish_architecture(
         )
         variants["sparse"] = _torch_variant(sparse, sfolder, nonzero_params(sparse))
 
+    stage(
+        arch.arch_id,
+        f"measuring {len(variants)} variants (accuracy on {split}, size, latency at batch 1)",
+    )
     measurements = _measure(variants, x_held, y_held, split, compress)
     rows = [m.to_dict() for m in measurements]
     for sub in {Path(v["folder"]) for v in variants.values()}:

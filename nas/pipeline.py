@@ -164,6 +164,8 @@ def run_experiment(
             }
         )
         atomic_write_json(run_dir / "manifest.json", manifest)
+        if progress is not None:
+            progress("searched", {"search": outcome, "report": report})
         final: tuple[Any, ...] = ()
         if finishing:
             assert experiment.finetune is not None

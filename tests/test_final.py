@@ -161,6 +161,14 @@ def test_rerun_redoes_a_model_whose_files_are_gone(finished, capsys, tmp_path):
     redone = json.loads((run / "final" / "checkpoints" / first / "finished.json").read_text())
     assert redone["settings"] == kept["settings"]
     assert "finetune" not in err  # its fine-tunes' checkpoints were finished: no epoch ran
+    for line in (  # one line per stage, so a long finish is never silent
+        f"{first}: exporting FP32 (safetensors, ONNX, torch.export)",
+        f"{first}: quantizing to INT8 (pt2e, 64 calibration images)",
+        f"{first}-pruned: pruning 50% of channels (Torch-Pruning)",
+        f"{first}-sparse: magnitude pruning to 50% sparsity",
+        f"{first}: measuring 7 variants (accuracy on test, size, latency at batch 1)",
+    ):
+        assert line in err
     assert (run / "final" / first / "model_int8.onnx").is_file()
     after = pd.read_csv(run / "final" / "summary.csv")
     cols = ["arch_id", "variant", "accuracy", "params", "size_bytes"]
