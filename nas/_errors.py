@@ -10,7 +10,16 @@ __all__ = ["NasConfigError", "nearest"]
 
 
 def nearest(value: object, allowed: Iterable[object]) -> str | None:
-    """The allowed value closest to ``value`` by spelling, or None when nothing is close."""
+    """The allowed value closest to ``value``: by size for numbers, else by spelling; None when
+    nothing is close."""
+    allowed = list(allowed)
+    numbers = [a for a in allowed if isinstance(a, (int, float)) and not isinstance(a, bool)]
+    if numbers and len(numbers) == len(allowed):
+        try:
+            x = float(str(value))
+        except ValueError:
+            return None
+        return str(min(numbers, key=lambda a: (abs(a - x), a)))
     names = [str(a) for a in allowed]
     matches = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
     return matches[0] if matches else None
@@ -45,11 +54,12 @@ class NasConfigError(ValueError):
         self.file = str(file) if file is not None else None
         self.line = line
         self.key = key
-        self.allowed = [str(a) for a in allowed] if allowed is not None else None
+        raw = list(allowed) if allowed is not None else None
+        self.allowed = [str(a) for a in raw] if raw is not None else None
         text = message
-        if self.allowed is not None:
+        if raw is not None and self.allowed is not None:
             text += f"; choose one of {', '.join(self.allowed)}"
-            guess = nearest(value, self.allowed) if value is not None else None
+            guess = nearest(value, raw) if value is not None else None
             if guess is not None and guess != str(value):
                 text += f" (did you mean '{guess}'?)"
         self.reason = text  # the message without its location, for re-raising elsewhere

@@ -151,3 +151,17 @@ def test_a_space_file_may_not_take_a_builtin_name_for_another_space(tmp_path):
         load_space(copy)
     copy.write_text(copy.read_text().replace("name: mobilenet_small", "name: mine", 1))
     assert load_space(copy).name == "mine"
+
+
+def test_a_number_that_is_no_choice_suggests_the_nearest_number():
+    from nas._errors import nearest
+
+    assert nearest(25, [24, 32, 40]) == "24" and nearest(37, [24, 32, 40]) == "40"
+    assert nearest("w", [24, 32]) is None and nearest("nsga", ["nsga2", "tpe"]) == "nsga2"
+    space = load_space("mobilenet_small")
+    with pytest.raises(
+        NasConfigError,
+        match=r"no choice 25; choose one of 24, 32, 40 \(did you "
+        r"mean '24'\?\)",
+    ):
+        space.parse("w16 fused_k3_e3 | w25 fused_k3_e3 | w48 skip")
