@@ -124,12 +124,20 @@ class DataConfig:
                 raise child.error(problem)
             locations[key] = str(resolved)
         limit_node = node.get("limit", None)
+        val = node.get("val_fraction", 0.2).as_float(gt=0.0, lt=1.0)
+        test_node = node.get("test_fraction", 0.0)
+        test = test_node.as_float(min=0.0, lt=1.0)
+        if val + test >= 1.0:
+            raise test_node.error(
+                f"val_fraction {val:g} + test_fraction {test:g} leave no training data; keep "
+                "their sum below 1 (e.g. val_fraction: 0.2, test_fraction: 0.2)"
+            )
         config = cls(
             dataset=dataset,
             root=locations["root"],
             path=locations["path"],
-            val_fraction=node.get("val_fraction", 0.2).as_float(gt=0.0, lt=1.0),
-            test_fraction=node.get("test_fraction", 0.0).as_float(min=0.0, lt=1.0),
+            val_fraction=val,
+            test_fraction=test,
             seed=node.get("seed", 0).as_int(min=0),
             limit=None if limit_node.value is None else limit_node.as_int(min=2),
             normalize=node.get("normalize", True).as_bool(),

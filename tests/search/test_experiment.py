@@ -138,6 +138,12 @@ def test_a_teacher_must_exist_and_carry_trained_weights(tmp_path):
             r"exp\.yaml:\d+: train\.epochs: key given twice \(also on line \d+\); keep one",
         ),
         (
+            "data: {dataset: digits}",
+            "data: {dataset: digits, val_fraction: 0.7, test_fraction: 0.3}",
+            r"exp\.yaml:\d+: data\.test_fraction: val_fraction 0\.7 \+ test_fraction 0\.3 leave "
+            r"no training data; keep their sum below 1",
+        ),
+        (
             "data: {dataset: digits}\n",
             "",
             r"exp\.yaml:5: objectives\[0\]: 'error' is measured by training, and the experiment "
