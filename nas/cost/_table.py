@@ -326,7 +326,9 @@ class LookupTable:
             raise NasConfigError(
                 f"table '{self.device}' ({self.path}) covers the spaces {', '.join(spaces)}, not "
                 f"'{space.name}'; measure one with: nas profile --space {shown} "
-                f"--device {self.meta.get('runtime_device', 'cpu')} --out {space.name}-table.json"
+                f"--device {self.meta.get('runtime_device', 'cpu')} --out "
+                f"{self.device}-{space.name}.json (the device '{self.device}-{space.name}' in "
+                "metrics, its folder in table_dirs)"
             )
 
     def missing(self, layers: Iterable[Layer]) -> list[Layer]:

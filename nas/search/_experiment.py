@@ -242,6 +242,24 @@ def _apply_overrides(node: Node, overrides: Sequence[str]) -> None:
         node.override(key.strip().split("."), value, origin)
 
 
+def _check_tables_cover(space: str, named_at: dict[str, Node], dirs: tuple[Path, ...]) -> None:
+    """A metric's lookup table must be one made for the space: said where the metric names it."""
+    from nas.cost import LookupTable, load_cost_model
+    from nas.space import load_space
+
+    loaded = None
+    for device, where in named_at.items():
+        if names_a_file(device):  # a path: loaded when the search starts
+            continue
+        try:
+            model = load_cost_model(device, dirs)
+            if isinstance(model, LookupTable):
+                loaded = loaded or load_space(space)
+                model.check_space(loaded)
+        except NasConfigError as exc:
+            raise where.error(exc.reason) from None
+
+
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
     """Read and strictly validate an experiment file (with ``--set`` overrides applied).
 
@@ -340,6 +358,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     else:
         for device in devices:
             check_known(device, named_at[device])
+    _check_tables_cover(space, named_at, tuple(Path(d) for d in table_dirs))
     if node.get("data", None).value is None:  # digits by default, but only when said
         trained = [
             item

@@ -158,6 +158,18 @@ def test_bad_experiments(tmp_path, old, new, pattern):
     assert str(info.value).startswith(str(tmp_path / "exp.yaml"))
 
 
+def test_a_table_for_another_space_is_reported_where_the_metric_names_it(tmp_path):
+    text = GOOD.replace("space: mobilenet_small", "space: nasbench201").replace(
+        "[error, params, latency_ms@cpu]", "[error, params, latency_ms@cpu-x86]"
+    )
+    with pytest.raises(
+        NasConfigError,
+        match=r"exp\.yaml:\d+: objectives\[2\]: table 'cpu-x86' .* not 'nasbench201'; measure "
+        r"one with: nas profile --space nasbench201 --device cpu --out cpu-x86-nasbench201\.json",
+    ):
+        load_experiment(write(tmp_path, text))
+
+
 def test_metrics_and_constraints():
     assert parse_metric("accuracy") == Metric("accuracy", "maximize", True)
     assert parse_metric("energy_mj@edge-tpu").device == "edge-tpu"
