@@ -194,9 +194,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     adapted = adapt_space(space, data)
     if adapted.hash != space.hash:
         raise NasConfigError(
-            f"{args.arch}: the architecture's space takes input "
+            f"{args.arch}: the architecture's space '{space.name}' takes input "
             f"{tuple(space.input_shape)} with {space.num_classes} classes but {args.experiment}"
-            f"'s data is {tuple(data.input_shape)} with {data.num_classes} classes"
+            f"'s data is {tuple(data.input_shape)} with {data.num_classes} classes; train it "
+            f"with an experiment on data of that shape (the one that searched space "
+            f"'{space.name}')"
         )
     out = Path(args.out or Path(exp.out) / "train")
     results = finish_members(

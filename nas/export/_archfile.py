@@ -217,7 +217,10 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
                 )
                 if keys
             )
-            hint = ""
+            hint = (
+                "; the weights are another network's: name this architecture's weights file, "
+                "or remove 'weights' from the file to start from the initialization"
+            )
             if wrong and "pruned" in doc:
                 hint = "; the file has pruned widths: save the weights of the pruned model"
             raise NasConfigError(

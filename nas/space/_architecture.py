@@ -125,6 +125,7 @@ class Architecture:
         if "arch_id" in data and data["arch_id"] != arch.arch_id:
             raise NasConfigError(
                 f"{source}: arch_id {data['arch_id']!r} does not match its content "
-                f"({arch.arch_id!r}); the file was edited by hand or corrupted"
+                f"({arch.arch_id!r}); the file was edited by hand or corrupted: restore it, or "
+                "delete its arch_id to accept the choices as they stand"
             )
         return arch

@@ -82,9 +82,18 @@ def test_mismatched_weights_name_what_differs(saved, tmp_path):
     path, _, space, _ = saved
     other = space.build(space.random(99))
     save_file(other.state_dict(), str(tmp_path / "w" / "model.safetensors"))
-    with pytest.raises(NasConfigError, match="weights do not match architecture"):
+    with pytest.raises(
+        NasConfigError,
+        match=r"weights do not match architecture .*another network's: name this architecture's "
+        r"weights file, or remove 'weights' from the file",
+    ):
         nas.load_architecture(path)
     assert nas.load_architecture(path, weights=False) is not None
+    doc = json.loads(path.read_text())
+    doc["choices"] = dict(doc["choices"]) | {"s1.width": 999}
+    path.write_text(json.dumps(doc))
+    with pytest.raises(NasConfigError, match=r"does not match its content .* delete its arch_id"):
+        nas.load_architecture(path)
 
 
 def test_edited_space_spec_is_detected(saved):
