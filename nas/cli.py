@@ -62,37 +62,29 @@ def _progress_bar(total: int) -> Any:
 
 
 def _final_progress(event: str, info: dict[str, Any]) -> None:
-    """One line per fine-tuning epoch of the stage after the search (with throughput)."""
+    """One line per event of the stage after the search: the selection, each stage of a model's
+    finish, and each fine-tuning epoch (with throughput)."""
     if event == "final_selected":
-        ids = ", ".join(info["arch_ids"])
-        print(f"finishing {ids} (select rule '{info['rule']}')", file=sys.stderr, flush=True)
-        return
-    if event == "final_kept":
-        print(
+        line = f"finishing {', '.join(info['arch_ids'])} (select rule '{info['rule']}')"
+    elif event == "final_kept":
+        line = (
             f"{info['model']}: finished by an earlier run with the same settings, kept as it is "
-            f"(delete {info['record']} to redo it)",
-            file=sys.stderr,
-            flush=True,
+            f"(delete {info['record']} to redo it)"
         )
-        return
-    if event == "final_stage":
-        print(f"{info['model']}: {info['stage']}", file=sys.stderr, flush=True)
-        return
-    if event == "finetune_resumed":
-        print(
+    elif event == "final_stage":
+        line = f"{info['model']}: {info['stage']}"
+    elif event == "finetune_resumed":
+        line = (
             f"finetune {info['model']}: resuming after epoch {info['resumed_after']}/"
-            f"{info['epochs']} from {info['checkpoint']}",
-            file=sys.stderr,
-            flush=True,
+            f"{info['epochs']} from {info['checkpoint']}"
         )
-        return
-    print(
-        f"finetune {info['model']} epoch {info['epoch']}/{info['epochs']}: "
-        f"loss {info['train_loss']:.4f}, val accuracy {info['val_accuracy']:.4f}, "
-        f"lr {info['lr']:.3g}, {info['images_per_second']:.0f} images/s",
-        file=sys.stderr,
-        flush=True,
-    )
+    else:
+        line = (
+            f"finetune {info['model']} epoch {info['epoch']}/{info['epochs']}: "
+            f"loss {info['train_loss']:.4f}, val accuracy {info['val_accuracy']:.4f}, "
+            f"lr {info['lr']:.3g}, {info['images_per_second']:.0f} images/s"
+        )
+    print(line, file=sys.stderr, flush=True)
 
 
 def _print_final(results: Sequence[Any], run_dir: Path) -> None:

@@ -362,14 +362,16 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     if node.get("data", None).value is None:  # digits by default, but only when said
         trained = [
             item
-            for item in objectives_node.list(allow_scalar=True)
-            if item.convert(parse_metric).needs_training
+            for item, metric in zip(
+                objectives_node.list(allow_scalar=True), objectives, strict=True
+            )
+            if metric.needs_training
         ]
-        if c_node.value is not None:
+        if c_node.value is not None:  # constraints were read in the mapping's order
             trained += [
                 c_node.child(key, key)
-                for key, _ in c_node.items()
-                if c_node.child(key, key).convert(parse_metric).needs_training
+                for (key, _), c in zip(c_node.items(), constraints, strict=True)
+                if c.metric.needs_training
             ]
         if trained:
             raise trained[0].error(
