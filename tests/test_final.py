@@ -307,6 +307,18 @@ def test_compress_without_finetune_is_a_one_line_error(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_set_finetune_null_drops_the_stage_after_the_search(tmp_path):
+    from nas.search import load_experiment
+
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        "name: x\nspace: mobilenet_small\nobjectives: [params]\nselect: {rule: knee, k: 2}\n"
+        "finetune: {epochs: 3}\ncompress: {sparsity: 0.5}\n"
+    )
+    loaded = load_experiment(exp, ["finetune=null"])
+    assert (loaded.select, loaded.finetune, loaded.compress) == (None, None, None)
+
+
 def test_a_teacher_for_other_data_is_refused_before_training(finished, tmp_path, capsys):
     from safetensors.torch import save_file
 

@@ -407,7 +407,9 @@ def _final_stage(
     """``select:``, ``finetune:`` and ``compress:``, the stage after the search.
 
     Without ``finetune:`` the run stops at the Pareto front; ``select:`` or ``compress:``
-    alone then raise, since nothing would use them.
+    alone then raise, since nothing would use them, unless ``finetune`` was set to null on
+    the command line (``--set finetune=null``): that asks to stop at the front, so the whole
+    stage is dropped.
     """
     from nas.compress import CompressConfig
     from nas.search._select import SelectConfig
@@ -415,6 +417,8 @@ def _final_stage(
 
     f_node, s_node, c_node = (node.get(k, None) for k in ("finetune", "select", "compress"))
     if f_node.value is None:
+        if f_node.origin is not None:  # --set finetune=null: stop at the Pareto front
+            return None, None, None
         for key, child in (("select", s_node), ("compress", c_node)):
             if child.value is not None:
                 raise child.error(
