@@ -365,11 +365,15 @@ class ChainSpace(SearchSpace):
             groups = [g.split() for g in text.split("|")]
         elif self._plain():
             tokens, groups = text.split(), []
+            want = sum(stage["depth"][0] for stage in self._stages)
+            if len(tokens) != want:
+                raise NasConfigError(
+                    f"space '{self.name}': expected {want} ops separated by spaces, got "
+                    f"{len(tokens)} in {text!r} (e.g. {self.format(self.random(0))!r})"
+                )
             for stage in self._stages:
                 groups.append(tokens[: stage["depth"][0]])
                 tokens = tokens[stage["depth"][0] :]
-            if tokens:
-                groups[-1] += tokens
         else:
             raise NasConfigError(
                 f"space '{self.name}': separate the {len(self._stages)} stages with '|' "

@@ -132,6 +132,8 @@ def test_bad_architecture_strings():
     fb = load_space("fbnet")
     with pytest.raises(NasConfigError, match=r"unknown op 'k7_e6'"):
         fb.parse(" ".join(["k7_e6"] * 22))
+    with pytest.raises(NasConfigError, match=r"expected 22 ops separated by spaces, got 21"):
+        fb.parse(" ".join(["k3_e1"] * 21))
     ms = load_space("mobilenet_small")
     with pytest.raises(NasConfigError, match=r"separate the 3 stages with '\|'"):
         ms.parse("mb_k3_e1 mb_k3_e3")
