@@ -427,9 +427,25 @@ def _cmd_show(args: argparse.Namespace) -> int:
     print(table)
     if not args.space and "pruned" in doc:
         print(_pruned_totals(target, space.build(arch), doc["pruned"], space, table))
+    if not args.space:
+        print(_weights_line(target, doc))
     if args.json:
         print(arch.to_json())
     return 0
+
+
+def _weights_line(path: str, doc: dict[str, Any]) -> str:
+    """Whether the file's weights load into its model: loading them is the check (a missing
+    file or weights of another network raise the same error ``load_architecture`` gives)."""
+    from nas.export import load_architecture
+
+    if doc.get("precision") == "int8":
+        load_architecture(path)
+        return f"weights: in {doc['onnx']} (INT8 ONNX graph; it loads in ONNX Runtime)"
+    if not doc.get("weights"):
+        return "weights: none, the seeded initialization (train it with nas train)"
+    load_architecture(path)
+    return f"weights: {doc['weights']} (every tensor fits the model)"
 
 
 def _pruned_totals(path: str, model: Any, pruned: Any, space: Any, table: Any) -> str:

@@ -212,15 +212,34 @@ def test_show_gives_the_pruned_models_real_counts(pruned_saved, capsys):
 
     path, small, model, _ = pruned_saved
     assert main(["show", str(path)]) == 0
-    last = capsys.readouterr().out.strip().splitlines()[-1]
+    *_, last, weights_line = capsys.readouterr().out.strip().splitlines()
     assert last.startswith("pruned model")
     assert f"{sum(p.numel() for p in small.parameters()):,} params" in last
-    # its INT8 twin's file describes the same widths (the counts come from them, not the ONNX)
+    assert weights_line == "weights: w/model.safetensors (every tensor fits the model)"
+    # its INT8 twin's file describes the same widths (the counts come from them, not the ONNX);
+    # its ONNX graph is missing here, which show reports after the counts
     doc = json.loads(path.read_text()) | {"precision": "int8", "onnx": "model_int8.onnx"}
     (path.parent / "model_int8.json").write_text(json.dumps(doc))
-    assert main(["show", str(path.parent / "model_int8.json")]) == 0
-    assert capsys.readouterr().out.strip().splitlines()[-1] == last.replace(
-        "arch.json", "model_int8.json"
+    assert main(["show", str(path.parent / "model_int8.json")]) == 2
+    out, err = capsys.readouterr()
+    assert out.strip().splitlines()[-1] == last.replace("arch.json", "model_int8.json")
+    assert "model_int8.onnx does not exist" in err
+
+
+def test_show_checks_that_the_weights_load(saved, capsys):
+    from nas.cli import main
+
+    path, *_ = saved
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps(doc | {"weights": "w/gone.safetensors"}))
+    assert main(["show", str(path)]) == 2
+    assert "gone.safetensors does not exist" in capsys.readouterr().err
+    path.write_text(json.dumps({k: v for k, v in doc.items() if k != "weights"}))
+    assert main(["show", str(path)]) == 0
+    assert (
+        capsys.readouterr()
+        .out.strip()
+        .endswith("weights: none, the seeded initialization (train it with nas train)")
     )
 
 
