@@ -20,7 +20,7 @@ import copy
 import operator
 import re
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -211,7 +211,12 @@ class Experiment:
             "space": self.space,
             "data": self.data.to_dict(),
             "train": self.train.to_dict(),
-            "objectives": [m.name for m in self.objectives],
+            "objectives": [
+                {"maximize": m.name}
+                if m.direction == "maximize" and m.name != "accuracy"
+                else m.name
+                for m in self.objectives
+            ],
             "constraints": {c.metric.name: f"{c.op} {c.bound!r}" for c in self.constraints},
             "devices": list(self.devices),
             "table_dirs": list(self.table_dirs),
@@ -293,7 +298,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     objectives: list[Metric] = []
     named_at: dict[str, Node] = {}  # where each device is first named, for its error
     for item in objectives_node.list(allow_scalar=True):
-        metric = item.convert(parse_metric)
+        metric = _objective(item)
         if metric.device:
             named_at.setdefault(metric.device, item)
         if any(m.name == metric.name for m in objectives):
@@ -399,6 +404,29 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     )
     node.done()
     return exp
+
+
+#: metrics an objective may maximize: capacity proxies, for a search with no training that
+#: trades capacity against cost (a cost-only search that only minimizes finds the empty network)
+MAXIMIZABLE = ("params", "macs")
+
+
+def _objective(item: Node) -> Metric:
+    """An objective: a metric name, or ``{maximize: params|macs}``."""
+    if not isinstance(item.value, dict):
+        return item.convert(parse_metric)
+    if list(item.value) != ["maximize"]:
+        raise item.error(f"expected a metric name or {{maximize: METRIC}}, got {item.value!r}")
+    inner = item.get("maximize")
+    metric = inner.convert(parse_metric)
+    if metric.name not in MAXIMIZABLE:
+        hint = " (maximize 'accuracy' by naming it)" if metric.name == "error" else ""
+        raise inner.error(
+            f"only {', '.join(MAXIMIZABLE)} can be maximized, not '{metric.name}'{hint}",
+            allowed=list(MAXIMIZABLE),
+            value=metric.name,
+        )
+    return replace(metric, direction="maximize")
 
 
 def _final_stage(

@@ -277,6 +277,12 @@ def open_study(
     attrs = study.user_attrs
     if OBJECTIVES_ATTR in attrs:
         _check_attrs(attrs, experiment, space, storage, costs or {})
+        had = [d.name.lower() for d in study.directions]
+        if had != directions:
+            raise NasConfigError(
+                f"study '{experiment.study_name}' in {storage} was created to {had} its "
+                f"objectives {names}, not to {directions}; choose another search.study_name"
+            )
         if costs and COSTS_ATTR not in attrs:
             study.set_user_attr(COSTS_ATTR, costs)
     else:

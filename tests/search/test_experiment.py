@@ -245,3 +245,22 @@ table_dirs: [my_tables]
                 "name: x\nspace: nasbench201\nobjectives: [params]\ntable_dirs: [nowhere]\n",
             )
         )
+
+
+def test_an_objective_may_maximize_a_capacity_proxy(tmp_path):
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: x\nspace: nasbench201\nobjectives: [{maximize: params}, macs]\n")
+    exp = load_experiment(path)
+    assert [(m.name, m.direction) for m in exp.objectives] == [
+        ("params", "maximize"),
+        ("macs", "minimize"),
+    ]
+    assert exp.to_dict()["objectives"] == [{"maximize": "params"}, "macs"]
+    for text, pattern in [
+        ("[{maximize: latency_ms@cpu}]", r"exp\.yaml:3: objectives\[0\]\.maximize: only params, "),
+        ("[{maximize: error}]", r"maximize 'accuracy' by naming it"),
+        ("[{minimize: macs}]", r"exp\.yaml:3: objectives\[0\]: expected a metric name or "),
+    ]:
+        path.write_text(f"name: x\nspace: nasbench201\nobjectives: {text}\n")
+        with pytest.raises(NasConfigError, match=pattern):
+            load_experiment(path)

@@ -204,6 +204,22 @@ def test_example_experiments_validate():
         assert exp.objectives, path
 
 
+def test_cost_only_example_has_a_trade_off(tmp_path):
+    """The shipped cost-only experiment maximizes MACs against latency: a front of many
+    cells, the largest first reached at each latency, not the empty cell alone."""
+    path = Path(__file__).resolve().parents[2] / "experiments" / "nasbench201_cost.yaml"
+    exp = load_experiment(path, ["search.n_trials=80"])
+    assert [m.direction for m in exp.objectives] == ["maximize", "minimize", "minimize"]
+    run_experiment(exp, tmp_path / "run")
+    front = pd.read_csv(tmp_path / "run" / "pareto.csv")
+    assert front["macs"].nunique() >= 5
+    trials = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert front["macs"].max() == trials["macs"].max()  # the largest cell seen is on the front
+    minimized = load_experiment(path, ["objectives=[macs, latency_ms@cpu, latency_ms@ethos-u55]"])
+    with pytest.raises(NasConfigError, match=r"created to \['maximize', 'minimize', 'minimize'\]"):
+        run_experiment(minimized, tmp_path / "run")  # the same study, other directions
+
+
 def test_resumed_search_does_not_replay_the_first_draws(tiny_experiment, tmp_path):
     """Continuing a study draws new architectures instead of repeating the first run's."""
     path = tiny_experiment(n_trials=3)
