@@ -97,6 +97,31 @@ def _is_quantized(model: nn.Module) -> bool:
     return any("quantize_per" in str(node.target) for node in model.graph.nodes)
 
 
+def _strip_debug_metadata(path: Path) -> None:
+    """Drop the exporter's per-node debug metadata (Python stack traces with this machine's
+    file paths, FX node text, module scopes): it names the exporting user's folders in a file
+    meant to be shared, and is most of a small model's file (0.5-2 KB per node)."""
+    import onnx
+
+    model = onnx.load(str(path))
+
+    def strip(graph: onnx.GraphProto) -> None:
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+            for attr in node.attribute:
+                if attr.type == onnx.AttributeProto.GRAPH:
+                    strip(attr.g)
+                for sub in attr.graphs:
+                    strip(sub)
+
+    strip(model.graph)
+    for function in model.functions:
+        for node in function.node:
+            del node.metadata_props[:]
+    onnx.save(model, str(path))
+
+
 def export_onnx(
     model: nn.Module,
     example: torch.Tensor,
@@ -144,6 +169,7 @@ def export_onnx(
                 external_data=False,
                 verbose=False,
             )
+        _strip_debug_metadata(tmp)
         inputs = example if check is None else check
         with torch.no_grad():
             expected = model(inputs).float().numpy()

@@ -36,6 +36,10 @@ def test_ptq_int8_onnx_runs_in_onnxruntime_and_keeps_accuracy(trained, tmp_path)
 
     types = {i.data_type for i in onnx.load(str(onnx_path)).graph.initializer}
     assert onnx.TensorProto.INT8 in types
+    # a file to share: no exporter debug metadata (stack traces naming this machine's paths)
+    assert b"stack_trace" not in onnx_path.read_bytes()
+    export_onnx(model, data.x_val[:4], tmp_path / "model.onnx")
+    assert onnx_path.stat().st_size < (tmp_path / "model.onnx").stat().st_size  # int8 pays off
     session = OnnxModule(onnx_path)
     acc_int8 = float((session(data.x_val).argmax(1) == data.y_val).float().mean())
     acc_fp32 = evaluate(model, data.x_val, data.y_val)[0]
@@ -107,6 +111,7 @@ def test_float_export_matches_pytorch_within_1e_4(trained, tmp_path):
     space, arch, model, data = trained
     out = export_float(tmp_path, space, arch, model, example=data.x_val[:4])
     assert out["onnx_check"]["max_abs_diff"] <= 1e-4
+    assert b"stack_trace" not in (tmp_path / "model.onnx").read_bytes()
     onnx_out = OnnxModule(tmp_path / "model.onnx")(data.x_val)
     with torch.no_grad():
         np.testing.assert_allclose(onnx_out.numpy(), model(data.x_val).numpy(), atol=1e-4)
