@@ -577,7 +577,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     print(
         f"{out}: {len(table.entries)} entries for device '{table.device}' "
         f"(in-model correction: {fix['model_ms']:+.4f} ms {fix['per_layer_ms']:+.4f} ms/layer "
-        f"{fix['per_mb_ms']:+.4f} ms/MB, fit RMSE {fix['fit_rmse_ms']:.4f} ms)"
+        f"{fix['per_mb_ms']:+.4f} ms/MB, fit RMSE {fix['fit_rmse_ms']:.4f} ms"
+        + (
+            f"; {', '.join(fix['held_at_zero'])} held at 0, as a free fit made them negative)"
+            if fix.get("held_at_zero")
+            else ")"
+        )
     )
     reference = float(fix.get("reference_ms") or 0.0)
     if reference > 0 and fix["fit_rmse_ms"] > 0.1 * reference:

@@ -462,7 +462,7 @@ def _in_model_correction(
     coef = np.zeros(3)
     # every term is a cost, so none may be negative: the best fit over the subsets of terms
     # whose least-squares coefficients are all >= 0 (with 3 terms, trying all is cheap)
-    best = float(np.sum(y**2))
+    best, kept = float(np.sum(y**2)), ()
     for cols in ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,)):
         sub = A[:, cols]
         if np.linalg.matrix_rank(sub) < len(cols):
@@ -470,8 +470,9 @@ def _in_model_correction(
         sol, *_ = np.linalg.lstsq(sub, y, rcond=None)
         sse = float(np.sum((sub @ sol - y) ** 2))
         if np.all(sol >= 0) and sse < best:
-            best, coef = sse, np.zeros(3)
+            best, coef, kept = sse, np.zeros(3), cols
             coef[list(cols)] = sol
+    terms = ("model_ms", "per_layer_ms", "per_mb_ms")
     return {
         "model_ms": float(coef[0]),
         "per_layer_ms": float(coef[1]),
@@ -482,6 +483,8 @@ def _in_model_correction(
             f"{CALIBRATION_SEED} (never used for validation)"
         ),
         "fit_rmse_ms": float(np.sqrt(np.mean((A @ coef - y) ** 2))),
+        # terms the best fit with no negative cost leaves out (least squares made them negative)
+        "held_at_zero": [t for i, t in enumerate(terms) if i not in kept],
         # a model timed at profiling time, to measure later how fast the machine runs now
         "reference_arch": space.format(archs[0]),
         "reference_ms": float(statistics.median(timings[0])),

@@ -45,7 +45,12 @@ def test_profile_covers_every_layer_and_round_trips(tiny, table, tmp_path):
     assert meta["protocol"]["statistic"] == "p50" and meta["protocol"]["repeats"] == 4
     assert meta["fingerprint"]["runtime"].startswith("torch")
     assert meta["spaces"] == {"tiny_cell": tiny.hash}
-    assert set(meta["in_model"]["tiny_cell"]) >= {"model_ms", "per_layer_ms", "per_mb_ms"}
+    fit = meta["in_model"]["tiny_cell"]
+    assert set(fit) >= {"model_ms", "per_layer_ms", "per_mb_ms"}
+    # a term is left out of the fit (held at 0) exactly when it is 0
+    assert {t for t in ("model_ms", "per_layer_ms", "per_mb_ms") if fit[t] == 0} == set(
+        fit["held_at_zero"]
+    )
     assert "power x latency" in meta["energy"]["method"]
     header = (tmp_path / "tinydev.csv").read_text().splitlines()[0].split(",")
     assert "latency_ms_p50" in header and "energy_mj" in header
