@@ -486,14 +486,21 @@ def finish_members(
     environment: dict[str, Any],
     progress: Progress | None = None,
     start: str | Path | None = None,
+    trials: dict[str, int] | None = None,
 ) -> list[FinalModel]:
     """Finish every chosen architecture; write ``final/summary.csv``.
 
     With distillation, the teacher is fine-tuned first: the most accurate of ``arch_ids``
     (by the search's ``accuracy``) for ``teacher: best``, else the ``arch.json`` named.
     ``start`` names an ``arch.json`` whose weights every model starts from (``nas train``);
-    by default the search's proxy weights in ``run_dir``.
+    by default the search's proxy weights in ``run_dir``. ``origin`` is where every model came
+    from (the study, the experiment); ``trials`` the search's trial number of each arch_id.
     """
+    trials = trials or {}
+
+    def _origin(arch_id: str, teacher: str) -> dict[str, Any]:
+        own = {"trial": trials[arch_id]} if arch_id in trials else {}
+        return {**origin, **own, "teacher": teacher}
 
     def _begin(arch: Architecture) -> nn.Module:
         if start is not None:  # without weights named: its seeded initialization, as asked
@@ -507,7 +514,7 @@ def finish_members(
     distill = finetune_config.distill
     no_kd = replace(finetune_config, distill=None)
     results: list[FinalModel] = []
-    teacher_name = None if distill is None else distill.teacher
+    teacher_name = "none (no distillation)" if distill is None else distill.teacher
     if distill is not None and distill.teacher != "best":
         teacher_space, _, _ = read_architecture_file(distill.teacher)
         if (
@@ -533,7 +540,12 @@ def finish_members(
             data,
             finetune_config=no_kd,
             compress=compress,
-            origin={**origin, "teacher": None},
+            origin=_origin(
+                best,
+                "none: the most accurate chosen member, it taught the others"
+                if order
+                else "none: 'best' is this model itself, the only one chosen",
+            ),
             environment=environment,
             progress=progress,
         )
@@ -550,7 +562,7 @@ def finish_members(
             finetune_config=finetune_config if teacher is not None else no_kd,
             compress=compress,
             teacher=teacher,
-            origin={**origin, "teacher": teacher_name},
+            origin=_origin(arch_id, teacher_name),
             environment=environment,
             progress=progress,
         )

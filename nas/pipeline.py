@@ -244,7 +244,9 @@ def _finish(
     chosen = select_members(frame, names, directions, select)
     if progress is not None:
         progress("final_selected", {"arch_ids": chosen, "rule": select.rule})
-    trials = {t.user_attrs.get("arch_id"): t for t in study.get_trials(deepcopy=False)}
+    trials: dict[str, Any] = {}  # arch_id -> its first trial (later ones are cache hits)
+    for t in study.get_trials(deepcopy=False):
+        trials.setdefault(t.user_attrs.get("arch_id"), t)
     architectures = {
         a: Architecture.from_dict(trials[a].user_attrs["architecture"]) for a in chosen
     }
@@ -263,8 +265,8 @@ def _finish(
             "study": manifest.get("study_name"),
             "storage": manifest.get("storage"),
             "experiment": experiment.source,
-            "trials": {a: trials[a].number for a in chosen},
         },
+        trials={a: trials[a].number for a in chosen},
         environment=environment(),
         progress=progress,
     )

@@ -93,6 +93,17 @@ def test_every_variant_is_measured_and_exported(finished):
         assert "The others, on this machine" not in sparse_card
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["final"]["selected"] == list(summary["arch_id"].unique())
+    # each card names its own trial and its teacher (the first selected member taught the rest)
+    trials = pd.read_csv(run / "trials.csv").drop_duplicates("arch_id").set_index("arch_id")
+    for i, arch_id in enumerate(manifest["final"]["selected"]):
+        card = (run / "final" / arch_id / "MODEL_CARD.md").read_text()
+        assert f"- trial: {trials.loc[arch_id, 'number']}\n" in card and "- trials:" not in card
+        teacher = card.split("- teacher: ")[1].splitlines()[0]
+        selected = manifest["final"]["selected"]
+        if len(selected) == 1:
+            assert teacher == "none: 'best' is this model itself, the only one chosen"
+        else:
+            assert teacher.startswith("none: the most accurate" if i == 0 else selected[0])
     assert (run / "pareto_final.png").stat().st_size > 0
 
 

@@ -462,7 +462,7 @@ def _in_model_correction(
     coef = np.zeros(3)
     # every term is a cost, so none may be negative: the best fit over the subsets of terms
     # whose least-squares coefficients are all >= 0 (with 3 terms, trying all is cheap)
-    best, kept = float(np.sum(y**2)), ()
+    best, kept = float(np.sum(y**2)), tuple[int, ...]()
     for cols in ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,)):
         sub = A[:, cols]
         if np.linalg.matrix_rank(sub) < len(cols):
