@@ -41,8 +41,10 @@ def _save_weights(model: nn.Module, path: Path) -> None:
 
 def _save_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
     program = export_program(model.eval(), example)
-    with atomic_path(path, suffix=".pt2") as tmp, quiet_third_party():
-        torch.export.save(program, tmp)
+    for node in program.graph.nodes:  # Python stack traces naming this machine's paths
+        node.meta.pop("stack_trace", None)
+    with atomic_path(path, suffix=".pt2") as tmp, quiet_third_party(), open(tmp, "wb") as file:
+        torch.export.save(program, file)  # a file object: the archive's folder is 'archive/'
 
 
 def export_float(

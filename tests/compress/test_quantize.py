@@ -112,6 +112,11 @@ def test_float_export_matches_pytorch_within_1e_4(trained, tmp_path):
     out = export_float(tmp_path, space, arch, model, example=data.x_val[:4])
     assert out["onnx_check"]["max_abs_diff"] <= 1e-4
     assert b"stack_trace" not in (tmp_path / "model.onnx").read_bytes()
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "model.pt2") as archive:
+        assert all(name.startswith("archive/") for name in archive.namelist())
+        assert not any(b"site-packages" in archive.read(name) for name in archive.namelist())
     onnx_out = OnnxModule(tmp_path / "model.onnx")(data.x_val)
     with torch.no_grad():
         np.testing.assert_allclose(onnx_out.numpy(), model(data.x_val).numpy(), atol=1e-4)
