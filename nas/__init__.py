@@ -14,9 +14,37 @@ Example:
     1531546
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from nas._errors import NasConfigError
-from nas.export import load_architecture
-from nas.space import Architecture, SearchSpace, list_spaces, load_space
+
+if TYPE_CHECKING:
+    from nas.export import load_architecture
+    from nas.space import Architecture, SearchSpace, list_spaces, load_space
+
+#: names imported on first use, so that ``nas --help`` and light commands do not load torch
+_LAZY = {
+    "Architecture": "nas.space",
+    "SearchSpace": "nas.space",
+    "list_spaces": "nas.space",
+    "load_space": "nas.space",
+    "load_architecture": "nas.export",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nas' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
 
 __all__ = [
     "Architecture",
