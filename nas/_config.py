@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import yaml
 
 from nas._errors import NasConfigError
+from nas._io import not_utf8
 
 __all__ = ["Node", "load_yaml"]
 
@@ -60,8 +61,13 @@ def load_yaml(path: str | Path, text: str | None = None) -> Node:
             text = path.read_text(encoding="utf-8")
         except FileNotFoundError:
             raise NasConfigError("file not found; check the path", file=path) from None
+        except UnicodeDecodeError as exc:
+            reason, line = not_utf8(path, exc, "YAML", "a YAML file")
+            raise NasConfigError(reason, file=path, line=line) from None
         except OSError as exc:
             raise NasConfigError(f"cannot read file ({exc.strerror})", file=path) from None
+    if text.startswith("\ufeff"):  # a byte-order mark
+        text = text[1:]
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)

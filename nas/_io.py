@@ -74,6 +74,23 @@ _BINARY_KINDS = {
 }
 
 
+def not_utf8(
+    path: Path, exc: UnicodeDecodeError, kind: str, expected: str
+) -> tuple[str, int | None]:
+    """Why ``path`` could not be decoded, and the line: a binary file (NUL bytes, or a known
+    binary suffix; no line), or text in another encoding (the line of its first byte that is
+    not UTF-8)."""
+    data = exc.object if isinstance(exc.object, bytes) else b""
+    if path.suffix in _BINARY_KINDS or b"\0" in data[:8192]:
+        what = _BINARY_KINDS.get(path.suffix, "a binary file")
+        return f"{what}, not {kind}; name {expected}", None
+    line = data[: exc.start].count(b"\n") + 1
+    return (
+        f"not UTF-8 text (byte 0x{data[exc.start]:02x}, perhaps Latin-1 or Windows-1252); "
+        "save the file as UTF-8"
+    ), line
+
+
 def read_text(
     path: str | Path, *, expected: str, kind: str = "text", missing: str = "file not found"
 ) -> str:
@@ -86,14 +103,14 @@ def read_text(
         return sys.stdin.read()
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark is not text
     except FileNotFoundError:
         raise NasConfigError(f"{path}: {missing}") from None
     except IsADirectoryError:
         raise NasConfigError(f"{path}: is a folder; expected {expected}") from None
-    except UnicodeDecodeError:
-        what = _BINARY_KINDS.get(path.suffix, "a binary file")
-        raise NasConfigError(f"{path}: {what}, not {kind}; name {expected}") from None
+    except UnicodeDecodeError as exc:
+        reason, line = not_utf8(path, exc, kind, expected)
+        raise NasConfigError(f"{path}{'' if line is None else f':{line}'}: {reason}") from None
     except OSError as exc:
         raise NasConfigError(f"{path}: cannot read it ({exc.strerror})") from None
 

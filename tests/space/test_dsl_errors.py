@@ -167,3 +167,25 @@ def test_a_number_that_is_no_choice_suggests_the_nearest_number():
         r"mean '24'\?\)",
     ):
         space.parse("w16 fused_k3_e3 | w25 fused_k3_e3 | w48 skip")
+
+
+def test_files_in_another_encoding_are_named_with_their_line(tmp_path, capsys):
+    from nas.cli import main
+
+    latin1 = tmp_path / "space.yaml"
+    latin1.write_bytes(
+        b"# my space\n# caf\xe9\n" + BASE.replace("mobilenet_small", "mine").encode()
+    )
+    with pytest.raises(NasConfigError, match=r"space\.yaml:2: not UTF-8 text \(byte 0xe9, "):
+        SearchSpace.from_yaml(latin1)
+    assert main(["sample", "--space", str(latin1)]) == 2
+    assert "save the file as UTF-8" in capsys.readouterr().err
+    archs = tmp_path / "archs.txt"
+    archs.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR")  # an image
+    assert main(["cost", "--space", "nasbench201", "--table", "cpu", "--archs", str(archs)]) == 2
+    assert "a binary file, not text" in capsys.readouterr().err
+    # a byte-order mark is not part of the first architecture
+    arch = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    archs.write_bytes(b"\xef\xbb\xbf" + arch.encode() + b"\n")
+    assert main(["cost", "--space", "nasbench201", "--table", "cpu", "--archs", str(archs)]) == 0
+    assert capsys.readouterr().out.splitlines()[1].startswith(arch + ",")
