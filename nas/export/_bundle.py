@@ -240,12 +240,25 @@ def write_model_card(
     if not measurements:
         rows = ["Not measured: exported straight from the search (see Training)."]
     mean, std = preprocess["mean"], preprocess["std"]
-    norm = (
-        f"standardized per channel with mean {list(mean)} and std {list(std)} (statistics of "
-        "the training split)"
-        if isinstance(mean, (list, tuple))
-        else f"standardized as its training data was (mean and std {mean})"
-    )
+    scale = preprocess.get("pixel_scale")
+    if scale is None:  # a study written before the scale was recorded
+        scaled = (
+            "the raw pixel values scaled to 0..1 as the training data's were (not recorded "
+            "here; digits' 0..16 are divided by 16, 8-bit images by 255)"
+        )
+    elif scale != 1:
+        scaled = f"the raw pixel values divided by {scale:g} (to 0..1)"
+    else:
+        scaled = "pixel values as floats"
+    if isinstance(mean, (list, tuple)) and mean:
+        norm = (
+            f"{scaled}, then standardized per channel with mean {list(mean)} and std "
+            f"{list(std)} (statistics of the training split)"
+        )
+    elif isinstance(mean, (list, tuple)):
+        norm = f"{scaled}, not standardized"
+    else:
+        norm = f"{scaled}, then standardized as its training data was (mean and std {mean})"
     has_int8 = (out / "model_int8.json").is_file()
     pick = _deploy_pick(measurements)
     deploy = _deploy_lines(pick, measurements) if pick is not None else []
@@ -302,7 +315,7 @@ def write_model_card(
         "```python",
         "import onnxruntime as ort",
         f"session = ort.InferenceSession('{onnx_file}')",
-        "logits = session.run(None, {'x': images})[0]        # images: float32 (N, C, H, W)",
+        "logits = session.run(None, {'x': images})[0]  # images: float32 (N, C, H, W), see Inputs",
         "```",
         "",
     ]

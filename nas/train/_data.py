@@ -170,6 +170,8 @@ class SplitData:
         channel_mean: Per-channel mean subtracted from the pixels (empty when not normalized);
             an exported model needs it to preprocess its inputs the same way.
         channel_std: Per-channel std the pixels were divided by (empty when not normalized).
+        pixel_scale: What the raw pixel values were divided by before that (16 for digits,
+            whose pixels are 0..16; 255 for 8-bit images; 1 for float images).
         x_test: Test images ``(K, C, H, W)``, or None without a test split.
         y_test: Test labels ``(K,)``, or None.
     """
@@ -183,15 +185,18 @@ class SplitData:
     name: str
     channel_mean: tuple[float, ...] = ()
     channel_std: tuple[float, ...] = ()
+    pixel_scale: float = 1.0
     x_test: torch.Tensor | None = field(default=None, compare=False, repr=False)
     y_test: torch.Tensor | None = field(default=None, compare=False, repr=False)
 
     @property
     def preprocess(self) -> dict[str, Any]:
         """How a model trained on this data wants its inputs, JSON-ready (``arch.json``'s
-        ``preprocess``): the image shape and the per-channel mean and std."""
+        ``preprocess``): the image shape, what the raw pixels are divided by, then the
+        per-channel mean and std: ``x = (raw / pixel_scale - mean) / std``."""
         return {
             "input_shape": list(self.input_shape),
+            "pixel_scale": self.pixel_scale,
             "mean": list(self.channel_mean),
             "std": list(self.channel_std),
         }
@@ -253,7 +258,8 @@ def load_data(config: DataConfig) -> SplitData:
         >>> data.sizes, data.input_shape, data.num_classes
         ((1437, 360), (1, 8, 8), 10)
     """
-    x, y = _LOADERS[config.dataset](config)  # (N, C, H, W) float, (N,) int
+    # (N, C, H, W) float, (N,) int, and what the raw pixel values were divided by
+    x, y, pixel_scale = _LOADERS[config.dataset](config)
     n_total = len(y)
     if config.limit is not None and config.limit < n_total:
         keep = np.random.default_rng(config.seed).permutation(n_total)[: config.limit]
@@ -288,6 +294,7 @@ def load_data(config: DataConfig) -> SplitData:
         name=config.dataset,
         channel_mean=mean,
         channel_std=std,
+        pixel_scale=pixel_scale,
         x_test=None if test_idx is None else _images(x_test),
         y_test=(
             None
@@ -358,12 +365,12 @@ def _missing_files(dataset: str, location: Path) -> str | None:
 # -- digits ------------------------------------------------------------------------------------
 
 
-def _load_digits(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+def _load_digits(config: DataConfig) -> tuple[np.ndarray, np.ndarray, float]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
     x = bunch.images.astype(np.float32)[:, None] / 16.0  # (1797, 1, 8, 8); pixels are 0..16
-    return x, bunch.target.astype(np.int64)
+    return x, bunch.target.astype(np.int64), 16.0
 
 
 # -- MNIST IDX ---------------------------------------------------------------------------------
@@ -427,9 +434,9 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(raw, dtype, offset=header_bytes).reshape(dims)
 
 
-def _load_mnist(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+def _load_mnist(config: DataConfig) -> tuple[np.ndarray, np.ndarray, float]:
     assert config.root is not None  # DataConfig.__post_init__ requires it
-    xs, ys = [], []
+    xs, ys, scale = [], [], 1.0
     for images_path, labels_path in _mnist_pairs(Path(config.root)):
         images, labels = _read_idx(images_path), _read_idx(labels_path)
         if images.ndim != 3 or labels.ndim != 1:
@@ -451,13 +458,13 @@ def _load_mnist(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
         raise NasConfigError(
             f"train and t10k images differ in size: {[x.shape[2:] for x in xs]}", file=config.root
         )
-    return np.concatenate(xs), _checked_labels(np.concatenate(ys), config.root)
+    return np.concatenate(xs), _checked_labels(np.concatenate(ys), config.root), scale
 
 
 # -- npz ---------------------------------------------------------------------------------------
 
 
-def _load_npz(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+def _load_npz(config: DataConfig) -> tuple[np.ndarray, np.ndarray, float]:
     assert config.path is not None  # DataConfig.__post_init__ requires it
     path = Path(config.path)
     try:
@@ -504,7 +511,7 @@ def _load_npz(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
     x = x.astype(np.float32) / scale
     if not np.isfinite(x).all():
         raise NasConfigError(f"'{x_key}' contains NaN or infinite values", file=path)
-    return x, _checked_labels(y.astype(np.int64), path)
+    return x, _checked_labels(y.astype(np.int64), path), scale
 
 
 def _checked_labels(y: np.ndarray, source: str | Path) -> np.ndarray:
@@ -520,7 +527,7 @@ def _checked_labels(y: np.ndarray, source: str | Path) -> np.ndarray:
 # -- CIFAR-10 ----------------------------------------------------------------------------------
 
 
-def _load_cifar10(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
+def _load_cifar10(config: DataConfig) -> tuple[np.ndarray, np.ndarray, float]:
     try:
         import torchvision
     except ImportError:
@@ -534,7 +541,7 @@ def _load_cifar10(config: DataConfig) -> tuple[np.ndarray, np.ndarray]:
             file=config.root,
         ) from None
     x = np.asarray(dataset.data, dtype=np.float32).transpose(0, 3, 1, 2) / 255.0  # NHWC -> NCHW
-    return x, np.asarray(dataset.targets, dtype=np.int64)
+    return x, np.asarray(dataset.targets, dtype=np.int64), 255.0
 
 
 _LOADERS = {

@@ -307,3 +307,20 @@ def test_split_data_checks_shapes() -> None:
         SplitData(x, y, x, y + 1, num_classes=2, input_shape=(1, 8, 8), name="t")
     with pytest.raises(ValueError, match="float32 images and int64 labels"):
         SplitData(x.double(), y, x, y, num_classes=2, input_shape=(1, 8, 8), name="t")
+
+
+def test_preprocess_says_how_to_turn_raw_pixels_into_model_inputs() -> None:
+    """Following ``preprocess`` on sklearn's raw digits (0..16) gives exactly the validation
+    images the model was trained against: the pixel scale is part of the recipe."""
+    from sklearn.datasets import load_digits
+
+    data = load_data(DataConfig("digits", val_fraction=0.2, seed=0))
+    pre = data.preprocess
+    assert pre["pixel_scale"] == 16.0
+    raw = torch.from_numpy(load_digits().images.astype(np.float32)[:, None])
+    mean = torch.tensor(pre["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(pre["std"]).view(1, -1, 1, 1)
+    inputs = (raw / pre["pixel_scale"] - mean) / std
+    flat = inputs.flatten(1)
+    for row in data.x_val[:20].flatten(1):
+        assert torch.isclose(flat, row, atol=1e-5).all(1).any()
