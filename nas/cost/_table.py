@@ -169,6 +169,7 @@ class LookupTable:
     batch: int = 1
     path: str | None = None
     space: str | None = None
+    space_file: str | None = None  # the YAML file of the space bound (for fill hints)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "entries", MappingProxyType(dict(self.entries)))
@@ -214,7 +215,14 @@ class LookupTable:
         """This table for predicting models of ``space`` (checked to be one it covers)."""
         self.check_space(space)
         return LookupTable(
-            self.device, self.meta, self.entries, self.dtype, self.batch, self.path, space.name
+            self.device,
+            self.meta,
+            self.entries,
+            self.dtype,
+            self.batch,
+            self.path,
+            space.name,
+            getattr(space, "source", "") or None,
         )
 
     def _in_model(self) -> Mapping[str, float] | None:
@@ -270,7 +278,7 @@ class LookupTable:
             space = self.space
         else:
             unnamed = f"<{self.space}'s YAML file>" if self.space else "SPACE"
-            space = self._space_file() or unnamed
+            space = self.space_file or self._space_file() or unnamed
         out = self.path or f"{self.device}.json"
         source = self.meta.get("source")
         if isinstance(source, Mapping) and "format" in source:

@@ -156,6 +156,15 @@ def test_missing_entry_names_key_nearest_and_fix(tiny, table):
     ).bind(tiny)
     with pytest.raises(NasConfigError, match=rf"nas profile --space {re.escape(tiny.source)} "):
         bound.estimate(layers)
+    # the space being costed wins over the one the table was first profiled for: a second
+    # file with the same space name (a changed copy) is the one that needs its entries
+    moved = tiny.source.replace("tiny.yaml", "tiny2.yaml")
+    command = f"nas profile --space '{moved}' --device cpu --out tinydev.json"
+    bound = LookupTable(
+        table.device, {**table.meta, "profile_command": command}, partial.entries
+    ).bind(tiny)
+    with pytest.raises(NasConfigError, match=rf"nas profile --space {re.escape(tiny.source)} "):
+        bound.estimate(layers)
 
 
 @pytest.mark.parametrize(
