@@ -66,6 +66,25 @@ def test_user_errors_exit_2_with_one_line(capsys, tmp_path, args, pattern):
     assert not list(tmp_path.iterdir())  # reading a study never creates its file
 
 
+@pytest.mark.parametrize("command", ["pareto", "export"])
+def test_reading_a_study_never_writes_into_a_database_it_does_not_hold(capsys, tmp_path, command):
+    import sqlite3
+
+    empty, other = tmp_path / "empty.db", tmp_path / "other.db"
+    empty.write_bytes(b"")
+    with sqlite3.connect(other) as db:  # another program's database
+        db.execute("CREATE TABLE notes (text)")
+    db.close()
+    before = other.read_bytes()
+    extra = ["--trial", "0"] if command == "export" else []
+    for path in (empty, other):
+        args = [command, "--storage", f"sqlite:///{path}", "--study", "x", *extra]
+        assert main([*args, "--out", str(tmp_path / "out")]) == 2
+        assert "holds no Optuna studies" in capsys.readouterr().err
+    assert empty.read_bytes() == b"" and other.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "other.db"]
+
+
 def test_bad_experiment_leaves_no_run_directory(tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text(

@@ -6,6 +6,7 @@ Works from the storage alone, so ``nas pareto --storage URL --study NAME`` repro
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,6 +76,29 @@ def _check_storage_url(storage: str) -> None:
     path = sqlite_file(storage)
     if path is not None and not path.is_file():
         raise NasConfigError(f"--storage {storage}: no such file {path}")
+    if path is not None:
+        _check_optuna_file(storage, path)
+
+
+def _check_optuna_file(storage: str, path: Path) -> None:
+    """Refuse a SQLite file without Optuna's tables before Optuna opens it: opening creates
+    its schema, which would write 25 tables into an empty file or another program's database."""
+    import sqlite3
+
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.DatabaseError as exc:
+        raise NasConfigError(
+            f"--storage {storage}: {path} is not a SQLite database ({exc})"
+        ) from None
+    if not {"studies", "trials", "version_info"} <= tables:
+        raise NasConfigError(
+            f"--storage {storage}: {path} holds no Optuna studies (no 'studies' table); name "
+            "the study.db of a nas run (runs/NAME/study.db)"
+        )
 
 
 def _objectives(study: optuna.Study) -> list[str]:
