@@ -537,6 +537,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     if existing is None:
         _warn_builtin_name(out)
     name = existing.device if existing else out.stem
+    # the table as it was, kept if this run changes what it predicts for the space
+    before = {p: p.read_bytes() for p in (out, out.with_suffix(".csv")) if p.is_file()}
     bar = _counter(f"profiling {space.name} on {args.device}")
     try:
         table = profile_space(
@@ -574,6 +576,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         bar.close()  # type: ignore[attr-defined]
     table.save(out)
     fix = table.meta["in_model"][space.name]
+    if existing is not None:
+        _keep_previous_table(out, before, existing.meta, table.meta, space)
     print(
         f"{out}: {len(table.entries)} entries for device '{table.device}' "
         f"(in-model correction: {fix['model_ms']:+.4f} ms {fix['per_layer_ms']:+.4f} ms/layer "
@@ -595,6 +599,41 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _keep_previous_table(
+    out: Path, before: dict[Path, bytes], old: Any, new: Any, space: Any
+) -> None:
+    """When a rerun changed what the table predicts for ``space`` (another version of the
+    space, or a refit in-model correction), keep the previous table beside it and say so:
+    studies that costed with it refuse to continue with the changed one."""
+    from nas._io import atomic_write_bytes
+
+    keys = ("model_ms", "per_layer_ms", "per_mb_ms")
+    old_fix = (old.get("in_model") or {}).get(space.name)
+    new_fix = new["in_model"][space.name]
+    refit = old_fix is not None and any(old_fix.get(k) != new_fix.get(k) for k in keys)
+    old_hash = (old.get("spaces") or {}).get(space.name)
+    other_space = old_hash is not None and old_hash != space.hash
+    if not (refit or other_space):
+        return
+    kept = out.with_name(f"{out.stem}.prev.json")
+    for path, data in before.items():
+        atomic_write_bytes(kept.with_suffix(path.suffix), data)
+
+    def shown(fix: Any) -> str:
+        if not fix:
+            return "none"
+        return "{:+.4f} ms {:+.4f} ms/layer {:+.4f} ms/MB".format(*(fix[k] for k in keys))
+
+    why = f"another version of space '{space.name}'" if other_space else "new entries"
+    print(
+        f"nas: warning: {out} already held space '{space.name}'; with {why} its in-model "
+        f"correction was refit ({shown(old_fix)} -> {shown(new_fix)}), so its predictions "
+        "changed and a study that costed with it refuses to continue; the previous table is "
+        f"kept as {kept} (copy it and its .csv back to continue such a study)",
+        file=sys.stderr,
+    )
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:

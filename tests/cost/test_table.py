@@ -230,6 +230,29 @@ def test_validate_table_reports_accuracy(tiny, table):
         validate_table(tiny, table, FAST, n=1, seed=20_240_601)
 
 
+def test_reprofiling_another_version_of_a_space_keeps_the_previous_table(tmp_path, capsys):
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY)
+    out = tmp_path / "t.json"
+    args = ["profile", "--space", str(space), "--out", str(out), "--threads", "1"]
+    args += ["--warmup", "1", "--repeats", "3"]
+    assert main(args) == 0
+    assert main(args) == 0  # nothing missing, nothing refit: nothing to keep
+    assert "warning" not in capsys.readouterr().err and not (tmp_path / "t.prev.json").exists()
+    first = out.read_bytes(), out.with_suffix(".csv").read_bytes()
+    more_ops = TINY.replace("nor_conv_3x3: rcb_k3}", "nor_conv_3x3: rcb_k3, nor_conv_1x1: rcb_k1}")
+    space.write_text(more_ops.replace("nor_conv_3x3]}", "nor_conv_3x3, nor_conv_1x1]}"))
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "already held space 'tiny_cell'; with another version of space 'tiny_cell'" in err
+    assert "kept as " + str(tmp_path / "t.prev.json") in err
+    kept = tmp_path / "t.prev.json", tmp_path / "t.prev.csv"
+    assert (kept[0].read_bytes(), kept[1].read_bytes()) == first
+    # the kept table loads, and still holds the space the earlier study costed
+    spaces = [LookupTable.load(path).meta["spaces"]["tiny_cell"] for path in (kept[0], out)]
+    assert spaces[0] != spaces[1]
+
+
 def test_cli_profile_validate_and_cost(tmp_path, capsys, monkeypatch):
     (tmp_path / "tiny.yaml").write_text(TINY)
     out = tmp_path / "t.json"
