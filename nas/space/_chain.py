@@ -116,6 +116,20 @@ class ChainSpace(SearchSpace):
     def _validate(self, node: Node) -> None:
         """Check every op at every width and stride it can meet, and the resolution."""
         stem = self._spec["stem"]
+        zero = (
+            "'zero' outputs all zeros, which in a chain makes every later layer's input, and the "
+            "network's output, a constant; it belongs on the edges of cell spaces (type: cell)"
+        )
+        if parse_op(stem["op"]).type == "zero":
+            raise node.get("stem").child("op", None).error(zero)
+        head = self._spec["head"]
+        if head is not None and parse_op(head["op"]).type == "zero":
+            raise node.get("head").child("op", None).error(zero)
+        for i, stage in enumerate(self._stages):
+            for label in stage["ops"]:
+                if self._ops[label].type == "zero":
+                    where = node.get("stages").child(i, None).child("ops", None)
+                    raise where.error(f"op '{label}': {zero}; use 'skip' to drop a layer")
         c, h, w = self.input_shape
         problem = parse_op(stem["op"]).op().check(c, stem["width"], stem["stride"])
         if problem:

@@ -189,3 +189,17 @@ def test_files_in_another_encoding_are_named_with_their_line(tmp_path, capsys):
     archs.write_bytes(b"\xef\xbb\xbf" + arch.encode() + b"\n")
     assert main(["cost", "--space", "nasbench201", "--table", "cpu", "--archs", str(archs)]) == 0
     assert capsys.readouterr().out.splitlines()[1].startswith(arch + ",")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "pattern"),
+    [
+        ("{op: conv_k3_relu6, width: 16, stride: 1}", "{op: zero, width: 16, stride: 1}", "stem"),
+        ("mb_k3_e6_se, skip]", "mb_k3_e6_se, nothing]", r"stages\[2\]\.ops"),
+    ],
+)
+def test_zero_op_is_refused_in_chain_spaces(tmp_path, old, new, pattern):
+    assert old in BASE, old
+    text = BASE.replace(old, new, 1).replace("ops:\n", "ops:\n  nothing: zero\n", 1)
+    with pytest.raises(NasConfigError, match=rf"{pattern}.*'zero' outputs all zeros"):
+        SearchSpace.from_yaml(write(tmp_path, text.replace("mobilenet_small", "mine")))
