@@ -83,9 +83,16 @@ def write_architecture_file(
     return path
 
 
-def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture, dict[str, Any]]:
-    """(space, architecture, whole document) of an ``arch.json``; validates all of it."""
+def _arch_file(path: str | Path) -> Path:
+    """``path``, or the ``arch.json`` inside it when it names an export folder."""
     path = Path(path)
+    return path / "arch.json" if path.is_dir() and (path / "arch.json").is_file() else path
+
+
+def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture, dict[str, Any]]:
+    """(space, architecture, whole document) of an ``arch.json`` (or of an export folder's);
+    validates all of it."""
+    path = _arch_file(path)
     doc = read_json_object(path)
     arch = Architecture.from_dict(doc, source=str(path))
     if "space_spec" in doc:
@@ -154,6 +161,8 @@ def _load_int8(path: Path, doc: dict[str, Any], arch: Architecture) -> nn.Module
 def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
     """Rebuild the model of an ``arch.json``, with its trained weights when the file names them.
 
+    ``path`` may name an export folder (``final/<arch_id>/``): its ``arch.json`` is loaded.
+
     An INT8 variant (``precision: int8``, written by :func:`nas.export.export_int8`) comes back
     as an :class:`nas.export.OnnxModule` running its INT8 ONNX graph in ONNX Runtime.
 
@@ -170,7 +179,7 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
             name modules the architecture does not have, or its weights do not match the
             (pruned) architecture.
     """
-    path = Path(path)
+    path = _arch_file(path)
     space, arch, doc = read_architecture_file(path)
     if doc.get("precision") == "int8":
         if not weights:

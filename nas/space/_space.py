@@ -182,6 +182,9 @@ class SearchSpace(ABC):
 
     def check(self, arch: Architecture) -> None:
         """Raise NasConfigError unless ``arch`` belongs to this space."""
+        if not isinstance(arch, Architecture):
+            hint = " (parse a string first: space.parse(text))" if isinstance(arch, str) else ""
+            raise TypeError(f"expected an Architecture, got {type(arch).__name__}{hint}")
         if arch.space != self.name or arch.space_hash != self.hash:
             raise NasConfigError(
                 f"architecture {arch.arch_id} is from space '{arch.space}' (hash "

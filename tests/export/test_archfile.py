@@ -260,3 +260,16 @@ def test_plain_architecture_json_of_a_builtin_space_loads(tmp_path):
         NasConfigError, match=r"missing key 'space_spec' .*'mine' is not a built-in"
     ):
         read_architecture_file(plain)
+
+
+def test_an_export_folder_loads_through_its_arch_json(saved):
+    path, model, space, _ = saved
+    x = torch.randn(2, *space.input_shape)
+    with torch.no_grad():
+        assert torch.equal(nas.load_architecture(path.parent)(x), model(x))
+
+
+def test_build_names_the_parse_step_for_a_string():
+    space = load_space("nasbench201")
+    with pytest.raises(TypeError, match=r"got str \(parse a string first: space\.parse"):
+        space.build(space.format(space.random(0)))
