@@ -413,6 +413,12 @@ def _cmd_show(args: argparse.Namespace) -> int:
     from nas.space import load_space
 
     target = args.arch
+    if args.space and (target.endswith(".json") or Path(target).exists()):
+        where = "" if Path(target).exists() else " (and does not exist)"
+        raise NasConfigError(
+            f"'{target}' names a file{where}, not an architecture string; --space is for "
+            f"strings: nas show {target}"
+        )
     if args.space:
         space = load_space(args.space)
         arch = space.parse(target)
@@ -953,14 +959,15 @@ def build_parser() -> argparse.ArgumentParser:
         ("run", "run the whole pipeline of an experiment"),
         ("search", "run (or continue) the search of an experiment and write its report"),
     ):
-        p = sub.add_parser(name, help=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:])
         p.add_argument("experiment", help="experiment YAML file")
         p.add_argument("--out", help="run directory (default: the experiment's 'out')")
         p.add_argument(
             "--set",
             action="append",
             metavar="KEY=VALUE",
-            help="override a config field, e.g. --set search.n_trials=60",
+            help="override a config field (repeatable; the value is YAML), e.g. --set "
+            "search.n_trials=60 --set finetune=null",
         )
         p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
         p.set_defaults(func=_cmd_run, finish=name == "run", resumable=True)
@@ -975,14 +982,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("arch", help="an arch.json file (its weights, if any, are the start)")
     p.add_argument("--experiment", required=True, help="experiment YAML (data, finetune, ...)")
     p.add_argument("--out", help="output directory (default: <experiment out>/train)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a field")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override a field of the experiment (repeatable), e.g. --set finetune.epochs=5",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_train, resumable=True)
 
     p = sub.add_parser("export", help="export folder (arch.json, weights, ONNX, ...) of a trial")
     p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///x.db")
     p.add_argument("--study", required=True, help="study name")
-    p.add_argument("--trial", required=True, type=_at_least(0), help="trial number")
+    p.add_argument(
+        "--trial",
+        required=True,
+        type=_at_least(0),
+        help="Optuna trial number (the 'number' column of trials.csv and pareto.csv)",
+    )
     p.add_argument("--out", help="output folder (default: export-<study>-<trial>)")
     p.set_defaults(func=_cmd_export)
 
@@ -1000,7 +1017,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_devices)
 
     p = sub.add_parser("show", help="layer table of an architecture")
-    p.add_argument("arch", help="an arch.json file, or an architecture string with --space")
+    p.add_argument(
+        "arch",
+        help="an arch.json file or export folder, or an architecture string with --space "
+        "(the space's string form, as in trials.csv's 'arch' column or nas sample's output)",
+    )
     p.add_argument("--space", help="built-in space name or YAML path (for a string)")
     p.add_argument("--json", action="store_true", help="also print the architecture JSON")
     p.set_defaults(func=_cmd_show)
@@ -1022,7 +1043,11 @@ def build_parser() -> argparse.ArgumentParser:
     measuring(p)
     p.add_argument("--batch", type=_at_least(1), default=1, help="batch size (default 1)")
     p.add_argument("--dtype", default="fp32", help="fp32, fp16 or bf16 (default fp32)")
-    p.add_argument("--out", help="table path (.json + .csv); an existing table is completed")
+    p.add_argument(
+        "--out",
+        help="table path (.json + .csv; default ./<device>-<space>.json); an existing table "
+        "is completed (only missing entries are measured)",
+    )
     p.add_argument(
         "--power-w",
         type=_positive_float,
@@ -1045,7 +1070,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="seed of the random architectures (default 0; the table's own in-model "
         "correction uses other ones)",
     )
-    p.add_argument("--out", help="CSV of arch, predicted_ms, measured_ms")
+    p.add_argument(
+        "--out", help="also write a CSV of arch, predicted_ms, measured_ms (default: none)"
+    )
     measuring(p)
     p.set_defaults(func=_cmd_validate)
 
@@ -1110,7 +1137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--seeds", type=_at_least(1), default=10, help="runs per method, seeds 0..N-1 (10)"
     )
-    p.add_argument("--sampler", default="nas", help="method under test (default nas)")
+    p.add_argument(
+        "--sampler",
+        default="nas",
+        help="method under test: nas, random, optuna-tpe, optuna-tpe-mv, optuna-nsga2, "
+        "optuna-nsga3 or optuna-gp (default nas)",
+    )
     p.add_argument(
         "--baselines",
         default="random,optuna-tpe,optuna-nsga2",

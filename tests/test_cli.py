@@ -50,6 +50,7 @@ def test_output_piped_into_head_ends_quietly():
         (["show", "--space", "nasbench201", "|bad~0|"], "expected 3"),
         (["show", "--space", "nasbnch201", "x"], "did you mean 'nasbench201'"),
         (["show", "missing.json"], "file not found"),
+        (["show", "--space", "mobilenet_small", "nope.json"], "names a file (and does not exist)"),
         (["pareto", "--storage", "sqlite:///{tmp}/none.db", "--study", "x"], "no such file"),
         (["export", "--storage", "{tmp}/none.db", "--study", "x", "--trial", "0"], "sqlite:///"),
         (["validate-table", "--space", "fbnet", "--table", "cpu", "--n", "0"], ">= 2, got '0'"),
