@@ -234,8 +234,15 @@ def _check_out_folder(out: Path) -> None:
         raise NasConfigError(f"--out {out}: cannot write in {parent}; choose another --out")
 
 
-def _check_out_file(out: Path, example: str) -> None:
-    """Refuse an --out file that cannot be written, before any work is done."""
+def _check_out_file(out: Path, example: str, inputs: Sequence[str] = ()) -> None:
+    """Refuse an --out file that cannot be written, or that is one of the command's
+    ``inputs`` (it would replace them), before any work is done."""
+    for given in inputs:
+        if given != "-" and Path(given).resolve() == out.resolve():
+            raise NasConfigError(
+                f"--out {out}: is the input file {given}, which writing would replace; name "
+                f"another file, e.g. --out {out.with_name(example)}"
+            )
     if out.is_dir():
         raise NasConfigError(
             f"--out {out}: is a folder; name a file in it, e.g. --out {out / example}"
@@ -710,7 +717,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     from nas.space import load_space
 
     if args.out:
-        _check_out_file(Path(args.out), "costs.csv")
+        _check_out_file(Path(args.out), "costs.csv", inputs=[args.archs])
     space = load_space(args.space)
     model = for_space(load_cost_model(args.table), space)
     what = "a file of architecture strings, one per line"
@@ -732,6 +739,12 @@ def _cmd_cost(args: argparse.Namespace) -> int:
         # a latency-only table (imported, calibrated) has no energy: an empty cell, not 0
         writer.writerow(
             [text, repr(estimate.latency_ms), "" if math.isnan(energy) else repr(energy)]
+        )
+    if buf.getvalue().count("\n") == 1:
+        print(
+            f"nas: warning: {args.archs} holds no architectures (blank and # lines only); "
+            "write one architecture string per line",
+            file=sys.stderr,
         )
     if args.out:
         atomic_write_text(args.out, buf.getvalue())

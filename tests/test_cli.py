@@ -86,6 +86,18 @@ def test_reading_a_study_never_writes_into_a_database_it_does_not_hold(capsys, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db", "other.db"]
 
 
+def test_cost_never_writes_over_its_architecture_list(tmp_path, capsys):
+    archs = tmp_path / "archs.txt"
+    archs.write_text("|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|\n")
+    args = ["cost", "--space", "nasbench201", "--table", "cpu", "--archs", str(archs)]
+    assert main([*args, "--out", str(archs)]) == 2
+    assert "is the input file" in capsys.readouterr().err
+    assert archs.read_text().startswith("|nor_conv_3x3~0|")
+    archs.write_text("# nothing yet\n\n")
+    assert main(args) == 0
+    assert "holds no architectures" in capsys.readouterr().err
+
+
 def test_bad_experiment_leaves_no_run_directory(tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text(
