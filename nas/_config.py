@@ -75,6 +75,8 @@ def load_yaml(path: str | Path, text: str | None = None) -> Node:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        if "'\\t'" in problem:
+            problem += " (indent with spaces: YAML does not allow tabs)"
         raise NasConfigError(f"not valid YAML: {problem}", file=path, line=line) from None
     lines: dict[Path_, int] = {}
     if root is not None:

@@ -98,6 +98,24 @@ def test_cost_never_writes_over_its_architecture_list(tmp_path, capsys):
     assert "holds no architectures" in capsys.readouterr().err
 
 
+def test_files_of_another_kind_are_named_for_what_they_are(tmp_path, capsys):
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text('{"space": {"name": "x"}, "study_name": "s"}')
+    assert main(["show", str(manifest)]) == 2
+    assert "not an architecture file (it has no 'choices')" in capsys.readouterr().err
+    space = Path(__file__).resolve().parents[1] / "search_spaces" / "mobilenet_small.yaml"
+    archs = tmp_path / "a.txt"
+    archs.write_text("")
+    assert (
+        main(["cost", "--space", "nasbench201", "--table", str(space), "--archs", str(archs)]) == 2
+    )
+    assert "a search space file, not a cost model" in capsys.readouterr().err
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("name: x\nsearch:\n\tn_trials: 3\n")
+    assert main(["run", str(exp)]) == 2
+    assert "exp.yaml:3: not valid YAML" in (err := capsys.readouterr().err) and "tabs" in err
+
+
 def test_bad_experiment_leaves_no_run_directory(tmp_path):
     exp = tmp_path / "exp.yaml"
     exp.write_text(

@@ -69,6 +69,11 @@ def load_cost_model(device: str, extra_dirs: tuple[Path, ...] = ()) -> CostModel
     for path in candidates:
         if path.is_file():
             node = load_yaml(path)
+            if not node.has("kind") and node.has("stages"):
+                raise NasConfigError(
+                    f"{path}: a search space file, not a cost model; name a table (.json) or an "
+                    "analytic profile (.yaml with 'kind: analytic') as the device",
+                )
             kind = node.get("kind").as_choice(["analytic"])
             if kind == "analytic":
                 model = AnalyticDevice.from_node(node)

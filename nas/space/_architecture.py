@@ -118,9 +118,15 @@ class Architecture:
                 f"{source}: schema_version {version!r} is not supported; this version of nas "
                 f"reads schema_version {SCHEMA_VERSION}"
             )
-        for key in ("space", "space_hash", "choices"):
-            if key not in data:
-                raise NasConfigError(f"{source}: missing key '{key}'")
+        missing = [key for key in ("space", "space_hash", "choices") if key not in data]
+        if "choices" in missing:  # another kind of JSON file altogether
+            raise NasConfigError(
+                f"{source}: not an architecture file (it has no 'choices'); "
+                "name an arch.json: runs/<name>/architectures/<arch_id>.json or "
+                "final/<arch_id>/arch.json"
+            )
+        if missing:
+            raise NasConfigError(f"{source}: missing key '{missing[0]}'")
         arch = cls(data["space"], data["space_hash"], data["choices"])
         if "arch_id" in data and data["arch_id"] != arch.arch_id:
             raise NasConfigError(
