@@ -21,6 +21,9 @@ def nearest(value: object, allowed: Iterable[object]) -> str | None:
             return None
         return str(min(numbers, key=lambda a: (abs(a - x), a)))
     names = [str(a) for a in allowed]
+    same = [n for n in names if n.casefold() == str(value).casefold()]
+    if same:  # CIFAR10 for cifar10
+        return same[0]
     matches = difflib.get_close_matches(str(value), names, n=1, cutoff=0.5)
     return matches[0] if matches else None
 

@@ -86,6 +86,7 @@ def test_every_variant_is_measured_and_exported(finished):
         assert f"Deploy `{fastest}`" in card
         assert "'epoch': 1" not in card, "the training history is a table, not a dict dump"
         assert "the raw pixel values divided by 16 (to 0..1), then standardized" in card
+        assert "| weights.safetensors |" in card and f"| {arch_id}/" not in card  # its folder's
         assert "1 thread, median of 12 timed calls in 2 interleaved rounds" in card
         assert "torch_threads" not in card, "the process's threads are not the timing's"
         sparse_card = (run / "final" / f"{arch_id}-sparse" / "MODEL_CARD.md").read_text()

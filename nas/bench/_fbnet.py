@@ -304,7 +304,7 @@ def load_fbnet(
     lut = root / _LUT_DIR
     if not lut.is_dir():
         raise NasConfigError(
-            f"{lut}: HW-NAS-Bench FBNet LUT not found; pass --data DIR (data_dir=...) naming "
+            f"{lut}: HW-NAS-Bench FBNet LUT not found; pass --data DIR (Python: data_dir=) naming "
             f"the folder that holds {_LUT_DIR}/"
         )
     space = load_space("fbnet")

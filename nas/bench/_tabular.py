@@ -176,8 +176,8 @@ def lookup(problem: TabularProblem, archs: Sequence[str | Architecture]) -> np.n
 def _read_csv(path: Path, **kwargs: object) -> pd.DataFrame:
     if not path.is_file():
         raise NasConfigError(
-            f"{path}: benchmark data not found; pass --data DIR (data_dir=...) naming the folder "
-            f"that holds {_ACCURACY_FILE.parts[0]}/, {_HELP_FILE.parts[0]}/ and "
+            f"{path}: benchmark data not found; pass --data DIR (Python: data_dir=) naming the "
+            f"folder that holds {_ACCURACY_FILE.parts[0]}/, {_HELP_FILE.parts[0]}/ and "
             f"{_HW360_FILE.parts[0]}/"
         )
     return pd.read_csv(path, **kwargs)  # type: ignore[call-overload]
@@ -293,6 +293,8 @@ def load_problem(
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise NasConfigError(f"objective '{dupes[0]}' is listed twice; list each objective once")
+    if {"error", "accuracy"} <= set(names):
+        raise NasConfigError("'error' and 'accuracy' are the same objective; keep one")
     root = Path(data_dir) if data_dir is not None else default_data_dir()
     if not root.is_dir():
         raise NasConfigError(f"{root}: data folder not found; pass --data DIR")

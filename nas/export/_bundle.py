@@ -236,7 +236,14 @@ def write_model_card(
         "params",
         "file",
     ]
-    rows = _table(measurements, cols)
+    # files as seen from this card's folder (the measurements name them from final/)
+    here = [
+        {**m, "file": Path(m["file"]).name}
+        if isinstance(m.get("file"), str) and Path(m["file"]).parent.name == out.name
+        else m
+        for m in measurements
+    ]
+    rows = _table(here, cols)
     if not measurements:
         rows = ["Not measured: exported straight from the search (see Training)."]
     mean, std = preprocess["mean"], preprocess["std"]

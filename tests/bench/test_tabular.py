@@ -102,6 +102,8 @@ def test_devices_include_help_columns_and_pi5(data_dir):
         ({"objectives": ["energy_mj@pixel3"]}, r"only tabulated for pi5"),
         ({"objectives": ["latency_ms"]}, r"needs a device"),
         ({"objectives": ["error", "error"]}, r"listed twice"),
+        ({"objectives": ["accuracy", "error"]}, r"the same objective; keep one"),
+        ({"dataset": "CIFAR10"}, r"did you mean 'cifar10'"),
         ({"objectives": []}, r"at least one objective"),
     ],
 )
