@@ -20,9 +20,9 @@ accuracy costs a training run. :class:`CostAwareSampler` exploits the asymmetry:
    2008); candidates predicted to add nothing are not trained. When none adds anything, the
    one closest to the front is taken. Every third trial goes to the best optimistic error
    ``mu - 2 sigma`` outright, since the accurate end of the front spans the widest range of costs.
-4. The first trial is the cheapest architecture (on the front whatever its error); the next
-   ones are spread over equal-width strata of the first free objective, so the surrogate sees
-   cheap and expensive architectures alike from the start.
+4. The first trials are spread over strata of equal count of the first free objective,
+   starting in the middle; the second is the cheapest architecture (on the front whatever its
+   error). The surrogate thus sees cheap and expensive architectures alike from the start.
 """
 
 from __future__ import annotations
@@ -321,14 +321,17 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         return values * signs
 
     def _startup(self, open_mask: np.ndarray, n_done: int) -> int:
-        """The cheapest candidate first (it is on the front whatever its error), then a random
-        open candidate from the next of ``n_startup`` equal-width strata of the first free cost."""
+        """A random open candidate from the next of ``n_startup`` strata of equal count of the
+        first free cost, starting in the middle, where random search's first draws land and
+        much of the front's hypervolume lies; the cheapest candidate second (it is on the front
+        whatever its error). Starting with the cheapest cell (often one that computes nothing)
+        left the first few evaluations far behind random search's."""
         cost = self._costs[:, 0]
-        if n_done == 0:
+        if n_done == 1:
             cheapest = np.flatnonzero(open_mask & (cost == cost[open_mask].min()))
             return int(cheapest[int(self._rng.integers(len(cheapest)))])
-        edges = np.linspace(cost.min(), cost.max(), self._n_startup + 1)
-        stratum = (n_done * 5) % self._n_startup  # visit strata in a spread-out order
+        edges = np.quantile(cost, np.linspace(0.0, 1.0, self._n_startup + 1))
+        stratum = (n_done * 5 + 3) % self._n_startup  # visit strata in a spread-out order
         lo, hi = edges[stratum], edges[stratum + 1]
         inside = open_mask & (cost >= lo) & (cost <= hi)
         pool = np.flatnonzero(inside if inside.any() else open_mask)

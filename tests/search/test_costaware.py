@@ -53,10 +53,12 @@ def _run(space, seed, n):
     return picked, cost
 
 
-def test_never_proposes_an_architecture_twice_and_starts_with_the_cheapest(tiny):
+def test_never_proposes_an_architecture_twice_and_tries_the_cheapest_second(tiny):
     picked, cost = _run(tiny, seed=0, n=20)
     assert len(set(picked)) == 20
-    assert cost[picked[0]] == min(cost.values())
+    assert cost[picked[1]] == min(cost.values())
+    ranks = sorted(cost.values())  # the first pick is from the middle of the costs
+    assert ranks[len(ranks) // 4] <= cost[picked[0]] <= ranks[3 * len(ranks) // 4]
 
 
 def test_seeded_runs_are_identical(tiny):
