@@ -234,6 +234,27 @@ def _check_out_folder(out: Path) -> None:
         raise NasConfigError(f"--out {out}: cannot write in {parent}; choose another --out")
 
 
+def _check_bench_out(out: Path, settings: dict[str, Any]) -> None:
+    """Refuse an --out folder holding the results of a benchmark with other settings: writing
+    would replace them. The same settings again (a rerun) replace them with the same figures."""
+    if not (out / "summary.csv").is_file():
+        return
+    try:
+        before = json.loads((out / "settings.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        before = None
+    if before != settings:
+        differ = (
+            ", ".join(k for k in settings if before.get(k) != settings[k])
+            if isinstance(before, dict)
+            else "settings not recorded"
+        )
+        raise NasConfigError(
+            f"--out {out}: holds the results of another benchmark run ({differ}), which this "
+            "one would replace; choose another --out, or delete the folder"
+        )
+
+
 def _check_out_file(out: Path, example: str, inputs: Sequence[str] = ()) -> None:
     """Refuse an --out file that cannot be written, or that is one of the command's
     ``inputs`` (it would replace them), before any work is done."""
@@ -863,6 +884,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
     import optuna
 
+    from nas._io import atomic_write_text
     from nas.bench import (
         NORMALIZATION_NOTE,
         check_methods,
@@ -901,6 +923,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         raise NasConfigError(
             f"--budget {args.budget} exceeds the {problem.n_archs:,} architectures of the table"
         )
+    settings = {
+        "benchmark": problem.benchmark,
+        "dataset": problem.dataset,
+        "objectives": list(problem.names),
+        "methods": list(methods),
+        "budget": args.budget,
+        "seeds": args.seeds,
+    }
+    _check_bench_out(out, settings)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
     def progress(name: str, seed: int, done: int, total: int, gap: float, seconds: float) -> None:
@@ -916,6 +947,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         problem, methods, budget=args.budget, seeds=range(args.seeds), progress=progress
     )
     write_results(result, out)
+    atomic_write_text(out / "settings.json", json.dumps(settings, indent=2) + "\n")
     where = problem.benchmark + (f" {problem.dataset}" if problem.dataset else "")
     exact = " (exact, by dynamic programming)" if problem.benchmark == "fbnet" else ""
     print(

@@ -21,6 +21,7 @@ def test_bench_writes_results(data_dir, tmp_path, capsys):
         "runs.csv",
         "summary.csv",
         "gap.png",
+        "settings.json",
     }
     evals = pd.read_csv(out / "evaluations.csv")
     assert list(evals.columns) == [
@@ -42,6 +43,13 @@ def test_bench_writes_results(data_dir, tmp_path, capsys):
     assert summary["hv_gap_at_25_mean"].notna().all()
     assert summary["hv_gap_at_50_mean"].isna().all()  # budget 26 < 50
     assert (out / "gap.png").read_bytes()[:4] == b"\x89PNG"
+    # a run with other settings never replaces these results; the same settings rerun
+    before = (out / "summary.csv").read_bytes()
+    other = [a if a != "26" else "27" for a in argv]
+    assert main([*other, "--out", str(out), "-q"]) == 2
+    assert "holds the results of another benchmark run (budget)" in capsys.readouterr().err
+    assert (out / "summary.csv").read_bytes() == before
+    assert main([*argv, "--out", str(out), "-q"]) == 0
 
 
 @pytest.mark.parametrize(
