@@ -50,6 +50,8 @@ def test_output_piped_into_head_ends_quietly():
         (["show", "--space", "nasbench201", "|bad~0|"], "expected 3"),
         (["show", "--space", "nasbnch201", "x"], "did you mean 'nasbench201'"),
         (["show", "missing.json"], "file not found"),
+        (["sample", "--space", ""], "expected a search space (a built-in name: "),
+        (["sample", "--space", "{tmp}"], "is a folder; name a space's YAML file in it"),
         (["show", "--space", "mobilenet_small", "nope.json"], "names a file (and does not exist)"),
         (["pareto", "--storage", "sqlite:///{tmp}/none.db", "--study", "x"], "no such file"),
         (["export", "--storage", "{tmp}/none.db", "--study", "x", "--trial", "0"], "sqlite:///"),

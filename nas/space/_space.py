@@ -369,7 +369,14 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
     if isinstance(name_or_path, SearchSpace):
         return name_or_path
     text = str(name_or_path)
+    if not text.strip():
+        raise NasConfigError(
+            f"expected a search space (a built-in name: {', '.join(list_spaces())}; or a YAML "
+            "path), got an empty string"
+        )
     path = Path(text)
+    if path.is_dir():
+        raise NasConfigError(f"{path}: is a folder; name a space's YAML file in it")
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
         space = SearchSpace.from_yaml(path)
         _check_not_a_builtin_name(space, path)
