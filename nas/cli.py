@@ -653,6 +653,10 @@ def _keep_previous_table(
         return
     kept = out.with_name(f"{out.stem}.prev.json")
     for path, data in before.items():
+        if path.suffix == ".json":  # the copy reads its own rows file, not the new one
+            doc = json.loads(data)
+            doc["table"] = kept.with_suffix(".csv").name
+            data = (json.dumps(doc, indent=2) + "\n").encode()
         atomic_write_bytes(kept.with_suffix(path.suffix), data)
 
     def shown(fix: Any) -> str:
