@@ -287,10 +287,10 @@ def _check_out_file(out: Path, example: str, inputs: Sequence[str] = ()) -> None
 def _check_table_out(out: Path, example: str, *inputs: str | Path) -> None:
     """Refuse a table --out whose files would overwrite an input or a file that is no table:
     a table is ``<out>.json`` plus ``<out>.csv``, and ``phone.json`` writes ``phone.csv``."""
-    _check_out_file(out, example)
+    _check_out_file(out, example, inputs=[str(given) for given in inputs])
     rows = out.with_suffix(".csv")
     for given in inputs:
-        if Path(given).resolve() in (rows.resolve(), out.resolve()):
+        if Path(given).resolve() == rows.resolve():
             raise NasConfigError(
                 f"--out {out}: the table's rows go to {rows}, which is the input {given}; "
                 f"choose another --out, e.g. --out {Path(given).with_name(example)}"
@@ -642,11 +642,11 @@ def _keep_previous_table(
     space, or a refit in-model correction), keep the previous table beside it and say so:
     studies that costed with it refuse to continue with the changed one."""
     from nas._io import atomic_write_bytes
+    from nas.cost._table import IN_MODEL_TERMS
 
-    keys = ("model_ms", "per_layer_ms", "per_mb_ms")
     old_fix = (old.get("in_model") or {}).get(space.name)
     new_fix = new["in_model"][space.name]
-    refit = old_fix is not None and any(old_fix.get(k) != new_fix.get(k) for k in keys)
+    refit = old_fix is not None and any(old_fix.get(k) != new_fix.get(k) for k in IN_MODEL_TERMS)
     old_hash = (old.get("spaces") or {}).get(space.name)
     other_space = old_hash is not None and old_hash != space.hash
     if not (refit or other_space):
@@ -662,7 +662,8 @@ def _keep_previous_table(
     def shown(fix: Any) -> str:
         if not fix:
             return "none"
-        return "{:+.4f} ms {:+.4f} ms/layer {:+.4f} ms/MB".format(*(fix[k] for k in keys))
+        values = (fix[k] for k in IN_MODEL_TERMS)
+        return "{:+.4f} ms {:+.4f} ms/layer {:+.4f} ms/MB".format(*values)
 
     why = f"another version of space '{space.name}'" if other_space else "new entries"
     print(
@@ -675,8 +676,6 @@ def _keep_previous_table(
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    import json
-
     import numpy as np
     from torch import get_num_threads as torch_threads
 

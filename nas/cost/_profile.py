@@ -30,6 +30,7 @@ from nas._errors import NasConfigError
 from nas._timing import spin_up, split_repeats, time_calls
 from nas.cost._table import (
     DEFAULT_POWER_W,
+    IN_MODEL_TERMS,
     UNFINISHED,
     LookupTable,
     TableEntry,
@@ -471,7 +472,6 @@ def _in_model_correction(
         if np.all(sol >= 0) and sse < best:
             best, coef, kept = sse, np.zeros(3), cols
             coef[list(cols)] = sol
-    terms = ("model_ms", "per_layer_ms", "per_mb_ms")
     return {
         "model_ms": float(coef[0]),
         "per_layer_ms": float(coef[1]),
@@ -483,7 +483,7 @@ def _in_model_correction(
         ),
         "fit_rmse_ms": float(np.sqrt(np.mean((A @ coef - y) ** 2))),
         # terms the best fit with no negative cost leaves out (least squares made them negative)
-        "held_at_zero": [t for i, t in enumerate(terms) if i not in kept],
+        "held_at_zero": [t for i, t in enumerate(IN_MODEL_TERMS) if i not in kept],
         # a model timed at profiling time, to measure later how fast the machine runs now
         "reference_arch": space.format(archs[0]),
         "reference_ms": float(statistics.median(timings[0])),

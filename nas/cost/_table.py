@@ -54,6 +54,8 @@ UNREAD_LAYERS = ("run", "skipped")
 #: metadata key: the spaces whose ``nas profile`` was interrupted (entries without their
 #: in-model correction, which the end of the profile fits): the table refuses to cost them
 UNFINISHED = "profile_unfinished"
+#: the terms of a space's in-model correction (``in_model.<space>``), in the order fitted
+IN_MODEL_TERMS = ("model_ms", "per_layer_ms", "per_mb_ms")
 DEFAULT_POWER_W = 10.0  # W, what nas profile charges per ms without an energy counter
 COLUMNS = (
     "signature", "op", "stride", "in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "dtype",
@@ -448,7 +450,7 @@ def _check_numbers(path: Path, meta: Mapping[str, Any]) -> None:
             raise NasConfigError(
                 f"{path}: in_model.{space}: expected model_ms, per_layer_ms and per_mb_ms"
             )
-        for key in ("model_ms", "per_layer_ms", "per_mb_ms"):
+        for key in IN_MODEL_TERMS:
             number(f"in_model.{space}.{key}", fix.get(key), signed=True)
 
 
