@@ -531,6 +531,7 @@ def _profile_config(args: argparse.Namespace) -> Any:
         threads=args.threads,
         batch=getattr(args, "batch", 1),
         dtype=getattr(args, "dtype", "fp32"),
+        runtime=getattr(args, "runtime", None),
         warmup=args.warmup,
         repeats=args.repeats,
         **power,
@@ -563,9 +564,14 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     space = load_space(args.space)
     config = _profile_config(args)
-    out = Path(args.out or f"{args.device.replace(':', '')}-{space.name}.json").with_suffix(
-        ".json"
+    kind = "".join(
+        [
+            "-onnxruntime" * (config.engine == "onnxruntime"),
+            f"-{config.dtype}" * (config.dtype != "fp32"),
+        ]
     )
+    default = f"{args.device.replace(':', '')}{kind}-{space.name}.json"
+    out = Path(args.out or default).with_suffix(".json")
     _check_table_out(out, f"{space.name}-table.json")
     existing = LookupTable.load(out) if out.exists() else None
     if existing is None:
@@ -596,6 +602,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                     str(config.batch),
                     "--dtype",
                     config.dtype,
+                    "--runtime",
+                    config.engine,
                     "--warmup",
                     str(config.warmup),
                     "--repeats",
@@ -617,7 +625,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         f"(in-model correction: {fix['model_ms']:+.4f} ms {fix['per_layer_ms']:+.4f} ms/layer "
         f"{fix['per_mb_ms']:+.4f} ms/MB, fit RMSE {fix['fit_rmse_ms']:.4f} ms"
         + (
-            f"; {', '.join(fix['held_at_zero'])} held at 0, as a free fit made them negative)"
+            f"; {', '.join(fix['held_at_zero'])} held at 0: "
+            + (
+                "the models timed do not determine them)"
+                if config.engine == "onnxruntime"
+                else "a free fit made them negative)"
+            )
             if fix.get("held_at_zero")
             else ")"
         )
@@ -1090,7 +1103,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
     measuring(p)
     p.add_argument("--batch", type=_at_least(1), default=1, help="batch size (default 1)")
-    p.add_argument("--dtype", default="fp32", help="fp32, fp16 or bf16 (default fp32)")
+    p.add_argument(
+        "--dtype",
+        default="fp32",
+        help="fp32, fp16 or bf16 (torch), fp32 or int8 (onnxruntime; int8 quantized as the "
+        "compress stage does) (default fp32)",
+    )
+    p.add_argument(
+        "--runtime",
+        help="torch (eager, CPU or CUDA) or onnxruntime (exported ONNX, CPU, as models are "
+        "deployed) (default: onnxruntime for int8, else torch)",
+    )
     p.add_argument(
         "--out",
         help="table path (.json + .csv; default ./<device>-<space>.json); an existing table "

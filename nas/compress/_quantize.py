@@ -23,9 +23,10 @@ which stay in float here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,6 +188,8 @@ def quantize_int8(
         else:
             prepared = prepare_pt2e(capture(float_copy, calibration), quantizer)
     allow_exported_model_train_eval(prepared)
+    if not qat:
+        _mark_eval(prepared)
     prepared.eval()
     with torch.no_grad():
         for start in range(0, calibration.shape[0], batch_size):
@@ -194,11 +197,49 @@ def quantize_int8(
     if train is not None:
         train(prepared)
         prepared.eval()
-    with quiet_third_party():
+    with quiet_third_party(), contextlib.nullcontext() if qat else _no_qat_bn_folding():
         converted = convert_pt2e(prepared)
     allow_exported_model_train_eval(converted)
+    _mark_eval(converted)  # converted from an eval-mode graph
     logger.info("quantized to int8 (%s)", "QAT" if qat else "PTQ")
     return converted
+
+
+@contextlib.contextmanager
+def _no_qat_bn_folding() -> Iterator[None]:
+    """Skip ``convert_pt2e``'s search for quantization-aware training's conv + batch norm
+    patterns during a post-training conversion.
+
+    ``convert_pt2e`` runs that search on any graph holding a batch norm: it exports about 100
+    pattern graphs, 10-20 s on 2 cores. After post-training ``prepare_pt2e`` of a graph
+    captured in eval mode, every conv + batch norm pair is folded already, so a batch norm
+    that is left stands alone (a cell's output norm) and the search finds nothing: the
+    converted graph is the same without it (a test compares them). The search is torchao's
+    private ``_fold_conv_bn_qat``; without that name, it runs.
+    """
+    from torchao.quantization.pt2e import quantize_pt2e
+
+    search = getattr(quantize_pt2e, "_fold_conv_bn_qat", None)
+    if search is None:
+        yield
+        return
+    quantize_pt2e._fold_conv_bn_qat = lambda graph: graph  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        quantize_pt2e._fold_conv_bn_qat = search  # type: ignore[attr-defined]
+
+
+def _mark_eval(graph: torch.fx.GraphModule) -> None:
+    """Tell torchao that ``graph`` is in eval mode already (captured in eval mode: eval batch
+    norm, no dropout), so that ``graph.eval()`` does not search it for training-mode patterns,
+    which takes 0.4-0.9 s a call. The flag is torchao's private attribute; without it, the
+    search runs."""
+    from torchao.quantization.pt2e import export_utils
+
+    flag = getattr(export_utils, "_EXPORTED_TRAINING_ATTR", None)
+    if isinstance(flag, str):
+        setattr(graph, flag, False)
 
 
 def _quantizer(qat: bool) -> Any:

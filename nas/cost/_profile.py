@@ -1,9 +1,20 @@
 """Measuring lookup tables on this machine: ``nas profile`` and ``nas validate-table``.
 
-Protocol (recorded in each table's metadata): the module is built once, moved to the device and
-dtype, put in eval mode and run under ``torch.inference_mode``; ``warmup`` untimed calls, then
-``repeats`` timed calls, each timed alone (``time.perf_counter_ns`` on CPU, CUDA events with a
-synchronize on GPUs); the statistic is the median. The thread count is fixed for the whole run.
+Protocol (recorded in each table's metadata): the module is built once and prepared for the
+runtime it is timed in, then gets ``warmup`` untimed calls and ``repeats`` timed calls, each timed
+alone (``time.perf_counter_ns`` on CPU, CUDA events with a synchronize on GPUs); the statistic is
+the median. The thread count is fixed for the whole run. Two runtimes:
+
+* ``torch`` (fp32, fp16, bf16; CPU or CUDA): the module moved to the device and dtype, in eval
+  mode, called under ``torch.inference_mode``.
+* ``onnxruntime`` (fp32 or int8; CPU): the module exported to ONNX and run by an ONNX Runtime
+  session with all graph optimizations, as the compress stage deploys models. For int8 it is
+  first quantized with the compress stage's own recipe (torchao PT2E, x86 quantizer, a QDQ
+  graph that ONNX Runtime fuses into int8 kernels), calibrated on random-normal inputs: an int8
+  kernel's speed does not depend on the values it multiplies. A layer timed alone in ONNX
+  Runtime pays a session call and, at int8, a quantize of its input and a dequantize of its
+  output that a whole model does not pay per layer; the in-model correction, fitted on whole
+  models, takes them back (its terms may be negative for this runtime).
 """
 
 from __future__ import annotations
@@ -18,7 +29,7 @@ import os
 import platform
 import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +60,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+#: runtime -> the dtypes it profiles
+RUNTIMES = {"torch": ("fp32", "fp16", "bf16"), "onnxruntime": ("fp32", "int8")}
+#: random-normal images that calibrate a module's int8 quantization before it is timed
+_INT8_CALIBRATION = 8
 _RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 #: overhead calibration uses architectures drawn with this seed; validation never uses it
 CALIBRATION_SEED = 20_240_601
@@ -65,12 +80,16 @@ class ProfileConfig:
     ``power_w`` is the average power charged per millisecond where no energy counter can be
     read (RAPL on Linux CPUs, NVML on NVIDIA GPUs), with ``power_source`` saying where the
     figure comes from.
+
+    ``runtime`` is ``torch`` or ``onnxruntime`` (module docstring); ``None`` picks
+    ``onnxruntime`` for int8, where PyTorch has no int8 kernels to call, else ``torch``.
     """
 
     device: str = "cpu"
     threads: int | None = None
     batch: int = 1
     dtype: str = "fp32"
+    runtime: str | None = None
     warmup: int = 10
     repeats: int = 50
     rounds: int = 3
@@ -80,19 +99,27 @@ class ProfileConfig:
     overhead_archs: int = 20
 
     def __post_init__(self) -> None:
-        if self.dtype not in _DTYPES:
-            allowed = list(_DTYPES)
-            if self.dtype == "int8":
-                raise NasConfigError(
-                    "--dtype int8: per-layer INT8 tables are not measured here (INT8 kernels "
-                    "exist only after the quantization stage, which times the finished INT8 "
-                    f"models end to end in ONNX Runtime); profile one of {', '.join(_DTYPES)}"
-                )
+        dtypes = sorted({d for ds in RUNTIMES.values() for d in ds}, key=str.lower)
+        if self.dtype not in dtypes:
+            raise NasConfigError(f"unknown dtype '{self.dtype}'", allowed=dtypes, value=self.dtype)
+        if self.runtime is not None and self.runtime not in RUNTIMES:
             raise NasConfigError(
-                f"unknown dtype '{self.dtype}'", allowed=allowed, value=self.dtype
+                f"unknown runtime '{self.runtime}'", allowed=list(RUNTIMES), value=self.runtime
+            )
+        if self.dtype not in RUNTIMES[self.engine]:
+            other = next(r for r, ds in RUNTIMES.items() if self.dtype in ds)
+            *first, last = RUNTIMES[self.engine]
+            raise NasConfigError(
+                f"--runtime {self.engine} does not profile {self.dtype} (it takes "
+                f"{', '.join(first)} or {last}); use --runtime {other}"
             )
         if not (self.device == "cpu" or self.device.startswith("cuda")):
             raise NasConfigError(f"unknown device '{self.device}'; use cpu, cuda or cuda:N")
+        if self.engine == "onnxruntime" and self.device != "cpu":
+            raise NasConfigError(
+                f"--device {self.device}: ONNX Runtime tables are measured on the CPU (its "
+                "CPU execution provider); use --device cpu, or --runtime torch on the GPU"
+            )
         if self.device.startswith("cuda") and not torch.cuda.is_available():
             raise NasConfigError(f"--device {self.device}: CUDA is not available on this machine")
         for name in ("batch", "warmup", "repeats", "rounds"):
@@ -100,11 +127,27 @@ class ProfileConfig:
                 raise NasConfigError(f"--{name} must be positive, got {getattr(self, name)}")
 
     @property
+    def engine(self) -> str:
+        """The runtime timed in: ``runtime``, or the dtype's default when it is None."""
+        if self.runtime is not None:
+            return self.runtime
+        return "onnxruntime" if self.dtype == "int8" else "torch"
+
+    @property
     def torch_device(self) -> torch.device:
         return torch.device(self.device)
 
     def protocol(self) -> dict[str, Any]:
         timer = "cuda events" if self.device.startswith("cuda") else "time.perf_counter_ns"
+        if self.engine == "onnxruntime":
+            mode = "ONNX Runtime CPUExecutionProvider, all graph optimizations, " + (
+                "int8: torchao PT2E x86 quantizer (the compress stage's recipe), QDQ ONNX, "
+                f"calibrated on {_INT8_CALIBRATION} random-normal inputs"
+                if self.dtype == "int8"
+                else "fp32 ONNX (torch.onnx dynamo exporter)"
+            )
+        else:
+            mode = "torch eager, eval, inference_mode"
         return {
             "warmup": self.warmup,
             "repeats": self.repeats,
@@ -115,7 +158,8 @@ class ProfileConfig:
             "threads": torch.get_num_threads(),
             "batch": self.batch,
             "dtype": self.dtype,
-            "mode": "torch eager, eval, inference_mode",
+            "runtime": self.engine,
+            "mode": mode,
         }
 
 
@@ -130,6 +174,7 @@ def fingerprint(config: ProfileConfig) -> dict[str, Any]:
         "platform": env["platform"],
         "python": env["python"],
         "runtime": f"torch {torch.__version__}",
+        **({"onnxruntime": _onnxruntime_version()} if config.engine == "onnxruntime" else {}),
         "threads": torch.get_num_threads(),
         "device": config.device,
     }
@@ -139,6 +184,12 @@ def fingerprint(config: ProfileConfig) -> dict[str, Any]:
         out["cuda"] = torch.version.cuda
         out["driver"] = _nvidia_driver()
     return out
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+
+    return f"onnxruntime {onnxruntime.__version__}"
 
 
 def _nvidia_driver() -> str | None:
@@ -199,42 +250,82 @@ def build_layer(layer: Layer) -> nn.Module:
     return parse_op(layer.op.name).op().build(layer.in_shape[0], layer.out_shape[0], layer.stride)
 
 
-def measure_interleaved(
-    items: Sequence[tuple[nn.Module, Sequence[int]]], config: ProfileConfig
-) -> list[list[float]]:
-    """Latency samples of several modules, timed in ``config.rounds`` interleaved rounds."""
-    samples: list[list[float]] = [[] for _ in items]
-    _spin_up(items, config)
+#: a prepared module: one call runs it once on its input in the configured runtime
+Run = Callable[[], object]
+
+
+def prepare(module: nn.Module, shape: Sequence[int], config: ProfileConfig) -> Run:
+    """A call that runs ``module`` once on a random ``(batch, *shape)`` input, in the
+    runtime, device and dtype of ``config`` (for ONNX Runtime: exported, and quantized first
+    for int8, with the session's threads fixed to torch's current count)."""
+    if config.engine == "onnxruntime":
+        return _onnxruntime_run(module, shape, config)
+    device, dtype = config.torch_device, _DTYPES[config.dtype]
+    module = module.to(device=device, dtype=dtype).eval()
+    x = torch.randn(config.batch, *shape, device=device, dtype=dtype)
+    return lambda: module(x)
+
+
+class _Input(nn.Module):
+    """Calls a module with its input named ``x``, as the ONNX exporter names it."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)  # type: ignore[no-any-return]
+
+
+def _onnxruntime_run(module: nn.Module, shape: Sequence[int], config: ProfileConfig) -> Run:
+    import tempfile
+
+    from nas.export import export_onnx, onnx_session
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(config.batch, *shape, generator=gen)
+    model: nn.Module = _Input(module).float().eval()
+    if config.dtype == "int8":
+        from nas.compress import quantize_int8
+
+        model = quantize_int8(model, torch.randn(_INT8_CALIBRATION, *shape, generator=gen))
+    with tempfile.TemporaryDirectory(prefix="nas-profile-") as tmp:
+        path = Path(tmp) / "module.onnx"
+        export_onnx(model, x, path)
+        session = onnx_session(path, threads=torch.get_num_threads())
+    feed = {session.get_inputs()[0].name: x.numpy()}
+    return lambda: session.run(None, feed)
+
+
+def measure_interleaved(runs: Sequence[Run], config: ProfileConfig) -> list[list[float]]:
+    """Latency samples of several prepared modules, timed in ``config.rounds`` interleaved
+    rounds."""
+    samples: list[list[float]] = [[] for _ in runs]
+    _spin_up(runs, config)
     for per_round in split_repeats(config.repeats, config.rounds):
         part = ProfileConfig(**{**asdict(config), "repeats": per_round})
-        for i, (module, shape) in enumerate(items):
-            samples[i] += measure(module, shape, part)
+        for i, run in enumerate(runs):
+            samples[i] += measure(run, part)
     return samples
 
 
-def _spin_up(items: Sequence[tuple[nn.Module, Sequence[int]]], config: ProfileConfig) -> None:
+def _spin_up(runs: Sequence[Run], config: ProfileConfig) -> None:
     """Keep the device busy for ``config.spin_up_s`` before timing (``nas._timing.spin_up``)."""
-    if not items or config.spin_up_s <= 0:
+    if not runs or config.spin_up_s <= 0:
         return
-    device, dtype = config.torch_device, _DTYPES[config.dtype]
-    module, shape = items[0]
-    module = module.to(device=device, dtype=dtype).eval()
-    x = torch.randn(config.batch, *shape, device=device, dtype=dtype)
     with torch.inference_mode():
-        spin_up(lambda: module(x), config.spin_up_s)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+        spin_up(runs[0], config.spin_up_s)
+    if config.torch_device.type == "cuda":
+        torch.cuda.synchronize(config.torch_device)
 
 
-def measure(module: nn.Module, shape: Sequence[int], config: ProfileConfig) -> list[float]:
-    """Latency samples in ms of ``module`` on a random input of ``(batch, *shape)``."""
-    device, dtype = config.torch_device, _DTYPES[config.dtype]
-    module = module.to(device=device, dtype=dtype).eval()
-    x = torch.randn(config.batch, *shape, device=device, dtype=dtype)
+def measure(run: Run, config: ProfileConfig) -> list[float]:
+    """Latency samples in ms of a prepared module (:func:`prepare`)."""
+    device = config.torch_device
     samples: list[float] = []
     with torch.inference_mode():
         for _ in range(config.warmup):
-            module(x)
+            run()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
             for _ in range(config.repeats):
@@ -243,39 +334,34 @@ def measure(module: nn.Module, shape: Sequence[int], config: ProfileConfig) -> l
                     torch.cuda.Event(enable_timing=True),
                 )
                 start.record()
-                module(x)
+                run()
                 end.record()
                 end.synchronize()
                 samples.append(start.elapsed_time(end))
         else:
-            samples = time_calls(lambda: module(x), config.repeats)
+            samples = time_calls(run, config.repeats)
     return samples
 
 
-def _energy_mj(
-    module: nn.Module, shape: Sequence[int], config: ProfileConfig, latency_ms: float
-) -> tuple[float, str]:
+def _energy_mj(run: Run, config: ProfileConfig, latency_ms: float) -> tuple[float, str]:
     """Energy of one call: a hardware counter where readable, else power x latency."""
     if config.device == "cpu" and os.access(_RAPL, os.R_OK):
-        x = torch.randn(config.batch, *shape, dtype=_DTYPES[config.dtype])
         calls = max(10, int(50 / max(latency_ms, 1e-3)))  # ~50 ms of work per reading
         with torch.inference_mode():
             before = int(_RAPL.read_text())
             for _ in range(calls):
-                module(x)
+                run()
             after = int(_RAPL.read_text())
         if after > before:  # the counter wraps; a wrapped reading falls back below
             return (after - before) / 1e3 / calls, "rapl package energy"
     if config.device.startswith("cuda"):
-        measured = _nvml_energy_mj(module, shape, config, latency_ms)
+        measured = _nvml_energy_mj(run, config, latency_ms)
         if measured is not None:
             return measured, "nvml total energy"
     return config.power_w * latency_ms, f"power x latency ({config.power_w} W)"
 
 
-def _nvml_energy_mj(
-    module: nn.Module, shape: Sequence[int], config: ProfileConfig, latency_ms: float
-) -> float | None:
+def _nvml_energy_mj(run: Run, config: ProfileConfig, latency_ms: float) -> float | None:
     """Energy per call from NVML's total-energy counter (Volta and newer), or None."""
     try:
         import pynvml
@@ -285,15 +371,14 @@ def _nvml_energy_mj(
         pynvml.nvmlInit()
         index = config.torch_device.index or torch.cuda.current_device()
         handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-        device, dtype = config.torch_device, _DTYPES[config.dtype]
-        x = torch.randn(config.batch, *shape, device=device, dtype=dtype)
+        device = config.torch_device
         # the counter updates every ~20-100 ms: integrate over about a second of work
         calls = max(10, int(1000 / max(latency_ms, 1e-3)))
         with torch.inference_mode():
             torch.cuda.synchronize(device)
             before = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)  # mJ
             for _ in range(calls):
-                module(x)
+                run()
             torch.cuda.synchronize(device)
             after = pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
     except Exception:  # noqa: BLE001 - no driver, no permission or an old GPU: fall back
@@ -340,7 +425,7 @@ def profile_space(
             or (
                 f"nas profile --space {space.name} --device {config.device} "
                 f"--threads {torch.get_num_threads()} --batch {config.batch} "
-                f"--dtype {config.dtype} --out {device_name}.json"
+                f"--dtype {config.dtype} --runtime {config.engine} --out {device_name}.json"
             ),
         }
         new: list[TableEntry] = []
@@ -348,12 +433,11 @@ def profile_space(
         chunk = 25  # layers timed together (interleaved); a checkpoint after each chunk
         for start in range(0, len(todo), chunk):
             layers = todo[start : start + chunk]
-            modules = [build_layer(layer) for layer in layers]
-            items = [(m, layer.in_shape) for m, layer in zip(modules, layers, strict=True)]
-            timings = measure_interleaved(items, config)
-            for layer, module, samples in zip(layers, modules, timings, strict=True):
+            runs = [prepare(build_layer(layer), layer.in_shape, config) for layer in layers]
+            timings = measure_interleaved(runs, config)
+            for layer, run, samples in zip(layers, runs, timings, strict=True):
                 p50 = statistics.median(samples)
-                energy, energy_note = _energy_mj(module, layer.in_shape, config, p50)
+                energy, energy_note = _energy_mj(run, config, p50)
                 new.append(
                     entry_from_layer(
                         layer,
@@ -414,6 +498,7 @@ def _check_same_protocol(table: LookupTable, config: ProfileConfig) -> None:
         "threads": torch.get_num_threads(),
         "batch": config.batch,
         "dtype": config.dtype,
+        "runtime": config.engine,
         "warmup": config.warmup,
         "repeats": config.repeats,
         "power-w": config.power_w,
@@ -423,6 +508,7 @@ def _check_same_protocol(table: LookupTable, config: ProfileConfig) -> None:
         "threads": protocol.get("threads"),
         "batch": table.batch,
         "dtype": table.dtype,
+        "runtime": protocol.get("runtime", "torch"),  # tables before runtimes: all torch
         "warmup": protocol.get("warmup"),
         "repeats": protocol.get("repeats"),
         "power-w": table.meta.get("energy", {}).get("power_w"),
@@ -445,23 +531,25 @@ def _in_model_correction(
 ) -> dict[str, Any]:
     rng = np.random.default_rng(CALIBRATION_SEED)
     archs = [space.random(rng) for _ in range(config.overhead_archs)]
-    items = [(space.build(arch, seed=0), space.input_shape) for arch in archs]
+    runs = [prepare(space.build(arch, seed=0), space.input_shape, config) for arch in archs]
     gaps, rows = [], []
-    timings = measure_interleaved(items, config)
+    timings = measure_interleaved(runs, config)
     for arch, samples in zip(archs, timings, strict=True):
         layers = space.layers(arch)
         gaps.append(
             statistics.median(samples) - sum(table.entry(x).latency_ms_p50 for x in layers)
         )
-        mb = sum(x.activation_elems + x.params for x in layers) * 4 / 1e6
-        rows.append((1.0, len(layers), mb))
+        rows.append((1.0, len(layers), table.moved_mb(layers)))
     # end-to-end - sum of layers timed alone = a + b * layers + c * MB: ``a`` is the model's own
     # call, ``b`` the dispatch a layer pays inside the model's containers, ``c`` the cost of
     # caches that a layer timed alone keeps warm (weights + activations it touches)
     A, y = np.array(rows), np.array(gaps)
     coef = np.zeros(3)
-    # every term is a cost, so none may be negative: the best fit over the subsets of terms
-    # whose least-squares coefficients are all >= 0 (with 3 terms, trying all is cheap)
+    # in torch every term is a cost, so none may be negative: the best fit over the subsets of
+    # terms whose least-squares coefficients are all >= 0 (with 3 terms, trying all is cheap).
+    # In ONNX Runtime a layer timed alone pays a session call and its own quantize/dequantize,
+    # which a whole model pays once: there ``b`` and ``c`` are rebates, and may be negative
+    signed = config.engine == "onnxruntime"
     best, kept = float(np.sum(y**2)), tuple[int, ...]()
     for cols in ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,)):
         sub = A[:, cols]
@@ -469,7 +557,7 @@ def _in_model_correction(
             continue
         sol, *_ = np.linalg.lstsq(sub, y, rcond=None)
         sse = float(np.sum((sub @ sol - y) ** 2))
-        if np.all(sol >= 0) and sse < best:
+        if (signed or np.all(sol >= 0)) and sse < best:
             best, coef, kept = sse, np.zeros(3), cols
             coef[list(cols)] = sol
     return {
@@ -482,7 +570,8 @@ def _in_model_correction(
             f"{CALIBRATION_SEED} (never used for validation)"
         ),
         "fit_rmse_ms": float(np.sqrt(np.mean((A @ coef - y) ** 2))),
-        # terms the best fit with no negative cost leaves out (least squares made them negative)
+        # terms the best fit leaves out: made negative by least squares where costs may not
+        # be (torch), or not determined by the models (every model has as many layers)
         "held_at_zero": [t for i, t in enumerate(IN_MODEL_TERMS) if i not in kept],
         # a model timed at profiling time, to measure later how fast the machine runs now
         "reference_arch": space.format(archs[0]),
@@ -559,7 +648,18 @@ def validate_table(
     seed: int = 0,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> ValidationReport:
-    """Measure ``n`` random architectures end to end and compare with the table's prediction."""
+    """Measure ``n`` random architectures end to end and compare with the table's prediction.
+
+    ``config`` gives the device, threads and timing; the models run at the table's own dtype,
+    batch and runtime, the ones its entries were measured with.
+    """
+    protocol = table.meta.get("protocol") or {}
+    config = replace(
+        config,
+        dtype=table.dtype,
+        batch=table.batch,
+        runtime=protocol.get("runtime", "torch"),  # tables before runtimes: all torch
+    )
     if seed == CALIBRATION_SEED:
         raise NasConfigError(f"--seed {seed} is the seed the table's overhead was fitted on")
     steady_allocator()
@@ -581,17 +681,16 @@ def validate_table(
             "or calibrated tables cannot be timed here); validate a table measured by nas profile"
         )
     reference = space.parse(fix["reference_arch"])
-    ref_module = space.build(reference, seed=0)
     rows = []
     with _threads(config.threads):
+        ref_run = prepare(space.build(reference, seed=0), space.input_shape, config)
         chunk = 5  # models per interleaved batch: small batches track fast drift
         for start in range(0, n, chunk):
             part = archs[start : start + chunk]
-            items = [(ref_module, space.input_shape)]
+            runs = [ref_run]
             for arch in part:  # ref, m1, ref, m2, ref, ...: every model between two reference runs
-                items += [(space.build(arch, seed=0), space.input_shape)]
-                items += [(ref_module, space.input_shape)]
-            timings = measure_interleaved(items, config)
+                runs += [prepare(space.build(arch, seed=0), space.input_shape, config), ref_run]
+            timings = measure_interleaved(runs, config)
             ends = np.cumsum([0, *split_repeats(config.repeats, config.rounds)])
             rounds = [  # per item, its samples split by round
                 [t[a:b] for a, b in itertools.pairwise(ends)] for t in timings

@@ -240,13 +240,18 @@ class LookupTable:
             return next(iter(corrections.values()))
         return corrections.get(self.space)
 
+    def moved_mb(self, layers: Sequence[Layer]) -> float:
+        """Megabytes of weights and activations ``layers`` touch at the table's dtype: the
+        ``MB`` of the in-model correction."""
+        width = 2 if self.dtype in ("fp16", "bf16") else (1 if self.dtype == "int8" else 4)
+        return sum(x.activation_elems + x.params for x in layers) * width / 1e6
+
     def estimate(self, layers: Sequence[Layer]) -> CostEstimate:
         latency = self.model_overhead_ms
         energy = self.model_overhead_mj
         fix = self._in_model()
         if fix is not None:
-            width = 2 if self.dtype in ("fp16", "bf16") else (1 if self.dtype == "int8" else 4)
-            mb = sum(x.activation_elems + x.params for x in layers) * width / 1e6
+            mb = self.moved_mb(layers)
             extra = fix["model_ms"] + fix["per_layer_ms"] * len(layers) + fix["per_mb_ms"] * mb
             latency += extra
             energy += extra * float(self.meta.get("energy", {}).get("power_w", 0.0))

@@ -163,3 +163,24 @@ def test_calibration_of_the_wrong_shape_is_named():
 def test_bad_quantize_configs(kwargs, pattern):
     with pytest.raises(NasConfigError, match=pattern):
         QuantizeConfig(**kwargs)
+
+
+def test_post_training_conversion_skips_the_qat_batch_norm_search_without_changing_the_graph(
+    monkeypatch,
+):
+    """A batch norm left alone after post-training folding (a cell's output norm) made
+    convert_pt2e search for QAT conv + batch norm patterns; skipping the search must give the
+    same converted graph, or torchao has changed and the shortcut must go."""
+    import contextlib
+
+    import nas.compress._quantize as quantize
+
+    space = load_space("nasbench201")
+    model = space.build(space.random(3), seed=0).eval()
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    images = torch.randn(8, *space.input_shape, generator=torch.Generator().manual_seed(0))
+    fast = quantize_int8(model, images)
+    monkeypatch.setattr(quantize, "_no_qat_bn_folding", contextlib.nullcontext)
+    searched = quantize_int8(model, images)
+    assert fast.code == searched.code
+    assert torch.equal(fast(images), searched(images))

@@ -261,7 +261,7 @@ def test_cli_profile_validate_and_cost(tmp_path, capsys, monkeypatch):
     command = json.loads(out.read_text())["profile_command"]
     assert command == (
         f"nas profile --space {tmp_path / 'tiny.yaml'} --device cpu --threads 1 --batch 1 "
-        f"--dtype fp32 --warmup 1 --repeats 3 --out {out}"
+        f"--dtype fp32 --runtime torch --warmup 1 --repeats 3 --out {out}"
     )
     capsys.readouterr()
     assert (
@@ -315,9 +315,53 @@ def test_cli_profile_validate_and_cost(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err.startswith("nas: error: <stdin>:1: ")
 
 
-def test_int8_profiling_is_explained():
-    with pytest.raises(NasConfigError, match="per-layer INT8 tables are not measured here"):
-        ProfileConfig(dtype="int8")
+def test_runtime_follows_dtype_and_refuses_what_it_cannot_profile():
+    assert ProfileConfig(dtype="int8").engine == "onnxruntime"
+    assert ProfileConfig().engine == "torch"
+    assert ProfileConfig(runtime="onnxruntime").dtype == "fp32"
+    for kwargs, message in (
+        (
+            {"dtype": "int8", "runtime": "torch"},
+            "--runtime torch does not profile int8 .*use --runtime onnxruntime",
+        ),
+        (
+            {"dtype": "bf16", "runtime": "onnxruntime"},
+            "does not profile bf16 .*use --runtime torch",
+        ),
+        ({"runtime": "onnx"}, "unknown runtime 'onnx'.*onnxruntime"),
+        ({"dtype": "int4"}, "unknown dtype 'int4'"),
+        ({"dtype": "int8", "device": "cuda"}, "ONNX Runtime tables are measured on the CPU"),
+    ):
+        with pytest.raises(NasConfigError, match=message):
+            ProfileConfig(**kwargs)
+
+
+def test_int8_table_is_measured_in_onnxruntime_and_validated_there(tiny):
+    """Per-layer INT8 entries: each layer quantized as the compress stage quantizes models and
+    timed in ONNX Runtime; validation times whole INT8 models in ONNX Runtime too."""
+    int8 = replace(FAST, dtype="int8")
+    table = profile_space(tiny, int8, device_name="tinydev-int8")
+    assert {e[0] for e in table.entries} == {x.signature for x in tiny.possible_layers()}
+    assert {(k[1], e.kind) for k, e in table.entries.items()} == {("int8", "measured")}
+    assert table.dtype == "int8" and table.meta["protocol"]["runtime"] == "onnxruntime"
+    assert "PT2E x86 quantizer" in table.meta["protocol"]["mode"]
+    assert table.meta["fingerprint"]["onnxruntime"].startswith("onnxruntime ")
+    assert "--dtype int8 --runtime onnxruntime" in table.meta["profile_command"]
+    fix = table.meta["in_model"]["tiny_cell"]
+    assert math.isfinite(fix["model_ms"]) and fix["reference_ms"] > 0
+    # one table holds one protocol: an fp32 torch run does not fill an int8 table
+    with pytest.raises(
+        NasConfigError,
+        match=r"dtype int8, runtime onnxruntime, not dtype fp32, "
+        r"runtime torch; .*--dtype int8 --runtime onnxruntime",
+    ):
+        profile_space(tiny, FAST, device_name="tinydev-int8", existing=table)
+    # validation runs at the table's dtype and runtime, whatever the config says: whole models
+    # in ONNX Runtime (a few us here), not in torch eager (many module calls, ~10x slower)
+    report = validate_table(tiny, table, FAST, n=3, seed=1)
+    fp32 = validate_table(tiny, profile_space(tiny, FAST, device_name="t"), FAST, n=3, seed=1)
+    assert report.n == 3 and [r[0] for r in report.rows] == [r[0] for r in fp32.rows]
+    assert max(r[2] for r in report.rows) < 0.5 * min(r[2] for r in fp32.rows)
 
 
 @pytest.mark.parametrize("space_name", list_spaces())
