@@ -6,6 +6,9 @@ of the table's reference model). Goal on this CPU: >= 99% of held-out architectu
 within +-10% (nn-Meter: 99.0% on a mobile CPU).
 
     python benchmarks/table_accuracy.py --write
+    python benchmarks/table_accuracy.py --table latency_tables/cpu-x86-int8.json --runs 1 --write
+
+A table other than the default gets its own section, named after the table.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, update_section  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_TABLE = "latency_tables/cpu-x86.json"
 RUNS = [("mobilenet_small", 150), ("mbconv_imagenet", 30)]  # (space, timed calls per model)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--table", default="latency_tables/cpu-x86.json")
+    parser.add_argument("--table", default=DEFAULT_TABLE)
     parser.add_argument("--n", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--runs", type=int, default=3, help="independent validations per space")
@@ -38,7 +42,8 @@ def main() -> None:
         "|---|---|---|---|---|---|---|---|",
     ]
     drift = []
-    for space, repeats in RUNS:
+    meta = json.loads((REPO / args.table).read_text())
+    for space, repeats in [(s, r) for s, r in RUNS if s in meta["spaces"]]:
         for run in range(1, args.runs + 1):
             cmd = [
                 "nas",
@@ -77,12 +82,19 @@ def main() -> None:
     )
     print(table)
     if args.write:
+        default = args.table == DEFAULT_TABLE
+        protocol = meta["protocol"]
         update_section(
-            "table-accuracy",
+            "table-accuracy" if default else f"table-accuracy-{Path(args.table).stem}",
             f"### Latency table accuracy: `{args.table}` vs end-to-end timings\n\n"
-            f"Command: `python benchmarks/table_accuracy.py --runs {args.runs} --write` (runs "
+            f"Command: `python benchmarks/table_accuracy.py "
+            f"{'' if default else f'--table {args.table} '}--runs {args.runs} "
+            f"{'' if args.n == 100 else f'--n {args.n} '}--write` (runs "
             f"`nas validate-table --n {args.n} --threads {args.threads}` {args.runs} times per "
-            f"space, the same 100 held-out architectures each time)  \nMachine: {machine()}\n\n"
+            f"space, the same {args.n} held-out architectures each time)  \n"
+            f"Machine: {machine()}  \n"
+            f"Table: {protocol['dtype']} in {protocol.get('runtime', 'torch')} "
+            f"({protocol['mode']}), {protocol['threads']} threads, batch {protocol['batch']}\n\n"
             "Goal: >= 99% within 10% (nn-Meter 99.0% on a mobile CPU). Held-out architectures "
             "(seed 0); the in-model correction was fitted on other ones (seed 20240601).\n\n"
             "A shared VM changes speed from minute to minute (the drift ratios below), so the "

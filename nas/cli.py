@@ -622,8 +622,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         _keep_previous_table(out, before, existing.meta, table.meta, space)
     print(
         f"{out}: {len(table.entries)} entries for device '{table.device}' "
-        f"(in-model correction: {fix['model_ms']:+.4f} ms {fix['per_layer_ms']:+.4f} ms/layer "
-        f"{fix['per_mb_ms']:+.4f} ms/MB, fit RMSE {fix['fit_rmse_ms']:.4f} ms"
+        f"(in-model correction: {_correction_text(fix)}, fit RMSE {fix['fit_rmse_ms']:.4f} ms"
         + (
             f"; {', '.join(fix['held_at_zero'])} held at 0: "
             + (
@@ -646,6 +645,19 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _correction_text(fix: Any) -> str:
+    """An in-model correction in words: '+0.0120 ms +0.0010 ms/layer +0.5000 ms/MB'."""
+    if not fix:
+        return "none"
+    text = (
+        f"{fix['model_ms']:+.4f} ms {fix['per_layer_ms']:+.4f} ms/layer "
+        f"{fix['per_mb_ms']:+.4f} ms/MB"
+    )
+    if "layer_scale" in fix:  # fitted for graph runtimes only
+        text += f" {fix['layer_scale']:+.3f} x the layers"
+    return text
 
 
 def _keep_previous_table(
@@ -672,18 +684,12 @@ def _keep_previous_table(
             data = (json.dumps(doc, indent=2) + "\n").encode()
         atomic_write_bytes(kept.with_suffix(path.suffix), data)
 
-    def shown(fix: Any) -> str:
-        if not fix:
-            return "none"
-        values = (fix[k] for k in IN_MODEL_TERMS)
-        return "{:+.4f} ms {:+.4f} ms/layer {:+.4f} ms/MB".format(*values)
-
     why = f"another version of space '{space.name}'" if other_space else "new entries"
     print(
         f"nas: warning: {out} already held space '{space.name}'; with {why} its in-model "
-        f"correction was refit ({shown(old_fix)} -> {shown(new_fix)}), so its predictions "
-        "changed and a study that costed with it refuses to continue; the previous table is "
-        f"kept as {kept} (copy it and its .csv back to continue such a study)",
+        f"correction was refit ({_correction_text(old_fix)} -> {_correction_text(new_fix)}), "
+        "so its predictions changed and a study that costed with it refuses to continue; the "
+        f"previous table is kept as {kept} (copy it and its .csv back to continue such a study)",
         file=sys.stderr,
     )
 

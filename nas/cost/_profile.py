@@ -254,12 +254,18 @@ def build_layer(layer: Layer) -> nn.Module:
 Run = Callable[[], object]
 
 
-def prepare(module: nn.Module, shape: Sequence[int], config: ProfileConfig) -> Run:
+def prepare(
+    module: nn.Module, shape: Sequence[int], config: ProfileConfig, *, feeds_next: bool = False
+) -> Run:
     """A call that runs ``module`` once on a random ``(batch, *shape)`` input, in the
     runtime, device and dtype of ``config`` (for ONNX Runtime: exported, and quantized first
-    for int8, with the session's threads fixed to torch's current count)."""
+    for int8, with the session's threads fixed to torch's current count).
+
+    ``feeds_next``: the module is a layer whose output feeds the next layer of a model; at int8
+    its output is then quantized, as the next layer's input is (see ``_quantized_output``).
+    """
     if config.engine == "onnxruntime":
-        return _onnxruntime_run(module, shape, config)
+        return _onnxruntime_run(module, shape, config, feeds_next=feeds_next)
     device, dtype = config.torch_device, _DTYPES[config.dtype]
     module = module.to(device=device, dtype=dtype).eval()
     x = torch.randn(config.batch, *shape, device=device, dtype=dtype)
@@ -277,7 +283,39 @@ class _Input(nn.Module):
         return self.module(x)  # type: ignore[no-any-return]
 
 
-def _onnxruntime_run(module: nn.Module, shape: Sequence[int], config: ProfileConfig) -> Run:
+def _quantized_output(graph: torch.fx.GraphModule, images: torch.Tensor) -> torch.fx.GraphModule:
+    """``graph`` with its output quantized (uint8, range from ``images``) and dequantized.
+
+    Inside a model, a layer's last convolution feeds the next layer's quantized input, so ONNX
+    Runtime runs it as an int8 ``QLinearConv``. Alone, its float output is the graph's output,
+    and ONNX Runtime runs it as a float convolution that dequantizes its weights on every call.
+    Quantizing the output as the next layer would makes the layer run alone as it runs in the
+    model. (The classifier's output is the model's, float in both.)
+    """
+    output = next(n for n in graph.graph.nodes if n.op == "output")
+    results = output.args[0]
+    value = results[0] if isinstance(results, (tuple, list)) else results
+    if "dequantize" in str(getattr(value, "target", "")):
+        return graph  # its output is quantized already
+    with torch.no_grad():
+        y = graph(images)
+    y = y[0] if isinstance(y, (tuple, list)) else y
+    lo, hi = min(float(y.min()), 0.0), max(float(y.max()), 0.0)
+    scale = max((hi - lo) / 255, 1e-8)
+    zero_point = round(-lo / scale)
+    ops = torch.ops.quantized_decomposed
+    with graph.graph.inserting_before(output):
+        args = (scale, zero_point, 0, 255, torch.uint8)
+        q = graph.graph.call_function(ops.quantize_per_tensor.default, (value, *args))
+        dq = graph.graph.call_function(ops.dequantize_per_tensor.default, (q, *args))
+    output.replace_input_with(value, dq)
+    graph.recompile()
+    return graph
+
+
+def _onnxruntime_run(
+    module: nn.Module, shape: Sequence[int], config: ProfileConfig, *, feeds_next: bool
+) -> Run:
     import tempfile
 
     from nas.export import export_onnx, onnx_session
@@ -288,7 +326,10 @@ def _onnxruntime_run(module: nn.Module, shape: Sequence[int], config: ProfileCon
     if config.dtype == "int8":
         from nas.compress import quantize_int8
 
-        model = quantize_int8(model, torch.randn(_INT8_CALIBRATION, *shape, generator=gen))
+        images = torch.randn(_INT8_CALIBRATION, *shape, generator=gen)
+        model = quantize_int8(model, images)
+        if feeds_next:
+            model = _quantized_output(model, images)
     with tempfile.TemporaryDirectory(prefix="nas-profile-") as tmp:
         path = Path(tmp) / "module.onnx"
         export_onnx(model, x, path)
@@ -433,7 +474,15 @@ def profile_space(
         chunk = 25  # layers timed together (interleaved); a checkpoint after each chunk
         for start in range(0, len(todo), chunk):
             layers = todo[start : start + chunk]
-            runs = [prepare(build_layer(layer), layer.in_shape, config) for layer in layers]
+            runs = [
+                prepare(
+                    build_layer(layer),
+                    layer.in_shape,
+                    config,
+                    feeds_next=layer.op.type != "classifier",
+                )
+                for layer in layers
+            ]
             timings = measure_interleaved(runs, config)
             for layer, run, samples in zip(layers, runs, timings, strict=True):
                 p50 = statistics.median(samples)
@@ -536,43 +585,70 @@ def _in_model_correction(
     timings = measure_interleaved(runs, config)
     for arch, samples in zip(archs, timings, strict=True):
         layers = space.layers(arch)
-        gaps.append(
-            statistics.median(samples) - sum(table.entry(x).latency_ms_p50 for x in layers)
-        )
-        rows.append((1.0, len(layers), table.moved_mb(layers)))
-    # end-to-end - sum of layers timed alone = a + b * layers + c * MB: ``a`` is the model's own
-    # call, ``b`` the dispatch a layer pays inside the model's containers, ``c`` the cost of
-    # caches that a layer timed alone keeps warm (weights + activations it touches)
-    A, y = np.array(rows), np.array(gaps)
-    coef = np.zeros(3)
-    # in torch every term is a cost, so none may be negative: the best fit over the subsets of
-    # terms whose least-squares coefficients are all >= 0 (with 3 terms, trying all is cheap).
-    # In ONNX Runtime a layer timed alone pays a session call and its own quantize/dequantize,
-    # which a whole model pays once: there ``b`` and ``c`` are rebates, and may be negative
+        layers_ms = sum(table.entry(x).latency_ms_p50 for x in layers)
+        gaps.append(statistics.median(samples) - layers_ms)
+        rows.append((1.0, len(layers), table.moved_mb(layers), layers_ms))
+    # end-to-end - sum of layers timed alone = a + b * layers + c * MB (+ d * sum of layers):
+    # ``a`` is the model's own call, ``b`` the dispatch a layer pays inside the model's
+    # containers, ``c`` the cost of caches that a layer timed alone keeps warm (weights +
+    # activations it touches). In torch every term is a cost, so none may be negative: the best
+    # fit over the subsets of terms whose least-squares coefficients are all >= 0 (trying all is
+    # cheap). In ONNX Runtime a layer timed alone pays a session call, and boundary work that
+    # grows with the layer (quantizing its input, layout transposes) which a whole model fuses
+    # away: there ``b`` and ``c`` are rebates that may be negative, and ``d`` (``layer_scale``)
+    # the share of a layer's time alone that the model does not pay. Either way a model costs
+    # at least its own call, and no layer may make a model faster: ``a >= 0``, and, for every
+    # layer the space can hold, its time alone plus its terms ``>= 0`` (so that every partial
+    # sum, which the search's vectorized cost adds up, is a cost too)
     signed = config.engine == "onnxruntime"
+    terms = IN_MODEL_TERMS if signed else IN_MODEL_TERMS[:3]
+    A, y = np.array(rows)[:, : len(terms)], np.array(gaps)
+    possible = space.possible_layers()
+    alone = np.array([table.entry(x).latency_ms_p50 for x in possible])
+    # per possible layer, its time in a model = alone + this matrix @ coef
+    added = np.array(
+        [(0.0, 1.0, table.moved_mb([x]), table.entry(x).latency_ms_p50) for x in possible]
+    )
+    added = added[:, : len(terms)]
+
+    def is_cost(coef: np.ndarray) -> bool:
+        if not signed:
+            return bool(np.all(coef >= 0))
+        return bool(coef[0] >= 0 and np.all(alone + added @ coef >= 0))
+
+    coef = np.zeros(len(terms))
     best, kept = float(np.sum(y**2)), tuple[int, ...]()
-    for cols in ((0, 1, 2), (0, 1), (0, 2), (1, 2), (0,), (1,), (2,)):
+    index = range(len(terms))
+    for cols in (c for k in index for c in itertools.combinations(index, len(terms) - k)):
         sub = A[:, cols]
         if np.linalg.matrix_rank(sub) < len(cols):
             continue
         sol, *_ = np.linalg.lstsq(sub, y, rcond=None)
         sse = float(np.sum((sub @ sol - y) ** 2))
-        if (signed or np.all(sol >= 0)) and sse < best:
-            best, coef, kept = sse, np.zeros(3), cols
-            coef[list(cols)] = sol
+        full = np.zeros(len(terms))
+        full[list(cols)] = sol
+        if is_cost(full) and sse < best:
+            best, coef, kept = sse, full, cols
+    fitted = " + ".join(
+        {
+            "model_ms": "model_ms",
+            "per_layer_ms": "per_layer_ms x layers",
+            "per_mb_ms": "per_mb_ms x MB",
+            "layer_scale": "layer_scale x sum of layers",
+        }[t]
+        for t in terms
+    )
     return {
-        "model_ms": float(coef[0]),
-        "per_layer_ms": float(coef[1]),
-        "per_mb_ms": float(coef[2]),
+        **{t: float(c) for t, c in zip(terms, coef, strict=True)},
         "fit": (
-            "end-to-end - sum of layers = model_ms + per_layer_ms x layers + per_mb_ms x MB, "
+            f"end-to-end - sum of layers = {fitted}, "
             f"least squares over {config.overhead_archs} architectures drawn with seed "
             f"{CALIBRATION_SEED} (never used for validation)"
         ),
         "fit_rmse_ms": float(np.sqrt(np.mean((A @ coef - y) ** 2))),
         # terms the best fit leaves out: made negative by least squares where costs may not
         # be (torch), or not determined by the models (every model has as many layers)
-        "held_at_zero": [t for i, t in enumerate(IN_MODEL_TERMS) if i not in kept],
+        "held_at_zero": [t for i, t in enumerate(terms) if i not in kept],
         # a model timed at profiling time, to measure later how fast the machine runs now
         "reference_arch": space.format(archs[0]),
         "reference_ms": float(statistics.median(timings[0])),

@@ -17,10 +17,13 @@ A table is two files in ``latency_tables/`` (or anywhere):
 
 A model's predicted latency is the sum of its layers' ``latency_ms_p50`` (the statistic the
 protocol names) plus ``model_overhead_ms`` plus, for measured tables, the in-model correction of
-its space: ``model_ms + per_layer_ms x layers + per_mb_ms x MB`` (``in_model.<space>`` in the
-metadata, fitted by ``nas profile``): what a forward pass costs beyond its layers timed alone,
-from dispatch inside the model's containers and from caches that a layer timed alone keeps warm
-(MB = weights + activations the layers touch). A layer missing from the table is an error
+its space: ``model_ms + per_layer_ms x layers + per_mb_ms x MB + layer_scale x (sum of the
+layers)`` (``in_model.<space>`` in the metadata, fitted by ``nas profile``): what a forward pass
+costs beyond its layers timed alone, from dispatch inside the model's containers and from caches
+that a layer timed alone keeps warm (MB = weights + activations the layers touch). ``layer_scale``
+is fitted for graph runtimes only (ONNX Runtime), where a layer timed alone pays boundary work
+(quantize, layout transposes) in proportion to its size that a whole model fuses away; tables
+without it read it as 0. A layer missing from the table is an error
 naming the key, the nearest keys present and the ``nas profile`` command that fills it, never a
 silent zero.
 """
@@ -55,7 +58,9 @@ UNREAD_LAYERS = ("run", "skipped")
 #: in-model correction, which the end of the profile fits): the table refuses to cost them
 UNFINISHED = "profile_unfinished"
 #: the terms of a space's in-model correction (``in_model.<space>``), in the order fitted
-IN_MODEL_TERMS = ("model_ms", "per_layer_ms", "per_mb_ms")
+IN_MODEL_TERMS = ("model_ms", "per_layer_ms", "per_mb_ms", "layer_scale")
+#: terms a table may lack (written before the term existed): read as 0
+OPTIONAL_TERMS = frozenset({"layer_scale"})
 DEFAULT_POWER_W = 10.0  # W, what nas profile charges per ms without an energy counter
 COLUMNS = (
     "signature", "op", "stride", "in_c", "in_h", "in_w", "out_c", "out_h", "out_w", "dtype",
@@ -250,17 +255,23 @@ class LookupTable:
         latency = self.model_overhead_ms
         energy = self.model_overhead_mj
         fix = self._in_model()
-        if fix is not None:
-            mb = self.moved_mb(layers)
-            extra = fix["model_ms"] + fix["per_layer_ms"] * len(layers) + fix["per_mb_ms"] * mb
-            latency += extra
-            energy += extra * float(self.meta.get("energy", {}).get("power_w", 0.0))
         kinds = set()
+        layers_ms = 0.0
         for layer in layers:
             e = self.entry(layer)
-            latency += e.latency_ms_p50
+            layers_ms += e.latency_ms_p50
             energy += e.energy_mj
             kinds.add(e.kind)
+        latency += layers_ms
+        if fix is not None:
+            extra = (
+                fix["model_ms"]
+                + fix["per_layer_ms"] * len(layers)
+                + fix["per_mb_ms"] * self.moved_mb(layers)
+                + fix.get("layer_scale", 0.0) * layers_ms
+            )
+            latency += extra
+            energy += extra * float(self.meta.get("energy", {}).get("power_w", 0.0))
         kind = kinds.pop() if len(kinds) == 1 else "mixed"
         if not self.has_energy:
             energy = math.nan
@@ -456,6 +467,8 @@ def _check_numbers(path: Path, meta: Mapping[str, Any]) -> None:
                 f"{path}: in_model.{space}: expected model_ms, per_layer_ms and per_mb_ms"
             )
         for key in IN_MODEL_TERMS:
+            if key in OPTIONAL_TERMS and key not in fix:
+                continue
             number(f"in_model.{space}.{key}", fix.get(key), signed=True)
 
 

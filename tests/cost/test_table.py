@@ -349,6 +349,21 @@ def test_int8_table_is_measured_in_onnxruntime_and_validated_there(tiny):
     assert "--dtype int8 --runtime onnxruntime" in table.meta["profile_command"]
     fix = table.meta["in_model"]["tiny_cell"]
     assert math.isfinite(fix["model_ms"]) and fix["reference_ms"] > 0
+    # a graph runtime's correction also scales the sum of the layers (boundary work a layer
+    # timed alone pays in proportion to its size); the search's vectorized cost agrees
+    assert "layer_scale x sum of layers" in fix["fit"]
+    arch = tiny.random(0)
+    layers = tiny.layers(arch)
+    layers_ms = sum(table.entry(x).latency_ms_p50 for x in layers)
+    expected = (
+        layers_ms * (1 + fix["layer_scale"])
+        + fix["model_ms"]
+        + fix["per_layer_ms"] * len(layers)
+        + fix["per_mb_ms"] * table.moved_mb(layers)
+    )
+    assert table.estimate(layers).latency_ms == pytest.approx(expected)
+    fast = VectorizedCost(tiny, table)
+    assert fast.latency_ms(fast.encode([arch]))[0] == pytest.approx(expected)
     # one table holds one protocol: an fp32 torch run does not fill an int8 table
     with pytest.raises(
         NasConfigError,
@@ -474,3 +489,14 @@ def test_profile_charges_the_power_figure_it_is_given(tmp_path, capsys):
     )
     assert main([*base, "--power-w", "0"]) == 2
     assert "expected a number > 0, got '0'" in capsys.readouterr().err
+
+
+def test_cli_refuses_a_runtime_that_cannot_time_the_dtype(tmp_path, capsys):
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    base = ["profile", "--space", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "t")]
+    assert main([*base, "--dtype", "int8", "--runtime", "torch"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "use --runtime onnxruntime" in err
+    assert main([*base, "--runtime", "tensorrt"]) == 2
+    assert "unknown runtime 'tensorrt'" in capsys.readouterr().err
+    assert not list(tmp_path.glob("t.*"))

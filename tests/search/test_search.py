@@ -253,19 +253,21 @@ search: {{sampler: tpe, n_trials: 15, seed: 0}}
 
 
 def test_search_with_a_measured_table(tmp_path):
-    """Devices can be lookup tables: the shipped measured cpu-x86 table costs mbconv_imagenet."""
+    """Devices can be lookup tables: the shipped measured cpu-x86 tables (fp32 in torch, int8
+    in ONNX Runtime) cost mbconv_imagenet."""
     path = tmp_path / "exp.yaml"
     path.write_text("""
 name: measured
 space: mbconv_imagenet
-objectives: [params, latency_ms@cpu-x86, energy_mj@cpu-x86]
+objectives: [params, latency_ms@cpu-x86, energy_mj@cpu-x86, latency_ms@cpu-x86-int8]
 search: {sampler: tpe, n_trials: 8, seed: 0}
 """)
     result = run_experiment(load_experiment(path), tmp_path / "run")
     frame = pd.read_csv(tmp_path / "run" / "trials.csv")
     assert result.search.n_trials == 8 and (frame["latency_ms@cpu-x86"] > 0).all()
+    assert (frame["latency_ms@cpu-x86-int8"] > 0).all()
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert "cpu-x86" in manifest["devices"]
+    assert {"cpu-x86", "cpu-x86-int8"} <= set(manifest["devices"])
 
 
 def test_a_table_for_another_space_is_refused_before_anything_runs(tmp_path):
