@@ -624,12 +624,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         f"{out}: {len(table.entries)} entries for device '{table.device}' "
         f"(in-model correction: {_correction_text(fix)}, fit RMSE {fix['fit_rmse_ms']:.4f} ms"
         + (
-            f"; {', '.join(fix['held_at_zero'])} held at 0: "
-            + (
-                "the models timed do not determine them)"
-                if config.engine == "onnxruntime"
-                else "a free fit made them negative)"
-            )
+            f"; {', '.join(fix['held_at_zero'])} held at 0: a free fit made a cost negative, "
+            "or the models timed do not determine them)"
             if fix.get("held_at_zero")
             else ")"
         )

@@ -11,10 +11,11 @@ the median. The thread count is fixed for the whole run. Two runtimes:
   session with all graph optimizations, as the compress stage deploys models. For int8 it is
   first quantized with the compress stage's own recipe (torchao PT2E, x86 quantizer, a QDQ
   graph that ONNX Runtime fuses into int8 kernels), calibrated on random-normal inputs: an int8
-  kernel's speed does not depend on the values it multiplies. A layer timed alone in ONNX
-  Runtime pays a session call and, at int8, a quantize of its input and a dequantize of its
-  output that a whole model does not pay per layer; the in-model correction, fitted on whole
-  models, takes them back (its terms may be negative for this runtime).
+  kernel's speed does not depend on the values it multiplies; a layer that feeds another has
+  its output quantized, as the next layer's input is. A layer timed alone in ONNX Runtime pays
+  a session call and, at int8, a quantize of its input and layout transposes that a whole
+  model pays once; the in-model correction, fitted on whole models, takes them back (for this
+  runtime its terms may be negative, and it also scales the sum of the layers).
 """
 
 from __future__ import annotations
@@ -605,10 +606,9 @@ def _in_model_correction(
     A, y = np.array(rows)[:, : len(terms)], np.array(gaps)
     possible = space.possible_layers()
     alone = np.array([table.entry(x).latency_ms_p50 for x in possible])
-    # per possible layer, its time in a model = alone + this matrix @ coef
-    added = np.array(
-        [(0.0, 1.0, table.moved_mb([x]), table.entry(x).latency_ms_p50) for x in possible]
-    )
+    # per possible layer, its time in a model = alone + added @ coef
+    mb = [table.moved_mb([x]) for x in possible]
+    added = np.column_stack([np.zeros_like(alone), np.ones_like(alone), mb, alone])
     added = added[:, : len(terms)]
 
     def is_cost(coef: np.ndarray) -> bool:
@@ -646,8 +646,8 @@ def _in_model_correction(
             f"{CALIBRATION_SEED} (never used for validation)"
         ),
         "fit_rmse_ms": float(np.sqrt(np.mean((A @ coef - y) ** 2))),
-        # terms the best fit leaves out: made negative by least squares where costs may not
-        # be (torch), or not determined by the models (every model has as many layers)
+        # terms the best fit leaves out: a free fit made a cost negative, or the models do not
+        # determine them (every model has as many layers)
         "held_at_zero": [t for i, t in enumerate(terms) if i not in kept],
         # a model timed at profiling time, to measure later how fast the machine runs now
         "reference_arch": space.format(archs[0]),
