@@ -291,7 +291,7 @@ def _quantized_output(graph: torch.fx.GraphModule, images: torch.Tensor) -> torc
     Runtime runs it as an int8 ``QLinearConv``. Alone, its float output is the graph's output,
     and ONNX Runtime runs it as a float convolution that dequantizes its weights on every call.
     Quantizing the output as the next layer would makes the layer run alone as it runs in the
-    model. (The classifier's output is the model's, float in both.)
+    model. (The classifier's output is quantized by the recipe itself, in both.)
     """
     output = next(n for n in graph.graph.nodes if n.op == "output")
     results = output.args[0]

@@ -83,9 +83,12 @@ def test_onnxruntime_quantizer_keeps_accuracy_and_quantizes_between_convolutions
     assert crossings(out) < crossings(tmp_path / "model_int8.onnx")
 
 
-def test_pt2e_int8_runs_every_convolution_and_residual_add_in_int8(trained, tmp_path):
-    """x86's recipe left a convolution before a residual add in float (Inductor fuses the pair);
-    ONNX Runtime then ran it in float. The ONNX Runtime annotation makes both int8 kernels."""
+def test_pt2e_int8_runs_every_convolution_residual_add_and_the_classifier_in_int8(
+    trained, tmp_path
+):
+    """x86's recipe left a convolution before a residual add in float (Inductor fuses the pair)
+    and the classifier's logits in float; ONNX Runtime then ran them in float, dequantizing
+    their weights on every call. The ONNX Runtime annotation makes them all int8 kernels."""
     space, arch, model, data = trained
     q = quantize_int8(model, data.x_train[:128])
     check = export_onnx(q, data.x_val[:4], tmp_path / "m.onnx", check=data.x_val)
@@ -93,7 +96,8 @@ def test_pt2e_int8_runs_every_convolution_and_residual_add_in_int8(trained, tmp_
     ops = [n.op_type for n in optimized_graph(tmp_path / "m.onnx").node]
     residual_adds = sum(n.op_type == "Add" for n in _float_graph(model, data))
     assert residual_adds >= 1 and ops.count("QLinearAdd") == residual_adds
-    assert not {"Conv", "FusedConv", "Add"} & set(ops), ops
+    assert not {"Conv", "FusedConv", "Add", "Gemm", "MatMul"} & set(ops), ops
+    assert ops.count("QGemm") == 1
 
 
 def _float_graph(model, data):
