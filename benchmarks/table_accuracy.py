@@ -6,7 +6,8 @@ of the table's reference model). Goal on this CPU: >= 99% of held-out architectu
 within +-10% (nn-Meter: 99.0% on a mobile CPU).
 
     python benchmarks/table_accuracy.py --write
-    python benchmarks/table_accuracy.py --table latency_tables/cpu-x86-int8.json --runs 1 --write
+    python benchmarks/table_accuracy.py --table latency_tables/cpu-x86-int8.json \
+        --runs 1 --n 50 --write
 
 A table other than the default gets its own section, named after the table.
 """

@@ -456,6 +456,11 @@ def profile_space(
         log.info("%d layers to measure for space %s", len(todo), space.name)
         spaces = dict(table.meta.get("spaces", {}))
         spaces[space.name] = space.hash
+        command = command or (
+            f"nas profile --space {space.name} --device {config.device} "
+            f"--threads {torch.get_num_threads()} --batch {config.batch} "
+            f"--dtype {config.dtype} --runtime {config.engine} --out {device_name}.json"
+        )
         meta = {
             "description": table.meta.get("description")
             or f"measured on {platform.node() or 'this machine'} with nas profile",
@@ -463,12 +468,9 @@ def profile_space(
             "fingerprint": fingerprint(config),
             "protocol": {**config.protocol(), "allocator": allocator},
             "spaces": spaces,
-            "profile_command": command
-            or (
-                f"nas profile --space {space.name} --device {config.device} "
-                f"--threads {torch.get_num_threads()} --batch {config.batch} "
-                f"--dtype {config.dtype} --runtime {config.engine} --out {device_name}.json"
-            ),
+            "profile_command": command,
+            # a table of several spaces: the command that fills each one
+            "profile_commands": {**table.meta.get("profile_commands", {}), space.name: command},
         }
         new: list[TableEntry] = []
         energy_note = ""
@@ -515,7 +517,10 @@ def profile_space(
                 if not energy_note or energy_note.startswith("power x latency")
                 else f"measured ({energy_note})",
             },
-            "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            # a rerun that measured nothing leaves the date of the measurements
+            "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+            if new or "measured" not in table.meta
+            else table.meta["measured"],
         }
         meta[UNFINISHED] = [n for n in table.meta.get(UNFINISHED, []) if n != space.name]
         table = table.with_entries(new, **meta)

@@ -337,7 +337,9 @@ class LookupTable:
         """Raise unless the table was built for ``space`` (by name) or names no spaces at all,
         and its profile of ``space`` ran to the end."""
         if space.name in self.meta.get(UNFINISHED, []):
-            command = self.meta.get("profile_command", "the nas profile command that made it")
+            command = self.meta.get("profile_commands", {}).get(space.name) or self.meta.get(
+                "profile_command", "the nas profile command that made it"
+            )
             raise NasConfigError(
                 f"table '{self.device}' ({self.path}): its profile of space '{space.name}' was "
                 "interrupted, so its entries lack the in-model correction fitted at the end; "

@@ -66,10 +66,14 @@ def test_profile_covers_every_layer_and_round_trips(tiny, table, tmp_path):
 
 def test_rerun_fills_only_missing_entries(tiny, table):
     calls = []
+    dated = LookupTable(table.device, {**table.meta, "measured": "2000-01-01"}, table.entries)
     again = profile_space(
-        tiny, FAST, device_name="tinydev", existing=table, progress=lambda *a: calls.append(a)
+        tiny, FAST, device_name="tinydev", existing=dated, progress=lambda *a: calls.append(a)
     )
     assert calls == [] and dict(again.entries) == dict(table.entries)
+    assert again.meta["measured"] == "2000-01-01"  # nothing new was measured
+    # each space of a table keeps the command that fills it
+    assert again.meta["profile_commands"] == {"tiny_cell": table.meta["profile_command"]}
     partial = LookupTable(table.device, table.meta, dict(list(table.entries.items())[:-2]))
     filled = profile_space(
         tiny, FAST, device_name="tinydev", existing=partial, progress=lambda *a: calls.append(a)
