@@ -284,9 +284,13 @@ def _check_out_file(out: Path, example: str, inputs: Sequence[str] = ()) -> None
         ) from None
 
 
-def _check_table_out(out: Path, example: str, *inputs: str | Path) -> None:
-    """Refuse a table --out whose files would overwrite an input or a file that is no table:
-    a table is ``<out>.json`` plus ``<out>.csv``, and ``phone.json`` writes ``phone.csv``."""
+def _table_out(given: str, example: str, *inputs: str | Path) -> Path:
+    """The table file ``--out given`` names (``given`` with ``.json``), refused when it is a
+    folder or its files would overwrite an input or a file that is no table: a table is
+    ``<out>.json`` plus ``<out>.csv``, and ``phone.json`` writes ``phone.csv``."""
+    if Path(given).is_dir():  # not 'given.json' beside the folder
+        _check_out_file(Path(given), example)
+    out = Path(given).with_suffix(".json")
     _check_out_file(out, example, inputs=[str(given) for given in inputs])
     rows = out.with_suffix(".csv")
     for given in inputs:
@@ -303,6 +307,7 @@ def _check_table_out(out: Path, example: str, *inputs: str | Path) -> None:
                 f"--out {out}: {rows} exists and is not a table's rows (it starts "
                 f"{header[:40]!r}); writing the table would overwrite it: choose another --out"
             )
+    return out
 
 
 def _warn_builtin_name(out: Path) -> None:
@@ -571,8 +576,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         ]
     )
     default = f"{args.device.replace(':', '')}{kind}-{space.name}.json"
-    out = Path(args.out or default).with_suffix(".json")
-    _check_table_out(out, f"{space.name}-table.json")
+    out = _table_out(args.out or default, f"{space.name}-table.json")
     existing = LookupTable.load(out) if out.exists() else None
     if existing is None:
         _warn_builtin_name(out)
@@ -797,8 +801,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from nas.space import load_space
 
     space = load_space(args.space) if args.space else None
-    out = Path(args.out).with_suffix(".json")
-    _check_table_out(out, f"{args.device}-table.json", args.src)
+    out = _table_out(args.out, f"{args.device}-table.json", args.src)
     _check_replaced_table(out, "imported", lambda k: k.endswith(" in source"), args.force)
     _warn_builtin_name(out)
     table = import_table(args.format, args.src, args.device, space=space, name=out.stem)
@@ -821,8 +824,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from nas.cost._calibrate import calibrate
     from nas.space import load_space
 
-    out = Path(args.out).with_suffix(".json")
-    _check_table_out(out, "my-device.json", args.measurements)
+    out = _table_out(args.out, "my-device.json", args.measurements)
     _check_replaced_table(out, "calibrated", lambda k: k == "calibrated", args.force)
     _warn_builtin_name(out)
     space = load_space(args.space)

@@ -193,6 +193,18 @@ def test_an_out_file_that_cannot_be_written_is_refused_before_any_work(capsys, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "archs.txt"]
 
 
+def test_a_table_out_that_is_a_folder_is_refused_not_written_beside_it(capsys, tmp_path):
+    """--out tables/ once wrote tables.json and tables.csv next to the folder."""
+    (tmp_path / "tables").mkdir()
+    csv = tmp_path / "m.csv"
+    csv.write_text("arch,latency_ms\n")
+    calibrate = ["calibrate", "--space", "nasbench201", "--measurements", str(csv)]
+    assert main([*calibrate, "--out", str(tmp_path / "tables")]) == 2
+    err = capsys.readouterr().err
+    assert "tables: is a folder; name a file in it, e.g. --out " in err and err.count("\n") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.csv", "tables"]
+
+
 def test_calibrate_and_import_do_not_replace_a_table_of_another_kind(capsys, tmp_path):
     from nas.space import load_space
 
