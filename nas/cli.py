@@ -291,13 +291,13 @@ def _table_out(given: str, example: str, *inputs: str | Path) -> Path:
     if Path(given).is_dir():  # not 'given.json' beside the folder
         _check_out_file(Path(given), example)
     out = Path(given).with_suffix(".json")
-    _check_out_file(out, example, inputs=[str(given) for given in inputs])
+    _check_out_file(out, example, inputs=[str(source) for source in inputs])
     rows = out.with_suffix(".csv")
-    for given in inputs:
-        if Path(given).resolve() == rows.resolve():
+    for source in inputs:
+        if Path(source).resolve() == rows.resolve():
             raise NasConfigError(
-                f"--out {out}: the table's rows go to {rows}, which is the input {given}; "
-                f"choose another --out, e.g. --out {Path(given).with_name(example)}"
+                f"--out {out}: the table's rows go to {rows}, which is the input {source}; "
+                f"choose another --out, e.g. --out {Path(source).with_name(example)}"
             )
     if rows.is_file():
         with open(rows, encoding="utf-8", errors="replace") as f:
