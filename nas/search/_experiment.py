@@ -258,11 +258,15 @@ def _check_tables_cover(space: str, named_at: dict[str, Node], dirs: tuple[Path,
             continue
         try:
             model = load_cost_model(device, dirs)
-            if isinstance(model, LookupTable):
-                loaded = loaded or load_space(space)
-                model.check_space(loaded)
         except NasConfigError as exc:
             raise where.error(exc.reason) from None
+        if isinstance(model, LookupTable):
+            # the space's own errors name its file and key, not this metric
+            loaded = loaded or load_space(space)
+            try:
+                model.check_space(loaded)
+            except NasConfigError as exc:
+                raise where.error(exc.reason) from None
 
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:

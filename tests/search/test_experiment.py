@@ -170,6 +170,22 @@ def test_a_table_for_another_space_is_reported_where_the_metric_names_it(tmp_pat
         load_experiment(write(tmp_path, text))
 
 
+def test_an_error_in_the_space_file_is_reported_there_with_a_measured_table(tmp_path):
+    """Checking a table against the space loads the space: its errors name its own file, line
+    and key, not the metric that named the table."""
+    from nas.space._space import builtin_space_dir
+
+    text = (builtin_space_dir() / "mobilenet_small.yaml").read_text()
+    text = text.replace("name: mobilenet_small", "name: mine")
+    (tmp_path / "mine.yaml").write_text(text.replace("depth: [1, 2]", "depth: [1, two]", 1))
+    exp = GOOD.replace("space: mobilenet_small", "space: mine.yaml")
+    exp = exp.replace("latency_ms@cpu]", "latency_ms@cpu-x86]")
+    with pytest.raises(NasConfigError) as info:
+        load_experiment(write(tmp_path, exp))
+    assert str(info.value).startswith(str(tmp_path / "mine.yaml")), str(info.value)
+    assert "depth[1]: expected an integer, got 'two'" in str(info.value)
+
+
 def test_metrics_and_constraints():
     assert parse_metric("accuracy") == Metric("accuracy", "maximize", True)
     assert parse_metric("energy_mj@edge-tpu").device == "edge-tpu"
