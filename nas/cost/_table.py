@@ -428,7 +428,14 @@ class LookupTable:
                 f"{meta['units']!r}; convert the table (nas import-table) instead of relabelling"
             )
         _check_numbers(json_path, meta)
-        csv_path = json_path.parent / meta.get("table", json_path.with_suffix(".csv").name)
+        csv_path = json_path.with_suffix(".csv")
+        if meta.get("table", csv_path.name) != csv_path.name:
+            # a copied pair keeps the original's name here: its own rows would go unread
+            raise NasConfigError(
+                f"{json_path}: table: names {meta['table']!r}, but a table's rows are the "
+                f'{csv_path.name} beside its JSON; set "table": "{csv_path.name}" (a '
+                "renamed or copied table), or give the JSON the name of its rows file"
+            )
         entries = _read_csv(csv_path)
         protocol = meta.get("protocol", {})
         return cls(
@@ -478,7 +485,10 @@ def _read_csv(path: Path) -> list[TableEntry]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise NasConfigError(f"{path}: table file not found") from None
+        raise NasConfigError(
+            f"{path}: table rows file not found; a table is {path.stem}.json plus the "
+            f"{path.name} beside it: copy or move the two together"
+        ) from None
     reader = csv.DictReader(io.StringIO(text))
     header = reader.fieldnames or []
     missing = [c for c in COLUMNS if c not in header and c != "source"]

@@ -115,6 +115,25 @@ def test_a_table_holds_one_protocol(tiny, table, tmp_path):
             profile_space(tiny, FAST, device_name="tinydev", existing=other)
 
 
+def test_a_copied_table_reads_its_own_rows_or_says_why_not(table, tmp_path):
+    """A JSON copied under a new name kept the original's ``table`` key and read the
+    original's rows, ignoring the edited copy beside it."""
+    original = table.save(tmp_path / "orig.json")
+    meta = original.read_text()
+    (tmp_path / "copy.json").write_text(meta)
+    with pytest.raises(NasConfigError) as info:
+        LookupTable.load(tmp_path / "copy.json")
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path / 'copy.json'}: table: names 'orig.csv'")
+    assert 'set "table": "copy.csv"' in message and "\n" not in message
+    (tmp_path / "copy.json").write_text(meta.replace('"orig.csv"', '"copy.csv"'))
+    with pytest.raises(NasConfigError, match=r"copy\.csv: table rows file not found; a table is "):
+        LookupTable.load(tmp_path / "copy.json")
+    rows = (tmp_path / "orig.csv").read_text().splitlines()
+    (tmp_path / "copy.csv").write_text("\n".join(rows[:-1]) + "\n")  # one row less
+    assert len(LookupTable.load(tmp_path / "copy.json").entries) == len(table.entries) - 1
+
+
 def test_an_interrupted_profile_is_refused_until_finished(tiny, tmp_path):
     from nas.cost import for_space
 
