@@ -182,6 +182,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     exp = load_experiment(args.experiment, args.set or [])
     space, arch, _ = read_architecture_file(args.arch)
+    out = Path(args.out or Path(exp.out) / "train")
+    _check_out_folder(out)
     data = load_data(exp.data)
     adapted = adapt_space(space, data)
     if adapted.hash != space.hash:
@@ -192,7 +194,6 @@ def _cmd_train(args: argparse.Namespace) -> int:
             f"with an experiment on data of that shape (the one that searched space "
             f"'{space.name}')"
         )
-    out = Path(args.out or Path(exp.out) / "train")
     results = finish_members(
         out,
         space,

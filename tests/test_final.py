@@ -351,3 +351,17 @@ def test_a_teacher_for_other_data_is_refused_before_training(finished, tmp_path,
     assert "finetune.distill.teacher: " in err and "takes input (3, 32, 32) with 10 classes" in err
     assert "but the data is (1, 8, 8) with 10 classes" in err
     assert not (tmp_path / "out" / "final").exists()
+
+
+def test_nas_train_refuses_an_out_that_is_a_file_before_training(finished, tmp_path, capsys):
+    """It fine-tuned an epoch, then crashed with NotADirectoryError and a traceback."""
+    (tmp_path / "phone.csv").write_text("arch,latency_ms\n")
+    student = next((finished / "run" / "architectures").glob("*.json"))
+    args = ["train", str(student), "--experiment", str(finished / "exp.yaml"), "-q"]
+    assert main([*args, "--out", str(tmp_path / "phone.csv")]) == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"nas: error: --out {tmp_path / 'phone.csv'}: exists and is not a folder; "
+        "choose another --out\n"
+    )
+    assert (tmp_path / "phone.csv").read_text() == "arch,latency_ms\n"
