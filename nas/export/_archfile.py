@@ -111,6 +111,11 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
             f"{path}: space_spec hashes to {space.hash} but the architecture names space hash "
             f"{arch.space_hash}; the file was edited by hand or corrupted"
         )
+    if arch.space != space.name:
+        raise NasConfigError(
+            f"{path}: space: names '{arch.space}' but the file's space_spec is space "
+            f'\'{space.name}\'; set "space": "{space.name}" (the file was edited by hand)'
+        )
     space.from_choices(dict(arch.choices), source=str(path))  # every choice is valid
     if "pruned" in doc:
         doc["pruned"] = _check_pruned(doc["pruned"], str(path))

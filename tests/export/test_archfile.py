@@ -105,6 +105,22 @@ def test_edited_space_spec_is_detected(saved):
         read_architecture_file(path)
 
 
+def test_an_edited_space_name_names_the_key_and_the_fix(saved):
+    """It said 'from space X (hash h), not from Y (hash h)': no file, no key, one hash twice."""
+    path, *_ = saved
+    doc = json.loads(path.read_text())
+    right = doc["space"]
+    doc["space"] = "nasbench201"
+    del doc["arch_id"]  # what the arch_id check asks for after such an edit
+    path.write_text(json.dumps(doc))
+    with pytest.raises(NasConfigError) as info:
+        read_architecture_file(path)
+    assert str(info.value) == (
+        f"{path}: space: names 'nasbench201' but the file's space_spec is space '{right}'; "
+        f'set "space": "{right}" (the file was edited by hand)'
+    )
+
+
 def test_not_json(tmp_path):
     bad = tmp_path / "a.json"
     bad.write_text("{oops")
