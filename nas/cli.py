@@ -980,7 +980,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print(format_summary(result.summary))
     print(NORMALIZATION_NOTE)
     print(
-        f"results in {out}/ (evaluations.csv, runs.csv, summary.csv, gap.png) "
+        f"results in {out}/ (evaluations.csv, runs.csv, summary.csv, gap.png, settings.json) "
         f"in {time.perf_counter() - start:.1f} s"
     )
     return 0
@@ -990,6 +990,17 @@ class _Parser(argparse.ArgumentParser):
     """argparse with the CLI's one-line errors (subcommand parsers inherit it)."""
 
     def error(self, message: str) -> NoReturn:
+        import difflib
+        import re
+
+        wrong = re.match(
+            r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)", message
+        )
+        if wrong:  # a misspelt command or choice: what was meant, not the whole list
+            allowed = re.findall(r"'([^']*)'", wrong[3]) or wrong[3].split(", ")
+            close = difflib.get_close_matches(wrong[2], allowed, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            message = f"{wrong[1]}: unknown '{wrong[2]}' ({hint}one of: {', '.join(allowed)})"
         raise NasConfigError(f"{message}; see {self.prog} --help")
 
 
@@ -1017,15 +1028,22 @@ def _at_least(minimum: int) -> Callable[[str], int]:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from nas import __version__
+
     parser = _Parser(prog="nas", description="Hardware-aware neural architecture search.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    parser.add_argument("--version", action="version", version=f"nas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        description = help_text[0].upper() + help_text[1:] + "."
+        return sub.add_parser(name, help=help_text, description=description)
 
     for name, help_text in (
         ("run", "run the whole pipeline of an experiment"),
         ("search", "run (or continue) the search of an experiment and write its report"),
     ):
-        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:])
+        p = command(name, help_text)
         p.add_argument("experiment", help="experiment YAML file")
         p.add_argument("--out", help="run directory (default: the experiment's 'out')")
         p.add_argument(
@@ -1038,13 +1056,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
         p.set_defaults(func=_cmd_run, finish=name == "run", resumable=True)
 
-    p = sub.add_parser("pareto", help="write the Pareto report of a stored study")
+    p = command("pareto", "write the Pareto report of a stored study")
     p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///x.db")
     p.add_argument("--study", required=True, help="study name")
     p.add_argument("--out", help="output directory (default: pareto-<study>)")
     p.set_defaults(func=_cmd_pareto)
 
-    p = sub.add_parser("train", help="fine-tune, compress, measure and export one arch.json")
+    p = command("train", "fine-tune, compress, measure and export one arch.json")
     p.add_argument("arch", help="an arch.json file (its weights, if any, are the start)")
     p.add_argument("--experiment", required=True, help="experiment YAML (data, finetune, ...)")
     p.add_argument("--out", help="output directory (default: <experiment out>/train)")
@@ -1057,7 +1075,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_train, resumable=True)
 
-    p = sub.add_parser("export", help="export folder (arch.json, weights, ONNX, ...) of a trial")
+    p = command("export", "export folder (arch.json, weights, ONNX, ...) of a trial")
     p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///x.db")
     p.add_argument("--study", required=True, help="study name")
     p.add_argument(
@@ -1069,10 +1087,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: export-<study>-<trial>)")
     p.set_defaults(func=_cmd_export)
 
-    p = sub.add_parser("spaces", help="list the built-in search spaces with their sizes")
+    p = command("spaces", "list the built-in search spaces with their sizes")
     p.set_defaults(func=_cmd_spaces)
 
-    p = sub.add_parser("devices", help="list the cost models (tables and analytic profiles)")
+    p = command("devices", "list the cost models (tables and analytic profiles)")
     p.add_argument(
         "--table-dir",
         action="append",
@@ -1082,7 +1100,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_devices)
 
-    p = sub.add_parser("show", help="layer table of an architecture")
+    p = command("show", "layer table of an architecture")
     p.add_argument(
         "arch",
         help="an arch.json file or export folder, or an architecture string with --space "
@@ -1104,7 +1122,7 @@ def build_parser() -> argparse.ArgumentParser:
             "--repeats", type=_at_least(1), default=100, help="timed calls (default 100)"
         )
 
-    p = sub.add_parser("profile", help="measure a lookup table of every layer a space can hold")
+    p = command("profile", "measure a lookup table of every layer a space can hold")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
     measuring(p)
     p.add_argument("--batch", type=_at_least(1), default=1, help="batch size (default 1)")
@@ -1133,7 +1151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--power-source", help="where the --power-w figure comes from (recorded)")
     p.set_defaults(func=_cmd_profile, resumable=True)
 
-    p = sub.add_parser("validate-table", help="compare a table with end-to-end measurements")
+    p = command("validate-table", "compare a table with end-to-end measurements")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
     p.add_argument("--table", required=True, help="table .json path")
     p.add_argument(
@@ -1152,7 +1170,7 @@ def build_parser() -> argparse.ArgumentParser:
     measuring(p)
     p.set_defaults(func=_cmd_validate)
 
-    p = sub.add_parser("import-table", help="convert another tool's latency table into ours")
+    p = command("import-table", "convert another tool's latency table into ours")
     p.add_argument("src", help="the source table (file or folder)")
     p.add_argument("--format", required=True, help="hwnasbench-fbnet or ofa-yaml")
     p.add_argument("--device", required=True, help="the source's device (column) to import")
@@ -1161,7 +1179,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace an --out table of another kind")
     p.set_defaults(func=_cmd_import)
 
-    p = sub.add_parser("calibrate", help="fit a table from whole-model latency measurements")
+    p = command("calibrate", "fit a table from whole-model latency measurements")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
     p.add_argument("--measurements", required=True, help="CSV with columns arch,latency_ms")
     p.add_argument("--out", required=True, help="table path (.json + .csv); its stem names it")
@@ -1176,7 +1194,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_calibrate)
 
-    p = sub.add_parser("cost", help="latency and energy of architectures from a cost model")
+    p = command("cost", "latency and energy of architectures from a cost model")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
     p.add_argument("--table", required=True, help="device name or table/profile path")
     p.add_argument(
@@ -1187,7 +1205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="CSV path (default: standard output)")
     p.set_defaults(func=_cmd_cost)
 
-    p = sub.add_parser("bench", help="score search methods on a tabular benchmark's true front")
+    p = command("bench", "score search methods on a tabular benchmark's true front")
     p.add_argument(
         "benchmark",
         help="nasbench201 (tabular, accuracy + cost) or fbnet (cost-only, exact front by DP)",
@@ -1231,7 +1249,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_cmd_bench)
 
-    p = sub.add_parser("sample", help="print random architectures of a space")
+    p = command("sample", "print random architectures of a space")
     p.add_argument("--space", required=True, help="built-in space name or YAML path")
     p.add_argument("-n", type=_at_least(1), default=5, help="how many (default 5)")
     p.add_argument(
@@ -1241,10 +1259,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _unknown_options(parser: argparse.ArgumentParser, name: str, extra: list[str]) -> NoReturn:
+    import difflib
+
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    command = action.choices[name]
+    options = [o for a in command._actions for o in a.option_strings]
+    close = difflib.get_close_matches(extra[0].split("=")[0], options, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise NasConfigError(
+        f"unrecognized arguments: {' '.join(extra)}{hint}; see {command.prog} --help"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        if extra:  # said by the command's own parser, which knows its options
+            _unknown_options(parser, args.command, extra)
     except NasConfigError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         return 2

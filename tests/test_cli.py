@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from nas.cli import main
+from nas.cli import build_parser, main
 
 
 def test_spaces_lists_builtins_with_sizes(capsys):
@@ -57,7 +58,13 @@ def test_output_piped_into_head_ends_quietly():
         (["export", "--storage", "{tmp}/none.db", "--study", "x", "--trial", "0"], "sqlite:///"),
         (["validate-table", "--space", "fbnet", "--table", "cpu", "--n", "0"], ">= 2, got '0'"),
         (["sample", "--space", "fbnet", "-n", "x"], "argument -n: expected an integer"),
-        (["frob"], "invalid choice: 'frob'"),
+        (["frob"], "COMMAND: unknown 'frob' (one of: run, search, "),
+        (["rn"], "COMMAND: unknown 'rn' (did you mean 'run'? one of: run, search, "),
+        (["profile", "--space", "fbnet", "--dtype", "int4"], "(did you mean 'int8'?)"),
+        (
+            ["sample", "--space", "fbnet", "--nn", "3"],
+            "--nn 3 (did you mean -n?); see nas sample ",
+        ),
     ],
 )
 def test_user_errors_exit_2_with_one_line(capsys, tmp_path, args, pattern):
@@ -229,3 +236,15 @@ def test_calibrate_and_import_do_not_replace_a_table_of_another_kind(capsys, tmp
     err = capsys.readouterr().err
     assert f"{csv}:2: 3 fields but the header names 2; a decimal comma?" in err
     assert "warning" not in err
+
+
+def test_version_and_every_command_describes_itself(capsys):
+    from nas import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out == f"nas {__version__}\n"
+    parser = build_parser()
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, command in action.choices.items():
+        assert command.description and command.description.endswith("."), name
