@@ -640,9 +640,15 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         print(
             f"nas: warning: the correction fits the end-to-end timings poorly (RMSE "
             f"{fix['fit_rmse_ms']:.4f} ms on models like the {reference:.4f} ms reference): the "
-            "machine was busy or the timings too short, and predictions may be far off; "
-            f"profile into a new --out on an idle machine (more --repeats), then check it "
-            f"with nas validate-table --space {args.space} --table {out}",
+            "machine was busy, the timings too short"
+            + (
+                ", or the runtime fuses across layers more than the correction models"
+                if config.engine == "onnxruntime"
+                else ""
+            )
+            + ", and predictions may be far off; profile into a new --out on an idle machine "
+            f"(more --repeats), then check it with nas validate-table --space {args.space} "
+            f"--table {out}",
             file=sys.stderr,
         )
     return 0
