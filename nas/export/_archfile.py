@@ -208,7 +208,11 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
 
         wpath = (path.parent / doc["weights"]).resolve()
         if not wpath.is_file():
-            raise NasConfigError(f"{path}: weights file {wpath} does not exist")
+            raise NasConfigError(
+                f"{path}: weights file {wpath} does not exist (its 'weights' key is relative "
+                "to the arch.json: copy the weights file along, or load the architecture "
+                "untrained with weights=False)"
+            )
         try:
             state = load_file(str(wpath))
         except (SafetensorError, OSError) as exc:

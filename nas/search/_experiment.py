@@ -328,6 +328,11 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
                 raise value.error(
                     f'expected a bound like "<= 2.0" or ">= 0.9", got {value.value!r}'
                 )
+            if metric.name in ("error", "accuracy") and not 0 <= bound <= 1:
+                raise value.error(  # "<= 5" meant 5%: a bound never binding, silently
+                    f"{metric.name} is a fraction in [0, 1], got {bound:g}; for "
+                    f'{bound:g}% write "{m[1]} {bound / 100:g}"'
+                )
             constraints.append(Constraint(metric, m[1], bound))
 
     table_dirs = []
@@ -420,7 +425,14 @@ def _objective(item: Node) -> Metric:
     if not isinstance(item.value, dict):
         return item.convert(parse_metric)
     if list(item.value) != ["maximize"]:
-        raise item.error(f"expected a metric name or {{maximize: METRIC}}, got {item.value!r}")
+        import difflib
+
+        keys = [str(k) for k in item.value]
+        close = difflib.get_close_matches(keys[0], ["maximize"], n=1) if len(keys) == 1 else []
+        hint = " (did you mean 'maximize'?)" if close else ""
+        raise item.error(
+            f"expected a metric name or {{maximize: METRIC}}, got {item.value!r}{hint}"
+        )
     inner = item.get("maximize")
     metric = inner.convert(parse_metric)
     if metric.name not in MAXIMIZABLE:

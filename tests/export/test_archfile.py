@@ -249,7 +249,9 @@ def test_show_checks_that_the_weights_load(saved, capsys):
     doc = json.loads(path.read_text())
     path.write_text(json.dumps(doc | {"weights": "w/gone.safetensors"}))
     assert main(["show", str(path)]) == 2
-    assert "gone.safetensors does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "gone.safetensors does not exist (its 'weights' key is relative to the arch.json" in err
+    assert "untrained with weights=False" in err and err.count("\n") == 1
     path.write_text(json.dumps({k: v for k, v in doc.items() if k != "weights"}))
     assert main(["show", str(path)]) == 0
     assert (

@@ -123,6 +123,16 @@ def test_a_teacher_must_exist_and_carry_trained_weights(tmp_path):
         ),
         ("[error, params, latency_ms@cpu]", "[error, accuracy]", r"same objective"),
         ('"<= 2.0"', '"at most 2"', r"constraints\.latency_ms@cpu: expected a bound like"),
+        (
+            'accuracy: ">= 0.5"',
+            'error: "<= 5"',
+            r'constraints\.error: error is a fraction in \[0, 1\], got 5; for 5% write "<= 0\.05"',
+        ),
+        (
+            "[error, params, latency_ms@cpu]",
+            "[error, {maximise: macs}, latency_ms@cpu]",
+            r"objectives\[1\]: expected a metric name .* \(did you mean 'maximize'\?\)",
+        ),
         ("train: {epochs: 2}", "train: {epochs: 0}", r"train\.epochs"),
         (
             "name: demo",
