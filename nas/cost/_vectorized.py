@@ -43,6 +43,10 @@ class VectorizedCost:
     """
 
     def __init__(self, space: SearchSpace, model: CostModel) -> None:
+        from nas.cost._table import LookupTable
+
+        if isinstance(model, LookupTable) and model.space is None:
+            model = model.bind(space)  # its in-model correction for this space
         self.space = space
         self.model = model
         self.parameters = space.parameters()

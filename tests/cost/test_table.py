@@ -422,6 +422,17 @@ def test_vectorized_table(tiny, table):
     np.testing.assert_allclose(fast.latency_ms(fast.encode(archs)), slow, rtol=1e-9)
 
 
+def test_vectorized_cost_binds_a_table_of_several_spaces_to_its_own():
+    """VectorizedCost(space, load_cost_model("cpu-x86")) asked to bind a table it had been
+    given the space for."""
+    space = load_space("mobilenet_small")
+    fast = VectorizedCost(space, load_cost_model("cpu-x86"))
+    bound = load_cost_model("cpu-x86").bind(space)
+    archs = [space.random(i) for i in range(5)]
+    slow = [bound.estimate(space.layers(a)).latency_ms for a in archs]
+    np.testing.assert_allclose(fast.latency_ms(fast.encode(archs)), slow, rtol=1e-9)
+
+
 def test_entry_statistics():
     layer = load_space("nasbench201").layers(load_space("nasbench201").random(0))[0]
     e = entry_from_layer(layer, latency_ms=[1.0, 3.0, 2.0, 10.0], energy_mj=0.5, kind="measured")
