@@ -94,6 +94,15 @@ class VectorizedCost:
             total += values[tuple(codes[:, c] for c in slot.columns)] if slot.columns else values
         return total
 
+    def bounds(self, which: str) -> tuple[float, float]:
+        """(lowest, highest) ``latency_ms`` or ``energy_mj`` any architecture could have: the
+        overhead plus each slot's cheapest (dearest) choice. Slots sharing a parameter may not
+        reach both ends at once, so these bound the space's range; they need not be attained."""
+        constant = self.overhead[0] if which == "latency_ms" else self.overhead[1]
+        values = [getattr(slot, which) for slot in self.slots]
+        low = constant + sum(float(np.min(v)) for v in values)
+        return low, constant + sum(float(np.max(v)) for v in values)
+
     def latency_ms(self, codes: np.ndarray) -> np.ndarray:
         """Latency of each row of ``codes`` (from :meth:`encode` or drawn directly)."""
         return self._sum(np.asarray(codes), "latency_ms", self.overhead[0])

@@ -136,8 +136,31 @@ def prepare(experiment: Experiment) -> Prepared:
                 f"{table.meta['value_kinds']['energy']!r}); use latency_ms@{metric.device}, "
                 "or a device whose table or profile has energy"
             )
+    _check_reachable(experiment, space, models)
     evaluator = Evaluator(space, models, experiment.train, data)
     return Prepared(experiment, space, evaluator)
+
+
+def _check_reachable(
+    experiment: Experiment, space: SearchSpace, models: dict[str, CostModel]
+) -> None:
+    """Refuse a cost constraint no architecture of ``space`` can meet (``latency_ms@t <=
+    0.0001``) before any trial: the search would try every trial and train nothing."""
+    from nas.cost import VectorizedCost
+
+    for c in experiment.constraints:
+        model = models.get(c.metric.device or "")
+        if model is None or c.metric.quantity not in ("latency_ms", "energy_mj"):
+            continue
+        low, high = VectorizedCost(space, model).bounds(c.metric.quantity)
+        best = low if c.op in ("<=", "<") else high
+        if not c.satisfied(best):
+            side = "lowest" if c.op in ("<=", "<") else "highest"
+            raise NasConfigError(
+                f"{experiment.source}: constraints.{c.metric.name}: no architecture of space "
+                f"'{space.name}' meets '{c.op} {c.bound:g}': the {side} it can reach is "
+                f"{best:.4g} at best; loosen the bound"
+            )
 
 
 def make_storage(url: str) -> str | optuna.storages.BaseStorage:

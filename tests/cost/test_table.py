@@ -413,6 +413,10 @@ def test_vectorized_cost_equals_per_architecture_cost(space_name, device):
     slow = [model.estimate(space.layers(a)) for a in archs]
     np.testing.assert_allclose(fast.latency_ms(codes), [s.latency_ms for s in slow], rtol=1e-9)
     np.testing.assert_allclose(fast.energy_mj(codes), [s.energy_mj for s in slow], rtol=1e-9)
+    for which in ("latency_ms", "energy_mj"):  # the range every architecture lies in
+        low, high = fast.bounds(which)
+        values = [getattr(s, which) for s in slow]
+        assert low <= min(values) * (1 + 1e-9) and max(values) <= high * (1 + 1e-9)
 
 
 def test_vectorized_table(tiny, table):

@@ -467,3 +467,23 @@ def test_run_warns_when_no_architecture_meets_the_constraints(tiny_experiment, t
         "warning: no architecture of the 3 trials meets the constraints (params <= 1), so there "
         "is no Pareto front; loosen them" in err
     )
+
+
+def test_a_cost_constraint_no_architecture_can_meet_is_refused_before_any_trial(
+    tiny_experiment, tmp_path, capsys
+):
+    """latency_ms@t <= 0.0001 ran every trial, trained nothing, and said so only at the end."""
+    from nas.cli import main
+
+    path = tiny_experiment('constraints: {"latency_ms@cpu": "<= 0.000001"}', n_trials=3)
+    assert main(["search", str(path), "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: constraints.latency_ms@cpu: no architecture of space 'tiny_cell' meets" in err
+    assert "'<= 1e-06': the lowest it can reach is " in err and err.count("\n") == 1
+    assert not (tmp_path / "run" / "study.db").exists()
+    # a bound the cheapest architectures meet runs as before
+    lowest = float(err.split("can reach is ")[1].split(" ")[0])
+    path = tiny_experiment(
+        f'constraints: {{"latency_ms@cpu": "<= {lowest * 1.5:.6g}"}}', n_trials=2
+    )
+    assert main(["search", str(path), "--out", str(tmp_path / "run2"), "-q"]) == 0
