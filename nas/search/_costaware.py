@@ -12,7 +12,7 @@ accuracy costs a training run. :class:`CostAwareSampler` exploits the asymmetry:
    counts and its free costs (bigger networks tend to be more accurate, a prior the costs give
    for free). Architectures computing the same function thus share one prediction, and of each
    effective form only the members no other member beats on every free cost are ever
-   proposed: NAS-Bench-201's 15,625 cells are 8,503 forms, and training a second member of a
+   proposed: NAS-Bench-201's 15,625 cells are 7,855 forms, and training a second member of a
    form is a wasted evaluation.
 3. Each candidate gets a predicted point: its exact free costs and its predicted error
    ``mu - beta * sigma``. The candidate whose point adds the most hypervolume to the current

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 
 import numpy as np
 import pytest
@@ -181,11 +182,46 @@ def test_effective_form_relabels_interchangeable_nodes():
     assert space.effective(c) == c
 
 
+def test_a_skip_then_op_path_is_the_op_then_skip_path():
+    """x1 = skip(x0), x2 = x0 + conv(x1) is x1 = conv(x0), x2 = x0 + x1: both were trained."""
+    space = load_space("nasbench201")
+    end = "|+|none~0|none~1|skip_connect~2|"
+    a = space.parse("|skip_connect~0|+|skip_connect~0|nor_conv_3x3~1" + end)
+    b = space.parse("|nor_conv_3x3~0|+|skip_connect~0|skip_connect~1" + end)
+    assert space.effective(a) == space.effective(b)
+    # a node with two outgoing edges cannot take its edge's op: one op would run twice
+    c = space.parse(
+        "|skip_connect~0|+|skip_connect~0|nor_conv_3x3~1|+|none~0|nor_conv_1x1~1|skip_connect~2|"
+    )
+    assert space.effective(c).choices["0->1"] == "skip_connect"
+
+
+def test_effective_forms_of_parameter_free_cells_compute_the_same_outputs():
+    """Every rule of ``effective`` (merges, moved ops, dead edges, relabelling) on cells whose
+    ops hold no weights, so the two models share every weight: the same outputs."""
+    space = load_space("nasbench201")
+    ops = ("none", "skip_connect", "avg_pool_3x3")
+    archs = [
+        space.parse("|{}~0|+|{}~0|{}~1|+|{}~0|{}~1|{}~2|".format(*combo))
+        for combo in itertools.product(ops, repeat=6)
+    ]
+    changed = [a for a in archs if space.effective(a) != a]
+    x = torch.randn(2, *space.input_shape)
+    for i in np.random.default_rng(0).permutation(len(changed))[:40]:
+        full = space.build(changed[i], seed=0).eval()
+        form = space.build(space.effective(changed[i]), seed=0).eval()
+        form.load_state_dict(full.state_dict())
+        with torch.no_grad():
+            out, same = full(x), form(x)
+        # sums in another order: equal to rounding (values grow over the 15 cells)
+        assert (out - same).abs().max() <= 1e-6 * out.abs().max(), space.format(changed[i])
+
+
 def test_effective_forms_of_nasbench201_compute_the_same_function():
     space = load_space("nasbench201")
     archs = list(space.enumerate())
     forms = {space.effective(a).arch_id for a in archs}
-    assert len(forms) == 8503
+    assert len(forms) == 7855
     # dead edges removed without relabelling: the shared weights give identical outputs (a dead
     # ReLU-conv-BN edge sees zeros and, in eval mode at init, outputs exactly zero)
     x = torch.randn(2, *space.input_shape)
