@@ -645,7 +645,13 @@ def run_search(
                     "trial": trial.number,
                     "status": status,
                     "arch": attrs["arch"],
-                    **{m.name: metrics.get(m.name) for m in objectives},
+                    # an untrained trial's placeholder (WORST) is no measurement: not shown
+                    **{
+                        m.name: None
+                        if status == "infeasible" and m.name in WORST
+                        else metrics.get(m.name)
+                        for m in objectives
+                    },
                 },
             )
     return SearchOutcome(

@@ -109,7 +109,13 @@ def test_duplicate_architectures_are_not_trained_again(tiny_experiment, tmp_path
 
 def test_cheap_constraint_violators_are_never_trained(tiny_experiment, tmp_path):
     path = tiny_experiment('constraints: {params: "<= 800"}', n_trials=10)
-    result = run_experiment(load_experiment(path), tmp_path / "run")
+    events = []
+    result = run_experiment(
+        load_experiment(path), tmp_path / "run", progress=lambda e, i: events.append((e, i))
+    )
+    # the progress line shows no error for an untrained trial (the study stores a placeholder)
+    shown = [i for e, i in events if e == "trial" and i["status"] == "infeasible"]
+    assert shown and all(i["error"] is None and i["params"] > 800 for i in shown)
     frame = pd.read_csv(tmp_path / "run" / "trials.csv")
     bad = frame[frame["params"] > 800]
     assert len(bad) > 0 and (bad["status"] == "infeasible").all()
