@@ -170,7 +170,10 @@ def parse_op(text: str) -> OpSpec:
     family = op_family(text)
     if family is None:
         raise NasConfigError(
-            f"unknown op '{text}'", allowed=list_ops(), value=text.split("_", 1)[0]
+            f"unknown op '{text}' (an op of your own: list the module that registers it under "
+            "the space's imports:)",
+            allowed=list_ops(),
+            value=text.split("_", 1)[0],
         )
     cls, rest = _REGISTRY[family], text[len(family) :].split("_")[1:]
     values: dict[str, object] = {}

@@ -324,13 +324,43 @@ def read_header(node: Node, type_name: str) -> dict[str, Any]:
     if not _LABEL.match(name):
         raise node.get("name").error(f"space name {name!r} must be a plain identifier")
     node.get("type")
-    return {
+    header = {
         "name": name,
         "type": type_name,
         "description": node.get("description", "").value or "",
         "input": list(read_input(node.get("input"))),
         "num_classes": node.get("num_classes").as_int(min=2),
     }
+    imports = node.get("imports", None)
+    if imports.value is not None:  # before the ops are read: they may register some
+        header["imports"] = [_import_module(item) for item in imports.list()]
+    return header
+
+
+def _import_module(node: Node) -> str:
+    """Import the Python module a space's ``imports:`` names (ops it registers with
+    :func:`register_op`), looked up beside the space file, in the working directory, then on
+    ``sys.path``."""
+    import importlib
+    import sys
+
+    name = node.as_str()
+    if not all(part.isidentifier() for part in name.split(".")):
+        raise node.error(f"expected a Python module name such as my_ops, got {name!r}")
+    here = Path(str(node.file or "")).parent if Path(str(node.file or "")).is_file() else None
+    folders = [str(f) for f in (here, Path.cwd()) if f is not None and str(f) not in sys.path]
+    sys.path[:0] = folders
+    try:
+        importlib.import_module(name)
+    except ImportError as exc:
+        raise node.error(
+            f"cannot import module '{name}' ({exc}); put {name}.py beside the space file or in "
+            "the working directory, or add its folder to PYTHONPATH"
+        ) from None
+    finally:
+        for folder in folders:
+            sys.path.remove(folder)
+    return name
 
 
 def read_classifier(node: Node) -> dict[str, Any]:

@@ -203,3 +203,61 @@ def test_zero_op_is_refused_in_chain_spaces(tmp_path, old, new, pattern):
     text = BASE.replace(old, new, 1).replace("ops:\n", "ops:\n  nothing: zero\n", 1)
     with pytest.raises(NasConfigError, match=rf"{pattern}.*'zero' outputs all zeros"):
         SearchSpace.from_yaml(write(tmp_path, text.replace("mobilenet_small", "mine")))
+
+
+PLUGIN = """
+from torch import nn
+from nas.space import Op, register_op
+
+
+@register_op
+class PluginConv(Op):
+    type_name = "pluginconv"
+    defaults = {"kernel": 3}
+
+    def build(self, cin, cout, stride):
+        return nn.Conv2d(cin, cout, self.kernel, stride, self.kernel // 2)
+"""
+
+
+@pytest.fixture
+def plugin_space(tmp_path, monkeypatch):
+    """A space file whose op comes from a module beside it, named under imports:."""
+    import sys
+
+    from nas.space import _ops
+
+    (tmp_path / "my_plugin_ops.py").write_text(PLUGIN)
+    text = BASE.replace("name: mobilenet_small", "name: plugged\nimports: [my_plugin_ops]")
+    text = text.replace("  skip: skip\n", "  skip: skip\n  pc_k3: pluginconv_k3\n", 1)
+    text = text.replace("ops: [mb_k3_e1, mb_k3_e3,", "ops: [pc_k3, mb_k3_e3,", 1)
+    monkeypatch.chdir(tmp_path.parent)  # not the space's folder: found beside the space file
+    yield write(tmp_path, text)
+    _ops._REGISTRY.pop("pluginconv", None)  # other tests see the built-in ops only
+    _ops.parse_op.cache_clear()
+    sys.modules.pop("my_plugin_ops", None)
+
+
+def test_a_space_imports_the_module_of_its_own_ops(plugin_space, tmp_path):
+    from nas.export import read_architecture_file, write_architecture_file
+
+    space = load_space(plugin_space)
+    assert space.to_dict()["imports"] == ["my_plugin_ops"]
+    arch = space.parse("w16 pc_k3 | w24 mb_k3_e3 | w32 mb_k3_e3")
+    model = space.build(arch, seed=0)
+    assert model(__import__("torch").zeros(1, 1, 8, 8)).shape == (1, 10)
+    # an arch.json carries the space, imports included: it loads where the module imports
+    saved = write_architecture_file(tmp_path / "arch.json", space, arch)
+    assert read_architecture_file(saved)[1] == arch
+
+
+def test_an_import_that_fails_names_the_module_and_the_fix(tmp_path):
+    text = BASE.replace("name: mobilenet_small", "name: plugged\nimports: [no_such_ops_mod]")
+    with pytest.raises(NasConfigError) as info:
+        load_space(write(tmp_path, text))
+    message = str(info.value)
+    assert (
+        message.startswith(f"{tmp_path / 'space.yaml'}:")
+        and "imports[0]: cannot import " in message
+    )
+    assert "put no_such_ops_mod.py beside the space file" in message
