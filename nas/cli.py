@@ -380,11 +380,11 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
     from nas.space import builtin_space_dir, list_spaces, load_space
 
     rows = []
-    for name in list_spaces():
+    for name in args.files or list_spaces():  # a file given is checked as it is listed
         space = load_space(name)
         rows.append(
             (
-                name,
+                name if not args.files else f"{space.name} ({name})",
                 f"{space.size():.4g}" if space.size() > 1e6 else f"{space.size():,}",
                 str(len(space.parameters())),
                 "x".join(map(str, space.input_shape)),
@@ -395,7 +395,8 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     for row in [header, *rows]:
         print("  ".join(v.ljust(w) for v, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
-    print(f"(built-in spaces live in {builtin_space_dir()}; any YAML path works too)")
+    if not args.files:
+        print(f"(built-in spaces live in {builtin_space_dir()}; any YAML path works too)")
     return 0
 
 
@@ -1093,7 +1094,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output folder (default: export-<study>-<trial>)")
     p.set_defaults(func=_cmd_export)
 
-    p = command("spaces", "list the built-in search spaces with their sizes")
+    p = command("spaces", "list the built-in search spaces (or check space files) with sizes")
+    p.add_argument("files", nargs="*", help="space YAML files to check and list instead")
     p.set_defaults(func=_cmd_spaces)
 
     p = command("devices", "list the cost models (tables and analytic profiles)")

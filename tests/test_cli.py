@@ -248,3 +248,18 @@ def test_version_and_every_command_describes_itself(capsys):
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     for name, command in action.choices.items():
         assert command.description and command.description.endswith("."), name
+
+
+def test_spaces_checks_and_lists_the_space_files_it_is_given(capsys, tmp_path):
+    from nas.space import builtin_space_dir
+
+    good = builtin_space_dir() / "fbnet.yaml"
+    assert main(["spaces", str(good)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 and out[1].startswith(f"fbnet ({good})")
+    (tmp_path / "bad.yaml").write_text("name: x\ntype: chain\n")
+    assert main(["spaces", str(tmp_path / "bad.yaml")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"nas: error: {tmp_path / 'bad.yaml'}:1: missing required key 'input'\n"
+    )
