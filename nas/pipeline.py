@@ -7,13 +7,14 @@ created, so a bad experiment leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import logging
 import os
 import platform
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -110,90 +111,122 @@ def run_experiment(
     costs = cost_digests(prepared.space, prepared.evaluator.cost_models)
     check_study(experiment, prepared.space, run_dir, costs)
     run_dir.mkdir(parents=True, exist_ok=True)
-    started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    manifest: dict[str, Any] = {
-        "nas_manifest_version": 1,
-        "command": argv,
-        "started": started,
-        "experiment": {**experiment.to_dict(), "out": str(run_dir)},  # --out, where given
-        "experiment_file": experiment.source,
-        "space": {
-            "name": prepared.space.name,
-            "hash": prepared.space.hash,
-            "size": prepared.space.size(),
-            "input": list(prepared.space.input_shape),
-            "num_classes": prepared.space.num_classes,
-        },
-        "seeds": {
-            "search": experiment.search.seed,
-            "train": experiment.train.seed,
-            "data_split": experiment.data.seed,
-        },
-        "data": (
-            None
-            if prepared.evaluator.data is None
-            else {
-                "name": prepared.evaluator.data.name,
-                "train_val": list(prepared.evaluator.data.sizes),
-            }
-        ),
-        "devices": {d: _describe_device(m) for d, m in prepared.evaluator.cost_models.items()},
-        "environment": environment(),
-        "status": "running",
-    }
-    if "final" in previous:  # the finished models on disk stay described until replaced
-        manifest["final"] = previous["final"]
-    atomic_write_json(run_dir / "manifest.json", manifest)
-    try:
-        outcome = run_search(prepared, run_dir, progress=progress)
-        study = load_study(outcome.storage, outcome.study_name)
-        report = write_report(study, run_dir)
-        finishing = finish and experiment.finetune is not None
-        manifest.update(
-            {
-                "status": "finishing" if finishing else "finished",
-                "searched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                "storage": outcome.storage,
-                "study_name": outcome.study_name,
-                "search": asdict(outcome),
-                "pareto": {
-                    "n": report.n_pareto,
-                    "hypervolume": report.hypervolume,
-                    "hypervolume_reference": report.reference,
-                },
-            }
-        )
+    with _run_dir_lock(run_dir):  # one process per run directory
+        started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        manifest: dict[str, Any] = {
+            "nas_manifest_version": 1,
+            "command": argv,
+            "started": started,
+            "experiment": {**experiment.to_dict(), "out": str(run_dir)},  # --out, where given
+            "experiment_file": experiment.source,
+            "space": {
+                "name": prepared.space.name,
+                "hash": prepared.space.hash,
+                "size": prepared.space.size(),
+                "input": list(prepared.space.input_shape),
+                "num_classes": prepared.space.num_classes,
+            },
+            "seeds": {
+                "search": experiment.search.seed,
+                "train": experiment.train.seed,
+                "data_split": experiment.data.seed,
+            },
+            "data": (
+                None
+                if prepared.evaluator.data is None
+                else {
+                    "name": prepared.evaluator.data.name,
+                    "train_val": list(prepared.evaluator.data.sizes),
+                }
+            ),
+            "devices": {d: _describe_device(m) for d, m in prepared.evaluator.cost_models.items()},
+            "environment": environment(),
+            "status": "running",
+        }
+        if "final" in previous:  # the finished models on disk stay described until replaced
+            manifest["final"] = previous["final"]
         atomic_write_json(run_dir / "manifest.json", manifest)
-        if progress is not None:
-            progress("searched", {"search": outcome, "report": report})
-        final: tuple[Any, ...] = ()
-        if finishing:
-            assert experiment.finetune is not None
-            # load_experiment gives every experiment with 'finetune' a selection rule (knee)
-            select = experiment.select or SelectConfig()
-            final = tuple(
-                _finish(
-                    experiment,
-                    select,
-                    experiment.finetune,
-                    prepared,
-                    study,
-                    run_dir,
-                    manifest,
-                    progress,
-                )
+        try:
+            outcome = run_search(prepared, run_dir, progress=progress)
+            study = load_study(outcome.storage, outcome.study_name)
+            report = write_report(study, run_dir)
+            finishing = finish and experiment.finetune is not None
+            manifest.update(
+                {
+                    "status": "finishing" if finishing else "finished",
+                    "searched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "storage": outcome.storage,
+                    "study_name": outcome.study_name,
+                    "search": asdict(outcome),
+                    "pareto": {
+                        "n": report.n_pareto,
+                        "hypervolume": report.hypervolume,
+                        "hypervolume_reference": report.reference,
+                    },
+                }
             )
-    except BaseException as exc:
-        # finished work stays (trials, checkpoints); the manifest says the run did not end
-        manifest["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-        if not isinstance(exc, KeyboardInterrupt):
-            manifest["error"] = f"{type(exc).__name__}: {exc}"
+            atomic_write_json(run_dir / "manifest.json", manifest)
+            if progress is not None:
+                progress("searched", {"search": outcome, "report": report})
+            final: tuple[Any, ...] = ()
+            if finishing:
+                assert experiment.finetune is not None
+                # load_experiment gives every experiment with 'finetune' a selection rule (knee)
+                select = experiment.select or SelectConfig()
+                final = tuple(
+                    _finish(
+                        experiment,
+                        select,
+                        experiment.finetune,
+                        prepared,
+                        study,
+                        run_dir,
+                        manifest,
+                        progress,
+                    )
+                )
+        except BaseException as exc:
+            # finished work stays (trials, checkpoints); the manifest says the run did not end
+            manifest["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            if not isinstance(exc, KeyboardInterrupt):
+                manifest["error"] = f"{type(exc).__name__}: {exc}"
+            atomic_write_json(run_dir / "manifest.json", manifest)
+            raise
+        manifest["status"] = "finished"
+        manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
         atomic_write_json(run_dir / "manifest.json", manifest)
-        raise
-    manifest["status"] = "finished"
-    manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    atomic_write_json(run_dir / "manifest.json", manifest)
-    return RunResult(run_dir, outcome, report, final)
+        return RunResult(run_dir, outcome, report, final)
+
+
+@contextlib.contextmanager
+def _run_dir_lock(run_dir: Path) -> Iterator[None]:
+    """Refuse a second process in ``run_dir`` while one runs there: both would add trials to
+    the study (past ``n_trials``, training the same architecture twice) and write the same
+    reports. An advisory lock on ``run_dir/.lock``, released when the process ends however it
+    ends; without ``fcntl`` (Windows) there is no check."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(run_dir / ".lock", "a+", encoding="utf-8") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0)
+            holder = f.read().strip() or "?"
+            raise NasConfigError(
+                f"--out {run_dir}: another nas process (pid {holder}) is running in this "
+                "folder; wait for it to end, or pass another --out"
+            ) from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _check_run_dir(run_dir: Path, experiment: Experiment) -> dict[str, Any]:

@@ -493,3 +493,26 @@ def test_a_cost_constraint_no_architecture_can_meet_is_refused_before_any_trial(
         f'constraints: {{"latency_ms@cpu": "<= {lowest * 1.5:.6g}"}}', n_trials=2
     )
     assert main(["search", str(path), "--out", str(tmp_path / "run2"), "-q"]) == 0
+
+
+def test_a_second_process_in_a_running_run_directory_is_refused(tiny_experiment, tmp_path, capsys):
+    """Two searches in one folder both added trials: past n_trials, one architecture twice."""
+    import fcntl
+
+    from nas.cli import main
+
+    path = tiny_experiment(n_trials=2)
+    run = tmp_path / "run"
+    run.mkdir()
+    with open(run / ".lock", "w") as held:  # another process holds the folder
+        fcntl.flock(held, fcntl.LOCK_EX)
+        held.write("4242\n")
+        held.flush()
+        assert main(["search", str(path), "--out", str(run), "-q"]) == 2
+        err = capsys.readouterr().err
+        assert err == (
+            f"nas: error: --out {run}: another nas process (pid 4242) is running in this "
+            "folder; wait for it to end, or pass another --out\n"
+        )
+        assert sorted(p.name for p in run.iterdir()) == [".lock"]
+    assert main(["search", str(path), "--out", str(run), "-q"]) == 0  # released: it runs
