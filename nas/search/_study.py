@@ -304,7 +304,8 @@ def open_study(
         if had != directions:
             raise NasConfigError(
                 f"study '{experiment.study_name}' in {storage} was created to {had} its "
-                f"objectives {names}, not to {directions}; choose another search.study_name"
+                f"objectives {names}, not to {directions}; for a new search pass another --out "
+                "(or choose another search.study_name)"
             )
         if costs and COSTS_ATTR not in attrs:
             study.set_user_attr(COSTS_ATTR, costs)
@@ -334,13 +335,18 @@ def _check_attrs(
     if attrs[OBJECTIVES_ATTR] != names:
         raise NasConfigError(
             f"study '{experiment.study_name}' in {storage} was created with objectives "
-            f"{attrs[OBJECTIVES_ATTR]}, not {names}; choose another search.study_name"
+            f"{attrs[OBJECTIVES_ATTR]}, not {names}; for a new search pass another --out "
+            "(or choose another search.study_name)"
         )
     old = attrs.get(SPACE_ATTR, {})
-    if old != space.to_dict():
+    now = space.to_dict()
+    if old != now:
+        differ = sorted(k for k in {*old, *now} if old.get(k) != now.get(k))
         raise NasConfigError(
             f"study '{experiment.study_name}' in {storage} searched a different space "
-            f"('{old.get('name')}' hash mismatch); choose another search.study_name"
+            f"('{old.get('name')}': {', '.join(differ)} differ); put the space file back to "
+            "continue, or for a new search pass another --out (or choose another "
+            "search.study_name)"
         )
     _check_same_trials(experiment, attrs.get(EXPERIMENT_ATTR) or {}, storage)
     _check_same_costs(experiment, attrs.get(COSTS_ATTR) or {}, costs, storage)

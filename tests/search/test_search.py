@@ -358,6 +358,19 @@ def test_a_refused_run_leaves_no_run_directory(tiny_experiment, tmp_path):
     assert not (tmp_path / "second").exists() and not (tmp_path / "third").exists()
 
 
+def test_a_changed_space_names_what_differs_and_how_to_go_on(tiny_experiment, tmp_path):
+    path = tiny_experiment(n_trials=1, objectives="[params]")
+    run_experiment(load_experiment(path), tmp_path / "run")
+    space_file = tmp_path / "tiny.yaml"
+    space_file.write_text(space_file.read_text() + "description: now with a description\n")
+    with pytest.raises(
+        NasConfigError,
+        match=r"searched a different space \('tiny_cell': description differ\); put the space "
+        r"file back to continue, or for a new search pass another --out",
+    ):
+        run_experiment(load_experiment(path), tmp_path / "run")
+
+
 def test_an_interrupt_while_a_trial_is_stored_waits_for_it(tiny_experiment, tmp_path, monkeypatch):
     # Ctrl-C arriving as the first trained trial's row is written: the row and its weights
     # are kept, then the run stops
