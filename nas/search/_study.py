@@ -148,11 +148,14 @@ def _check_reachable(
     0.0001``) before any trial: the search would try every trial and train nothing."""
     from nas.cost import VectorizedCost
 
+    compiled: dict[str, VectorizedCost] = {}  # one per device, however many constraints
     for c in experiment.constraints:
-        model = models.get(c.metric.device or "")
-        if model is None or c.metric.quantity not in ("latency_ms", "energy_mj"):
+        device = c.metric.device or ""
+        if device not in models or c.metric.quantity not in ("latency_ms", "energy_mj"):
             continue
-        low, high = VectorizedCost(space, model).bounds(c.metric.quantity)
+        if device not in compiled:
+            compiled[device] = VectorizedCost(space, models[device])
+        low, high = compiled[device].bounds(c.metric.quantity)
         best = low if c.op in ("<=", "<") else high
         if not c.satisfied(best):
             side = "lowest" if c.op in ("<=", "<") else "highest"

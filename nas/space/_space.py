@@ -347,7 +347,8 @@ def _import_module(node: Node) -> str:
     name = node.as_str()
     if not all(part.isidentifier() for part in name.split(".")):
         raise node.error(f"expected a Python module name such as my_ops, got {name!r}")
-    here = Path(str(node.file or "")).parent if Path(str(node.file or "")).is_file() else None
+    source = Path(str(node.file or ""))
+    here = source.parent if source.is_file() else None
     folders = [str(f) for f in (here, Path.cwd()) if f is not None and str(f) not in sys.path]
     sys.path[:0] = folders
     try:
