@@ -997,16 +997,17 @@ class _Parser(argparse.ArgumentParser):
     """argparse with the CLI's one-line errors (subcommand parsers inherit it)."""
 
     def error(self, message: str) -> NoReturn:
-        import difflib
         import re
+
+        from nas._errors import nearest
 
         wrong = re.match(
             r"argument (\S+): invalid choice: '([^']*)' \(choose from (.*)\)", message
         )
         if wrong:  # a misspelt command or choice: what was meant, not the whole list
             allowed = re.findall(r"'([^']*)'", wrong[3]) or wrong[3].split(", ")
-            close = difflib.get_close_matches(wrong[2], allowed, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
+            close = nearest(wrong[2], allowed)
+            hint = f"did you mean '{close}'? " if close else ""
             message = f"{wrong[1]}: unknown '{wrong[2]}' ({hint}one of: {', '.join(allowed)})"
         raise NasConfigError(f"{message}; see {self.prog} --help")
 
@@ -1268,13 +1269,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _unknown_options(parser: argparse.ArgumentParser, name: str, extra: list[str]) -> NoReturn:
-    import difflib
+    from nas._errors import nearest
 
     action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     command = action.choices[name]
     options = [o for a in command._actions for o in a.option_strings]
-    close = difflib.get_close_matches(extra[0].split("=")[0], options, n=1)
-    hint = f" (did you mean {close[0]}?)" if close else ""
+    close = nearest(extra[0].split("=")[0], options)
+    hint = f" (did you mean {close}?)" if close else ""
     raise NasConfigError(
         f"unrecognized arguments: {' '.join(extra)}{hint}; see {command.prog} --help"
     )

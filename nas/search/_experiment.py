@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from nas._config import Node, load_yaml
-from nas._errors import NasConfigError
+from nas._errors import NasConfigError, nearest
 from nas.cost import list_devices
 from nas.cost._registry import names_a_file
 from nas.space import list_spaces
@@ -425,10 +425,8 @@ def _objective(item: Node) -> Metric:
     if not isinstance(item.value, dict):
         return item.convert(parse_metric)
     if list(item.value) != ["maximize"]:
-        import difflib
-
         keys = [str(k) for k in item.value]
-        close = difflib.get_close_matches(keys[0], ["maximize"], n=1) if len(keys) == 1 else []
+        close = nearest(keys[0], ["maximize"]) if len(keys) == 1 else None
         hint = " (did you mean 'maximize'?)" if close else ""
         raise item.error(
             f"expected a metric name or {{maximize: METRIC}}, got {item.value!r}{hint}"
