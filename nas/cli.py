@@ -10,8 +10,10 @@ import json
 import logging
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -750,6 +752,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             f"{100 * figures['within_10pct']:.1f}% within 10%, MAPE {figures['mape_pct']:.2f}%, "
             f"RMSPE {figures['rmspe_pct']:.2f}%, Kendall tau {figures['kendall_tau']:.3f}"
         )
+    if report.repeatability:
+        again = report.repeatability
+        print(
+            "the measurement itself, drift-corrected (each timing round of a model against its "
+            f"other rounds): {100 * again['within_5pct']:.1f}% within 5%, "
+            f"{100 * again['within_10pct']:.1f}% within 10%, MAPE {again['mape_pct']:.2f}%; "
+            "no table scores far above this on this machine"
+        )
     q = np.quantile(report.drift_ratios, [0.0, 0.5, 1.0])
     print(
         f"machine speed beside each model (reference now / in table): min {q[0]:.3f}, "
@@ -1281,7 +1291,27 @@ def _unknown_options(parser: argparse.ArgumentParser, name: str, extra: list[str
     )
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a job scheduler), raised where the process is, as Ctrl-C
+    is, so that the same clean-up runs: the failed trial is recorded, the manifest says
+    'interrupted', no half-written file is left."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> NoReturn:
+    raise _Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is not threading.main_thread():  # signals: main thread only
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -1299,13 +1329,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except NasConfigError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if getattr(args, "resumable", False):
             said = "what was finished before it is kept: run the same command to continue"
         else:
             said = "this command keeps no partial work: run it again to redo it"
-        print(f"nas: interrupted; {said}", file=sys.stderr)
-        return 130
+        terminated = isinstance(exc, _Terminated)
+        print(f"nas: {'terminated' if terminated else 'interrupted'}; {said}", file=sys.stderr)
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

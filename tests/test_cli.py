@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -175,6 +176,24 @@ def test_an_interrupt_says_whether_the_command_resumes(monkeypatch, capsys):
     monkeypatch.setattr(nas.cli, "_cmd_run", interrupted)
     assert main(["run", "experiments/quickstart.yaml"]) == 130
     assert "what was finished before it is kept: run the same" in capsys.readouterr().err
+
+
+def test_sigterm_cleans_up_as_an_interrupt_does(monkeypatch, capsys):
+    import signal
+    import time
+
+    import nas.cli
+
+    def killed(args):  # a scheduler's kill while the command works
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises before this ends
+        raise AssertionError("SIGTERM did not stop the command")
+
+    monkeypatch.setattr(nas.cli, "_cmd_run", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    assert main(["run", "experiments/quickstart.yaml"]) == 143
+    assert "nas: terminated; what was finished before it is kept" in capsys.readouterr().err
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler lives only while main runs
 
 
 def test_an_out_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path, capsys):

@@ -30,7 +30,7 @@ import os
 import platform
 import statistics
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -686,6 +686,10 @@ class ValidationReport:
     that round (reference now / reference then) and takes the median over rounds: what remains
     is the table's own error. Both are reported; ``drift_ratios`` holds, per model, measured
     over drift-corrected latency.
+
+    ``repeatability`` measures the measurement: each round's drift-corrected latency against
+    the median of the same model's other rounds. Where a second measurement lands within 10%
+    of the first for only 70% of models, no table reaches 99% within 10% on that machine.
     """
 
     device: str
@@ -695,6 +699,8 @@ class ValidationReport:
     drift_corrected: dict[str, float]
     drift_ratios: tuple[float, ...]  # per model: reference now / reference in table
     rows: tuple[tuple[str, float, float, float], ...]  # (arch, predicted, measured, ratio)
+    # drift-corrected, each round of a model against its other rounds (empty with one round)
+    repeatability: dict[str, float] = field(default_factory=dict)
 
     @property
     def within_10pct(self) -> float:
@@ -717,6 +723,7 @@ class ValidationReport:
             **finite(self.raw),
             "drift_corrected": finite(self.drift_corrected),
             "drift_ratios": list(self.drift_ratios),
+            "repeatability": self.repeatability,
         }
 
 
@@ -763,6 +770,7 @@ def validate_table(
         )
     reference = space.parse(fix["reference_arch"])
     rows = []
+    round_errors: list[float] = []
     with _threads(config.threads):
         ref_run = prepare(space.build(reference, seed=0), space.input_shape, config)
         chunk = 5  # models per interleaved batch: small batches track fast drift
@@ -779,13 +787,15 @@ def validate_table(
             for i, arch in enumerate(part):
                 # per round: the model's latency over the speed of the reference runs beside it
                 before, own, after = rounds[2 * i], rounds[2 * i + 1], rounds[2 * i + 2]
-                corrected = statistics.median(
+                per_round = [
                     statistics.median(m) * fix["reference_ms"] / statistics.median(b + a)
                     for b, m, a in zip(before, own, after, strict=True)
-                )
+                ]
+                corrected = statistics.median(per_round)
                 measured = statistics.median(timings[2 * i + 1])
                 predicted = table.estimate(space.layers(arch)).latency_ms
                 rows.append((space.format(arch), predicted, measured, measured / corrected))
+                round_errors += _round_errors(per_round)
             if progress:
                 progress(len(rows), n, rows[-1][0])
     pred = np.array([r[1] for r in rows])
@@ -799,4 +809,29 @@ def validate_table(
         drift_corrected=_accuracy(pred, meas / ratio_arr),
         drift_ratios=tuple(float(r) for r in ratio_arr),
         rows=tuple(rows),
+        repeatability=_repeatability(np.array(round_errors)),
     )
+
+
+def _round_errors(per_round: Sequence[float]) -> list[float]:
+    """Each round's drift-corrected latency against the median of the model's other rounds
+    (relative): how far a second measurement of the same model lands from the first."""
+    if len(per_round) < 2:
+        return []
+    return [
+        r / statistics.median([*per_round[:k], *per_round[k + 1 :]]) - 1
+        for k, r in enumerate(per_round)
+    ]
+
+
+def _repeatability(errors: np.ndarray) -> dict[str, float]:
+    """The measurement's own agreement with itself (:func:`_round_errors` of every model): no
+    table can be expected to land within 10% of a measurement much more often than another
+    measurement of the same model does."""
+    if not len(errors):
+        return {}
+    return {
+        "within_5pct": float(np.mean(np.abs(errors) <= 0.05)),
+        "within_10pct": float(np.mean(np.abs(errors) <= 0.10)),
+        "mape_pct": float(100 * np.mean(np.abs(errors))),
+    }

@@ -82,6 +82,11 @@ class CellSpace(SearchSpace):
         for label in cell_ops:
             if "~" in label or "+" in label:
                 raise cell_node.get("ops").error(f"op label {label!r} may not contain '~' or '+'")
+        if all(spec.type == "zero" for spec in cell_ops.values()):
+            raise cell_node.get("ops").error(
+                "every op is a zero op, so every cell would output zeros; add one that "
+                "computes (skip, or a convolution such as rcb_k3)"
+            )
         stem_node = node.get("stem")
         stem_node.done(("op", "width"))
         stem: dict[str, Any] = {

@@ -244,8 +244,21 @@ def test_validate_table_reports_accuracy(tiny, table):
     assert len(report.drift_ratios) == 4 and min(report.drift_ratios) > 0
     for _, _, measured, ratio in report.rows:  # each model is corrected by its own neighbours
         assert measured > 0 and ratio > 0
+    again = report.repeatability  # the measurement against itself, round by round
+    assert 0 <= again["within_5pct"] <= again["within_10pct"] <= 1 and again["mape_pct"] >= 0
     with pytest.raises(NasConfigError, match="overhead was fitted on"):
         validate_table(tiny, table, FAST, n=1, seed=20_240_601)
+
+
+def test_repeatability_compares_each_round_with_the_others():
+    from nas.cost._profile import _repeatability, _round_errors
+
+    errors = _round_errors([1.0, 1.0, 1.2])  # the third round against the first two, ...
+    assert errors == pytest.approx([1 / 1.1 - 1, 1 / 1.1 - 1, 0.2])
+    assert _round_errors([1.0]) == []  # one round: nothing to compare
+    figures = _repeatability(np.array(errors))
+    assert figures["within_10pct"] == pytest.approx(2 / 3) and figures["within_5pct"] == 0
+    assert figures["mape_pct"] == pytest.approx(100 * (2 * (1 - 1 / 1.1) + 0.2) / 3)
 
 
 def test_reprofiling_another_version_of_a_space_keeps_the_previous_table(tmp_path, capsys):
@@ -305,6 +318,8 @@ def test_cli_profile_validate_and_cost(tmp_path, capsys, monkeypatch):
     captured = capsys.readouterr()
     figures = json.loads(captured.out.strip().splitlines()[-1])
     assert {"within_5pct", "within_10pct", "mape_pct", "rmspe_pct", "kendall_tau"} <= set(figures)
+    assert "within_10pct" in figures["repeatability"]
+    assert "the measurement itself, drift-corrected" in captured.out
     assert "warning" not in captured.err
     validate = ["validate-table", "--space", str(tmp_path / "tiny.yaml"), "--table", str(out)]
     assert main([*validate, "--n", "2", "--threads", "2", "--warmup", "1", "--repeats", "3"]) == 0

@@ -114,6 +114,15 @@ def test_cell_width_change_needs_a_reduction(tmp_path):
         SearchSpace.from_yaml(write(tmp_path, text))
 
 
+def test_a_cell_of_zero_ops_only_is_refused(tmp_path):
+    text = (builtin_space_dir() / "nasbench201.yaml").read_text()
+    text = text.replace(
+        "ops: [none, skip_connect, nor_conv_1x1, nor_conv_3x3, avg_pool_3x3]", "ops: [none]"
+    )
+    with pytest.raises(NasConfigError, match=r"cell\.ops: every op is a zero op"):
+        SearchSpace.from_yaml(write(tmp_path, text))
+
+
 def test_unknown_builtin_space_suggests_nearest():
     from nas.space import load_space
 
