@@ -112,79 +112,12 @@ def run_experiment(
     check_study(experiment, prepared.space, run_dir, costs)
     run_dir.mkdir(parents=True, exist_ok=True)
     with _run_dir_lock(run_dir):  # one process per run directory
-        started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-        manifest: dict[str, Any] = {
-            "nas_manifest_version": 1,
-            "command": argv,
-            "started": started,
-            "experiment": {**experiment.to_dict(), "out": str(run_dir)},  # --out, where given
-            "experiment_file": experiment.source,
-            "space": {
-                "name": prepared.space.name,
-                "hash": prepared.space.hash,
-                "size": prepared.space.size(),
-                "input": list(prepared.space.input_shape),
-                "num_classes": prepared.space.num_classes,
-            },
-            "seeds": {
-                "search": experiment.search.seed,
-                "train": experiment.train.seed,
-                "data_split": experiment.data.seed,
-            },
-            "data": (
-                None
-                if prepared.evaluator.data is None
-                else {
-                    "name": prepared.evaluator.data.name,
-                    "train_val": list(prepared.evaluator.data.sizes),
-                }
-            ),
-            "devices": {d: _describe_device(m) for d, m in prepared.evaluator.cost_models.items()},
-            "environment": environment(),
-            "status": "running",
-        }
-        if "final" in previous:  # the finished models on disk stay described until replaced
-            manifest["final"] = previous["final"]
+        manifest = _new_manifest(experiment, prepared, run_dir, previous, argv)
         atomic_write_json(run_dir / "manifest.json", manifest)
         try:
-            outcome = run_search(prepared, run_dir, progress=progress)
-            study = load_study(outcome.storage, outcome.study_name)
-            report = write_report(study, run_dir)
-            finishing = finish and experiment.finetune is not None
-            manifest.update(
-                {
-                    "status": "finishing" if finishing else "finished",
-                    "searched": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                    "storage": outcome.storage,
-                    "study_name": outcome.study_name,
-                    "search": asdict(outcome),
-                    "pareto": {
-                        "n": report.n_pareto,
-                        "hypervolume": report.hypervolume,
-                        "hypervolume_reference": report.reference,
-                    },
-                }
+            outcome, report, final = _stages(
+                experiment, prepared, run_dir, manifest, progress, finish
             )
-            atomic_write_json(run_dir / "manifest.json", manifest)
-            if progress is not None:
-                progress("searched", {"search": outcome, "report": report})
-            final: tuple[Any, ...] = ()
-            if finishing:
-                assert experiment.finetune is not None
-                # load_experiment gives every experiment with 'finetune' a selection rule (knee)
-                select = experiment.select or SelectConfig()
-                final = tuple(
-                    _finish(
-                        experiment,
-                        select,
-                        experiment.finetune,
-                        prepared,
-                        study,
-                        run_dir,
-                        manifest,
-                        progress,
-                    )
-                )
         except BaseException as exc:
             # finished work stays (trials, checkpoints); the manifest says the run did not end
             manifest["status"] = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
@@ -193,9 +126,98 @@ def run_experiment(
             atomic_write_json(run_dir / "manifest.json", manifest)
             raise
         manifest["status"] = "finished"
-        manifest["finished"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        manifest["finished"] = _now()
         atomic_write_json(run_dir / "manifest.json", manifest)
         return RunResult(run_dir, outcome, report, final)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _new_manifest(
+    experiment: Experiment,
+    prepared: Any,
+    run_dir: Path,
+    previous: dict[str, Any],
+    argv: list[str] | None,
+) -> dict[str, Any]:
+    """What the run is about to do: its command, experiment, space, seeds, data and devices."""
+    manifest: dict[str, Any] = {
+        "nas_manifest_version": 1,
+        "command": argv,
+        "started": _now(),
+        "experiment": {**experiment.to_dict(), "out": str(run_dir)},  # --out, where given
+        "experiment_file": experiment.source,
+        "space": {
+            "name": prepared.space.name,
+            "hash": prepared.space.hash,
+            "size": prepared.space.size(),
+            "input": list(prepared.space.input_shape),
+            "num_classes": prepared.space.num_classes,
+        },
+        "seeds": {
+            "search": experiment.search.seed,
+            "train": experiment.train.seed,
+            "data_split": experiment.data.seed,
+        },
+        "data": (
+            None
+            if prepared.evaluator.data is None
+            else {
+                "name": prepared.evaluator.data.name,
+                "train_val": list(prepared.evaluator.data.sizes),
+            }
+        ),
+        "devices": {d: _describe_device(m) for d, m in prepared.evaluator.cost_models.items()},
+        "environment": environment(),
+        "status": "running",
+    }
+    if "final" in previous:  # the finished models on disk stay described until replaced
+        manifest["final"] = previous["final"]
+    return manifest
+
+
+def _stages(
+    experiment: Experiment,
+    prepared: Any,
+    run_dir: Path,
+    manifest: dict[str, Any],
+    progress: Callable[[str, dict[str, Any]], None] | None,
+    finish: bool,
+) -> tuple[SearchOutcome, Report, tuple[Any, ...]]:
+    """Search, report, then (``finish``) fine-tune and compress the selected members;
+    ``manifest`` is updated and rewritten after each stage."""
+    outcome = run_search(prepared, run_dir, progress=progress)
+    study = load_study(outcome.storage, outcome.study_name)
+    report = write_report(study, run_dir)
+    finishing = finish and experiment.finetune is not None
+    manifest.update(
+        {
+            "status": "finishing" if finishing else "finished",
+            "searched": _now(),
+            "storage": outcome.storage,
+            "study_name": outcome.study_name,
+            "search": asdict(outcome),
+            "pareto": {
+                "n": report.n_pareto,
+                "hypervolume": report.hypervolume,
+                "hypervolume_reference": report.reference,
+            },
+        }
+    )
+    atomic_write_json(run_dir / "manifest.json", manifest)
+    if progress is not None:
+        progress("searched", {"search": outcome, "report": report})
+    if not finishing:
+        return outcome, report, ()
+    assert experiment.finetune is not None
+    # load_experiment gives every experiment with 'finetune' a selection rule (knee)
+    select = experiment.select or SelectConfig()
+    final = _finish(
+        experiment, select, experiment.finetune, prepared, study, run_dir, manifest, progress
+    )
+    return outcome, report, tuple(final)
 
 
 @contextlib.contextmanager
