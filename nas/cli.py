@@ -38,6 +38,11 @@ def _progress_bar(total: int) -> Any:
             done[0] = info["finished"]
             bar.reset(total=info["total"])
             bar.update(info["finished"])
+        elif event == "proposing":
+            said = "choosing the first architecture (the sampler prices its candidates)"
+            bar.set_postfix_str(said)
+            if bar.disable:
+                print(f"{said}...", file=sys.stderr, flush=True)
         elif event == "epoch":
             bar.set_postfix_str(
                 f"trial {info['trial']} epoch {info['epoch']}/{info['epochs']} "
@@ -781,15 +786,12 @@ def _cmd_cost(args: argparse.Namespace) -> int:
         _check_out_file(Path(args.out), "costs.csv", inputs=[args.archs])
     space = load_space(args.space)
     model = for_space(load_cost_model(args.table), space)
-    what = "a file of architecture strings, one per line"
+    what = "a file of architecture strings, one per line, or a CSV with an 'arch' column"
     lines = read_text(args.archs, expected=what).splitlines()
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["arch", "latency_ms", "energy_mj"])
-    for number, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
+    for number, text in _arch_lines(lines):
         try:
             arch = space.parse(text)
             estimate = model.estimate(charged_layers(space, model, arch))
@@ -812,6 +814,25 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     else:
         print(buf.getvalue(), end="")
     return 0
+
+
+def _arch_lines(lines: list[str]) -> list[tuple[int, str]]:
+    """(line number, architecture string) of a file of strings, one per line (blank and ``#``
+    lines skipped), or of the ``arch`` column of a CSV the tool wrote (trials.csv, pareto.csv,
+    nas cost's output): architecture strings hold no commas, so a first line with commas and
+    an ``arch`` field is a CSV header."""
+    import csv
+
+    numbered = [(n, line.strip()) for n, line in enumerate(lines, start=1)]
+    numbered = [(n, t) for n, t in numbered if t and not t.startswith("#")]
+    if not numbered or "," not in numbered[0][1]:
+        return numbered
+    header = next(csv.reader([numbered[0][1]]))
+    if "arch" not in header:
+        return numbered  # parsing it as an architecture names the problem
+    column = header.index("arch")
+    rows = [(n, next(csv.reader([line]))) for n, line in numbered[1:]]
+    return [(n, row[column].strip()) for n, row in rows if len(row) > column]
 
 
 def _cmd_import(args: argparse.Namespace) -> int:

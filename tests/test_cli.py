@@ -108,6 +108,22 @@ def test_cost_never_writes_over_its_architecture_list(tmp_path, capsys):
     assert "holds no architectures" in capsys.readouterr().err
 
 
+def test_cost_reads_the_arch_column_of_the_csvs_the_tool_writes(tmp_path, capsys):
+    arch = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"
+    archs = tmp_path / "archs.txt"
+    archs.write_text(arch + "\n")
+    first = tmp_path / "costs.csv"
+    args = ["cost", "--space", "nasbench201", "--table", "cpu"]
+    assert main([*args, "--archs", str(archs), "--out", str(first)]) == 0
+    again = tmp_path / "again.csv"  # its own output, as pareto.csv and trials.csv are read
+    assert main([*args, "--archs", str(first), "--out", str(again)]) == 0
+    assert again.read_text() == first.read_text()
+    trials = tmp_path / "trials.csv"
+    trials.write_text(f"number,arch,train\n0,{arch},\"{{'a': 1, 'b': 2}}\"\n1,nope,\n")
+    assert main([*args, "--archs", str(trials)]) == 2
+    assert f"{trials}:3: space 'nasbench201'" in capsys.readouterr().err  # the file's own line
+
+
 def test_files_of_another_kind_are_named_for_what_they_are(tmp_path, capsys):
     manifest = tmp_path / "manifest.json"
     manifest.write_text('{"space": {"name": "x"}, "study_name": "s"}')

@@ -551,8 +551,10 @@ def run_search(
     evaluated is not trained again: its metrics are copied. Otherwise it is built, trained and
     evaluated; a diverged training is recorded as a failed trial and the search goes on.
 
-    ``progress(event, info)`` is called with ``"start"`` (trials already finished, total), then
-    ``"trial"`` after each trial and ``"epoch"`` during training, for a progress bar.
+    ``progress(event, info)`` is called with ``"start"`` (trials already finished, total),
+    ``"proposing"`` before the first proposal (a cost-aware sampler prices its candidate pool
+    then, seconds on a large space), then ``"trial"`` after each trial and ``"epoch"`` during
+    training, for a progress bar.
     """
     from safetensors.torch import save_file
 
@@ -586,6 +588,8 @@ def run_search(
         if exp.search.timeout_s is not None and time.perf_counter() - start > exp.search.timeout_s:
             log.info("search.timeout_s reached after %d new trials", n_new)
             break
+        if progress and n_new == 0:  # the first proposal can take seconds (a pool is priced)
+            progress("proposing", {"trial": len(mirror.shadow.trials)})
         trial = mirror.shadow.ask()
         weights: dict[str, Any] = {}
         arch = space.sample(trial)

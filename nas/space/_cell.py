@@ -39,9 +39,10 @@ from nas.space._network import Network
 from nas.space._ops import parse_op, profile_layer
 from nas.space._space import (
     SearchSpace,
+    label_hint,
     read_classifier,
+    read_fixed_op,
     read_header,
-    read_op,
     read_op_choices,
     read_op_library,
 )
@@ -90,7 +91,7 @@ class CellSpace(SearchSpace):
         stem_node = node.get("stem")
         stem_node.done(("op", "width"))
         stem: dict[str, Any] = {
-            "op": read_op(stem_node.get("op")).name,
+            "op": read_fixed_op(stem_node.get("op"), library).name,
             "width": stem_node.get("width").as_int(min=1),
         }
         stages: list[dict[str, Any]] = []
@@ -101,7 +102,7 @@ class CellSpace(SearchSpace):
             stage: dict[str, Any] = {
                 "cells": s.get("cells").as_int(min=1),
                 "width": s.get("width").as_int(min=1),
-                "reduction": read_op(red).name if red.value is not None else None,
+                "reduction": read_fixed_op(red, library).name if red.value is not None else None,
             }
             if stage["reduction"] is None and stage["width"] != width:
                 raise s.get("width").error(
@@ -122,7 +123,7 @@ class CellSpace(SearchSpace):
         head = None
         if head_node.value is not None:
             head_node.done(("op",))
-            head = {"op": read_op(head_node.get("op")).name}
+            head = {"op": read_fixed_op(head_node.get("op"), library).name}
         spec.update(
             {
                 "ops": {label: op.name for label, op in cell_ops.items()},
@@ -359,31 +360,46 @@ class CellSpace(SearchSpace):
         return "+".join(nodes)
 
     def parse(self, text: str) -> Architecture:
-        example = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|...|"
+        example = self.format(self.random(0))
+        groups = self._nodes - 1
+        form = (
+            f"expected {groups} groups joined by '+', one per node after node 0 of the "
+            f"{self._nodes}; node j's group lists its j incoming edges as <op>~<source node>, "
+            f"each between '|' (like {example!r})"
+        )
         if not isinstance(text, str):
-            raise NasConfigError(f"space '{self.name}': expected an arch string like {example}")
-        nodes = text.strip().split("+")
-        if len(nodes) != self._nodes - 1:
-            raise NasConfigError(
-                f"space '{self.name}': {text!r} has {len(nodes)} nodes separated by '+', "
-                f"expected {self._nodes - 1} (like {example})"
-            )
+            raise NasConfigError(f"space '{self.name}': {form}")
+        nodes = [part.strip() for part in text.strip().split("+")]
+        if len(nodes) != groups:
+            raise NasConfigError(f"space '{self.name}': {text!r} has {len(nodes)} groups; {form}")
+        ops = self._spec["cell"]["ops"]
         choices: dict[str, Choice] = {}
         for j, part in enumerate(nodes, start=1):
             if not (part.startswith("|") and part.endswith("|")):
                 raise NasConfigError(
-                    f"space '{self.name}': node {j} {part!r} must start and end with '|'"
+                    f"space '{self.name}': node {j}'s group {part!r} must start and end with "
+                    f"'|'; {form}"
                 )
-            edges = part[1:-1].split("|")
+            edges = [e.strip() for e in part[1:-1].split("|")]
             if len(edges) != j:
                 raise NasConfigError(
-                    f"space '{self.name}': node {j} needs {j} edges, got {len(edges)} in {part!r}"
+                    f"space '{self.name}': node {j} needs {j} edges (from nodes "
+                    f"{', '.join(map(str, range(j)))}), got {len(edges)} in {part!r}; {form}"
                 )
             for i, edge in enumerate(edges):
                 m = _EDGE.match(edge)
                 if not m or int(m["src"]) != i:
                     raise NasConfigError(
-                        f"space '{self.name}': edge {edge!r} of node {j} must be '<op>~{i}'"
+                        f"space '{self.name}': edge {edge!r} of node {j} must be '<op>~{i}' "
+                        f"(its source, node {i}); {form}"
                     )
-                choices[f"{i}->{j}"] = m["op"]
+                op = m["op"].strip()
+                if op not in ops:
+                    raise NasConfigError(
+                        f"space '{self.name}': edge {edge!r} of node {j}: unknown op "
+                        f"'{op}'{label_hint(op, self._ops)}",
+                        allowed=ops,
+                        value=op,
+                    )
+                choices[f"{i}->{j}"] = op
         return self.from_choices(choices, source=f"space '{self.name}' string {text!r}")

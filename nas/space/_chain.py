@@ -38,9 +38,10 @@ from nas.space._ops import OpSpec, parse_op, profile_layer
 from nas.space._space import (
     SearchSpace,
     ceil_div,
+    label_hint,
     read_classifier,
+    read_fixed_op,
     read_header,
-    read_op,
     read_op_choices,
     read_op_library,
 )
@@ -74,7 +75,7 @@ class ChainSpace(SearchSpace):
         stem_node = node.get("stem")
         stem_node.done(("op", "width", "stride"))  # unknown keys first: 'channels:' for 'width:'
         stem = {
-            "op": read_op(stem_node.get("op")).name,
+            "op": read_fixed_op(stem_node.get("op"), library).name,
             "width": width(stem_node.get("width")),
             "stride": stem_node.get("stride", 1).as_int(min=1),
         }
@@ -97,7 +98,7 @@ class ChainSpace(SearchSpace):
         if node.get("head", None).value is not None:
             h = node.get("head")
             h.done(("op", "width"))
-            head = {"op": read_op(h.get("op")).name, "width": width(h.get("width"))}
+            head = {"op": read_fixed_op(h.get("op"), library).name, "width": width(h.get("width"))}
         spec["ops"] = {label: op.name for label, op in used.items()}
         spec["stem"] = stem
         spec["stages"] = stages
@@ -120,11 +121,6 @@ class ChainSpace(SearchSpace):
             "'zero' outputs all zeros, which in a chain makes every later layer's input, and the "
             "network's output, a constant; it belongs on the edges of cell spaces (type: cell)"
         )
-        if parse_op(stem["op"]).type == "zero":
-            raise node.get("stem").child("op", None).error(zero)
-        head = self._spec["head"]
-        if head is not None and parse_op(head["op"]).type == "zero":
-            raise node.get("head").child("op", None).error(zero)
         for i, stage in enumerate(self._stages):
             for label in stage["ops"]:
                 if self._ops[label].type == "zero":
@@ -410,13 +406,15 @@ class ChainSpace(SearchSpace):
                     ops.append(token)
                 else:
                     raise NasConfigError(
-                        f"space '{self.name}': stage {i}: unknown op '{token}'",
+                        f"space '{self.name}': stage {i}: unknown op "
+                        f"'{token}'{label_hint(token, self._ops)}",
                         allowed=stage["ops"],
                         value=token,
                     )
             if len(ops) not in stage["depth"]:
                 raise NasConfigError(
-                    f"space '{self.name}': stage {i} has {len(ops)} layers; allowed depths "
+                    f"space '{self.name}': stage {i} has {len(ops)} "
+                    f"layer{'s' * (len(ops) != 1)}; allowed depths "
                     f"{stage['depth']}"
                 )
             if len(stage["depth"]) > 1:

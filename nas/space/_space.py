@@ -261,13 +261,40 @@ def read_label(node: Node) -> str:
     return label
 
 
-def read_op(node: Node) -> OpSpec:
-    """An op spec string at ``node``, with the parse error located there."""
+def read_op(node: Node, library: Mapping[str, OpSpec] | None = None) -> OpSpec:
+    """An op spec string at ``node`` (or a label of ``library``), with the parse error located
+    there."""
     text = node.as_str()
+    if library and text in library:
+        return library[text]
     try:
         return parse_op(text)
     except NasConfigError as exc:
         raise node.error(exc.reason) from None
+
+
+def label_hint(text: str, labels: Mapping[str, OpSpec]) -> str:
+    """`` (the op spec 'rcb_k1' is labelled 'conv1' in this space)`` where ``text`` is the spec
+    of one of ``labels``; '' otherwise. Architecture strings name ops by label."""
+    try:
+        name = parse_op(text).name
+    except NasConfigError:
+        return ""
+    same = [label for label, spec in labels.items() if spec.name == name]
+    return f" (the op spec '{text}' is labelled '{same[0]}' in this space)" if same else ""
+
+
+def read_fixed_op(node: Node, library: Mapping[str, OpSpec]) -> OpSpec:
+    """The op of a layer every architecture has (stem, head, a cell space's reduction): a label
+    from ``ops:`` or an op spec, and never a zero op."""
+    spec = read_op(node, library)
+    if spec.type == "zero":
+        raise node.error(
+            f"'{node.as_str()}' is a zero op: it outputs all zeros, so every later layer's "
+            "input, and the network's output, would be a constant; give an op that computes "
+            "(skip passes its input through)"
+        )
+    return spec
 
 
 def read_op_library(node: Node) -> dict[str, OpSpec]:

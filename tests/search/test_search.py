@@ -113,6 +113,7 @@ def test_cheap_constraint_violators_are_never_trained(tiny_experiment, tmp_path)
     result = run_experiment(
         load_experiment(path), tmp_path / "run", progress=lambda e, i: events.append((e, i))
     )
+    assert [e for e, _ in events[:2]] == ["start", "proposing"]  # a sign of life before trial 0
     # the progress line shows no error for an untrained trial (the study stores a placeholder)
     shown = [i for e, i in events if e == "trial" and i["status"] == "infeasible"]
     assert shown and all(i["error"] is None and i["params"] > 800 for i in shown)

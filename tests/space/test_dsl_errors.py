@@ -123,6 +123,35 @@ def test_a_cell_of_zero_ops_only_is_refused(tmp_path):
         SearchSpace.from_yaml(write(tmp_path, text))
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "pattern"),
+    [
+        ("{op: conv_k3_linear, width: 16}", "{op: none, width: 16}", r"stem\.op"),
+        (
+            "{reduction: resnet_block, cells: 5, width: 32}",
+            "{reduction: zero, cells: 5, width: 32}",
+            r"stages\[1\]\.reduction",
+        ),
+        ("{op: bnact_relu}", "{op: zero}", r"head\.op"),
+    ],
+)
+def test_a_zero_op_in_a_cell_spaces_fixed_layers_is_refused(tmp_path, old, new, pattern):
+    text = (builtin_space_dir() / "nasbench201.yaml").read_text().replace("nasbench201", "mine")
+    assert old in text, old
+    with pytest.raises(NasConfigError, match=rf"{pattern}: '(none|zero)' is a zero op"):
+        SearchSpace.from_yaml(write(tmp_path, text.replace(old, new, 1)))
+
+
+def test_fixed_layers_take_labels_from_the_ops_library(tmp_path):
+    text = (builtin_space_dir() / "nasbench201.yaml").read_text().replace("nasbench201", "mine")
+    text = text.replace(
+        "  avg_pool_3x3: avgpool_k3\n", "  avg_pool_3x3: avgpool_k3\n  rb: resnet_block\n"
+    )
+    text = text.replace("reduction: resnet_block", "reduction: rb")
+    space = SearchSpace.from_yaml(write(tmp_path, text))
+    assert all(s["reduction"] in (None, "resnet_block") for s in space.to_dict()["stages"])
+
+
 def test_unknown_builtin_space_suggests_nearest():
     from nas.space import load_space
 
@@ -136,8 +165,14 @@ def test_bad_architecture_strings():
     nb = load_space("nasbench201")
     with pytest.raises(NasConfigError, match=r"expected 3"):
         nb.parse("|nor_conv_3x3~0|")
-    with pytest.raises(NasConfigError, match=r"no choice 'conv_5x5'.*did you mean"):
+    with pytest.raises(NasConfigError, match=r"unknown op 'conv_5x5'.*did you mean"):
         nb.parse("|conv_5x5~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    with pytest.raises(NasConfigError, match=r"'rcb_k3' is labelled 'nor_conv_3x3' in this"):
+        nb.parse("|rcb_k3~0|+|none~0|none~1|+|none~0|none~1|none~2|")
+    spaced = "|nor_conv_3x3~0| + |none~0| none~1|+|none~0|none~1|none~2|"  # spaces are skipped
+    assert nb.format(nb.parse(spaced)) == spaced.replace(" ", "")
+    with pytest.raises(NasConfigError, match=r"like '\|[a-z_0-9]+~0\|\+"):  # the space's own
+        nb.parse("|none~0|+|none~0|none~1|")
     fb = load_space("fbnet")
     with pytest.raises(NasConfigError, match=r"unknown op 'k7_e6'"):
         fb.parse(" ".join(["k7_e6"] * 22))
@@ -210,7 +245,7 @@ def test_files_in_another_encoding_are_named_with_their_line(tmp_path, capsys):
 def test_zero_op_is_refused_in_chain_spaces(tmp_path, old, new, pattern):
     assert old in BASE, old
     text = BASE.replace(old, new, 1).replace("ops:\n", "ops:\n  nothing: zero\n", 1)
-    with pytest.raises(NasConfigError, match=rf"{pattern}.*'zero' outputs all zeros"):
+    with pytest.raises(NasConfigError, match=rf"{pattern}.*outputs all zeros"):
         SearchSpace.from_yaml(write(tmp_path, text.replace("mobilenet_small", "mine")))
 
 
