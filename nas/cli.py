@@ -1146,7 +1146,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="an arch.json file or export folder, or an architecture string with --space "
         "(the space's string form, as in trials.csv's 'arch' column or nas sample's output)",
     )
-    p.add_argument("--space", help="built-in space name or YAML path (for a string)")
+    p.add_argument(
+        "--space",
+        help="built-in space name, YAML path, or a run's architectures/<id>.json (the space as "
+        "the run adapted it to its data) for a string",
+    )
     p.add_argument("--json", action="store_true", help="also print the architecture JSON")
     p.set_defaults(func=_cmd_show)
 
@@ -1235,7 +1239,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_calibrate)
 
     p = command("cost", "latency and energy of architectures from a cost model")
-    p.add_argument("--space", required=True, help="built-in space name or YAML path")
+    p.add_argument(
+        "--space",
+        required=True,
+        help="built-in space name, YAML path, or a run's architectures/<id>.json (the space "
+        "as the run adapted it to its data)",
+    )
     p.add_argument("--table", required=True, help="device name or table/profile path")
     p.add_argument(
         "--archs",
@@ -1290,7 +1299,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench)
 
     p = command("sample", "print random architectures of a space")
-    p.add_argument("--space", required=True, help="built-in space name or YAML path")
+    p.add_argument(
+        "--space",
+        required=True,
+        help="built-in space name, YAML path, or a run's architectures/<id>.json (the space "
+        "as the run adapted it to its data)",
+    )
     p.add_argument("-n", type=_at_least(1), default=5, help="how many (default 5)")
     p.add_argument(
         "--seed", type=_at_least(0), default=0, help="random seed (default 0: same output)"

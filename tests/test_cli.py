@@ -298,3 +298,20 @@ def test_spaces_checks_and_lists_the_space_files_it_is_given(capsys, tmp_path):
         capsys.readouterr().err
         == f"nas: error: {tmp_path / 'bad.yaml'}:1: missing required key 'input'\n"
     )
+
+
+def test_a_runs_architecture_file_gives_the_space_as_the_run_adapted_it(tmp_path, capsys):
+    from nas.export import write_architecture_file
+    from nas.space import load_space, space_from_dict
+
+    spec = load_space("nasbench201").to_dict()
+    spec["input"], spec["num_classes"] = [1, 8, 8], 10  # what a run on digits makes of it
+    adapted = space_from_dict(spec)
+    arch = adapted.random(0)
+    path = write_architecture_file(tmp_path / "a.json", adapted, arch)
+    assert load_space(str(path)).hash == adapted.hash != load_space("nasbench201").hash
+    assert main(["show", adapted.format(arch), "--space", str(path)]) == 0
+    assert arch.arch_id in capsys.readouterr().out  # the id the run's files use
+    (tmp_path / "b.json").write_text("{}")
+    assert main(["sample", "--space", str(tmp_path / "b.json")]) == 2
+    assert "no 'space_spec' key: not an architecture file" in capsys.readouterr().err

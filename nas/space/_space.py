@@ -423,7 +423,9 @@ def list_spaces() -> list[str]:
 
 
 def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
-    """A space from a built-in name (``nasbench201``), a YAML path, or a space (returned as is)."""
+    """A space from a built-in name (``nasbench201``), a YAML path, an architecture file
+    (``arch.json``: the exact space of the run it came from, whose input and class count a run
+    adapts to its data), or a space (returned as is)."""
     if isinstance(name_or_path, SearchSpace):
         return name_or_path
     text = str(name_or_path)
@@ -435,6 +437,16 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
     path = Path(text)
     if path.is_dir():
         raise NasConfigError(f"{path}: is a folder; name a space's YAML file in it")
+    if path.suffix == ".json" and path.is_file():
+        from nas._io import read_json_object
+
+        doc = read_json_object(path)
+        if "space_spec" not in doc:
+            raise NasConfigError(
+                f"{path}: no 'space_spec' key: not an architecture file of a run; pass a space "
+                "name, a space's YAML file, or a run's architectures/<arch_id>.json"
+            )
+        return space_from_dict(doc["space_spec"], source=f"{path}: space_spec")
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
         space = SearchSpace.from_yaml(path)
         _check_not_a_builtin_name(space, path)
