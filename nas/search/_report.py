@@ -126,7 +126,10 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         for key, value in attrs.items():
             if key in ("arch_id", "arch", "architecture", "status", "host", "pid"):
                 continue
-            row[key] = value
+            if isinstance(value, dict):  # one column per figure (train.epochs, ...), not a repr
+                row.update({f"{key}.{k}": v for k, v in value.items()})
+            else:
+                row[key] = value
         if status == "infeasible":  # never trained: its trained objectives were not measured
             for key in ("error", "accuracy"):
                 if key in row:

@@ -118,6 +118,7 @@ def test_cheap_constraint_violators_are_never_trained(tiny_experiment, tmp_path)
     shown = [i for e, i in events if e == "trial" and i["status"] == "infeasible"]
     assert shown and all(i["error"] is None and i["params"] > 800 for i in shown)
     frame = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert "train" not in frame and frame["train.epochs_run"].notna().any()  # columns, not a repr
     bad = frame[frame["params"] > 800]
     assert len(bad) > 0 and (bad["status"] == "infeasible").all()
     assert bad["error"].isna().all()  # not measured, shown as missing
