@@ -69,7 +69,9 @@ class ChainSpace(SearchSpace):
         def width(n: Node) -> int:
             w = n.as_int(min=1)
             if w % divisor:
-                raise n.error(f"width {w} is not a multiple of width_divisor {divisor}")
+                lower, upper = w // divisor * divisor, (w // divisor + 1) * divisor
+                near = f"{lower} or {upper}" if lower else str(upper)
+                raise n.error(f"width {w} is not a multiple of width_divisor {divisor}; use {near}")
             return w
 
         stem_node = node.get("stem")

@@ -325,7 +325,7 @@ def read_op_choices(node: Node, library: dict[str, OpSpec]) -> dict[str, OpSpec]
                 raise item.error(exc.reason) from None
             read_label(item)
         if text in out:
-            raise item.error(f"op '{text}' listed twice")
+            raise item.error(f"op '{text}' listed twice; keep one")
         out[text] = spec
     return out
 
