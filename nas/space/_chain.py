@@ -71,7 +71,9 @@ class ChainSpace(SearchSpace):
             if w % divisor:
                 lower, upper = w // divisor * divisor, (w // divisor + 1) * divisor
                 near = f"{lower} or {upper}" if lower else str(upper)
-                raise n.error(f"width {w} is not a multiple of width_divisor {divisor}; use {near}")
+                raise n.error(
+                    f"width {w} is not a multiple of width_divisor {divisor}; use {near}"
+                )
             return w
 
         stem_node = node.get("stem")

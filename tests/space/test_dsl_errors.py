@@ -59,7 +59,8 @@ def write(tmp_path: Path, text: str) -> Path:
         (
             "width: [16, 24]",
             "width: [16, 20]",
-            r"stages\[0\]\.width\[1\]: width 20 is not a multiple of width_divisor 8; use 16 or 24",
+            r"stages\[0\]\.width\[1\]: width 20 is not a multiple of width_divisor 8; "
+            r"use 16 or 24",
         ),
         (
             "stride: 2, ops: [mb_k3_e3, mb_k3_e6",
