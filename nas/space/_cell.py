@@ -360,38 +360,43 @@ class CellSpace(SearchSpace):
         return "+".join(nodes)
 
     def parse(self, text: str) -> Architecture:
-        example = self.format(self.random(0))
         groups = self._nodes - 1
-        form = (
-            f"expected {groups} groups joined by '+', one per node after node 0 of the "
-            f"{self._nodes}; node j's group lists its j incoming edges as <op>~<source node>, "
-            f"each between '|' (like {example!r})"
-        )
+
+        def form() -> str:  # the expected form, with an example of this space (on errors only)
+            return (
+                f"expected {groups} groups joined by '+', one per node after node 0 of the "
+                f"{self._nodes}; node j's group lists its j incoming edges as "
+                f"<op>~<source node>, each between '|' (like {self.format(self.random(0))!r})"
+            )
+
         if not isinstance(text, str):
-            raise NasConfigError(f"space '{self.name}': {form}")
+            raise NasConfigError(f"space '{self.name}': {form()}")
         nodes = [part.strip() for part in text.strip().split("+")]
         if len(nodes) != groups:
-            raise NasConfigError(f"space '{self.name}': {text!r} has {len(nodes)} groups; {form}")
+            raise NasConfigError(
+                f"space '{self.name}': {text!r} has {len(nodes)} "
+                f"group{'s' * (len(nodes) != 1)}; {form()}"
+            )
         ops = self._spec["cell"]["ops"]
         choices: dict[str, Choice] = {}
         for j, part in enumerate(nodes, start=1):
             if not (part.startswith("|") and part.endswith("|")):
                 raise NasConfigError(
                     f"space '{self.name}': node {j}'s group {part!r} must start and end with "
-                    f"'|'; {form}"
+                    f"'|'; {form()}"
                 )
             edges = [e.strip() for e in part[1:-1].split("|")]
             if len(edges) != j:
                 raise NasConfigError(
                     f"space '{self.name}': node {j} needs {j} edges (from nodes "
-                    f"{', '.join(map(str, range(j)))}), got {len(edges)} in {part!r}; {form}"
+                    f"{', '.join(map(str, range(j)))}), got {len(edges)} in {part!r}; {form()}"
                 )
             for i, edge in enumerate(edges):
                 m = _EDGE.match(edge)
                 if not m or int(m["src"]) != i:
                     raise NasConfigError(
                         f"space '{self.name}': edge {edge!r} of node {j} must be '<op>~{i}' "
-                        f"(its source, node {i}); {form}"
+                        f"(its source, node {i}); {form()}"
                     )
                 op = m["op"].strip()
                 if op not in ops:

@@ -81,7 +81,7 @@ def test_lookup_by_string_and_architecture(problem2):
     got = lookup(p, [arch, p.arch_strs[7], "  " + p.arch_strs[8] + " "])
     assert np.array_equal(got, p.values[[SPOT, 7, 8]])
     assert p.row(p.space.format(arch)) == SPOT
-    with pytest.raises(NasConfigError, match="nodes separated"):
+    with pytest.raises(NasConfigError, match="has 1 group; expected 3 groups joined by"):
         p.row("|none~0|")
 
 
