@@ -523,7 +523,10 @@ def _store(
 def interrupts_deferred() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) until the block ends, then raise it: storing a finished trial (its
     weights, then its row in the study) is not cut in half. Off the main thread, a no-op."""
-    if threading.current_thread() is not threading.main_thread():
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # started ignoring it (nohup, &)
+    ):
         yield
         return
     caught: list[int] = []

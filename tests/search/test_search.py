@@ -387,13 +387,18 @@ def test_an_interrupt_while_a_trial_is_stored_waits_for_it(tiny_experiment, tmp_
         publish(self, frozen)
 
     monkeypatch.setattr(_Mirror, "publish", publish_then_interrupt)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(load_experiment(tiny_experiment(n_trials=3)), tmp_path / "run")
+    # Ctrl-C live, as in a terminal (a background job of a script starts with SIGINT ignored)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_experiment(load_experiment(tiny_experiment(n_trials=3)), tmp_path / "run")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)
     monkeypatch.undo()
     trials = load_study(f"sqlite:///{tmp_path / 'run' / 'study.db'}", "tiny").get_trials()
     assert len(trials) == 1 and trials[0].user_attrs["status"] == "trained"
     assert (tmp_path / "run" / trials[0].user_attrs["weights"]).is_file()
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 def test_run_warns_when_training_is_too_short_to_rank(tiny_experiment, tmp_path, capsys):
@@ -531,3 +536,19 @@ def test_a_second_process_in_a_running_run_directory_is_refused(tiny_experiment,
         )
         assert sorted(p.name for p in run.iterdir()) == [".lock"]
     assert main(["search", str(path), "--out", str(run), "-q"]) == 0  # released: it runs
+
+
+def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it():
+    # nohup and a script's background jobs start with SIGINT ignored: storing a trial must not
+    # make such a process interruptible
+    import signal
+
+    from nas.search._study import interrupts_deferred
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with interrupts_deferred():
+            signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
