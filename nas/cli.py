@@ -23,6 +23,13 @@ from nas._errors import NasConfigError
 __all__ = ["main"]
 
 
+#: what --space takes (nas.space.load_space)
+_SPACE_HELP = (
+    "built-in space name, YAML path, or a run's architectures/<id>.json (the space as the run "
+    "adapted it to its data)"
+)
+
+
 def _progress_bar(total: int) -> Any:
     """A tqdm bar on a terminal; one line per trial when stderr is a file or a pipe (CI logs)."""
     from tqdm import tqdm
@@ -1148,8 +1155,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--space",
-        help="built-in space name, YAML path, or a run's architectures/<id>.json (the space as "
-        "the run adapted it to its data) for a string",
+        help=f"{_SPACE_HELP}, for a string",
     )
     p.add_argument("--json", action="store_true", help="also print the architecture JSON")
     p.set_defaults(func=_cmd_show)
@@ -1167,7 +1173,7 @@ def build_parser() -> argparse.ArgumentParser:
         )
 
     p = command("profile", "measure a lookup table of every layer a space can hold")
-    p.add_argument("--space", required=True, help="built-in space name or YAML path")
+    p.add_argument("--space", required=True, help=_SPACE_HELP)
     measuring(p)
     p.add_argument("--batch", type=_at_least(1), default=1, help="batch size (default 1)")
     p.add_argument(
@@ -1196,7 +1202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_profile, resumable=True)
 
     p = command("validate-table", "compare a table with end-to-end measurements")
-    p.add_argument("--space", required=True, help="built-in space name or YAML path")
+    p.add_argument("--space", required=True, help=_SPACE_HELP)
     p.add_argument("--table", required=True, help="table .json path")
     p.add_argument(
         "--n", type=_at_least(2), default=100, help="random architectures (default 100)"
@@ -1224,7 +1230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_import)
 
     p = command("calibrate", "fit a table from whole-model latency measurements")
-    p.add_argument("--space", required=True, help="built-in space name or YAML path")
+    p.add_argument("--space", required=True, help=_SPACE_HELP)
     p.add_argument("--measurements", required=True, help="CSV with columns arch,latency_ms")
     p.add_argument("--out", required=True, help="table path (.json + .csv); its stem names it")
     p.add_argument("--prior", default="cpu", help="device name or table/profile path (cpu)")
@@ -1242,8 +1248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--space",
         required=True,
-        help="built-in space name, YAML path, or a run's architectures/<id>.json (the space "
-        "as the run adapted it to its data)",
+        help=_SPACE_HELP,
     )
     p.add_argument("--table", required=True, help="device name or table/profile path")
     p.add_argument(
@@ -1302,8 +1307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--space",
         required=True,
-        help="built-in space name, YAML path, or a run's architectures/<id>.json (the space "
-        "as the run adapted it to its data)",
+        help=_SPACE_HELP,
     )
     p.add_argument("-n", type=_at_least(1), default=5, help="how many (default 5)")
     p.add_argument(

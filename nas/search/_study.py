@@ -522,7 +522,8 @@ def _store(
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
     """Hold Ctrl-C (SIGINT) until the block ends, then raise it: storing a finished trial (its
-    weights, then its row in the study) is not cut in half. Off the main thread, a no-op."""
+    weights, then its row in the study) is not cut in half. Off the main thread, or in a process
+    that ignores Ctrl-C, a no-op."""
     if (
         threading.current_thread() is not threading.main_thread()
         or signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # started ignoring it (nohup, &)
