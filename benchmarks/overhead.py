@@ -74,6 +74,7 @@ search: {{sampler: {args.sampler}, n_trials: {args.trials}, seed: 0}}
     n = len(ms)
     rows = [
         ("trials", f"{n}"),
+        ("first trial ms (the sampler's set-up included)", f"{ms[0]:.0f}"),
         ("mean ms/trial (all trials)", f"{statistics.mean(ms):.1f}"),
         ("median ms/trial", f"{statistics.median(ms):.1f}"),
         ("mean ms/trial, last 100 trials", f"{statistics.mean(ms[-100:]):.1f}"),

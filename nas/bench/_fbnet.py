@@ -32,7 +32,7 @@ import numpy as np
 from nas._errors import NasConfigError
 from nas.cost import VectorizedCost
 from nas.cost._import import HWNASBENCH_DEVICES, import_table
-from nas.space import Architecture, SearchSpace, load_space
+from nas.space import Architecture, LayerSlots, SearchSpace, SlotValues, load_space
 
 __all__ = ["FBNET_DEVICES", "MAX_FRONT_POINTS", "CostProblem", "load_fbnet", "pareto_sum"]
 
@@ -145,39 +145,17 @@ class _Additive:
         return out
 
 
-def _additive_cost(cost: VectorizedCost, which: str) -> _Additive:
-    constant = cost.overhead[0 if which == "latency_ms" else 1]
+def _additive(values: SlotValues, space: SearchSpace) -> _Additive:
+    """``values`` with one parameter column (or none) per slot, as the DP needs."""
     slots: list[tuple[int | None, np.ndarray]] = []
-    for slot in cost.slots:
-        if len(slot.columns) > 1:
+    for columns, table in values.tables:
+        if len(columns) > 1:
             raise NasConfigError(
-                f"space '{cost.space.name}' has a layer decided by {len(slot.columns)} "
-                "parameters; the fbnet benchmark needs one parameter per layer"
+                f"space '{space.name}' has a layer decided by {len(columns)} parameters; the "
+                "fbnet benchmark needs one parameter per layer"
             )
-        slots.append((slot.columns[0] if slot.columns else None, getattr(slot, which)))
-    return _Additive(float(constant), tuple(slots))
-
-
-def _additive_macs(space: SearchSpace) -> _Additive:
-    """Per-slot MACs, tabulated like :class:`VectorizedCost` tabulates a cost."""
-    params = space.parameters()
-    names = list(params)
-    first = {k: c[0] for k, c in params.items()}
-    slots: list[tuple[int | None, np.ndarray]] = []
-    for name, slot_params in space.layer_slots().items():
-        if len(slot_params) > 1:
-            raise NasConfigError(f"space '{space.name}': layer {name} has several parameters")
-        labels = params[slot_params[0]] if slot_params else (first[names[0]],)
-        values = np.zeros(len(labels))
-        for i, label in enumerate(labels):
-            choices = dict(first)
-            if slot_params:
-                choices[slot_params[0]] = label
-            layer = next(x for x in space.layers(space.from_choices(choices)) if x.name == name)
-            values[i] = float(layer.macs)
-        column = names.index(slot_params[0]) if slot_params else None
-        slots.append((column, values if slot_params else values[0]))  # type: ignore[arg-type]
-    return _Additive(0.0, tuple(slots))
+        slots.append((columns[0] if columns else None, table))
+    return _Additive(values.constant, tuple(slots))
 
 
 @dataclass(frozen=True, eq=False)
@@ -308,17 +286,19 @@ def load_fbnet(
             f"the folder that holds {_LUT_DIR}/"
         )
     space = load_space("fbnet")
+    slots = LayerSlots(space)
     costs: dict[str, VectorizedCost] = {}
     objectives: list[_Additive] = []
     directions: list[str] = []
     for metric, device in parsed:
         if device is None:
-            objectives.append(_additive_macs(space))
+            objectives.append(_additive(slots.tabulate(lambda layer: layer.macs), space))
             directions.append("maximize")
             continue
         if device not in costs:
-            costs[device] = VectorizedCost(space, import_table("hwnasbench-fbnet", lut, device))
-        objectives.append(_additive_cost(costs[device], metric))
+            table = import_table("hwnasbench-fbnet", lut, device)
+            costs[device] = VectorizedCost(space, table, slots)
+        objectives.append(_additive(costs[device].values[metric], space))
         directions.append("minimize")
     sign = np.array([-1.0 if d == "maximize" else 1.0 for d in directions])
     constant = sign * np.array([o.constant for o in objectives])

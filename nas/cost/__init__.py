@@ -4,7 +4,7 @@ from nas.cost._analytic import AnalyticDevice
 from nas.cost._base import CostEstimate, CostModel, charged_layers
 from nas.cost._registry import builtin_table_dir, for_space, list_devices, load_cost_model
 from nas.cost._table import LookupTable, TableEntry, entry_from_layer
-from nas.cost._vectorized import VectorizedCost
+from nas.cost._vectorized import VectorizedCost, is_additive
 
 __all__ = [
     "AnalyticDevice",
@@ -17,6 +17,7 @@ __all__ = [
     "charged_layers",
     "entry_from_layer",
     "for_space",
+    "is_additive",
     "list_devices",
     "load_cost_model",
 ]

@@ -179,6 +179,13 @@ class AnalyticDevice:
         return self.name
 
     @property
+    def additive(self) -> bool:
+        """Whether a model's estimate is the sum of its layers' (see
+        :func:`nas.cost.is_additive`): not when the weights share the SRAM across the model
+        (``weights_on_chip``), since how much of each layer's stays resident depends on all."""
+        return not self.weights_on_chip
+
+    @property
     def mac_pj(self) -> float:
         """Energy of one MAC at this device's bit width (quadratic in the width)."""
         return self.mac_pj_at_8bit * (self.bits / 8) ** 2

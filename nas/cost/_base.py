@@ -49,6 +49,11 @@ class CostModel(Protocol):
     safe to call from several threads, and it raises :class:`NasConfigError` for a layer it
     cannot cost rather than returning a silent zero. Units are milliseconds and millijoules at
     batch 1.
+
+    Optional attributes: ``additive`` (True when an estimate is ``estimate([])`` plus each
+    layer's ``estimate([layer]) - estimate([])``: the search then prices thousands of
+    candidates per call, see :class:`nas.cost.VectorizedCost`) and ``skips_unread`` (see
+    :func:`charged_layers`).
     """
 
     @property

@@ -200,6 +200,12 @@ class LookupTable:
         return self.meta.get("unread_layers", "run") == "skipped"
 
     @property
+    def additive(self) -> bool:
+        """Always: an estimate is the overhead plus each layer's entry and its share of the
+        in-model correction (see :func:`nas.cost.is_additive`)."""
+        return True
+
+    @property
     def has_energy(self) -> bool:
         """Whether the table holds energy values (imported and calibrated tables may hold
         latency only: ``value_kinds.energy`` then starts with ``absent``, and every estimate's

@@ -1,35 +1,41 @@
 """Scoring many architectures at once: a cost model compiled into one small array per layer slot.
 
-A space's layers sit in slots (``space.layer_slots()``), each decided by a few parameters. For a
-cost that is a sum over layers (every cost model here: lookup tables and analytic models), the
-cost of slot ``s`` is a function of those parameters only, so it can be tabulated once over their
-(few) combinations. Scoring N architectures is then one gather per slot over an ``(N, P)`` array
-of choice indices: no Python per architecture.
+For a cost that is a sum over layers (lookup tables, and analytic models whose layers do not
+share the on-chip memory: a model's ``additive`` attribute says so), the cost of each layer
+slot is a function of the few parameters that decide it, tabulated once
+(:class:`~nas.space.LayerSlots`).
+Scoring N architectures is then one gather per slot over an ``(N, P)`` array of choice indices:
+no Python per architecture.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from nas.cost._base import CostModel
-from nas.space import Architecture, SearchSpace
+from nas.space import Architecture, Layer, LayerSlots, SearchSpace
 
-__all__ = ["VectorizedCost"]
+__all__ = ["VectorizedCost", "is_additive"]
 
 
-@dataclass(frozen=True)
-class _Slot:
-    columns: tuple[int, ...]  # indices into the parameter list
-    latency_ms: np.ndarray  # shaped by the choice counts of those parameters
-    energy_mj: np.ndarray
+def is_additive(model: CostModel) -> bool:
+    """Whether ``model``'s estimate of a model is its overhead plus the sum of its layers'
+    estimates as models of their own (``model.additive``; False when it does not say)."""
+    return bool(getattr(model, "additive", False))
 
 
 class VectorizedCost:
     """``model``'s latency and energy for many architectures of ``space`` at once.
+
+    Exact (to rounding) for an additive model (:func:`is_additive`); for another, each layer is
+    priced as a model of its own, which :meth:`bounds` may still use as a range estimate.
+
+    Args:
+        space: The search space.
+        model: Its cost model (a lookup table is bound to ``space`` for its in-model correction).
+        slots: The space's :class:`~nas.space.LayerSlots`, when the caller has them already.
 
     Example:
         >>> from nas.cost import load_cost_model
@@ -42,36 +48,35 @@ class VectorizedCost:
         True
     """
 
-    def __init__(self, space: SearchSpace, model: CostModel) -> None:
+    def __init__(
+        self, space: SearchSpace, model: CostModel, slots: LayerSlots | None = None
+    ) -> None:
         from nas.cost._table import LookupTable
 
         if isinstance(model, LookupTable) and model.space is None:
             model = model.bind(space)  # its in-model correction for this space
         self.space = space
         self.model = model
-        self.parameters = space.parameters()
-        self.names = list(self.parameters)
+        self.exact = is_additive(model)
+        self.layer_slots = slots if slots is not None else LayerSlots(space)
+        self.parameters = self.layer_slots.parameters
+        self.names = self.layer_slots.names
         base = model.estimate([])
         self.overhead = (base.latency_ms, base.energy_mj)
-        first = {k: c[0] for k, c in self.parameters.items()}
-        self.slots: list[_Slot] = []
-        for name, params in space.layer_slots().items():
-            dims = [len(self.parameters[p]) for p in params]
-            lat = np.zeros(dims)
-            en = np.zeros(dims)
-            for idx in itertools.product(*(range(d) for d in dims)):
-                choices = dict(first)
-                choices.update(
-                    {p: self.parameters[p][i] for p, i in zip(params, idx, strict=True)}
-                )
-                arch = space.from_choices(choices)
-                layer = next((x for x in space.layers(arch) if x.name == name), None)
-                if layer is not None:
-                    est = model.estimate([layer])
-                    lat[idx] = est.latency_ms - self.overhead[0]
-                    en[idx] = est.energy_mj - self.overhead[1]
-            columns = tuple(self.names.index(p) for p in params)
-            self.slots.append(_Slot(columns, lat, en))
+        alone: dict[Layer, tuple[float, float]] = {}  # latency and energy: one estimate
+
+        def cost(layer: Layer) -> tuple[float, float]:
+            if layer not in alone:
+                est = model.estimate([layer])
+                alone[layer] = (est.latency_ms - base.latency_ms, est.energy_mj - base.energy_mj)
+            return alone[layer]
+
+        self.values = {
+            "latency_ms": self.layer_slots.tabulate(
+                lambda x: cost(x)[0], constant=base.latency_ms
+            ),
+            "energy_mj": self.layer_slots.tabulate(lambda x: cost(x)[1], constant=base.energy_mj),
+        }
 
     def encode(self, archs: Sequence[Architecture]) -> np.ndarray:
         """``(N, P)`` choice indices of architectures (inactive parameters map to index 0).
@@ -80,32 +85,16 @@ class VectorizedCost:
         """
         if getattr(self.model, "skips_unread", False):
             archs = [self.space.graph_pruned(a) for a in archs]
-        index = {k: {v: i for i, v in enumerate(c)} for k, c in self.parameters.items()}
-        out = np.zeros((len(archs), len(self.names)), dtype=np.int64)
-        for row, arch in enumerate(archs):
-            params = self.space.to_params(arch)
-            out[row] = [index[k][params[k]] for k in self.names]
-        return out
-
-    def _sum(self, codes: np.ndarray, which: str, constant: float) -> np.ndarray:
-        total = np.full(len(codes), constant)
-        for slot in self.slots:
-            values = getattr(slot, which)
-            total += values[tuple(codes[:, c] for c in slot.columns)] if slot.columns else values
-        return total
+        return self.layer_slots.encode(archs)
 
     def bounds(self, which: str) -> tuple[float, float]:
-        """(lowest, highest) ``latency_ms`` or ``energy_mj`` any architecture could have: the
-        overhead plus each slot's cheapest (dearest) choice. Slots sharing a parameter may not
-        reach both ends at once, so these bound the space's range; they need not be attained."""
-        constant = self.overhead[0] if which == "latency_ms" else self.overhead[1]
-        values = [getattr(slot, which) for slot in self.slots]
-        low = constant + sum(float(np.min(v)) for v in values)
-        return low, constant + sum(float(np.max(v)) for v in values)
+        """(lowest, highest) ``latency_ms`` or ``energy_mj`` any architecture could have
+        (:meth:`~nas.space.SlotValues.sum_bounds`)."""
+        return self.values[which].sum_bounds()
 
     def latency_ms(self, codes: np.ndarray) -> np.ndarray:
         """Latency of each row of ``codes`` (from :meth:`encode` or drawn directly)."""
-        return self._sum(np.asarray(codes), "latency_ms", self.overhead[0])
+        return self.values["latency_ms"].sum(codes)
 
     def energy_mj(self, codes: np.ndarray) -> np.ndarray:
-        return self._sum(np.asarray(codes), "energy_mj", self.overhead[1])
+        return self.values["energy_mj"].sum(codes)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -27,7 +26,7 @@ from nas._io import atomic_path
 from nas.cost import CostModel, LookupTable, for_space, load_cost_model
 from nas.search._costaware import make_default_sampler
 from nas.search._evaluate import WORST, Evaluator, trained_metrics, violations
-from nas.search._experiment import Experiment
+from nas.search._experiment import Constraint, Experiment
 from nas.search._samplers import make_sampler
 from nas.space import Architecture, SearchSpace, load_space, space_from_dict
 from nas.train import SplitData, load_data
@@ -459,17 +458,15 @@ def _sampler(
     expensive = [i for i, m in enumerate(exp.objectives) if m.needs_training]
     free_names = [m.name for m in exp.objectives if not m.needs_training]
     free_constraints = [c for c in exp.constraints if not c.metric.needs_training]
-    # the sampler screens a batch with ``feasible`` and then prices the survivors: one
-    # computation of the free metrics serves both (the cache holds a whole candidate pool)
-    metrics = functools.lru_cache(maxsize=32_768)(evaluator.free_metrics)
 
+    # a pool of thousands of candidates is priced per call: tabulated per layer slot
     def free_costs(archs: Sequence[Architecture]) -> np.ndarray:
-        return np.array([[metrics(a)[n] for n in free_names] for a in archs], dtype=float)
+        return evaluator.free_metrics_many(archs, free_names)
 
     def feasible(archs: Sequence[Architecture]) -> np.ndarray:
-        return np.array(
-            [all(c.satisfied(metrics(a)[c.metric.name]) for c in free_constraints) for a in archs]
-        )
+        values = evaluator.free_metrics_many(archs, [c.metric.name for c in free_constraints])
+        ok = [all(map(Constraint.satisfied, free_constraints, row)) for row in values]
+        return np.array(ok, dtype=bool)
 
     return make_default_sampler(
         space,

@@ -5,6 +5,7 @@ from nas.space._cell import CellSpace
 from nas.space._chain import ChainSpace
 from nas.space._layers import Layer, LayerTable
 from nas.space._ops import LayerProfile, Op, OpSpec, list_ops, parse_op, profile_layer, register_op
+from nas.space._slots import LayerSlots, SlotValues
 from nas.space._space import (
     SearchSpace,
     builtin_space_dir,
@@ -20,10 +21,12 @@ __all__ = [
     "ChainSpace",
     "Layer",
     "LayerProfile",
+    "LayerSlots",
     "LayerTable",
     "Op",
     "OpSpec",
     "SearchSpace",
+    "SlotValues",
     "builtin_space_dir",
     "list_ops",
     "list_spaces",

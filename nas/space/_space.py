@@ -225,7 +225,11 @@ class SearchSpace(ABC):
 
     def peak_activation_elems(self, layers: Sequence[Layer]) -> int:
         """Most activation elements alive at once at batch 1 in a model made of ``layers`` (from
-        :meth:`layers`); by default the largest input + output of one layer."""
+        :meth:`layers`); by default the largest input + output of one layer.
+
+        An override must stay the largest of ``peak_activation_elems([layer])`` over the
+        layers: the search tabulates it per layer slot (``Evaluator.free_metrics_many``).
+        """
         return max(layer.activation_elems for layer in layers)
 
     def describe(self, arch: Architecture) -> LayerTable:
