@@ -87,6 +87,11 @@ def _final_progress(event: str, info: dict[str, Any]) -> None:
         )
     elif event == "final_stage":
         line = f"{info['model']}: {info['stage']}"
+    elif event == "finetune_resumed" and info["resumed_after"] >= info["epochs"]:
+        line = (
+            f"finetune {info['model']}: all {info['epochs']} epochs done by an earlier run, "
+            f"not training again ({info['checkpoint']})"
+        )
     elif event == "finetune_resumed":
         line = (
             f"finetune {info['model']}: resuming after epoch {info['resumed_after']}/"
@@ -195,7 +200,13 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from nas.train import FinetuneConfig, load_data
 
     exp = load_experiment(args.experiment, args.set or [])
-    space, arch, _ = read_architecture_file(args.arch)
+    space, arch, doc = read_architecture_file(args.arch)
+    if doc.get("precision") == "int8":
+        beside = Path(args.arch).parent / "arch.json"
+        raise NasConfigError(
+            f"{args.arch}: an INT8 variant (an ONNX Runtime graph) cannot be fine-tuned; name "
+            f"the float model's arch.json ({beside}), whose INT8 twin nas train then makes"
+        )
     out = Path(args.out or Path(exp.out) / "train")
     _check_out_folder(out)
     data = load_data(exp.data)

@@ -65,6 +65,7 @@ from nas.export import (
 )
 from nas.space import Architecture, SearchSpace
 from nas.train import FinetuneConfig, SplitData, evaluate, finetune
+from nas.train._finetune import CHECKPOINT_NAME
 
 __all__ = ["FinalModel", "finish_architecture", "finish_members"]
 
@@ -74,6 +75,7 @@ Progress = Callable[[str, dict[str, Any]], None]
 
 CHECKPOINTS = "checkpoints"
 FINISHED_NAME = "finished.json"
+INPUTS_NAME = "inputs.json"  # beside a fine-tuning checkpoint: the settings it was written for
 _FINISHED_FORMAT = 1
 # settings a finished architecture does not depend on (as for resuming a fine-tuning checkpoint)
 _FINETUNE_INSENSITIVE = ("threads", "checkpoint_every")
@@ -115,6 +117,24 @@ def _publish(stage: Path, base: Path) -> Path:
     if old.exists():
         shutil.rmtree(old)
     return final
+
+
+def _fresh_checkpoint(state: Path, inputs: dict[str, Any], label: str) -> Path:
+    """``state``, rid of a fine-tuning checkpoint written for other ``inputs`` (settings
+    changed since: a rerun redoes the model rather than resuming another one), with ``inputs``
+    recorded for the next run."""
+    record = state / INPUTS_NAME
+    try:
+        earlier = json.loads(record.read_text())
+    except (OSError, ValueError):
+        earlier = None  # none yet, or a checkpoint older than the record: fine-tuning checks it
+    checkpoint = state / CHECKPOINT_NAME
+    if earlier is not None and earlier != inputs and checkpoint.exists():
+        log.info("%s: settings changed since its checkpoint; fine-tuning from the start", label)
+        checkpoint.unlink()
+    state.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(record, inputs)
+    return state
 
 
 def _finetune(
@@ -190,11 +210,12 @@ def _sparse_finetune(
     teacher: nn.Module | None,
     progress: Progress | None,
     label: str,
-) -> nn.Module:
-    """Magnitude-prune, then fine-tune with the mask held fixed, then make the zeros permanent."""
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Magnitude-prune, then fine-tune with the mask held fixed, then make the zeros permanent;
+    returns the model and its fine-tuning record."""
     sparse = prune_unstructured(model, sparsity=sparsity, keep_masks=True)
-    _finetune(sparse, data, config, state, teacher, progress, label)
-    return make_sparsity_permanent(sparse)
+    training = _finetune(sparse, data, config, state, teacher, progress, label)
+    return make_sparsity_permanent(sparse), training
 
 
 def finish_architecture(
@@ -233,15 +254,22 @@ def finish_architecture(
     check_calibration(calibration, tuple(space.input_shape), source=f"data '{data.name}'")
     extra = {"preprocess": data.preprocess, "origin": origin}
 
+    # what each fine-tuning checkpoint depends on: the float model's, then each variant's
+    # (not where the run, its study or the experiment file lie: a moved run resumes)
+    inputs = {k: settings[k] for k in ("arch", "finetune", "data")}
+    inputs["teacher"] = settings["origin"].get("teacher")
     training = _finetune(
         model,
         data,
         finetune_config,
-        _state_dir(base, arch.arch_id),
+        _fresh_checkpoint(_state_dir(base, arch.arch_id), inputs, arch.arch_id),
         teacher,
         progress,
         arch.arch_id,
     )
+    # the training record of each folder's model, for its card
+    trainings: dict[str, dict[str, Any]] = {arch.arch_id: training}
+    taught = ", distilling from it" if finetune_config.distill is not None else ""
     model.eval()
 
     def stage(name: str, what: str) -> None:
@@ -322,18 +350,29 @@ def finish_architecture(
         stage(pfolder.name, f"pruning {p.ratio:.0%} of channels (Torch-Pruning)")
         pruned = prune_structured(model, example, ratio=p.ratio, round_to=p.round_to)
         overrides = shape_overrides(pruned, space.build(arch))
+        how = (
+            f"structured pruning of {p.ratio:.0%} of channels (Torch-Pruning, widths rounded to "
+            f"multiples of {p.round_to}) from {arch.arch_id}"
+        )
+        trainings[pfolder.name] = {"compression": f"{how}, not fine-tuned"}
         if p.epochs:
             pcfg = replace(finetune_config, epochs=p.epochs)
             # the unpruned parent is the natural teacher of its pruned child
-            _finetune(
+            recovery = _finetune(
                 pruned,
                 data,
                 pcfg,
-                _state_dir(base, pfolder.name),
+                _fresh_checkpoint(
+                    _state_dir(base, pfolder.name), {**inputs, "prune": p.to_dict()}, pfolder.name
+                ),
                 model,
                 progress,
                 pfolder.name,
             )
+            trainings[pfolder.name] = {
+                "compression": f"{how}, then fine-tuned {p.epochs} epochs{taught}",
+                **recovery,
+            }
         pruned.eval()
         export_float(
             pfolder,
@@ -353,16 +392,27 @@ def finish_architecture(
         sfolder = _staging(base, f"{arch.arch_id}-sparse")
         stage(sfolder.name, f"magnitude pruning to {compress.sparsity:.0%} sparsity")
         scfg = replace(finetune_config, epochs=max(1, finetune_config.epochs // 3))
-        sparse = _sparse_finetune(
+        sparse, recovery = _sparse_finetune(
             model,
             data,
             scfg,
             compress.sparsity,
-            _state_dir(base, sfolder.name),
+            _fresh_checkpoint(
+                _state_dir(base, sfolder.name),
+                {**inputs, "sparsity": compress.sparsity},
+                sfolder.name,
+            ),
             model,
             progress,
             sfolder.name,
         )
+        trainings[sfolder.name] = {
+            "compression": (
+                f"magnitude pruning of {compress.sparsity:.0%} of the weights of "
+                f"{arch.arch_id}, fine-tuned {scfg.epochs} epochs with the zeros held{taught}"
+            ),
+            **recovery,
+        }
         export_float(
             sfolder,
             space,
@@ -389,7 +439,7 @@ def finish_architecture(
             arch_string=space.format(arch),
             space_name=space.name,
             measurements=mine,
-            training=training,
+            training=trainings[sub.name],
             origin=origin,
             environment=environment,
             preprocess=data.preprocess,
@@ -610,7 +660,10 @@ def export_trial(
     space = space_from_dict(study.user_attrs[SPACE_ATTR], source=f"study {study_name}")
     arch = Architecture.from_dict(trial.user_attrs["architecture"])
     folder = Path(out or f"export-{study_name}-{number}")
-    origin = {"study": study_name, "storage": storage, "trial": number, "arch_id": arch.arch_id}
+    where = storage
+    if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
+        where = f"sqlite:///{Path(storage.removeprefix('sqlite:///')).resolve()}"  # not cwd's
+    origin = {"study": study_name, "storage": where, "trial": number, "arch_id": arch.arch_id}
     _check_export_folder(folder, origin)
     model = space.build(arch, seed=0)
     weights = trial.user_attrs.get("weights")

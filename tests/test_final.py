@@ -209,7 +209,38 @@ def test_an_interrupted_finish_leaves_no_half_written_folder(finished, tmp_path,
     assert {p.name for p in (run / "final" / "checkpoints" / first).iterdir()} == {
         "checkpoint.pt",
         "finished.json",
+        "inputs.json",
     }
+
+
+def _zero_fraction(folder: Path) -> float:
+    weights = [p for p in load_architecture(folder / "arch.json").parameters() if p.ndim > 1]
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+def test_changed_compress_settings_redo_those_variants(finished, capsys, tmp_path):
+    """The README's 'other settings redo it': a new sparsity or prune ratio redoes those
+    variants (never resuming the old ones' checkpoints under the new label), and keeps the
+    float model's finished fine-tune."""
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    first = pd.read_csv(run / "final" / "summary.csv")["arch_id"].iloc[0]
+    sparse_before = _zero_fraction(run / "final" / f"{first}-sparse")
+    pruned_before = load_architecture(run / "final" / f"{first}-pruned" / "arch.json")
+    changed = ["--set", "compress.sparsity=0.8", "--set", "compress.prune.ratio=0.25"]
+    assert main(["run", str(finished / "exp.yaml"), "--out", str(run), *changed]) == 0
+    err = capsys.readouterr().err
+    assert f"finetune {first}: all 2 epochs done by an earlier run, not training again" in err
+    assert f"finetune {first}-pruned epoch 1/1" in err
+    assert f"finetune {first}-sparse epoch 1/1" in err
+    assert sparse_before < 0.6 < 0.75 < _zero_fraction(run / "final" / f"{first}-sparse")
+    pruned = load_architecture(run / "final" / f"{first}-pruned" / "arch.json")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(pruned) > count(pruned_before)  # a quarter of the channels cut, not a half
+    card = (run / "final" / f"{first}-sparse" / "MODEL_CARD.md").read_text()
+    assert "magnitude pruning of 80% of the weights" in card
+    card = (run / "final" / f"{first}-pruned" / "MODEL_CARD.md").read_text()
+    assert "structured pruning of 25% of channels" in card and "fine-tuned 1 epochs" in card
 
 
 def test_nas_export_writes_a_trial_folder(finished, capsys):
@@ -365,3 +396,16 @@ def test_nas_train_refuses_an_out_that_is_a_file_before_training(finished, tmp_p
         "choose another --out\n"
     )
     assert (tmp_path / "phone.csv").read_text() == "arch,latency_ms\n"
+
+
+def test_nas_train_on_an_int8_file_names_the_float_model_beside_it(finished, tmp_path, capsys):
+    first = pd.read_csv(finished / "run" / "final" / "summary.csv")["arch_id"].iloc[0]
+    int8 = finished / "run" / "final" / first / "model_int8.json"
+    args = ["train", str(int8), "--experiment", str(finished / "exp.yaml")]
+    assert main([*args, "--out", str(tmp_path / "t"), "-q"]) == 2
+    assert capsys.readouterr().err == (
+        f"nas: error: {int8}: an INT8 variant (an ONNX Runtime graph) cannot be fine-tuned; name "
+        f"the float model's arch.json ({int8.parent / 'arch.json'}), whose INT8 twin nas train "
+        "then makes\n"
+    )
+    assert not (tmp_path / "t").exists()

@@ -147,6 +147,28 @@ def check_calibration(images: torch.Tensor, input_shape: tuple[int, ...], *, sou
         )
 
 
+def check_images(images: object, model: nn.Module, *, name: str) -> None:
+    """Raise a one-line error unless ``images`` is a non-empty float ``(N, C, H, W)`` tensor with
+    the channel count of ``model``'s first convolution."""
+    if not isinstance(images, torch.Tensor):
+        kind = type(images).__module__.split(".")[0] + "." + type(images).__name__
+        raise NasConfigError(
+            f"{name}: expected a torch.Tensor of float images (N, C, H, W), got {kind}; convert "
+            "it with torch.as_tensor(x, dtype=torch.float32)"
+        )
+    if images.ndim != 4 or images.shape[0] == 0 or not images.is_floating_point():
+        raise NasConfigError(
+            f"{name}: expected at least one float image (N, C, H, W), got shape "
+            f"{tuple(images.shape)} of dtype {images.dtype}"
+        )
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is not None and images.shape[1] != first.in_channels:
+        raise NasConfigError(
+            f"{name}: images have {images.shape[1]} channels but the model's first convolution "
+            f"takes {first.in_channels}; pass images of the data the model was trained on"
+        )
+
+
 def capture(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
     """``torch.export`` graph of ``model`` in eval mode with a dynamic batch dimension."""
     return export_program(model.eval(), example).module()
@@ -180,6 +202,7 @@ def quantize_int8(
             prepare_qat_pt2e,
         )
 
+    check_images(calibration, model, name="calibration")
     qat = train is not None
     with quiet_third_party():
         quantizer = _quantizer(qat)

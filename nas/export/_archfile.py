@@ -21,7 +21,14 @@ from torch import nn
 from nas._errors import NasConfigError
 from nas._io import atomic_write_json, read_json_object
 from nas.compress import apply_shape_overrides
-from nas.space import Architecture, SearchSpace, list_spaces, load_space, space_from_dict
+from nas.space import (
+    SCHEMA_VERSION,
+    Architecture,
+    SearchSpace,
+    list_spaces,
+    load_space,
+    space_from_dict,
+)
 
 __all__ = ["load_architecture", "read_architecture_file", "write_architecture_file"]
 
@@ -94,7 +101,15 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
     validates all of it."""
     path = _arch_file(path)
     doc = read_json_object(path)
-    arch = Architecture.from_dict(doc, source=str(path))
+    if "schema_version" not in doc:
+        raise NasConfigError(
+            f"{path}: missing key 'schema_version' (files this version of nas writes have "
+            f'"schema_version": {SCHEMA_VERSION}); add it, or re-export the model'
+        )
+    # the content first (space, choices: the errors that say what to fix), its arch_id last
+    arch = Architecture.from_dict(
+        {k: v for k, v in doc.items() if k != "arch_id"}, source=str(path)
+    )
     if "space_spec" in doc:
         space = space_from_dict(doc["space_spec"], source=f"{path}: space_spec")
     else:  # a plain architecture (nas show --json): only a built-in space can be resolved
@@ -117,6 +132,7 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
             f'\'{space.name}\'; set "space": "{space.name}" (the file was edited by hand)'
         )
     space.from_choices(dict(arch.choices), source=str(path))  # every choice is valid
+    Architecture.from_dict(doc, source=str(path))  # its arch_id matches that content
     if "pruned" in doc:
         doc["pruned"] = _check_pruned(doc["pruned"], str(path))
     return space, arch, doc

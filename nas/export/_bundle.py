@@ -281,11 +281,16 @@ def write_model_card(
         "",
         "## Measured",
         "",
-        "Accuracy on the split named (test, or validation where the data has no test split); "
-        "latency end to end at batch 1 in the runtime named, "
-        f"on the machine below{f' ({timing})' if timing else ''}. Nothing in this table is "
-        "predicted.",
-        "",
+        *(
+            [
+                "Accuracy on the split named (test, or validation where the data has no test "
+                "split); latency end to end at batch 1 in the runtime named, on the machine "
+                f"below{f' ({timing})' if timing else ''}. Nothing in this table is predicted.",
+                "",
+            ]
+            if measurements
+            else []
+        ),
         *rows,
         "",
         *(["## Which file to deploy", "", *deploy] if deploy else []),

@@ -52,6 +52,22 @@ SAMPLERS = ("auto", "cost-aware", "tpe", "nsga2", "nsga3", "gp", "random")
 STATIC_METRICS = ("params", "macs", "peak_mem_bytes")
 TRAINED_METRICS = ("error", "accuracy")
 COST_PREFIXES = ("latency_ms", "energy_mj")
+#: the sections of an experiment file
+EXPERIMENT_KEYS = (
+    "name",
+    "space",
+    "data",
+    "train",
+    "objectives",
+    "constraints",
+    "table_dirs",
+    "devices",
+    "search",
+    "out",
+    "select",
+    "finetune",
+    "compress",
+)
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 _CONSTRAINT = re.compile(r"^\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*$")
 
@@ -280,6 +296,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     node.value = copy.deepcopy(node.value)
     _apply_overrides(node, overrides)
     base = path.resolve().parent
+    node.done(EXPERIMENT_KEYS)  # a misspelt section first: later checks would misread it
 
     name = node.get("name").as_str()
     space_node = node.get("space")
@@ -395,6 +412,19 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     search = SearchConfig.from_node(node.get("search", None))
     out = node.get("out", None)
     select, finetune, compress = _final_stage(node, base)
+    if select is not None and select.budgets:  # before the search, not after it
+        budgets = node.get("select").get("budgets")
+        for key, _ in budgets.items():
+            where = budgets.child(key, key)
+            on = where.convert(parse_metric).device
+            if on is not None and on not in devices:
+                costs = [f"{q}@{d}" for d in dict.fromkeys(devices) for q in COST_PREFIXES]
+                raise where.error(
+                    f"budget on device '{on}', which the study does not cost (to cost it, add "
+                    f"'{on}' to 'devices')",
+                    allowed=costs,
+                    value=key,
+                )
     exp = Experiment(
         name=name,
         space=space,

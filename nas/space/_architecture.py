@@ -113,6 +113,11 @@ class Architecture:
         if not isinstance(data, Mapping):
             raise NasConfigError(f"{source}: expected a JSON object, got {type(data).__name__}")
         version = data.get("schema_version", SCHEMA_VERSION)
+        if isinstance(version, str) and version.strip() == str(SCHEMA_VERSION):
+            raise NasConfigError(
+                f"{source}: schema_version: expected the number {SCHEMA_VERSION}, got the string "
+                f'{version!r}; write "schema_version": {SCHEMA_VERSION}'
+            )
         if version != SCHEMA_VERSION:
             raise NasConfigError(
                 f"{source}: schema_version {version!r} is not supported; this version of nas "

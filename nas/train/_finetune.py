@@ -153,12 +153,20 @@ def _teacher_file(node: Node, base_dir: Path | None) -> Path:
     """The teacher ``arch.json`` a config names, checked to exist and to carry trained weights."""
     path = node.path_value(base_dir)
     fix = "name a finished model's arch.json (e.g. runs/NAME/final/<arch_id>/arch.json) or 'best'"
+    if path.is_dir() and (path / "arch.json").is_file():  # an export folder
+        path = path / "arch.json"
     if not path.is_file():
-        raise node.error(f"teacher {path} does not exist; {fix}")
+        where = "holds no arch.json" if path.is_dir() else "does not exist"
+        raise node.error(f"teacher {path} {where}; {fix}")
     try:
         doc = read_json_object(path)
     except NasConfigError as exc:
         raise node.error(f"teacher {exc}; {fix}") from None
+    if doc.get("precision") == "int8":
+        raise node.error(
+            f"teacher {path} is an INT8 variant, a coarser copy of a float model; name that "
+            f"float model, {path.parent / 'arch.json'}"
+        )
     if not doc.get("weights"):
         raise node.error(
             f"teacher {path} names no trained weights, so it would teach a random model; {fix}"
@@ -618,14 +626,14 @@ def _run(
         start_epoch = int(state["epoch"])
         history = [dict(h) for h in state["history"]]
         train_seconds, images = float(state["train_seconds"]), int(state["images"])
+        if progress is not None:
+            progress({"resumed_after": start_epoch, "epochs": config.epochs, "checkpoint": path})
         if start_epoch >= config.epochs:
             logger.info("%s holds a finished run of %d epochs; not training", path, start_epoch)
             model.eval()
             return _result(history, train_seconds, images, resumed_from=start_epoch)
         loop.restore(state)
         logger.info("resuming %s after epoch %d of %d", path, start_epoch, config.epochs)
-        if progress is not None:
-            progress({"resumed_after": start_epoch, "epochs": config.epochs, "checkpoint": path})
 
     x_train = data.x_train.to(device).contiguous(memory_format=memory_format)  # (N, C, H, W)
     y_train = data.y_train.to(device)

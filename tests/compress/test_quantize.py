@@ -156,6 +156,26 @@ def test_calibration_of_the_wrong_shape_is_named():
 
 
 @pytest.mark.parametrize(
+    ("images", "match"),
+    [
+        (np.zeros((4, 1, 8, 8), np.float32), r"expected a torch.Tensor .* got numpy.ndarray"),
+        (torch.zeros(4, 3, 8, 8), r"images have 3 channels but .* first convolution takes 1"),
+        (torch.zeros(0, 1, 8, 8), r"expected at least one float image .* shape \(0, 1, 8, 8\)"),
+        (torch.zeros(4, 8, 8), r"expected at least one float image .* shape \(4, 8, 8\)"),
+    ],
+)
+def test_python_api_names_bad_calibration_and_example_images(images, match):
+    from nas.compress import prune_structured
+
+    space = load_space("mobilenet_small")
+    model = space.build(space.random(0), seed=0).eval()
+    with pytest.raises(NasConfigError, match=f"calibration: {match}"):
+        quantize_int8(model, images)
+    with pytest.raises(NasConfigError, match=f"example_input: {match}"):
+        prune_structured(model, images, ratio=0.5)
+
+
+@pytest.mark.parametrize(
     ("kwargs", "pattern"),
     [
         ({"calibration": 0}, "calibration >= 1"),

@@ -90,10 +90,31 @@ def test_mismatched_weights_name_what_differs(saved, tmp_path):
         nas.load_architecture(path)
     assert nas.load_architecture(path, weights=False) is not None
     doc = json.loads(path.read_text())
-    doc["choices"] = dict(doc["choices"]) | {"s1.width": 999}
-    path.write_text(json.dumps(doc))
+    edited = doc | {"choices": dict(doc["choices"]) | {"s1.width": 999}}
+    path.write_text(json.dumps(edited))  # the invalid choice is named, not the arch_id
+    with pytest.raises(NasConfigError, match=r"s1.width.* 999"):
+        nas.load_architecture(path)
+    widths = load_space("mobilenet_small").parameters()["s1.width"]
+    other = next(w for w in widths if w != doc["choices"]["s1.width"])
+    edited = doc | {"choices": dict(doc["choices"]) | {"s1.width": other}}
+    path.write_text(json.dumps(edited))  # a valid edit: the arch_id no longer names it
     with pytest.raises(NasConfigError, match=r"does not match its content .* delete its arch_id"):
         nas.load_architecture(path)
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ({"schema_version": "1"}, r"schema_version: expected the number 1, got the string '1'"),
+        ({"schema_version": None}, r"missing key 'schema_version' .* add it, or re-export"),
+    ],
+)
+def test_a_wrong_or_missing_schema_version_says_what_to_write(saved, edit, match):
+    path, *_ = saved
+    doc = json.loads(path.read_text()) | edit
+    path.write_text(json.dumps({k: v for k, v in doc.items() if v is not None}))
+    with pytest.raises(NasConfigError, match=match):
+        read_architecture_file(path)
 
 
 def test_edited_space_spec_is_detected(saved):
@@ -110,8 +131,7 @@ def test_an_edited_space_name_names_the_key_and_the_fix(saved):
     path, *_ = saved
     doc = json.loads(path.read_text())
     right = doc["space"]
-    doc["space"] = "nasbench201"
-    del doc["arch_id"]  # what the arch_id check asks for after such an edit
+    doc["space"] = "nasbench201"  # its arch_id no longer matches: named after the edit
     path.write_text(json.dumps(doc))
     with pytest.raises(NasConfigError) as info:
         read_architecture_file(path)

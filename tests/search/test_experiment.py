@@ -137,7 +137,7 @@ def test_a_teacher_must_exist_and_carry_trained_weights(tmp_path):
         (
             "name: demo",
             "nme: demo",
-            r"yaml:\d+: nme: missing required key 'name'; is 'nme' a misspel",
+            r"yaml:\d+: nme: unknown key 'nme'.*did you mean 'name'",
         ),
         ("search:", "serch:", r"serch: unknown key 'serch'.*did you mean 'search'"),
         ("space: mobilenet_small", "space: missing.yaml", r"space: space file .* does not exist"),
@@ -290,3 +290,22 @@ def test_an_objective_may_maximize_a_capacity_proxy(tmp_path):
         path.write_text(f"name: x\nspace: nasbench201\nobjectives: {text}\n")
         with pytest.raises(NasConfigError, match=pattern):
             load_experiment(path)
+
+
+def test_a_misspelt_section_is_named_before_what_it_would_have_enabled(tmp_path):
+    """'finetun:' with a 'select:' said select needs a finetune section, never the typo."""
+    text = GOOD + "finetun: {epochs: 3}\nselect: {rule: accuracy}\n"
+    with pytest.raises(NasConfigError, match=r"finetun: unknown key .*did you mean 'finetune'"):
+        load_experiment(write(tmp_path, text))
+
+
+def test_a_budget_on_a_device_the_study_does_not_cost_is_refused_before_the_search(tmp_path):
+    final = "finetune: {epochs: 3}\nselect: {rule: budgets, budgets: {%s: [0.3]}}\n"
+    with pytest.raises(
+        NasConfigError,
+        match=r"select.budgets.latency_ms@gpu: budget on device 'gpu', which the study does not "
+        r"cost .*choose one of latency_ms@cpu, energy_mj@cpu",
+    ):
+        load_experiment(write(tmp_path, GOOD + final % "latency_ms@gpu"))
+    for metric in ("macs", "energy_mj@cpu"):  # any metric the trials carry
+        assert load_experiment(write(tmp_path, GOOD + final % metric)).select.budgets

@@ -222,7 +222,8 @@ def test_finished_checkpoint_returns_without_training(data: SplitData, tmp_path:
     # Another thread count (and checkpoint_every) does not change the result: still resumable.
     config = replace(_QUICK, threads=2, checkpoint_every=5)
     result = finetune(again, data, config, checkpoint_dir=tmp_path, progress=calls.append)
-    assert calls == []
+    # one event, no epoch: it says the checkpoint's run was finished (the CLI says so)
+    assert calls == [{"resumed_after": 3, "epochs": 3, "checkpoint": tmp_path / "checkpoint.pt"}]
     assert _same_weights(trained, again) and not again.training
     assert result.resumed_from_epoch == 3
     assert result.train_seconds == first.train_seconds
@@ -402,6 +403,27 @@ def test_config_from_node(tmp_path: Path) -> None:
     assert FinetuneConfig.from_node(Node({}, file="exp.yaml")) == FinetuneConfig()
     assert FinetuneConfig.from_node(Node({"distill": {}})).distill == DistillConfig()
     assert FinetuneConfig.from_node(Node({"distill": None})).distill is None
+
+
+def test_a_teacher_is_an_export_folder_or_its_arch_json_never_its_int8_twin(tmp_path: Path):
+    folder = tmp_path / "final" / "abc"
+    folder.mkdir(parents=True)
+    (folder / "arch.json").write_text('{"weights": "model.safetensors"}')
+    (folder / "model_int8.json").write_text('{"onnx": "model_int8.onnx", "precision": "int8"}')
+
+    def teacher(name: str) -> str | None:
+        node = Node({"distill": {"teacher": name}}, file="exp.yaml")
+        distill = FinetuneConfig.from_node(node, tmp_path).distill
+        return None if distill is None else distill.teacher
+
+    assert teacher("final/abc") == str(folder / "arch.json")
+    with pytest.raises(NasConfigError, match=r"is an INT8 variant.*name that float model, .*arch"):
+        teacher("final/abc/model_int8.json")
+    with pytest.raises(NasConfigError, match=r"final/abd does not exist"):
+        teacher("final/abd")
+    (tmp_path / "final" / "empty").mkdir()
+    with pytest.raises(NasConfigError, match=r"final/empty holds no arch.json"):
+        teacher("final/empty")
 
 
 @pytest.mark.parametrize(
