@@ -248,6 +248,9 @@ def _run_dir_lock(run_dir: Path) -> Iterator[None]:
         try:
             yield
         finally:
+            f.seek(0)
+            f.truncate()  # no stale pid for the next reader (the file stays: see flock)
+            f.flush()
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
