@@ -352,21 +352,30 @@ def _warn_builtin_name(out: Path) -> None:
         )
 
 
-def _check_replaced_table(out: Path, writes: str, same_kind: Any, force: bool) -> None:
+def _check_replaced_table(
+    out: Path, writes: str, same_kind: Any, force: bool, column: str | None = None
+) -> None:
     """Refuse to overwrite a table whose latencies are of another kind (a measured table, say)
-    with a ``writes`` one, unless --force."""
+    with a ``writes`` one, or an imported table of another source ``column``, unless --force."""
     if force or not out.exists():
         return
     try:
         meta = json.loads(out.read_text())
         theirs = str(meta.get("value_kinds", {}).get("latency", "unstated"))
         device = f" for device '{meta.get('device')}'"
+        their_column = (meta.get("source") or {}).get("device_column")
     except (OSError, ValueError, AttributeError):
-        theirs, device = "unreadable", ""
+        theirs, device, their_column = "unreadable", "", None
     if not same_kind(theirs):
         raise NasConfigError(
             f"--out {out}: holds a table of {theirs} latencies{device}; the {writes} table "
             "would replace it: choose another --out, or pass --force to replace it"
+        )
+    if column is not None and their_column not in (None, column):
+        raise NasConfigError(
+            f"--out {out}: holds device '{their_column}' of its source; importing "
+            f"'{column}' would replace those numbers under the same name: choose another --out "
+            f"(e.g. {out.with_name(f'{column}.json')}), or pass --force to replace it"
         )
 
 
@@ -609,7 +618,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         _warn_builtin_name(out)
     name = existing.device if existing else out.stem
     # the table as it was, kept if this run changes what it predicts for the space
-    before = {p: p.read_bytes() for p in (out, out.with_suffix(".csv")) if p.is_file()}
+    before = _table_files(out)
     bar = _counter(f"profiling {space.name} on {args.device}")
     try:
         table = profile_space(
@@ -693,13 +702,44 @@ def _correction_text(fix: Any) -> str:
     return text
 
 
+def _table_files(out: Path) -> dict[Path, bytes]:
+    """The bytes of the table ``out`` (its JSON and CSV), empty when there is none."""
+    return {p: p.read_bytes() for p in (out, out.with_suffix(".csv")) if p.is_file()}
+
+
+def _set_aside(out: Path, before: dict[Path, bytes]) -> Path:
+    """Write the table files ``before`` (from :func:`_table_files`) as ``<out>.prev.json`` and
+    ``.csv``; returns the JSON's path."""
+    from nas._io import atomic_write_bytes
+
+    kept = out.with_name(f"{out.stem}.prev.json")
+    for path, data in before.items():
+        if path.suffix == ".json":  # the copy reads its own rows file, not the new one
+            doc = json.loads(data)
+            doc["table"] = kept.with_suffix(".csv").name
+            data = (json.dumps(doc, indent=2) + "\n").encode()
+        atomic_write_bytes(kept.with_suffix(path.suffix), data)
+    return kept
+
+
+def _save_replacing(table: Any, out: Path) -> None:
+    """Save ``table`` as ``out``; a table already there is kept as ``<out>.prev.json`` (a study
+    that costed with it refuses the new one, and can continue with the old)."""
+    before = _table_files(out)
+    if before:
+        kept = _set_aside(out, before)
+        print(
+            f"nas: warning: replacing {out}; the previous table is kept as {kept}", file=sys.stderr
+        )
+    table.save(out)
+
+
 def _keep_previous_table(
     out: Path, before: dict[Path, bytes], old: Any, new: Any, space: Any
 ) -> None:
     """When a rerun changed what the table predicts for ``space`` (another version of the
     space, or a refit in-model correction), keep the previous table beside it and say so:
     studies that costed with it refuse to continue with the changed one."""
-    from nas._io import atomic_write_bytes
     from nas.cost._table import IN_MODEL_TERMS
 
     old_fix = (old.get("in_model") or {}).get(space.name)
@@ -709,14 +749,7 @@ def _keep_previous_table(
     other_space = old_hash is not None and old_hash != space.hash
     if not (refit or other_space):
         return
-    kept = out.with_name(f"{out.stem}.prev.json")
-    for path, data in before.items():
-        if path.suffix == ".json":  # the copy reads its own rows file, not the new one
-            doc = json.loads(data)
-            doc["table"] = kept.with_suffix(".csv").name
-            data = (json.dumps(doc, indent=2) + "\n").encode()
-        atomic_write_bytes(kept.with_suffix(path.suffix), data)
-
+    kept = _set_aside(out, before)
     why = f"another version of space '{space.name}'" if other_space else "new entries"
     print(
         f"nas: warning: {out} already held space '{space.name}'; with {why} its in-model "
@@ -859,10 +892,12 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
     space = load_space(args.space) if args.space else None
     out = _table_out(args.out, f"{args.device}-table.json", args.src)
-    _check_replaced_table(out, "imported", lambda k: k.endswith(" in source"), args.force)
+    _check_replaced_table(
+        out, "imported", lambda k: k.endswith(" in source"), args.force, args.device
+    )
     _warn_builtin_name(out)
     table = import_table(args.format, args.src, args.device, space=space, name=out.stem)
-    table.save(out)
+    _save_replacing(table, out)
     print(
         f"{out}: {len(table.entries)} entries imported from {args.src} ({args.format}, "
         f"device {args.device})"
@@ -946,7 +981,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     result = calibrate(
         space, measurements, prior, device=out.stem, source=str(path), unread=args.unread_layers
     )
-    result.table.save(out)
+    _save_replacing(result.table, out)
     print(
         f"{out}: {len(result.table.entries)} entries calibrated from {len(measurements)} "
         f"measurements (prior {args.prior}; unread layers {args.unread_layers}; leave-one-out "

@@ -101,7 +101,7 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
     validates all of it."""
     path = _arch_file(path)
     doc = read_json_object(path)
-    if "schema_version" not in doc:
+    if "schema_version" not in doc and "choices" in doc:  # (no choices: not an arch file)
         raise NasConfigError(
             f"{path}: missing key 'schema_version' (files this version of nas writes have "
             f'"schema_version": {SCHEMA_VERSION}); add it, or re-export the model'

@@ -304,3 +304,28 @@ def test_missing_ofa_key_and_unmapped_op_are_errors(tmp_path):
     assert table.estimate(space.layers(space.random(0))).latency_ms == pytest.approx(1.75)
     with pytest.raises(NasConfigError, match=r"has no counterpart in the 'ofa-yaml' key format"):
         import_table("ofa-yaml", src, "toy", space=load_space("fbnet"))
+
+
+def test_cli_import_never_silently_replaces_a_table(tmp_path, capsys):
+    """Importing another device column into the same file is refused; a re-import keeps the
+    previous table beside the new one (a study that costed with it can go on)."""
+    from nas.cli import main
+
+    src, out = str(shared_file(HWNB)), tmp_path / "raspi4.json"
+    argv = ["import-table", src, "--format", "hwnasbench-fbnet", "--out", str(out)]
+    assert main([*argv, "--device", "raspi4"]) == 0
+    first = out.read_text()
+    capsys.readouterr()
+    assert main([*argv, "--device", "pixel3"]) == 2
+    assert capsys.readouterr().err == (
+        f"nas: error: --out {out}: holds device 'raspi4' of its source; importing 'pixel3' would "
+        f"replace those numbers under the same name: choose another --out (e.g. "
+        f"{tmp_path / 'pixel3.json'}), or pass --force to replace it\n"
+    )
+    assert out.read_text() == first
+    assert main([*argv, "--device", "raspi4"]) == 0
+    assert f"replacing {out}; the previous table is kept as {tmp_path / 'raspi4.prev.json'}" in (
+        capsys.readouterr().err
+    )
+    kept = LookupTable.load(tmp_path / "raspi4.prev.json")
+    assert kept.entries == LookupTable.load(out).entries
