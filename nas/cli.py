@@ -549,9 +549,23 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from nas.space import load_space
 
     space = load_space(args.space)
+    size = space.size()
+    if args.n > size:
+        raise NasConfigError(
+            f"-n {args.n}: space '{space.name}' has only {size:,} architectures; ask for at most "
+            "that many"
+        )
     rng = np.random.default_rng(args.seed)
-    for _ in range(args.n):
-        arch = space.random(rng)
+    if 2 * args.n > size:  # most of a small space: a shuffle of all of it
+        every = list(space.enumerate())
+        archs = [every[i] for i in rng.permutation(len(every))[: args.n]]
+    else:  # distinct draws (a calibration refuses an architecture measured twice)
+        seen: dict[str, Any] = {}
+        while len(seen) < args.n:
+            arch = space.random(rng)
+            seen.setdefault(arch.arch_id, arch)
+        archs = list(seen.values())
+    for arch in archs:
         print(space.format(arch))
     return 0
 
@@ -579,12 +593,32 @@ def _profile_config(args: argparse.Namespace) -> Any:
     )
 
 
-def _counter(desc: str) -> Any:
+_QUIET_PROGRESS_S = 30.0  # without a terminal: a progress line this often
+
+
+def _counter(desc: str, unit: str = "layer") -> Any:
+    """A tqdm bar on a terminal; on a file or pipe (CI logs, nohup) a line every 30 s with the
+    count and the time left, so a long measurement is never silent."""
+    import time
+
     from tqdm import tqdm
 
-    bar = tqdm(desc=desc, unit="layer", file=sys.stderr, disable=None, dynamic_ncols=True)
+    bar = tqdm(desc=desc, unit=unit, file=sys.stderr, disable=None, dynamic_ncols=True)
+    start = last = time.monotonic()
 
     def update(done: int, total: int, what: str) -> None:
+        nonlocal last
+        if bar.disable:
+            now = time.monotonic()
+            if now - last >= _QUIET_PROGRESS_S and 0 < done < total:
+                left = (now - start) / done * (total - done)
+                print(
+                    f"{desc}: {done}/{total} {unit}s, about {left / 60:.0f} min left",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                last = now
+            return
         bar.total = total
         bar.n = done
         bar.set_postfix_str(what[:60])
@@ -788,7 +822,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             f"{table_threads} to check the table itself)",
             file=sys.stderr,
         )
-    bar = _counter(f"measuring {args.n} {space.name} models")
+    bar = _counter(f"measuring {args.n} {space.name} models", unit="model")
     try:
         report = validate_table(space, table, config, n=args.n, seed=args.seed, progress=bar)
     finally:
@@ -842,12 +876,12 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(["arch", "latency_ms", "energy_mj"])
-    for number, text in _arch_lines(lines):
+    source = "<stdin>" if args.archs == "-" else args.archs
+    for number, text in _arch_lines(lines, source):
         try:
             arch = space.parse(text)
             estimate = model.estimate(charged_layers(space, model, arch))
         except NasConfigError as exc:
-            source = "<stdin>" if args.archs == "-" else args.archs
             raise NasConfigError(f"{source}:{number}: {exc}") from None
         energy = estimate.energy_mj
         # a latency-only table (imported, calibrated) has no energy: an empty cell, not 0
@@ -867,7 +901,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     return 0
 
 
-def _arch_lines(lines: list[str]) -> list[tuple[int, str]]:
+def _arch_lines(lines: list[str], source: str) -> list[tuple[int, str]]:
     """(line number, architecture string) of a file of strings, one per line (blank and ``#``
     lines skipped), or of the ``arch`` column of a CSV the tool wrote (trials.csv, pareto.csv,
     nas cost's output): architecture strings hold no commas, so a first line with commas and
@@ -880,6 +914,12 @@ def _arch_lines(lines: list[str]) -> list[tuple[int, str]]:
         return numbered
     header = next(csv.reader([numbered[0][1]]))
     if "arch" not in header:
+        named = [h for h in header if "arch" in h.lower()]
+        if named:  # another tool's CSV: its architecture column named otherwise
+            raise NasConfigError(
+                f"{source}:{numbered[0][0]}: a CSV header without an 'arch' column (found "
+                f"{', '.join(named)}); rename the architecture column to 'arch'"
+            )
         return numbered  # parsing it as an architecture names the problem
     column = header.index("arch")
     rows = [(n, next(csv.reader([line]))) for n, line in numbered[1:]]
@@ -906,6 +946,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
 
 
 _HOUR_MS = 3.6e6
+_LOO_WARN_PCT = 25.0  # leave-one-out error of a calibration worth a warning
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -972,7 +1013,12 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             )
         first_line[arch.arch_id] = line
         measurements.append((arch, value))
-    if 3 <= len(measurements) < 10:  # fewer: calibrate says it needs at least 3
+    if len(measurements) < 3:
+        raise NasConfigError(
+            f"{path}: {len(measurements)} measurement{'s' * (len(measurements) != 1)}; nas "
+            "calibrate needs at least 3 (the documented figures use 10 or more)"
+        )
+    if len(measurements) < 10:
         print(
             f"nas: warning: {path}: {len(measurements)} measurements; the fit leans on the "
             "prior (the documented figures use 10 or more)",
@@ -987,6 +1033,16 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         f"measurements (prior {args.prior}; unread layers {args.unread_layers}; leave-one-out "
         f"MAPE {result.loo_mape_pct:.1f}%)"
     )
+    if result.loo_mape_pct > _LOO_WARN_PCT:
+        other = "run" if args.unread_layers == "skipped" else "skipped"
+        print(
+            f"nas: warning: the table misses the measurements it was not fitted on by "
+            f"{result.loo_mape_pct:.0f}% on average (leave-one-out): its latencies are rough, "
+            f"though its ranking may still serve; measure more architectures, try another "
+            f"--prior, or --unread-layers {other} if the runtime "
+            + ("runs every layer" if other == "run" else "drops layers nothing reads"),
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -1127,8 +1183,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nas {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, help_text: str) -> argparse.ArgumentParser:
-        description = help_text[0].upper() + help_text[1:] + "."
+    def command(name: str, help_text: str, more: str = "") -> argparse.ArgumentParser:
+        description = help_text[0].upper() + help_text[1:] + "." + (f" {more}" if more else "")
         return sub.add_parser(name, help=help_text, description=description)
 
     for name, help_text in (
@@ -1247,7 +1303,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--power-source", help="where the --power-w figure comes from (recorded)")
     p.set_defaults(func=_cmd_profile, resumable=True)
 
-    p = command("validate-table", "compare a table with end-to-end measurements")
+    p = command(
+        "validate-table",
+        "compare a table with end-to-end measurements",
+        "Each model is timed at the table's dtype, batch and runtime (from its metadata), "
+        "about 6 s a model on a 2-core CPU. The last line is a JSON object of the figures.",
+    )
     p.add_argument("--space", required=True, help=_SPACE_HELP)
     p.add_argument("--table", required=True, help="table .json path")
     p.add_argument(
@@ -1269,7 +1330,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("import-table", "convert another tool's latency table into ours")
     p.add_argument("src", help="the source table (file or folder)")
     p.add_argument("--format", required=True, help="hwnasbench-fbnet or ofa-yaml")
-    p.add_argument("--device", required=True, help="the source's device (column) to import")
+    p.add_argument(
+        "--device",
+        required=True,
+        help="the source's device (column) to import (hwnasbench-fbnet: edgegpu, raspi4, "
+        "pixel3, eyeriss, fpga)",
+    )
     p.add_argument("--out", required=True, help="table path (.json + .csv); its stem names it")
     p.add_argument("--space", help="space the table covers (default: fbnet / mbconv_imagenet)")
     p.add_argument("--force", action="store_true", help="replace an --out table of another kind")
@@ -1300,7 +1366,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--archs",
         required=True,
-        help="file with one architecture string per line (- reads standard input)",
+        help="file with one architecture string per line, or a CSV with an 'arch' column "
+        "(trials.csv, pareto.csv); - reads standard input",
     )
     p.add_argument("--out", help="CSV path (default: standard output)")
     p.set_defaults(func=_cmd_cost)
@@ -1355,7 +1422,9 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help=_SPACE_HELP,
     )
-    p.add_argument("-n", type=_at_least(1), default=5, help="how many (default 5)")
+    p.add_argument(
+        "-n", type=_at_least(1), default=5, help="how many distinct architectures (default 5)"
+    )
     p.add_argument(
         "--seed", type=_at_least(0), default=0, help="random seed (default 0: same output)"
     )

@@ -574,7 +574,11 @@ def _check_same_protocol(table: LookupTable, config: ProfileConfig) -> None:
             f"{table.path or table.device}: measured with "
             + ", ".join(f"{k} {theirs[k]}" for k in differ)
             + ", not "
-            + ", ".join(f"{k} {ours[k]}" for k in differ)
+            + ", ".join(
+                f"{k} {ours[k]}"
+                + (" (torch's default here)" if k == "threads" and config.threads is None else "")
+                for k in differ
+            )
             + "; one table holds one protocol: rerun with "
             + " ".join(f"--{k} {theirs[k]}" for k in differ)
             + " to fill it, or pass another --out for a new table"
@@ -779,23 +783,22 @@ def validate_table(
             runs = [ref_run]
             for arch in part:  # ref, m1, ref, m2, ref, ...: every model between two reference runs
                 runs += [prepare(space.build(arch, seed=0), space.input_shape, config), ref_run]
-            timings = measure_interleaved(runs, config)
-            ends = np.cumsum([0, *split_repeats(config.repeats, config.rounds)])
-            rounds = [  # per item, its samples split by round
-                [t[a:b] for a, b in itertools.pairwise(ends)] for t in timings
-            ]
-            for i, arch in enumerate(part):
-                # per round: the model's latency over the speed of the reference runs beside it
-                before, own, after = rounds[2 * i], rounds[2 * i + 1], rounds[2 * i + 2]
-                per_round = [
-                    statistics.median(m) * fix["reference_ms"] / statistics.median(b + a)
-                    for b, m, a in zip(before, own, after, strict=True)
-                ]
-                corrected = statistics.median(per_round)
-                measured = statistics.median(timings[2 * i + 1])
+            for attempt in range(1, _GLITCH_RETRIES + 2):
+                found, errors = _timed_batch(runs, part, config, fix["reference_ms"])
+                glitch = [r for r in found if not 1 / _GLITCH <= r[1] <= _GLITCH]
+                if not glitch or attempt > _GLITCH_RETRIES:
+                    break
+                log.warning(  # a pause of the process, a burst of other work
+                    "machine %.3gx its speed when the table was made while timing %s; timing "
+                    "these %d models again",
+                    glitch[0][1],
+                    space.format(part[found.index(glitch[0])]),
+                    len(part),
+                )
+            for arch, (measured, ratio) in zip(part, found, strict=True):
                 predicted = table.estimate(space.layers(arch)).latency_ms
-                rows.append((space.format(arch), predicted, measured, measured / corrected))
-                round_errors += _round_errors(per_round)
+                rows.append((space.format(arch), predicted, measured, ratio))
+            round_errors += errors
             if progress:
                 progress(len(rows), n, rows[-1][0])
     pred = np.array([r[1] for r in rows])
@@ -811,6 +814,33 @@ def validate_table(
         rows=tuple(rows),
         repeatability=_repeatability(np.array(round_errors)),
     )
+
+
+_GLITCH = 4.0  # a drift ratio beyond 4x (or under 1/4) is a pause, not the machine's drift
+_GLITCH_RETRIES = 2
+
+
+def _timed_batch(
+    runs: list[Any], part: Sequence[Architecture], config: ProfileConfig, reference_ms: float
+) -> tuple[list[tuple[float, float]], list[float]]:
+    """Time ``runs`` (reference, model, reference, model, ..., reference) interleaved; per model
+    its median latency and drift ratio (the machine's speed over the table's, from the
+    reference runs beside it, per round), and the rounds' errors (:func:`_round_errors`)."""
+    timings = measure_interleaved(runs, config)
+    ends = np.cumsum([0, *split_repeats(config.repeats, config.rounds)])
+    rounds = [[t[a:b] for a, b in itertools.pairwise(ends)] for t in timings]  # per round
+    found, errors = [], []
+    for i in range(len(part)):
+        # per round: the model's latency over the speed of the reference runs beside it
+        before, own, after = rounds[2 * i], rounds[2 * i + 1], rounds[2 * i + 2]
+        per_round = [
+            statistics.median(m) * reference_ms / statistics.median(b + a)
+            for b, m, a in zip(before, own, after, strict=True)
+        ]
+        measured = statistics.median(timings[2 * i + 1])
+        found.append((measured, measured / statistics.median(per_round)))
+        errors += _round_errors(per_round)
+    return found, errors
 
 
 def _round_errors(per_round: Sequence[float]) -> list[float]:

@@ -62,7 +62,8 @@ def load_cost_model(device: str, extra_dirs: tuple[Path, ...] = ()) -> CostModel
             if table.device != device:
                 raise NasConfigError(
                     f"{folder / device}.json: device: file is named for '{device}' but declares "
-                    f"'{table.device}'"
+                    f'\'{table.device}\'; set "device": "{device}" in it (a renamed copy), or '
+                    f"name the device '{table.device}'"
                 )
             return table
         candidates.append(folder / f"{device}.yaml")
@@ -79,7 +80,8 @@ def load_cost_model(device: str, extra_dirs: tuple[Path, ...] = ()) -> CostModel
                 model = AnalyticDevice.from_node(node)
                 if not device.endswith((".yaml", ".yml")) and model.name != device:
                     raise node.get("device").error(
-                        f"file is named for device '{device}' but declares '{model.name}'"
+                        f"file is named for device '{device}' but declares '{model.name}'; set "
+                        f"'device: {device}' (a renamed copy), or name the device '{model.name}'"
                     )
                 return model
     devices = list_devices(extra_dirs)

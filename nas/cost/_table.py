@@ -295,24 +295,30 @@ class LookupTable:
             f"{', '.join(near) or 'none'}; {self._fill_hint()}"
         )
 
-    def _fill_hint(self) -> str:
+    def _fill_hint(self, space: str = "", out: str = "") -> str:
         """How to add missing entries: re-profile a measured table into its own file (a rerun
-        measures only what is missing), or rebuild an imported or calibrated one."""
-        if self.space in list_spaces():
-            space = self.space
-        else:
+        measures only what is missing), or rebuild an imported or calibrated one; with
+        ``space`` and ``out``, how to build such a table for another space."""
+        other = bool(space)
+        if not other and self.space in list_spaces():
+            space = str(self.space)
+        elif not other:
             unnamed = f"<{self.space}'s YAML file>" if self.space else "SPACE"
             space = self.space_file or self._space_file() or unnamed
-        out = self.path or f"{self.device}.json"
+        out = out or str(self.path or f"{self.device}.json")
         source = self.meta.get("source")
         if isinstance(source, Mapping) and "format" in source:
             return (
                 f"the table was imported ({source['format']}) and holds only what its source "
                 "measured: cost a space it covers, or build a table for this space with "
-                "nas profile or nas calibrate"
+                "nas profile (on the device) or nas calibrate (from whole-model timings)"
             )
         if str(self.meta.get("value_kinds", {}).get("latency", "")).startswith("calibrated"):
-            return f"refit it for this space: nas calibrate --space {space} ... --out {out}"
+            verb = "calibrate one" if other else "refit it"
+            return (
+                f"{verb} for this space from the device's timings: nas calibrate --space "
+                f"{space} --measurements M.csv --out {out}"
+            )
         device = self.meta.get("runtime_device", "cpu")
         protocol = self.meta.get("protocol", {})
         options = "".join(
@@ -357,12 +363,13 @@ class LookupTable:
                 shown = space.name
             else:
                 shown = getattr(space, "source", "") or f"<{space.name}'s YAML file>"
+            hint = self._fill_hint(shown, f"{self.device}-{space.name}.json")
+            if hint.startswith("fill it with: "):
+                hint = "measure one with: " + hint.removeprefix("fill it with: ")
+                hint += f" (the device '{self.device}-{space.name}' in metrics)"
             raise NasConfigError(
                 f"table '{self.device}' ({self.path}) covers the spaces {', '.join(spaces)}, not "
-                f"'{space.name}'; measure one with: nas profile --space {shown} "
-                f"--device {self.meta.get('runtime_device', 'cpu')} --out "
-                f"{self.device}-{space.name}.json (the device '{self.device}-{space.name}' in "
-                "metrics, its folder in table_dirs)"
+                f"'{space.name}'; {hint}"
             )
 
     def missing(self, layers: Iterable[Layer]) -> list[Layer]:
@@ -420,6 +427,11 @@ class LookupTable:
             json_path, missing="no such table (a .json table file or a device in latency_tables/)"
         )
         version = meta.get("schema_version")
+        if "schema_version" not in meta:
+            raise NasConfigError(
+                f"{json_path}: missing key 'schema_version' (tables this version of nas reads "
+                f'have "schema_version": {TABLE_SCHEMA_VERSION}); add it'
+            )
         if version != TABLE_SCHEMA_VERSION:
             raise NasConfigError(
                 f"{json_path}: schema_version: table schema {version!r} is not supported; this "
@@ -431,7 +443,7 @@ class LookupTable:
         if meta["units"] != {"latency": "ms", "energy": "mJ"}:
             raise NasConfigError(
                 f'{json_path}: units: expected {{"latency": "ms", "energy": "mJ"}}, got '
-                f"{meta['units']!r}; convert the table (nas import-table) instead of relabelling"
+                f"{meta['units']!r}; convert its values to ms and mJ, then relabel the units"
             )
         _check_numbers(json_path, meta)
         csv_path = json_path.with_suffix(".csv")
@@ -501,6 +513,13 @@ def _read_csv(path: Path) -> list[TableEntry]:
     if missing:
         hints = [f"'{h}' -> '{_UNITLESS_HINT[h]}'" for h in header if h in _UNITLESS_HINT]
         hint = f" (columns need units in their names: {', '.join(hints)})" if hints else ""
+        unknown = [h for h in header if h not in COLUMNS and h not in _UNITLESS_HINT]
+        renamed = [
+            f"'{close[0]}' -> '{m}'"
+            for m in missing
+            if (close := difflib.get_close_matches(m, unknown, n=1, cutoff=0.6))
+        ]
+        hint += f" (renamed? {', '.join(renamed)})" if renamed else ""
         raise NasConfigError(f"{path}:1: missing columns {', '.join(missing)}{hint}")
     entries: list[TableEntry] = []
     first: dict[tuple[str, str, int], int] = {}  # key -> line it was first seen on

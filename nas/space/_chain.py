@@ -394,9 +394,10 @@ class ChainSpace(SearchSpace):
                 f"(e.g. {self.format(self.random(0))!r})"
             )
         if len(groups) != len(self._stages):
+            cell = " (a cell-space string: this space is a chain)" if "~" in text else ""
             raise NasConfigError(
-                f"space '{self.name}': expected {len(self._stages)} stages, got {len(groups)} "
-                f"in {text!r}"
+                f"space '{self.name}': expected {len(self._stages)} stages separated by '|', got "
+                f"{len(groups)} in {text!r}{cell}; e.g. {self.format(self.random(0))!r}"
             )
         choices: dict[str, Choice] = {}
         for i, (stage, tokens) in enumerate(zip(self._stages, groups, strict=True)):
