@@ -38,6 +38,13 @@ def test_sample_prints_parseable_strings(capsys):
     assert len(lines) == 3 and all(len(line.split()) == 22 for line in lines)
     assert main(["sample", "--space", "fbnet", "--seed", "-1"]) == 2
     assert "--seed: expected an integer >= 0" in capsys.readouterr().err
+    # distinct architectures (a calibration refuses one measured twice), never more than exist
+    for n in (300, 9000):  # distinct draws; most of the space: a shuffle of it
+        assert main(["sample", "--space", "nasbench201", "-n", str(n)]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == len(set(lines)) == n
+    assert main(["sample", "--space", "nasbench201", "-n", "15626"]) == 2
+    assert "space 'nasbench201' has only 15,625 architectures" in capsys.readouterr().err
 
 
 def test_output_piped_into_head_ends_quietly():
@@ -122,6 +129,13 @@ def test_cost_reads_the_arch_column_of_the_csvs_the_tool_writes(tmp_path, capsys
     trials.write_text(f"number,arch,train\n0,{arch},\"{{'a': 1, 'b': 2}}\"\n1,nope,\n")
     assert main([*args, "--archs", str(trials)]) == 2
     assert f"{trials}:3: space 'nasbench201'" in capsys.readouterr().err  # the file's own line
+    help_csv = tmp_path / "fbnet_archs.csv"  # HELP's CSVs name the column arch_str
+    help_csv.write_text(f"arch_str,x\n{arch},1\n")
+    assert main([*args, "--archs", str(help_csv)]) == 2
+    assert capsys.readouterr().err == (
+        f"nas: error: {help_csv}:1: a CSV header without an 'arch' column (found arch_str); "
+        "rename the architecture column to 'arch'\n"
+    )
 
 
 def test_files_of_another_kind_are_named_for_what_they_are(tmp_path, capsys):

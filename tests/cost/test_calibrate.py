@@ -164,6 +164,20 @@ def test_cli_calibrate_and_bad_measurement_files(tmp_path, capsys):
         assert message in capsys.readouterr().err
     with pytest.raises(NasConfigError, match="at least 3"):
         calibrate(space, [(space.random(0), 1.0)], load_cost_model("cpu"), device="x")
+    bad.write_text("arch,latency_ms\n")
+    args = ["calibrate", "--space", "nasbench201", "--measurements", str(bad)]
+    assert main([*args, "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"nas: error: {bad}: 0 measurements; nas calibrate needs at least 3 (the documented "
+        "figures use 10 or more)\n"
+    )
+    # latencies that no per-layer table explains: said, not only printed as a MAPE
+    noise = tmp_path / "noise.csv"
+    rows = [f"{space.format(space.random(20 + i))},{(1, 40)[i % 2]}" for i in range(10)]
+    noise.write_text("\n".join(["arch,latency_ms", *rows]) + "\n")
+    args = ["calibrate", "--space", "nasbench201", "--measurements", str(noise)]
+    assert main([*args, "--out", str(tmp_path / "phone.json")]) == 0
+    assert "(leave-one-out): its latencies are rough" in capsys.readouterr().err
     # columns it does not read, and a name that would stand in for a built-in device
     extra = tmp_path / "extra.csv"
     extra.write_text("\n".join(["arch,latency_ms,phone"] + [f"{x},pixel" for x in lines[1:]]))

@@ -329,3 +329,10 @@ def test_cli_import_never_silently_replaces_a_table(tmp_path, capsys):
     )
     kept = LookupTable.load(tmp_path / "raspi4.prev.json")
     assert kept.entries == LookupTable.load(out).entries
+    # for another space it says what an imported table can and cannot do (not: profile here)
+    archs = tmp_path / "a.txt"
+    archs.write_text(load_space("mobilenet_small").format(load_space("mobilenet_small").random(0)))
+    assert main(["cost", "--space", "mobilenet_small", "--table", str(out), "--archs", str(archs)])
+    err = capsys.readouterr().err
+    assert "covers the spaces fbnet, not 'mobilenet_small'; the table was imported" in err
+    assert "nas profile --space" not in err

@@ -191,6 +191,14 @@ def test_missing_entry_names_key_nearest_and_fix(tiny, table):
         (lambda m, c: (m | {"schema_version": 7}, c), r"schema_version: table schema 7"),
         (lambda m, c: (m | {"units": {"latency": "s", "energy": "mJ"}}, c), r"units: expected"),
         (
+            lambda m, c: ({k: v for k, v in m.items() if k != "schema_version"}, c),
+            r"missing key 'schema_version' .*\"schema_version\": 1\); add it",
+        ),
+        (
+            lambda m, c: (m, c.replace("latency_ms_p50", "latency_p50", 1)),
+            r"missing columns latency_ms_p50 \(renamed\? 'latency_p50' -> 'latency_ms_p50'\)",
+        ),
+        (
             lambda m, c: (m, c.replace("latency_ms_p50", "latency", 1)),
             r"missing columns latency_ms_p50 \(columns need units.*'latency' -> 'latency_ms_p50'",
         ),
