@@ -173,7 +173,8 @@ def test_rerun_redoes_a_model_whose_files_are_gone(finished, capsys, tmp_path):
     assert f"{first}: finished by an earlier run" not in err
     redone = json.loads((run / "final" / "checkpoints" / first / "finished.json").read_text())
     assert redone["settings"] == kept["settings"]
-    assert "finetune" not in err  # its fine-tunes' checkpoints were finished: no epoch ran
+    assert " epoch 1/" not in err  # its fine-tunes' checkpoints were finished: no epoch ran
+    assert f"finetune {first}: all 2 epochs done by an earlier run, not training again" in err
     for line in (  # one line per stage, so a long finish is never silent
         f"{first}: exporting FP32 (safetensors, ONNX, torch.export)",
         f"{first}: quantizing to INT8 (pt2e, 64 calibration images)",
