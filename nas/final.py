@@ -127,9 +127,9 @@ def _fresh_checkpoint(state: Path, inputs: dict[str, Any], label: str) -> Path:
     try:
         earlier = json.loads(record.read_text())
     except (OSError, ValueError):
-        earlier = None  # none yet, or a checkpoint older than the record: fine-tuning checks it
+        earlier = None  # none, or unreadable: the checkpoint's settings are unknown
     checkpoint = state / CHECKPOINT_NAME
-    if earlier is not None and earlier != inputs and checkpoint.exists():
+    if earlier != inputs and checkpoint.exists():
         log.info("%s: settings changed since its checkpoint; fine-tuning from the start", label)
         checkpoint.unlink()
     state.mkdir(parents=True, exist_ok=True)
