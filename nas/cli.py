@@ -544,7 +544,6 @@ def _pruned_totals(path: str, model: Any, pruned: Any, space: Any, table: Any) -
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:
-    import numpy as np
 
     from nas.space import load_space
 
@@ -555,17 +554,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
             f"-n {args.n}: space '{space.name}' has only {size:,} architectures; ask for at most "
             "that many"
         )
-    rng = np.random.default_rng(args.seed)
-    if 2 * args.n > size:  # most of a small space: a shuffle of all of it
-        every = list(space.enumerate())
-        archs = [every[i] for i in rng.permutation(len(every))[: args.n]]
-    else:  # distinct draws (a calibration refuses an architecture measured twice)
-        seen: dict[str, Any] = {}
-        while len(seen) < args.n:
-            arch = space.random(rng)
-            seen.setdefault(arch.arch_id, arch)
-        archs = list(seen.values())
-    for arch in archs:
+    # distinct: a calibration refuses an architecture measured twice
+    for arch in space.random_distinct(args.n, args.seed):
         print(space.format(arch))
     return 0
 

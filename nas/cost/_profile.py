@@ -756,16 +756,7 @@ def validate_table(
         raise NasConfigError(f"--seed {seed} is the seed the table's overhead was fitted on")
     steady_allocator()
     table = table.bind(space)
-    rng = np.random.default_rng(seed)
-    archs: list[Architecture] = []
-    seen: set[str] = set()
-    for _ in range(100 * n):  # n distinct architectures (fewer only in a smaller space)
-        if len(archs) == n:
-            break
-        arch = space.random(rng)
-        if arch.arch_id not in seen:
-            seen.add(arch.arch_id)
-            archs.append(arch)
+    archs = space.random_distinct(min(n, space.size()), seed)  # fewer in a smaller space
     fix = (table.meta.get("in_model") or {}).get(space.name, {})
     if "reference_arch" not in fix:
         raise NasConfigError(

@@ -161,6 +161,25 @@ class SearchSpace(ABC):
         values = {k: c[int(rng.integers(len(c)))] for k, c in self._params.items()}
         return self.from_choices(values)
 
+    def random_distinct(
+        self, n: int, rng: np.random.Generator | int | None = None
+    ) -> list[Architecture]:
+        """``n`` distinct architectures, each drawn uniformly (seeded by ``rng``) and kept in the
+        order first drawn; when ``n`` is most of the space, all of it shuffled and cut to ``n``.
+        """
+        size = self.size()
+        if n > size:
+            raise NasConfigError(f"space '{self.name}' has only {size:,} architectures, not {n}")
+        rng = np.random.default_rng(rng)
+        if 2 * n > size:
+            every = list(self.enumerate())
+            return [every[i] for i in rng.permutation(len(every))[:n]]
+        seen: dict[str, Architecture] = {}
+        while len(seen) < n:
+            arch = self.random(rng)
+            seen.setdefault(arch.arch_id, arch)
+        return list(seen.values())
+
     @abstractmethod
     def size(self) -> int:
         """Number of distinct architectures (distinct canonical forms)."""
