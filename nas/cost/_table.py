@@ -213,6 +213,14 @@ class LookupTable:
         kind = str(self.meta.get("value_kinds", {}).get("energy", ""))
         return not kind.startswith("absent")
 
+    def no_energy_error(self) -> NasConfigError:
+        """The error for an ``energy_mj@`` metric on a table that holds latency only."""
+        return NasConfigError(
+            f"table '{self.device}' ({self.path}) holds latency only (value_kinds.energy: "
+            f"{self.meta['value_kinds']['energy']!r}); use latency_ms@{self.device}, or a "
+            "device whose table or profile has energy"
+        )
+
     @property
     def model_overhead_mj(self) -> float:
         return float(self.meta.get("model_overhead_mj", 0.0))

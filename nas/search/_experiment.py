@@ -263,8 +263,14 @@ def _apply_overrides(node: Node, overrides: Sequence[str]) -> None:
         node.override(key.strip().split("."), value, origin)
 
 
-def _check_tables_cover(space: str, named_at: dict[str, Node], dirs: tuple[Path, ...]) -> None:
-    """A metric's lookup table must be one made for the space: said where the metric names it."""
+def _check_tables(
+    space: str,
+    named_at: dict[str, Node],
+    metrics_at: list[tuple[Metric, Node]],
+    dirs: tuple[Path, ...],
+) -> None:
+    """Each device's lookup table must be one made for the space, and hold energy where a
+    metric asks for it: said where the experiment names the device or the metric."""
     from nas.cost import LookupTable, load_cost_model
     from nas.space import load_space
 
@@ -276,13 +282,19 @@ def _check_tables_cover(space: str, named_at: dict[str, Node], dirs: tuple[Path,
             model = load_cost_model(device, dirs)
         except NasConfigError as exc:
             raise where.error(exc.reason) from None
-        if isinstance(model, LookupTable):
-            # the space's own errors name its file and key, not this metric
-            loaded = loaded or load_space(space)
-            try:
-                model.check_space(loaded)
-            except NasConfigError as exc:
-                raise where.error(exc.reason) from None
+        if not isinstance(model, LookupTable):
+            continue
+        # the space's own errors name its file and key, not this metric
+        loaded = loaded or load_space(space)
+        try:
+            model.check_space(loaded)
+        except NasConfigError as exc:
+            raise where.error(exc.reason) from None
+        if model.has_energy:
+            continue
+        for metric, at in metrics_at:
+            if metric.device == device and metric.quantity == "energy_mj":
+                raise at.error(model.no_energy_error().reason)
 
 
 def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experiment:
@@ -318,10 +330,12 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     objectives_node = node.get("objectives")
     objectives: list[Metric] = []
     named_at: dict[str, Node] = {}  # where each device is first named, for its error
+    metrics_at: list[tuple[Metric, Node]] = []  # where each cost metric is named
     for item in objectives_node.list(allow_scalar=True):
         metric = _objective(item)
         if metric.device:
             named_at.setdefault(metric.device, item)
+            metrics_at.append((metric, item))
         if any(m.name == metric.name for m in objectives):
             raise item.error(f"objective '{metric.name}' listed twice")
         if {metric.name, *(m.name for m in objectives)} >= {"error", "accuracy"}:
@@ -335,6 +349,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
             metric = c_node.child(key, key).convert(parse_metric)
             if metric.device:
                 named_at.setdefault(metric.device, c_node.child(key, key))
+                metrics_at.append((metric, c_node.child(key, key)))
             text = str(value.value) if isinstance(value.value, (str, int, float)) else ""
             m = _CONSTRAINT.match(text)
             try:
@@ -378,6 +393,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
         for item in devices_node.list(allow_scalar=True):  # the list first: its own typos
             check_known(item.as_str(), item)
             listed.append(item.as_str())
+            named_at.setdefault(item.as_str(), item)
         for d in devices:  # then each metric's device, where the metric names it
             if d not in listed:
                 raise named_at[d].error(
@@ -389,7 +405,6 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     else:
         for device in devices:
             check_known(device, named_at[device])
-    _check_tables_cover(space, named_at, tuple(Path(d) for d in table_dirs))
     if node.get("data", None).value is None:  # digits by default, but only when said
         trained = [
             item
@@ -425,6 +440,8 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
                     allowed=costs,
                     value=key,
                 )
+            metrics_at.append((where.convert(parse_metric), where))
+    _check_tables(space, named_at, metrics_at, tuple(Path(d) for d in table_dirs))
     exp = Experiment(
         name=name,
         space=space,

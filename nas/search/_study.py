@@ -129,12 +129,8 @@ def prepare(experiment: Experiment) -> Prepared:
             and isinstance(table, LookupTable)
             and not table.has_energy
         ):
-            raise NasConfigError(
-                f"{experiment.source}: {metric.name}: table '{metric.device}' "
-                f"({table.path}) holds latency only (value_kinds.energy: "
-                f"{table.meta['value_kinds']['energy']!r}); use latency_ms@{metric.device}, "
-                "or a device whose table or profile has energy"
-            )
+            reason = table.no_energy_error().reason
+            raise NasConfigError(f"{metric.name}: {reason}", file=experiment.source)
     _check_reachable(experiment, space, models)
     evaluator = Evaluator(space, models, experiment.train, data)
     return Prepared(experiment, space, evaluator)

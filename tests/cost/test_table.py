@@ -517,6 +517,16 @@ def test_latency_only_table_reports_unknown_energy_not_zero(tiny, table, tmp_pat
     )
     with pytest.raises(NasConfigError, match=r"holds latency only .*use latency_ms@"):
         prepare(load_experiment(exp))
+    # named by a table folder, the same error points at the line naming the metric
+    (tmp_path / "tables").mkdir()
+    lat_only.save(tmp_path / "tables" / f"{lat_only.device}.json")
+    exp.write_text(
+        "name: e\nspace: tiny.yaml\ntable_dirs: [tables]\n"
+        f"objectives: [params, latency_ms@{lat_only.device}]\n"
+        f"constraints:\n  energy_mj@{lat_only.device}: '<= 5'\n"
+    )
+    with pytest.raises(NasConfigError, match=r"exp.yaml:6: constraints.energy_mj@\w+: table"):
+        load_experiment(exp)
 
 
 def test_repeats_are_all_timed_when_rounds_do_not_divide_them():

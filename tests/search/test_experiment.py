@@ -179,6 +179,11 @@ def test_a_table_for_another_space_is_reported_where_the_metric_names_it(tmp_pat
         r"--repeats 60 --batch 1 --dtype fp32 --out cpu-x86-nasbench201\.json",
     ):
         load_experiment(write(tmp_path, text))
+    # a device only listed under 'devices' (costed, in no metric) is reported at its item
+    text = "name: e\nspace: nasbench201\nobjectives: [params, macs]\n"
+    text += "devices: [edge-tpu, cpu-x86]\n"
+    with pytest.raises(NasConfigError, match=r"exp\.yaml:4: devices\[1\]: table 'cpu-x86' "):
+        load_experiment(write(tmp_path, text))
 
 
 def test_an_error_in_the_space_file_is_reported_there_with_a_measured_table(tmp_path):
