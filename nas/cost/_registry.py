@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from nas._config import load_yaml
@@ -12,6 +13,8 @@ from nas.cost._table import LookupTable
 from nas.space import SearchSpace
 
 __all__ = ["builtin_table_dir", "for_space", "list_devices", "load_cost_model"]
+
+log = logging.getLogger(__name__)
 
 
 def builtin_table_dir() -> Path:
@@ -38,7 +41,27 @@ def for_space(model: CostModel, space: SearchSpace) -> CostModel:
         missing = model.missing(space.possible_layers())
         if missing:
             raise model.missing_error(missing[0])
+        made_for = (model.meta.get("spaces") or {}).get(space.name)
+        if made_for not in (None, space.hash) and model.space in model.meta.get("in_model", {}):
+            log.warning(
+                "table '%s' (%s) was made for another version of space '%s' (hash %s; this one "
+                "hashes to %s): every layer has an entry, but the in-model correction was "
+                "fitted on that version; %s",
+                model.device,
+                model.path,
+                space.name,
+                made_for,
+                space.hash,
+                _refit_hint(model),
+            )
     return model
+
+
+def _refit_hint(table: LookupTable) -> str:
+    hint = table._fill_hint()
+    if hint.startswith("fill it with: "):  # a measured table: profiling again refits it
+        return "refit it by profiling again: " + hint.removeprefix("fill it with: ")
+    return hint
 
 
 def names_a_file(device: str) -> bool:

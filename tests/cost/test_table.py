@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 import re
 from dataclasses import replace
@@ -591,3 +592,25 @@ def test_validation_times_again_a_batch_caught_in_a_pause(tiny, table, monkeypat
     report = validate_table(tiny, table, FAST, n=3, seed=1)
     assert len(calls) == 2 and "timing these 3 models again" in caplog.text
     assert max(report.drift_ratios) < 4
+
+
+def test_a_table_for_another_version_of_the_space_is_used_with_a_warning(
+    tiny, table, tmp_path, caplog
+):
+    from nas.cost import for_space
+
+    with caplog.at_level(logging.WARNING, logger="nas.cost"):
+        for_space(table, tiny)
+    assert not caplog.records
+    edited = tmp_path / "edited" / "tiny.yaml"
+    edited.parent.mkdir()
+    edited.write_text(TINY.replace("num_classes: 10", "num_classes: 10\ndescription: edited"))
+    other = SearchSpace.from_yaml(edited)
+    assert other.name == tiny.name and other.hash != tiny.hash
+    with caplog.at_level(logging.WARNING, logger="nas.cost"):
+        bound = for_space(table, other)
+    (record,) = caplog.records
+    assert f"made for another version of space 'tiny_cell' (hash {tiny.hash}" in record.message
+    assert f"nas profile --space {edited}" in record.message
+    # still usable: every layer has an entry
+    assert bound.estimate(other.layers(other.random(0))).latency_ms > 0
