@@ -110,6 +110,11 @@ class TableEntry:
                     f"table entry {self.signature!r}: {name} must be a finite number >= 0, "
                     f"got {value!r}"
                 )
+        if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1:
+            raise NasConfigError(
+                f"table entry {self.signature!r}: n must be an integer >= 1 (how many timings "
+                f"its statistics summarize), got {self.n!r}"
+            )
         if self.kind not in KINDS:
             raise NasConfigError(
                 f"table entry {self.signature!r}: unknown kind {self.kind!r}",
@@ -463,6 +468,14 @@ class LookupTable:
                 "renamed or copied table), or give the JSON the name of its rows file"
             )
         entries = _read_csv(csv_path)
+        stated = meta.get("entries", len(entries))
+        if stated != len(entries):
+            # rows lost in a copy, or added by hand: either way, not the table that was made
+            raise NasConfigError(
+                f"{json_path}: entries: says {stated!r} rows, but {csv_path.name} holds "
+                f"{len(entries)}; a cut-short copy: copy the table again (or rebuild it); rows "
+                f'added or removed on purpose: set "entries": {len(entries)}'
+            )
         protocol = meta.get("protocol", {})
         return cls(
             device=str(meta["device"]),

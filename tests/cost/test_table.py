@@ -132,7 +132,32 @@ def test_a_copied_table_reads_its_own_rows_or_says_why_not(table, tmp_path):
         LookupTable.load(tmp_path / "copy.json")
     rows = (tmp_path / "orig.csv").read_text().splitlines()
     (tmp_path / "copy.csv").write_text("\n".join(rows[:-1]) + "\n")  # one row less
-    assert len(LookupTable.load(tmp_path / "copy.json").entries) == len(table.entries) - 1
+    n = len(table.entries)
+    with pytest.raises(
+        NasConfigError,
+        match=rf"copy\.json: entries: says {n} rows, but copy\.csv "
+        rf'holds {n - 1}; a cut-short copy: .*set "entries": {n - 1}',
+    ):
+        LookupTable.load(tmp_path / "copy.json")
+    (tmp_path / "copy.json").write_text(
+        meta.replace('"orig.csv"', '"copy.csv"').replace(f'"entries": {n}', f'"entries": {n - 1}')
+    )
+    assert len(LookupTable.load(tmp_path / "copy.json").entries) == n - 1
+    # statistics of no timings
+    zero = [
+        rows[0],
+        *(
+            r if i else re.sub(r",\d+,([^,]*,[^,]*,[^,]*)$", r",0,\1", r)
+            for i, r in enumerate(rows[1:-1])
+        ),
+    ]
+    (tmp_path / "copy.csv").write_text("\n".join(zero) + "\n")
+    with pytest.raises(
+        NasConfigError,
+        match=r"copy\.csv:2: table entry .*: n must be an integer "
+        r">= 1 \(how many timings its statistics summarize\), got 0",
+    ):
+        LookupTable.load(tmp_path / "copy.json")
 
 
 def test_an_interrupted_profile_is_refused_until_finished(tiny, tmp_path):
