@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import sys
@@ -113,6 +114,15 @@ def read_text(
         raise NasConfigError(f"{path}{'' if line is None else f':{line}'}: {reason}") from None
     except OSError as exc:
         raise NasConfigError(f"{path}: cannot read it ({exc.strerror})") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes (read in 1 MiB blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def read_json_object(path: str | Path, *, missing: str = "file not found") -> dict[str, Any]:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import csv
 import difflib
-import hashlib
 import json
 import logging
 import math
@@ -49,6 +48,7 @@ from typing import Any
 import yaml
 
 from nas._errors import NasConfigError
+from nas._io import file_sha256
 from nas.cost._table import LookupTable, TableEntry
 from nas.space import Layer, SearchSpace, load_space
 
@@ -103,7 +103,7 @@ def _provenance(path: Path) -> dict[str, Any]:
     """Path, sha256 and (from a ``PROVENANCE.md`` beside it) the repository and commit."""
     info: dict[str, Any] = {"path": str(path.resolve())}
     if path.is_file():
-        info["sha256"] = hashlib.sha256(path.read_bytes()).hexdigest()
+        info["sha256"] = file_sha256(path)
     note = path.parent / "PROVENANCE.md"
     if note.is_file():
         text = note.read_text(encoding="utf-8")

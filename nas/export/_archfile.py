@@ -19,7 +19,7 @@ from typing import Any
 from torch import nn
 
 from nas._errors import NasConfigError
-from nas._io import atomic_write_json, read_json_object
+from nas._io import atomic_write_json, file_sha256, read_json_object
 from nas.compress import apply_shape_overrides
 from nas.space import (
     SCHEMA_VERSION,
@@ -174,6 +174,13 @@ def _load_int8(path: Path, doc: dict[str, Any], arch: Architecture) -> nn.Module
     target = (path.parent / onnx_file).resolve()
     if not target.is_file():
         raise NasConfigError(f"{path}: onnx file {target} does not exist")
+    recorded = doc.get("onnx_sha256")  # (files written before the digest have none)
+    if recorded is not None and recorded != file_sha256(target):
+        raise NasConfigError(
+            f"{path}: onnx file {target} is not the one this file was written with (its "
+            "SHA-256 differs from onnx_sha256): another model's, or changed since; copy the "
+            f"{onnx_file} exported with this {path.name} (the same folder's), or re-export it"
+        )
     model = OnnxModule(target)
     model.architecture = arch  # type: ignore[assignment]
     return model

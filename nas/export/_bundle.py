@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas._io import atomic_path, atomic_write_bytes, atomic_write_text
+from nas._io import atomic_path, atomic_write_bytes, atomic_write_text, file_sha256
 from nas._quiet import quiet_third_party
 from nas._trace import export_program
 from nas.export._archfile import write_architecture_file
@@ -120,15 +120,17 @@ def write_int8_file(
     pruned: dict[str, dict[str, int]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``model_int8.json``: the loader of the ``model_int8.onnx`` beside it."""
+    """Write ``model_int8.json``: the loader of the ``model_int8.onnx`` beside it, with that
+    file's SHA-256 (a loader refuses another model's ``model_int8.onnx`` put in its place)."""
     path = Path(out_dir) / "model_int8.json"
+    onnx = {"onnx": "model_int8.onnx", "onnx_sha256": file_sha256(path.parent / "model_int8.onnx")}
     write_architecture_file(
         path,
         space,
         arch,
         metrics=metrics,
         pruned=pruned,
-        extra={**(extra or {}), "onnx": "model_int8.onnx", "precision": "int8"},
+        extra={**(extra or {}), **onnx, "precision": "int8"},
     )
     return path
 

@@ -52,6 +52,14 @@ def test_ptq_int8_onnx_runs_in_onnxruntime_and_keeps_accuracy(trained, tmp_path)
     assert torch.equal(loaded(data.x_val[:5].numpy()), session(data.x_val[:5]))
     with pytest.raises(NasConfigError, match="weights are part of its ONNX graph"):
         load_architecture(tmp_path / "model_int8.json", weights=False)
+    # another model's INT8 file in its place (the float file here) is named, not run
+    (tmp_path / "model.onnx").replace(onnx_path)
+    with pytest.raises(
+        NasConfigError,
+        match=r"model_int8\.json: onnx file .*model_int8\.onnx is "
+        r"not the one this file was written with \(its SHA-256 differs",
+    ):
+        load_architecture(tmp_path / "model_int8.json")
     # the README's export_onnx(int8, ...) checks an INT8 graph by its classes, not 1e-4
     check = export_onnx(q, data.x_val[:4], tmp_path / "again_int8.onnx", check=data.x_val)
     assert check["argmax_agreement"] >= 0.97
