@@ -6,6 +6,11 @@ architecture, so the time left is the framework's own. Prints a table and, with 
 docs/benchmarks.md.
 
     python benchmarks/overhead.py --trials 1000 --sampler tpe --write
+
+With ``--resume-at K`` the search stops after K trials and a second ``run_search`` (a new
+sampler, as a new ``nas run`` would make) continues the study to N: the table adds that
+continued search's first trial, which includes the cost-aware sampler redoing the stored
+trials' draws.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import optuna
@@ -39,6 +45,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--sampler", default="tpe")
     parser.add_argument("--space", default="mobilenet_small")
+    parser.add_argument("--resume-at", type=int, default=None, metavar="K")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -68,8 +75,16 @@ search: {{sampler: {args.sampler}, n_trials: {args.trials}, seed: 0}}
                 last[0] = now
 
         start = time.perf_counter()
+        resumed_ms = None
+        if args.resume_at:
+            first = replace(exp, search=replace(exp.search, n_trials=args.resume_at))
+            run_search(prepare(first), Path(tmp) / "run", progress=tick, save_weights=False)
+            n_before = len(times)
+            last[0] = time.perf_counter()
         outcome = run_search(prepared, Path(tmp) / "run", progress=tick, save_weights=False)
         total = time.perf_counter() - start
+        if args.resume_at:
+            resumed_ms = times[n_before] * 1e3
     ms = [t * 1e3 for t in times]
     n = len(ms)
     rows = [
@@ -80,6 +95,11 @@ search: {{sampler: {args.sampler}, n_trials: {args.trials}, seed: 0}}
         ("mean ms/trial, last 100 trials", f"{statistics.mean(ms[-100:]):.1f}"),
         ("p95 ms/trial", f"{sorted(ms)[int(0.95 * n) - 1]:.1f}"),
         ("total s", f"{total:.1f}"),
+        *(
+            [(f"first trial after continuing at {args.resume_at} ms", f"{resumed_ms:.0f}")]
+            if resumed_ms is not None
+            else []
+        ),
         (
             "trained / reused / infeasible",
             f"{outcome.n_trained} / {outcome.n_reused} / {outcome.n_infeasible}",

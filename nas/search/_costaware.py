@@ -123,6 +123,9 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             constraint are never proposed.
 
     Thread safety: one sampler per process; it is deterministic for a seed and a trial history.
+    A new sampler given a study that already holds trials first redoes their random draws, so
+    a search continued after a stop proposes, trial by trial, what one run without the stop
+    would have (Optuna's own samplers start a fresh random state instead).
     """
 
     def __init__(
@@ -169,6 +172,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             np.array([labels.index(str(c)) for c in v]) for v in self._params.values()
         ]
         self._archs: list[Architecture] = []
+        self._finished_ids: dict[int, str] = {}  # trial number -> arch_id
         self._ids: dict[str, int] = {}
         self._costs = np.zeros((0, len(self._free)))
         # what the surrogate sees: the effective form's choice features and free costs
@@ -194,15 +198,32 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
     ) -> dict[str, Any]:
         if not search_space:
             return {}
+        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         if not self._archs:
             self._add(self._initial_pool())
-        trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        done_ids = {self._arch_id(t.params) for t in trials}
-        done_ids |= {
+            self._catch_up(trials, trial.number)
+        running = {
             self._arch_id(t.params)
             for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             if t.number != trial.number and len(t.params) == len(self._names)
         }
+        pick = self._propose(trials, running, decide=True)
+        return {} if pick is None else self._space.to_params(self._archs[pick])
+
+    def _catch_up(self, trials: list[FrozenTrial], number: int) -> None:
+        """Redo the random draws (and the pool's growth) of the study's trials before
+        ``number``, each with the trials finished before it: a search continued in a new
+        process then proposes, trial by trial, what one process without the stop would have."""
+        for t in range(number):
+            self._propose([x for x in trials if x.number < t], set(), decide=False)
+
+    def _propose(
+        self, trials: list[FrozenTrial], running: set[str], *, decide: bool
+    ) -> int | None:
+        """The pool index to evaluate next, given the finished ``trials`` (None: the pool is
+        exhausted). With ``decide=False``, only what consumes random draws or grows the pool
+        (mutations, start-up picks): the surrogate's choice draws nothing."""
+        done_ids = {self._trial_arch_id(t) for t in trials} | running
         usable = [
             t
             for t in trials
@@ -216,14 +237,12 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         taken = [self._ids.get(i, -1) for i in done_ids]
         open_mask[[i for i in taken if i >= 0]] = False
         if not open_mask.any():
-            return {}  # everything evaluated: fall back to independent (random) sampling
+            return None  # everything evaluated: fall back to independent (random) sampling
         if (open_mask & ~self._redundant).any():
             open_mask &= ~self._redundant
         if len(usable) < self._n_startup:
-            pick = self._startup(open_mask, len(usable))
-        else:
-            pick = self._acquire(usable, open_mask)
-        return self._space.to_params(self._archs[pick])
+            return self._startup(open_mask, len(usable))
+        return self._acquire(usable, open_mask) if decide else None
 
     def sample_independent(
         self,
@@ -237,6 +256,12 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
     # -- pool -----------------------------------------------------------------------------------
     def _arch_id(self, params: dict[str, Any]) -> str:
         return self._space.from_choices(params).arch_id
+
+    def _trial_arch_id(self, trial: FrozenTrial) -> str:
+        """A finished trial's architecture id (remembered: its params never change)."""
+        if trial.number not in self._finished_ids:
+            self._finished_ids[trial.number] = self._arch_id(trial.params)
+        return self._finished_ids[trial.number]
 
     def _initial_pool(self) -> list[Architecture]:
         if self._space.size() <= self._pool_size:
@@ -405,6 +430,13 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         return int(cand[improving[int(np.argmax(gains))]])
 
 
+def offset_seed(seed: int, resumed_after: int) -> int:
+    """The seed for a sampler that cannot redo a study's earlier draws, continuing a study of
+    ``resumed_after`` finished trials: another stream than the first run's (a fresh run: the
+    seed as given)."""
+    return seed + 1_000_003 * resumed_after
+
+
 def make_default_sampler(
     space: SearchSpace,
     free_costs: FreeCosts,
@@ -413,14 +445,19 @@ def make_default_sampler(
     expensive: Sequence[int],
     seed: int | None,
     feasible: Callable[[Sequence[Architecture]], np.ndarray] | None = None,
+    resumed_after: int = 0,
 ) -> optuna.samplers.BaseSampler:
     """The framework's default sampler for a study with these objectives.
 
     :class:`CostAwareSampler` when some objectives need training and some are free; multivariate
     TPE otherwise (all free: nothing to save; all expensive: no cost information to exploit).
+    ``resumed_after``: trials the study already holds. TPE cannot redo their draws, so its seed
+    is offset by their number (it would otherwise repeat the first run's start-up draws);
+    :class:`CostAwareSampler` redoes them and takes the seed as given.
     """
     if not expensive or len(expensive) == len(directions):
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
+        tpe_seed = None if seed is None else offset_seed(seed, resumed_after)
+        return optuna.samplers.TPESampler(seed=tpe_seed, multivariate=True)
     return CostAwareSampler(
         space,
         free_costs,

@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from nas._errors import NasConfigError
 from nas._io import atomic_path
 from nas.cost import CostModel, LookupTable, for_space, load_cost_model
-from nas.search._costaware import make_default_sampler
+from nas.search._costaware import make_default_sampler, offset_seed
 from nas.search._evaluate import WORST, Evaluator, trained_metrics, violations
 from nas.search._experiment import Constraint, Experiment
 from nas.search._samplers import make_sampler
@@ -435,7 +435,7 @@ class _Mirror:
 
 
 def _sampler(
-    exp: Experiment, space: SearchSpace, evaluator: Evaluator, *, seed: int
+    exp: Experiment, space: SearchSpace, evaluator: Evaluator, *, seed: int, resumed_after: int
 ) -> optuna.samplers.BaseSampler:
     """The experiment's sampler; ``auto`` and ``cost-aware`` get the free metrics to screen with.
 
@@ -447,7 +447,7 @@ def _sampler(
     if name not in ("auto", "cost-aware"):
         return make_sampler(
             name,
-            seed=seed,
+            seed=offset_seed(seed, resumed_after),
             n_trials=exp.search.n_trials,
             population_size=exp.search.population_size,
         )
@@ -471,6 +471,7 @@ def _sampler(
         expensive=expensive,
         seed=seed,
         feasible=feasible if free_constraints else None,
+        resumed_after=resumed_after,
     )
 
 
@@ -563,10 +564,10 @@ def run_search(
         study.set_user_attr("nas.run_dir", str(run_dir.resolve()))
     if evaluator.data is not None and PREPROCESS_ATTR not in study.user_attrs:
         study.set_user_attr(PREPROCESS_ATTR, evaluator.data.preprocess)
-    # a resumed search must not replay the random start-up draws of the first run: offset the
-    # seed by the number of trials already finished (a fresh run uses the seed as given)
+    # a resumed search: the default sampler redoes the first run's draws and goes on as one
+    # run would; Optuna's samplers cannot, and get another seed (not to repeat the first draws)
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
-    sampler = _sampler(exp, space, evaluator, seed=exp.search.seed + 1_000_003 * done)
+    sampler = _sampler(exp, space, evaluator, seed=exp.search.seed, resumed_after=done)
     mirror = _Mirror(study, sampler)
     objectives = exp.objectives
     free_constraints = [c for c in exp.constraints if not c.metric.needs_training]

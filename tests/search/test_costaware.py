@@ -65,6 +65,44 @@ def test_seeded_runs_are_identical(tiny):
     assert _run(tiny, seed=3, n=12)[0] == _run(tiny, seed=3, n=12)[0]
 
 
+@pytest.mark.parametrize("pool_size", [20_000, 100])  # the whole space; a sample + mutations
+@pytest.mark.parametrize("stop", [3, 10])  # among the start-up draws; after them
+def test_a_study_continued_by_a_new_sampler_proposes_what_one_run_would(pool_size, stop):
+    """A search stopped and continued in a new process (a new sampler on the stored study)
+    proposes, trial by trial, what one uninterrupted run does."""
+    import yaml
+
+    spec = yaml.safe_load(TINY_SPACE)
+    spec["cell"]["nodes"] = 4  # 729 cells
+    space = space_from_dict(spec)
+    _, cost, error, free_costs = _problem(space)
+    directions = ["minimize", "minimize"]
+
+    def sampler():
+        return CostAwareSampler(
+            space, free_costs, directions=directions, expensive=[0], seed=5, pool_size=pool_size
+        )
+
+    def run(study, n):
+        picked = []
+        for _ in range(n):
+            trial = study.ask()
+            arch = space.sample(trial)
+            picked.append(arch.arch_id)
+            study.tell(trial, [error(arch), cost[arch.arch_id]])
+        return picked
+
+    whole = run(optuna.create_study(directions=directions, sampler=sampler()), 16)
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(
+        storage=storage, study_name="s", directions=directions, sampler=sampler()
+    )
+    first = run(study, stop)
+    again = optuna.load_study(study_name="s", storage=storage, sampler=sampler())
+    assert first + run(again, 16 - stop) == whole
+    assert len(set(whole)) == 16
+
+
 def test_falls_back_to_random_once_every_architecture_is_evaluated(tiny):
     picked, _ = _run(tiny, seed=0, n=tiny.size() + 3)
     assert len(set(picked)) == tiny.size()

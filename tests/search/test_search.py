@@ -229,7 +229,8 @@ def test_cost_only_example_has_a_trade_off(tmp_path):
 
 
 def test_resumed_search_does_not_replay_the_first_draws(tiny_experiment, tmp_path):
-    """Continuing a study draws new architectures instead of repeating the first run's."""
+    """Continuing a study with an Optuna sampler (which cannot redo the stored trials' draws)
+    draws new architectures instead of repeating the first run's."""
     path = tiny_experiment(n_trials=3)
     run_experiment(load_experiment(path), tmp_path / "run")
     more = run_experiment(load_experiment(path, ["search.n_trials=6"]), tmp_path / "run")
@@ -237,6 +238,21 @@ def test_resumed_search_does_not_replay_the_first_draws(tiny_experiment, tmp_pat
     first, second = frame[frame["number"] < 3], frame[frame["number"] >= 3]
     assert list(second["arch_id"]) != list(first["arch_id"])
     assert more.search.n_new == 3
+
+
+def test_a_resumed_search_with_the_default_sampler_is_the_uninterrupted_one(
+    tiny_experiment, tmp_path
+):
+    """The default (cost-aware) sampler redoes a stored study's draws: stopped after 4 trials
+    and continued, a search trains what one run of 9 trials trains, in the same order."""
+    path = tiny_experiment(n_trials=9)
+    path.write_text(path.read_text().replace("sampler: tpe, ", ""))
+    run_experiment(load_experiment(path), tmp_path / "whole")
+    run_experiment(load_experiment(path, ["search.n_trials=4"]), tmp_path / "run")
+    run_experiment(load_experiment(path), tmp_path / "run")
+    whole, resumed = (pd.read_csv(tmp_path / d / "trials.csv") for d in ("whole", "run"))
+    assert list(resumed["arch_id"]) == list(whole["arch_id"])
+    assert resumed["error"].tolist() == whole["error"].tolist()
 
 
 @pytest.mark.parametrize("space_name", ["mobilenet_small", "fbnet", "nasbench201"])
