@@ -310,6 +310,22 @@ def _check_out_file(out: Path, example: str, inputs: Sequence[str] = ()) -> None
         ) from None
 
 
+def _files_read(space: Any, model: Any, table: str) -> list[str]:
+    """The files a command reads its space and cost model from: an --out must not replace
+    them (a table's rows or JSON, an analytic profile, a space file)."""
+    files = [space.source] if getattr(space, "source", "") else []
+    path = getattr(model, "path", None)
+    if path:
+        files += [str(path), str(Path(path).with_suffix(".csv"))]
+    elif table.endswith((".yaml", ".yml")):
+        files.append(table)
+    else:  # an analytic profile found by its device name
+        from nas.cost import builtin_table_dir
+
+        files.append(str(builtin_table_dir() / f"{table}.yaml"))
+    return files
+
+
 def _table_out(given: str, example: str, *inputs: str | Path) -> Path:
     """The table file ``--out given`` names (``given`` with ``.json``), refused when it is a
     folder or its files would overwrite an input or a file that is no table: a table is
@@ -792,10 +808,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from nas.cost._profile import validate_table
     from nas.space import load_space
 
-    if args.out:
-        _check_out_file(Path(args.out), "validation.csv")
     space = load_space(args.space)
     table = load_cost_model(args.table)
+    if args.out:
+        _check_out_file(Path(args.out), "validation.csv", _files_read(space, table, args.table))
     if not isinstance(table, LookupTable):
         raise NasConfigError(
             f"--table {args.table}: an analytic profile, not a lookup table; validate-table "
@@ -820,8 +836,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if args.out:
         import pandas as pd
 
+        from nas._io import atomic_write_text
+
         columns = ["arch", "predicted_ms", "measured_ms", "drift_ratio"]
-        pd.DataFrame(report.rows, columns=columns).to_csv(args.out, index=False)
+        frame = pd.DataFrame(report.rows, columns=columns)
+        atomic_write_text(args.out, frame.to_csv(index=False))
     for name, figures in (
         ("as measured", report.raw),
         ("drift-corrected", report.drift_corrected),
@@ -857,10 +876,11 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     from nas.cost import charged_layers, for_space, load_cost_model
     from nas.space import load_space
 
-    if args.out:
-        _check_out_file(Path(args.out), "costs.csv", inputs=[args.archs])
     space = load_space(args.space)
     model = for_space(load_cost_model(args.table), space)
+    if args.out:
+        inputs = [args.archs, *_files_read(space, model, args.table)]
+        _check_out_file(Path(args.out), "costs.csv", inputs=inputs)
     what = "a file of architecture strings, one per line, or a CSV with an 'arch' column"
     lines = read_text(args.archs, expected=what).splitlines()
     buf = io.StringIO()
@@ -1302,7 +1322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", required=True, help=_SPACE_HELP)
     p.add_argument("--table", required=True, help="table .json path")
     p.add_argument(
-        "--n", type=_at_least(2), default=100, help="random architectures (default 100)"
+        "--n", "-n", type=_at_least(2), default=100, help="random architectures (default 100)"
     )
     p.add_argument(
         "--seed",

@@ -115,6 +115,39 @@ def test_cost_never_writes_over_its_architecture_list(tmp_path, capsys):
     assert "holds no architectures" in capsys.readouterr().err
 
 
+def test_cost_and_validate_never_write_over_their_table_or_space(tmp_path, capsys):
+    """``--out`` naming the table's rows or JSON, an analytic profile or the space file is
+    refused before any work, and the file is left as it was."""
+    import shutil
+
+    from nas.cost import builtin_table_dir
+
+    for suffix in (".json", ".csv"):
+        shutil.copy(builtin_table_dir() / f"cpu-x86{suffix}", tmp_path / f"cpu-x86{suffix}")
+    space = tmp_path / "my.yaml"
+    space.write_text(
+        (Path("search_spaces") / "mobilenet_small.yaml")
+        .read_text()
+        .replace("name: mobilenet_small", "name: my_small")
+    )
+    archs = tmp_path / "archs.txt"
+    archs.write_text("")
+    table = str(tmp_path / "cpu-x86.json")
+    for out in ("cpu-x86.csv", "cpu-x86.json"):
+        before = (tmp_path / out).read_bytes()
+        cost = ["cost", "--space", "mobilenet_small", "--table", table, "--archs", str(archs)]
+        validate = ["validate-table", "--space", "mobilenet_small", "--table", table, "-n", "2"]
+        for argv in (cost, validate):
+            assert main([*argv, "--out", str(tmp_path / out)]) == 2
+            assert f"is the input file {tmp_path / out}" in capsys.readouterr().err
+        assert (tmp_path / out).read_bytes() == before
+    cost = ["cost", "--space", str(space), "--table", "edge-tpu", "--archs", str(archs)]
+    assert main([*cost, "--out", str(space)]) == 2
+    assert f"is the input file {space}" in capsys.readouterr().err
+    assert main([*cost, "--out", str(builtin_table_dir() / "edge-tpu.yaml")]) == 2
+    assert "edge-tpu.yaml, which writing would replace" in capsys.readouterr().err
+
+
 def test_cost_reads_the_arch_column_of_the_csvs_the_tool_writes(tmp_path, capsys):
     arch = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|none~1|none~2|"
     archs = tmp_path / "archs.txt"
