@@ -85,15 +85,26 @@ def _design(
 
 def _fit(P: np.ndarray, N: np.ndarray, y: np.ndarray, lam: float) -> tuple[float, np.ndarray]:
     """(c, [m, k]) minimizing sum(((c + P m + N k - y) / y)^2) + the ridge terms
-    lam * n * sum((m - s)^2 * scale_P^2) + lam * n * sum(k^2 * scale_N^2).
+    lam * n * sum((m - s)^2 * scale_P^2) + lam * n * sum(k^2 * scale_N^2), with c >= 0.
 
     ``N`` counts the layers of the groups the prior calls free: they get a per-layer cost ``k``
-    pulled towards the prior's zero instead of a multiplier of nothing.
+    pulled towards the prior's zero instead of a multiplier of nothing. A negative constant
+    (a model that runs in less than no time) is not one a table can hold: the fit is then
+    made again with c = 0, so the table saved is the model fitted and scored.
     """
+    c, sol = _solve(P, N, y, lam, constant=True)
+    if c >= 0:
+        return c, sol
+    return 0.0, _solve(P, N, y, lam, constant=False)[1]
+
+
+def _solve(
+    P: np.ndarray, N: np.ndarray, y: np.ndarray, lam: float, *, constant: bool
+) -> tuple[float, np.ndarray]:
     n, k = P.shape
     s = float(np.median(y / np.maximum(P.sum(1), 1e-12)))
     w = 1.0 / y
-    A = np.c_[np.ones(n), P, N] * w[:, None]
+    A = np.c_[np.ones(n) * constant, P, N] * w[:, None]
     b = y * w
     if lam > 0:
         # penalties in the same (relative) units as the residuals
@@ -101,7 +112,7 @@ def _fit(P: np.ndarray, N: np.ndarray, y: np.ndarray, lam: float) -> tuple[float
         R = np.c_[np.zeros((len(scale), 1)), np.diag(scale)] * math.sqrt(lam * n)
         A = np.r_[A, R]
         b = np.r_[b, math.sqrt(lam * n) * np.r_[scale[:k] * s, np.zeros(N.shape[1])]]
-    sol, *_ = np.linalg.lstsq(A, b, rcond=None)
+    sol, *_ = np.linalg.lstsq(A, b, rcond=None)  # (a zero column: its coefficient is 0)
     return float(sol[0]), sol[1:]
 
 
@@ -205,7 +216,7 @@ def calibrate(
             "loo_mape_pct": 100 * loo,
             "fitted": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         },
-        "model_overhead_ms": max(c, 0.0) if c > -0.5 * float(y.min()) else 0.0,
+        "model_overhead_ms": c,
         "unread_layers": unread,
     }
     table = LookupTable(device, meta, {e.key: e for e in entries})

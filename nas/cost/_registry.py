@@ -52,16 +52,9 @@ def for_space(model: CostModel, space: SearchSpace) -> CostModel:
                 space.name,
                 made_for,
                 space.hash,
-                _refit_hint(model),
+                model.refit_hint(),
             )
     return model
-
-
-def _refit_hint(table: LookupTable) -> str:
-    hint = table._fill_hint()
-    if hint.startswith("fill it with: "):  # a measured table: profiling again refits it
-        return "refit it by profiling again: " + hint.removeprefix("fill it with: ")
-    return hint
 
 
 def names_a_file(device: str) -> bool:

@@ -291,6 +291,14 @@ class LookupTable:
             )
             latency += extra
             energy += extra * float(self.meta.get("energy", {}).get("power_w", 0.0))
+            if latency < 0:  # the signed terms went too far: the table's fault, said so
+                terms = ", ".join(f"{k} {fix[k]:.4g}" for k in IN_MODEL_TERMS if k in fix)
+                raise NasConfigError(
+                    f"table '{self.device}' ({self.path}): in_model.{self.space}: its correction "
+                    f"({terms}) makes a model of {len(layers)} layers ({layers_ms:.4g} ms of "
+                    f"entries) cost {latency:.4g} ms; correct it in the table's JSON, or "
+                    f"{self.refit_hint()}"
+                )
         kind = kinds.pop() if len(kinds) == 1 else "mixed"
         if not self.has_energy:
             energy = math.nan
@@ -307,6 +315,13 @@ class LookupTable:
             f"[{self.dtype}, batch {self.batch}] for layer {layer.name}; nearest present: "
             f"{', '.join(near) or 'none'}; {self._fill_hint()}"
         )
+
+    def refit_hint(self) -> str:
+        """How to refit the table's in-model correction (a measured table: profile again)."""
+        hint = self._fill_hint()
+        if hint.startswith("fill it with: "):
+            return "refit it by profiling again: " + hint.removeprefix("fill it with: ")
+        return hint
 
     def _fill_hint(self, space: str = "", out: str = "") -> str:
         """How to add missing entries: re-profile a measured table into its own file (a rerun

@@ -639,3 +639,29 @@ def test_a_table_for_another_version_of_the_space_is_used_with_a_warning(
     assert f"nas profile --space {edited}" in record.message
     # still usable: every layer has an entry
     assert bound.estimate(other.layers(other.random(0))).latency_ms > 0
+
+
+def test_a_correction_that_makes_a_model_cost_less_than_nothing_is_the_tables_fault(
+    tiny, table, tmp_path, capsys
+):
+    meta = json.loads((tmp_path / "tinydev.json").read_text())
+    meta["in_model"]["tiny_cell"]["per_mb_ms"] = -5.0
+    (tmp_path / "tinydev.json").write_text(json.dumps(meta))
+    archs = tmp_path / "archs.txt"
+    archs.write_text(tiny.format(tiny.random(0)) + "\n")
+    argv = [
+        "cost",
+        "--space",
+        str(tmp_path / "tiny.yaml"),
+        "--table",
+        str(tmp_path / "tinydev.json"),
+    ]
+    assert main([*argv, "--archs", str(archs)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        f"table 'tinydev' ({tmp_path / 'tinydev.json'}): in_model.tiny_cell: its correction ("
+        in err
+    )
+    assert (
+        "per_mb_ms -5" in err and "correct it in the table's JSON, or refit it by profiling" in err
+    )
