@@ -41,6 +41,7 @@ def for_space(model: CostModel, space: SearchSpace) -> CostModel:
         missing = model.missing(space.possible_layers())
         if missing:
             raise model.missing_error(missing[0])
+        _warn_of_a_poor_fit(model, space)
         made_for = (model.meta.get("spaces") or {}).get(space.name)
         if made_for not in (None, space.hash) and model.space in model.meta.get("in_model", {}):
             log.warning(
@@ -55,6 +56,33 @@ def for_space(model: CostModel, space: SearchSpace) -> CostModel:
                 model.refit_hint(),
             )
     return model
+
+
+#: fit RMSE, relative to the reference model's latency, beyond which a table's layer timings
+#: and its end-to-end timings disagree too far to trust (busy machine, too short a warm-up)
+POOR_FIT = 0.5
+
+
+def _warn_of_a_poor_fit(table: LookupTable, space: SearchSpace) -> None:
+    """Say so at every use of a table whose profile's layer timings did not add up to its
+    end-to-end timings (``nas profile`` warned once; the table goes on being used)."""
+    fix = (table.meta.get("in_model") or {}).get(space.name) or {}
+    rmse, reference = fix.get("fit_rmse_ms"), fix.get("reference_ms")
+    if not rmse or not reference or rmse <= POOR_FIT * reference:
+        return
+    log.warning(
+        "table '%s' (%s): its profile of '%s' fit the end-to-end timings poorly (RMSE %.4g ms "
+        "on models like the %.4g ms reference: the machine was busy, or the warm-up too "
+        "short), so its predictions may be far off; check it with nas validate-table --space "
+        "%s --table %s, or profile again on an idle machine into a new --out",
+        table.device,
+        table.path,
+        space.name,
+        rmse,
+        reference,
+        getattr(space, "source", "") or space.name,
+        table.path,
+    )
 
 
 def names_a_file(device: str) -> bool:

@@ -627,6 +627,20 @@ def test_a_table_for_another_version_of_the_space_is_used_with_a_warning(
     with caplog.at_level(logging.WARNING, logger="nas.cost"):
         for_space(table, tiny)
     assert not caplog.records
+    # a profile whose layers did not add up to its models (a busy machine) is said at each use
+    fix = table.meta["in_model"]["tiny_cell"]
+    busy = LookupTable(
+        table.device,
+        {**table.meta, "in_model": {"tiny_cell": {**fix, "fit_rmse_ms": fix["reference_ms"]}}},
+        table.entries,
+        path=table.path,
+    )
+    with caplog.at_level(logging.WARNING, logger="nas.cost"):
+        for_space(busy, tiny)
+    (record,) = caplog.records
+    assert "fit the end-to-end timings poorly" in record.message
+    assert f"nas validate-table --space {tiny.source} --table {table.path}" in record.message
+    caplog.clear()
     edited = tmp_path / "edited" / "tiny.yaml"
     edited.parent.mkdir()
     edited.write_text(TINY.replace("num_classes: 10", "num_classes: 10\ndescription: edited"))
