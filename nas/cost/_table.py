@@ -110,6 +110,15 @@ class TableEntry:
                     f"table entry {self.signature!r}: {name} must be a finite number >= 0, "
                     f"got {value!r}"
                 )
+        said = (
+            f"{self.op}-in:{self.in_c}x{self.in_h}x{self.in_w}-out:{self.out_c}x{self.out_h}x"
+            f"{self.out_w}-s{self.stride}"
+        )
+        if said != self.signature:
+            raise NasConfigError(
+                f"table entry {self.signature!r}: its op, shape and stride columns say "
+                f"{said!r}; make the two agree (the signature is the key layers are looked up by)"
+            )
         if not isinstance(self.n, int) or isinstance(self.n, bool) or self.n < 1:
             raise NasConfigError(
                 f"table entry {self.signature!r}: n must be an integer >= 1 (how many timings "
@@ -310,6 +319,14 @@ class LookupTable:
         same_op = [s for s in present if s.split("-in:")[0] == layer.op.name] or present
         near = difflib.get_close_matches(layer.signature, same_op, n=3, cutoff=0.0)
         where = f" ({self.path})" if self.path else ""
+        elsewhere = [f"[{k[1]}, batch {k[2]}]" for k in self.entries if k[0] == layer.signature]
+        if elsewhere:  # the signature is there, at another dtype or batch
+            return NasConfigError(
+                f"table '{self.device}'{where} has {layer.signature} only at "
+                f"{', '.join(elsewhere)}, not at [{self.dtype}, batch {self.batch}] (the "
+                f"table's dtype and batch, for layer {layer.name}); a row's dtype or batch "
+                f"edited by hand? otherwise {self._fill_hint()}"
+            )
         return NasConfigError(
             f"table '{self.device}'{where} has no entry {layer.signature} "
             f"[{self.dtype}, batch {self.batch}] for layer {layer.name}; nearest present: "
@@ -537,7 +554,7 @@ def _check_numbers(path: Path, meta: Mapping[str, Any]) -> None:
 
 def _read_csv(path: Path) -> list[TableEntry]:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # (a spreadsheet's byte-order mark)
     except FileNotFoundError:
         raise NasConfigError(
             f"{path}: table rows file not found; a table is {path.stem}.json plus the "

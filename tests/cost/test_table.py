@@ -679,3 +679,37 @@ def test_a_correction_that_makes_a_model_cost_less_than_nothing_is_the_tables_fa
     assert (
         "per_mb_ms -5" in err and "correct it in the table's JSON, or refit it by profiling" in err
     )
+
+
+def test_hand_edited_rows_are_named_where_they_went_wrong(tiny, table, tmp_path, capsys):
+    from nas.cost import for_space
+
+    rows_file = tmp_path / "tinydev.csv"
+    rows = rows_file.read_text().splitlines()
+    header = rows[0].split(",")
+    first = dict(zip(header, rows[1].split(","), strict=True))
+
+    def with_first(**changes: str) -> str:
+        edited = {**first, **changes}
+        return "\n".join([rows[0], ",".join(edited[c] for c in header), *rows[2:]]) + "\n"
+
+    # a spreadsheet's byte-order mark is not part of the first column's name
+    rows_file.write_text("\ufeff" + "\n".join(rows) + "\n", encoding="utf-8")
+    assert len(LookupTable.load(tmp_path / "tinydev.json").entries) == len(table.entries)
+    # a shape column that no longer matches the signature (the key looked up)
+    rows_file.write_text(with_first(out_c=str(int(first["out_c"]) + 1)))
+    with pytest.raises(
+        NasConfigError,
+        match=r"tinydev\.csv:2: table entry .*: its op, shape and "
+        r"stride columns say .*; make the two agree",
+    ):
+        LookupTable.load(tmp_path / "tinydev.json")
+    # a row whose dtype was changed: the missing entry says where it went
+    rows_file.write_text(with_first(dtype="fp16"))
+    edited = LookupTable.load(tmp_path / "tinydev.json")
+    with pytest.raises(
+        NasConfigError,
+        match=rf"has {re.escape(first['signature'])} only at "
+        r"\[fp16, batch 1\], not at \[fp32, batch 1\] .*edited by hand\?",
+    ):
+        for_space(edited, tiny)
