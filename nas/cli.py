@@ -1043,6 +1043,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         f"measurements (prior {args.prior}; unread layers {args.unread_layers}; leave-one-out "
         f"MAPE {result.loo_mape_pct:.1f}%)"
     )
+    _warn_of_outliers(path, first_line, measurements, result.loo_predictions)
     if result.loo_mape_pct > _LOO_WARN_PCT:
         other = "run" if args.unread_layers == "skipped" else "skipped"
         print(
@@ -1054,6 +1055,34 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _warn_of_outliers(
+    path: Path,
+    line_of: dict[str, int],
+    measurements: Sequence[tuple[Any, float]],
+    predicted: Sequence[float],
+) -> None:
+    """Name the measurements the others disagree with by far more than they disagree among
+    themselves (a slip of the keyboard, a run timed while something else ran): each pulled
+    the fit towards itself."""
+    import numpy as np
+
+    measured = np.array([v for _, v in measurements])
+    ratio = np.array(predicted) / measured
+    off = np.abs(np.log(np.maximum(ratio, 1e-9)))  # 2x too slow and 2x too fast alike
+    typical = float(np.median(off))
+    for i in np.argsort(-off)[:3]:
+        if off[i] <= max(np.log(2.0), 5 * typical):
+            break
+        arch, value = measurements[i]
+        print(
+            f"nas: warning: {path}:{line_of[arch.arch_id]}: latency_ms {value:g} is "
+            f"{max(ratio[i], 1 / ratio[i]):.1f}x what the other measurements predict for it "
+            f"({predicted[i]:.4g} ms): a typo, or a run timed while something else ran? check "
+            "it, or drop the row, and calibrate again",
+            file=sys.stderr,
+        )
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:

@@ -54,6 +54,8 @@ class Calibration:
     constant_ms: float
     ridge: float
     loo_mape_pct: float
+    #: each measurement's latency as predicted by the fit on the others (ms), in input order
+    loo_predictions: tuple[float, ...] = ()
 
 
 def _group(layer: Layer, labels: set[str]) -> str:
@@ -164,18 +166,18 @@ def calibrate(
     P, N = _design(space, archs, prior, groups, labels)
     used = P.any(0)  # a label none of the measured architectures contains keeps the common scale
     counted = free & N.any(0)
-    best: tuple[float, float] | None = None
+    best: tuple[float, float, list[float]] | None = None
     for lam in _LAMBDAS if len(y) > 3 else (1.0,):
-        errors = []
+        predicted = []
         for i in range(len(y)):
             keep = np.arange(len(y)) != i
             c, sol = _fit(P[keep][:, used], N[keep][:, counted], y[keep], lam)
-            errors.append(abs(c + np.r_[P[i, used], N[i, counted]] @ sol - y[i]) / y[i])
-        score = float(np.mean(errors))
+            predicted.append(float(c + np.r_[P[i, used], N[i, counted]] @ sol))
+        score = float(np.mean(np.abs(np.array(predicted) - y) / y))
         if best is None or score < best[0] - 1e-12:
-            best = (score, lam)
+            best = (score, lam, predicted)
     assert best is not None
-    loo, lam = best
+    loo, lam, loo_predicted = best
     c, sol = _fit(P[:, used], N[:, counted], y, lam)
     s = float(np.median(y / np.maximum(P.sum(1), 1e-12)))
     m = np.full(len(groups), s)
@@ -220,4 +222,4 @@ def calibrate(
         "unread_layers": unread,
     }
     table = LookupTable(device, meta, {e.key: e for e in entries})
-    return Calibration(table, multipliers, c, lam, 100 * loo)
+    return Calibration(table, multipliers, c, lam, 100 * loo, tuple(loo_predicted))

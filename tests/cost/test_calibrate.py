@@ -298,3 +298,22 @@ def test_cli_calibrate_for_a_graph_runtime(tmp_path, capsys):
     assert main([*argv, "--out", str(out), "--unread-layers", "skipped"]) == 0
     assert "unread layers skipped" in capsys.readouterr().out
     assert LookupTable.load(out).skips_unread
+
+
+def test_cli_names_a_measurement_the_others_disagree_with(tmp_path, capsys):
+    space = load_space("mobilenet_small")
+    fast = VectorizedCost(space, load_cost_model("cpu"))
+    rng = np.random.default_rng(2)
+    archs = [space.random(rng) for _ in range(12)]
+    y = 1.5 * fast.latency_ms(fast.encode(archs)) * rng.normal(1.0, 0.03, len(archs))
+    rows = [f"{space.format(a)},{v:.6g}" for a, v in zip(archs, y, strict=True)]
+    argv = ["calibrate", "--space", "mobilenet_small", "--out", str(tmp_path / "t.json")]
+    m = tmp_path / "m.csv"
+    m.write_text("arch,latency_ms\n" + "\n".join(rows) + "\n")
+    assert main([*argv, "--measurements", str(m)]) == 0
+    assert "what the other measurements predict" not in capsys.readouterr().err
+    rows[4] = f"{space.format(archs[4])},{1000 * y[4]:.6g}"  # a slip: seconds typed as ms
+    m.write_text("arch,latency_ms\n" + "\n".join(rows) + "\n")
+    assert main([*argv, "--measurements", str(m), "--force"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "other measurements" in line]
+    assert len(err) == 1 and err[0].startswith(f"nas: warning: {m}:6: latency_ms ")
