@@ -183,7 +183,15 @@ def _read_hwnasbench(src: Path, device: str) -> tuple[Path, dict[str, _Value]]:
     if src.is_dir():
         found = [src / n for n in (_JSON_NAME, _CSV_NAME) if (src / n).is_file()]
         if not found:
-            raise NasConfigError(f"{src}: folder holds neither {_JSON_NAME} nor {_CSV_NAME}")
+            other = (
+                "; it holds YAML tables: --format ofa-yaml, naming one of them"
+                if any(src.glob("*.y*ml"))
+                else ""
+            )
+            raise NasConfigError(
+                f"{src}: folder holds neither {_JSON_NAME} nor {_CSV_NAME} (--format "
+                f"hwnasbench-fbnet){other}"
+            )
         src = found[0]
     if not src.is_file():
         raise NasConfigError(f"{src}: HW-NAS-Bench FBNet table not found")
@@ -282,8 +290,12 @@ def _ofa_keys(layer: Layer) -> tuple[str, ...]:
 def _read_ofa_yaml(src: Path) -> tuple[Path, dict[str, _Value], str]:
     if src.is_dir():
         found = sorted(p.name for p in src.glob("*.y*ml"))
+        other = ""
+        if not found and any((src / n).is_file() for n in (_JSON_NAME, _CSV_NAME)):
+            other = "; it holds HW-NAS-Bench's FBNet table: --format hwnasbench-fbnet"
         raise NasConfigError(
             f"{src}: is a folder; name one YAML table in it ({', '.join(found) or 'none found'})"
+            f"{other}"
         )
     try:
         doc = yaml.safe_load(src.read_text(encoding="utf-8"))

@@ -336,3 +336,18 @@ def test_cli_import_never_silently_replaces_a_table(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "covers the spaces fbnet, not 'mobilenet_small'; the table was imported" in err
     assert "nas profile --space" not in err
+
+
+def test_a_folder_of_the_other_format_names_the_format_it_needs(tmp_path):
+    from nas.space import load_space
+
+    yamls, fbnet = tmp_path / "ofa", tmp_path / "hw"
+    yamls.mkdir()
+    fbnet.mkdir()
+    (yamls / "160_lookup_table.yaml").write_text("{}\n")
+    (fbnet / "fbnet_block_lut.csv").write_text("block\n")
+    space = load_space("fbnet")
+    with pytest.raises(NasConfigError, match=r"holds YAML tables: --format ofa-yaml"):
+        import_table("hwnasbench-fbnet", yamls, space=space, device="raspi4")
+    with pytest.raises(NasConfigError, match=r"FBNet table: --format hwnasbench-fbnet"):
+        import_table("ofa-yaml", fbnet, space=space, device="raspi4")
