@@ -700,9 +700,12 @@ def _cmd_profile(args: argparse.Namespace) -> int:
     fix = table.meta["in_model"][space.name]
     if existing is not None:
         _keep_previous_table(out, before, existing.meta, table.meta, space)
+    kept = len(existing.entries) if existing is not None else 0
     print(
-        f"{out}: {len(table.entries)} entries for device '{table.device}' "
-        f"(in-model correction: {_correction_text(fix)}, fit RMSE {fix['fit_rmse_ms']:.4f} ms"
+        f"{out}: {len(table.entries)} entries for device '{table.device}', "
+        f"{len(table.entries) - kept} measured now"
+        + (f", {kept} kept from before" if kept else "")
+        + f" (in-model correction: {_correction_text(fix)}, fit RMSE {fix['fit_rmse_ms']:.4f} ms"
         + (
             f"; {', '.join(fix['held_at_zero'])} held at 0: a free fit made a cost negative, "
             "or the models timed do not determine them)"
