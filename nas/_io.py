@@ -132,8 +132,21 @@ def read_json_object(path: str | Path, *, missing: str = "file not found") -> di
 
     expected = "an arch.json (or model_int8.json)"
     text = read_text(path, expected=expected, kind="JSON", missing=missing)
+
+    def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        seen: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in seen:  # json keeps the last one silently: an edit that did not take
+                lines = [n for n, line in enumerate(text.splitlines(), 1) if f'"{key}"' in line]
+                where = f":{lines[1]}" if len(lines) == 2 else ""  # (else: unsure which)
+                raise NasConfigError(
+                    f"{path}{where}: key {key!r} appears twice in one object; keep one of them"
+                )
+            seen[key] = value
+        return seen
+
     try:
-        doc = json.loads(text)
+        doc = json.loads(text, object_pairs_hook=unique_keys)
     except json.JSONDecodeError as exc:
         raise NasConfigError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
     if not isinstance(doc, dict):

@@ -42,3 +42,13 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         raise RuntimeError("writer failed")
     assert target.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_a_key_given_twice_in_a_json_object_is_refused_at_its_second_line(tmp_path):
+    from nas import NasConfigError
+    from nas._io import read_json_object
+
+    path = tmp_path / "t.json"
+    path.write_text('{\n  "device": "a",\n  "units": {"latency": "ms"},\n  "device": "b"\n}\n')
+    with pytest.raises(NasConfigError, match=r"t\.json:4: key 'device' appears twice"):
+        read_json_object(path)
