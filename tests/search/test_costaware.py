@@ -44,13 +44,18 @@ def _run(space, seed, n):
         space, free_costs, directions=["minimize", "minimize"], expensive=[0], seed=seed
     )
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    return _ask_tell(study, space, n, error, cost), cost
+
+
+def _ask_tell(study, space, n, error, cost):
+    """Run ``n`` trials of the synthetic problem; the arch_ids proposed, in order."""
     picked = []
     for _ in range(n):
         trial = study.ask()
         arch = space.sample(trial)
         picked.append(arch.arch_id)
         study.tell(trial, [error(arch), cost[arch.arch_id]])
-    return picked, cost
+    return picked
 
 
 def test_never_proposes_an_architecture_twice_and_tries_the_cheapest_second(tiny):
@@ -84,13 +89,7 @@ def test_a_study_continued_by_a_new_sampler_proposes_what_one_run_would(pool_siz
         )
 
     def run(study, n):
-        picked = []
-        for _ in range(n):
-            trial = study.ask()
-            arch = space.sample(trial)
-            picked.append(arch.arch_id)
-            study.tell(trial, [error(arch), cost[arch.arch_id]])
-        return picked
+        return _ask_tell(study, space, n, error, cost)
 
     whole = run(optuna.create_study(directions=directions, sampler=sampler()), 16)
     storage = optuna.storages.InMemoryStorage()
