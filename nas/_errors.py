@@ -64,7 +64,8 @@ class NasConfigError(ValueError):
             text += f"; choose one of {', '.join(self.allowed)}"
             guess = nearest(value, raw) if value is not None else None
             if guess is not None and guess != str(value):
-                text += f" (did you mean '{guess}'?)"
+                numeric = all(isinstance(a, (int, float)) for a in raw)  # 40, not '40'
+                text += f" (did you mean {guess if numeric else repr(guess)}?)"
         self.reason = text  # the message without its location, for re-raising elsewhere
         where = ""
         if self.file is not None:
