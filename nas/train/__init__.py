@@ -3,7 +3,7 @@ and fine-tune the chosen architectures with the full budget."""
 
 from __future__ import annotations
 
-from nas.train._data import DataConfig, SplitData, load_data
+from nas.train._data import DataConfig, SplitData, describe_split, load_data
 from nas.train._finetune import (
     DistillConfig,
     FinetuneConfig,
@@ -24,6 +24,7 @@ __all__ = [
     "SplitData",
     "TrainConfig",
     "TrainResult",
+    "describe_split",
     "evaluate",
     "finetune",
     "load_data",

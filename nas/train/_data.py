@@ -21,7 +21,7 @@ import torch
 from nas._config import Node
 from nas._errors import NasConfigError
 
-__all__ = ["DATASETS", "DataConfig", "SplitData", "load_data"]
+__all__ = ["DATASETS", "DataConfig", "SplitData", "describe_split", "load_data"]
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +174,9 @@ class SplitData:
             whose pixels are 0..16; 255 for 8-bit images; 1 for float images).
         x_test: Test images ``(K, C, H, W)``, or None without a test split.
         y_test: Test labels ``(K,)``, or None.
+        split_recipe: How :func:`load_data` made the split, JSON-ready (dataset, example
+            count, ``limit``, ``seed``, fractions, sizes); empty when not made by it.
+            :func:`describe_split` words it.
     """
 
     x_train: torch.Tensor = field(compare=False, repr=False)
@@ -188,6 +191,7 @@ class SplitData:
     pixel_scale: float = 1.0
     x_test: torch.Tensor | None = field(default=None, compare=False, repr=False)
     y_test: torch.Tensor | None = field(default=None, compare=False, repr=False)
+    split_recipe: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def preprocess(self) -> dict[str, Any]:
@@ -301,6 +305,21 @@ def load_data(config: DataConfig) -> SplitData:
             if test_idx is None
             else torch.from_numpy(np.ascontiguousarray(y_test, dtype=np.int64))
         ),
+        split_recipe={
+            "dataset": config.dataset,
+            **{k: v for k, v in (("root", config.root), ("path", config.path)) if v},
+            "examples": n_total,
+            "limit": config.limit if config.limit is not None and config.limit < n_total else None,
+            "seed": config.seed,
+            "test_fraction": config.test_fraction,
+            "val_fraction": config.val_fraction,
+            "stratified": True,
+            "sizes": {
+                "train": len(train_idx),
+                "val": len(val_idx),
+                "test": 0 if test_idx is None else len(test_idx),
+            },
+        },
     )
     logger.info(
         "loaded %s: %d train / %d val of %d examples, input %s, %d classes",
@@ -311,6 +330,48 @@ def load_data(config: DataConfig) -> SplitData:
         data.num_classes,
     )
     return data
+
+
+def describe_split(recipe: dict[str, Any]) -> str:
+    """One line saying how :func:`load_data` made a split (its ``split_recipe``), enough to
+    make it again; empty for a split it did not make.
+
+    Example:
+        >>> describe_split(load_data(DataConfig("digits", test_fraction=0.2)).split_recipe)
+        ... # doctest: +ELLIPSIS
+        'digits, all 1797 examples; the test split is taken first, 20% of them by ...'
+    """
+    if not recipe:
+        return ""
+    n, seed = recipe["examples"], recipe["seed"]
+    where = "".join(f" at {recipe[k]}" for k in ("root", "path") if recipe.get(k))
+    limit = recipe.get("limit")
+    kept = (
+        f"the first {limit} of numpy.random.default_rng({seed}).permutation({n}) of its {n} "
+        "examples"
+        if limit is not None
+        else f"all {n} examples"
+    )
+    sizes = recipe["sizes"]
+    test, val = recipe["test_fraction"], recipe["val_fraction"]
+
+    def call(size: float) -> str:
+        return (
+            f"scikit-learn train_test_split(test_size={size:.4g}, random_state={seed}, "
+            "stratify=labels)"
+        )
+
+    if test > 0:
+        split = (
+            f"the test split is taken first, {test:.0%} of them by {call(test)}; then "
+            f"validation, {val:.0%} of them, from the rest by {call(val / (1 - test))}"
+        )
+    else:
+        split = f"no test split; validation is {val:.0%} of them by {call(val)}"
+    return (
+        f"{recipe['dataset']}{where}, {kept}; {split}; the rest is train ({sizes['train']} "
+        f"train / {sizes['val']} val / {sizes['test']} test examples)"
+    )
 
 
 # -- helpers -----------------------------------------------------------------------------------
