@@ -228,7 +228,17 @@ def _cmd_train(args: argparse.Namespace) -> int:
         finetune_config=exp.finetune or FinetuneConfig(),
         compress=exp.compress,
         accuracy={},
-        origin={"arch_json": str(Path(args.arch).resolve()), "experiment": exp.source},
+        origin={
+            "arch_json": str(Path(args.arch).resolve()),
+            "experiment": str(Path(exp.source).resolve()) if exp.source else None,
+            # where the input came from (a search's study and trial, or an earlier nas train)
+            "parent": doc.get("origin")
+            or (
+                {"trial": doc["metrics"]["trial"]}
+                if "trial" in doc.get("metrics", {})
+                else "not recorded in the input"
+            ),
+        },
         environment=environment(),
         progress=None if args.quiet else _final_progress,
         start=args.arch,

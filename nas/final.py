@@ -10,7 +10,12 @@ For each chosen architecture (``select:``), in ``<run dir>/final/``:
    pruning + recovery fine-tuning (``<arch_id>-pruned/``, and its INT8 twin), unstructured
    magnitude sparsity with fine-tuning under the mask (``<arch_id>-sparse/``);
 4. measure every variant: held-out accuracy, size on disk, latency at batch 1 in its runtime;
-   write ``final/summary.csv`` and a model card per folder.
+   write a model card and ``measurements.json`` per folder (files named from the folder, which
+   ships alone), and ``final/summary.csv`` (files named from ``final/``) after each model.
+
+A start that was pruned already (``nas train`` on a ``-pruned/arch.json``) is named and
+labelled as what it is: ``<arch_id>-pruned/`` (variant ``pruned``), pruned again
+``<arch_id>-pruned-pruned/``, its ``pruning`` record kept in ``arch.json`` and on the card.
 
 Run bookkeeping lives in ``final/checkpoints/<folder name>/``, never in the folders a user ships:
 every fine-tune checkpoints there, each folder is built there (``checkpoints/<name>/<name>/``)
@@ -64,7 +69,7 @@ from nas.export import (
     write_model_card,
 )
 from nas.space import Architecture, SearchSpace
-from nas.train import FinetuneConfig, SplitData, evaluate, finetune
+from nas.train import FinetuneConfig, SplitData, describe_split, evaluate, finetune
 from nas.train._finetune import CHECKPOINT_NAME
 
 __all__ = ["FinalModel", "finish_architecture", "finish_members"]
@@ -76,7 +81,7 @@ Progress = Callable[[str, dict[str, Any]], None]
 CHECKPOINTS = "checkpoints"
 FINISHED_NAME = "finished.json"
 INPUTS_NAME = "inputs.json"  # beside a fine-tuning checkpoint: the settings it was written for
-_FINISHED_FORMAT = 1
+_FINISHED_FORMAT = 2  # 2: measurements' params_nonzero, folder-relative measurements.json
 # settings a finished architecture does not depend on (as for resuming a fine-tuning checkpoint)
 _FINETUNE_INSENSITIVE = ("threads", "checkpoint_every")
 
@@ -218,6 +223,48 @@ def _sparse_finetune(
     return make_sparsity_permanent(sparse), training
 
 
+def _params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch{'s' * (n != 1)}"
+
+
+def _prunings(record: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The structured prunes a ``pruning`` record describes, oldest first (each record names
+    the one before it as ``parent_pruning``)."""
+    chain = []
+    while isinstance(record, dict):
+        chain.append(record)
+        record = record.get("parent_pruning")
+    return chain[::-1]
+
+
+def _ratios(record: dict[str, Any] | None) -> list[str]:
+    """The channel ratio of each prune of a ``pruning`` record, oldest first."""
+    return [
+        f"{r['ratio']:.0%}" if isinstance(r.get("ratio"), (int, float)) else "an unrecorded share"
+        for r in _prunings(record)
+    ]
+
+
+def _pruned_line(record: dict[str, Any], params: int, unpruned: int) -> str:
+    """The card's word on a structurally pruned model: how, and its parameters against the
+    unpruned architecture's (the architecture string the card shows)."""
+    ratios = _ratios(record)
+    how = (
+        f" ({ratios[0]} of its channels)"
+        if len(ratios) == 1
+        else f" {len(ratios)} times ({', then '.join(ratios)} of the remaining channels: the "
+        "ratios compound)"
+    )
+    return (
+        f"Structurally pruned{how}: {params:,} params, {params / unpruned:.1%} of the "
+        f"{unpruned:,} of the unpruned architecture above. Its widths are arch.json's 'pruned'."
+    )
+
+
 def finish_architecture(
     run_dir: Path,
     space: SearchSpace,
@@ -231,73 +278,92 @@ def finish_architecture(
     origin: dict[str, Any] | None = None,
     environment: dict[str, Any] | None = None,
     progress: Progress | None = None,
+    pruning: dict[str, Any] | None = None,
 ) -> tuple[FinalModel, nn.Module]:
     """Fine-tune, export, compress and measure one architecture; returns it and its model.
 
     ``model`` is the starting point (proxy-trained or freshly built); it is trained in place.
+    ``pruning`` is the ``pruning`` record of a start that was structurally pruned before
+    (``nas train`` on a pruned ``arch.json``): its folders are then named and labelled as the
+    pruned model's (``<arch_id>-pruned/``, variant ``pruned``; pruned again
+    ``<arch_id>-pruned-pruned/``), and the record travels on in their ``arch.json``.
     """
     base = run_dir / "final"
     environment = environment or {}
+    # a start pruned n times is the folder '<arch_id>' + n * '-pruned', its variants after it
+    name = arch.arch_id + "-pruned" * len(_prunings(pruning))
+    kind = name.removeprefix(arch.arch_id).removeprefix("-") or "fp32"
     origin = {**(origin or {}), "arch_id": arch.arch_id}
     settings = _settings(arch, finetune_config, compress, data, origin)
-    record = _state_dir(base, arch.arch_id) / FINISHED_NAME
+    settings["pruning"] = pruning
+    record = _state_dir(base, name) / FINISHED_NAME
     kept = _finished_earlier(record, settings, base)
     if kept is not None:
         if progress is not None:
-            progress("final_kept", {"model": arch.arch_id, "record": str(record)})
-        folder = base / arch.arch_id
+            progress("final_kept", {"model": name, "record": str(record)})
+        folder = base / name
         return FinalModel(arch.arch_id, folder, kept), load_architecture(folder / "arch.json")
     x_held, y_held, split = data.held_out()
     example = data.x_val[:8]
     calibration_n = compress.quantize.calibration if compress and compress.quantize else 256
     calibration = data.x_train[:calibration_n]
     check_calibration(calibration, tuple(space.input_shape), source=f"data '{data.name}'")
-    extra = {"preprocess": data.preprocess, "origin": origin}
+    extra = {"preprocess": data.preprocess, "data_split": data.split_recipe, "origin": origin}
+    unpruned = space.build(arch)
+    unpruned_params = _params(unpruned)
+    # a start that was already pruned (``nas train`` on a pruned arch.json) keeps its widths
+    widths = shape_overrides(model, unpruned) or None
+    float_extra = extra if pruning is None else {**extra, "pruning": pruning}
 
     # what each fine-tuning checkpoint depends on: the float model's, then each variant's
     # (not where the run, its study or the experiment file lie: a moved run resumes)
     inputs = {k: settings[k] for k in ("arch", "finetune", "data")}
     inputs["teacher"] = settings["origin"].get("teacher")
+    if widths is not None:  # (a key only then: an unpruned model's checkpoints stay valid)
+        inputs["pruned"] = widths
     training = _finetune(
         model,
         data,
         finetune_config,
-        _fresh_checkpoint(_state_dir(base, arch.arch_id), inputs, arch.arch_id),
+        _fresh_checkpoint(_state_dir(base, name), inputs, name),
         teacher,
         progress,
-        arch.arch_id,
+        name,
     )
-    # the training record of each folder's model, for its card
-    trainings: dict[str, dict[str, Any]] = {arch.arch_id: training}
+    # the training record and the card's word on pruning of each folder's model
+    trainings: dict[str, dict[str, Any]] = {name: training}
+    structure: dict[str, str] = {}
     taught = ", distilling from it" if finetune_config.distill is not None else ""
     model.eval()
 
-    def stage(name: str, what: str) -> None:
+    def stage(label: str, what: str) -> None:
         if progress is not None:
-            progress("final_stage", {"model": name, "stage": what})
+            progress("final_stage", {"model": label, "stage": what})
 
-    stage(arch.arch_id, "exporting FP32 (safetensors, ONNX, torch.export)")
-    # a start that was already pruned (``nas train`` on a pruned arch.json) keeps its widths
-    widths = shape_overrides(model, space.build(arch)) or None
+    stage(name, "exporting FP32 (safetensors, ONNX, torch.export)")
     # variant name -> (model to time, runtime, file, folder, params)
     variants: dict[str, dict[str, Any]] = {}
     acc = evaluate(model, x_held, y_held)[0]
-    folder = _staging(base, arch.arch_id)
+    folder = _staging(base, name)
     export_float(
         folder,
         space,
         arch,
         model,
         example=example,
-        extra=extra,
+        extra=float_extra,
         metrics={f"accuracy_{split}": acc},
         pruned=widths,
     )
+    if pruning is not None:
+        structure[name] = _pruned_line(pruning, _params(model), unpruned_params)
     params = nonzero_params(model)
-    variants["fp32"] = _torch_variant(model, folder, params)
-    variants["fp32/onnx"] = _onnx_variant(folder / "model.onnx", folder, params)
+    variants[kind] = _torch_variant(model, folder, params)
+    variants[f"{kind}/onnx"] = _onnx_variant(folder / "model.onnx", folder, params)
 
-    def int8(variant: str, float_model: nn.Module, out: Path, pruned: dict | None) -> None:
+    def int8(
+        variant: str, float_model: nn.Module, out: Path, pruned: dict | None, extra: dict
+    ) -> None:
         assert compress is not None and compress.quantize is not None
         q = compress.quantize
         stage(out.name, f"quantizing to INT8 ({q.tool}, {len(calibration)} calibration images)")
@@ -343,17 +409,35 @@ def finish_architecture(
         )
 
     if compress is not None and compress.quantize is not None:
-        int8("int8", model, folder, widths)
+        int8("int8" if kind == "fp32" else f"{kind}+int8", model, folder, widths, float_extra)
     if compress is not None and compress.prune is not None:
         p = compress.prune
-        pfolder = _staging(base, f"{arch.arch_id}-pruned")
+        pfolder = _staging(base, f"{name}-pruned")
+        pkind = pfolder.name.removeprefix(f"{arch.arch_id}-")
         stage(pfolder.name, f"pruning {p.ratio:.0%} of channels (Torch-Pruning)")
         pruned = prune_structured(model, example, ratio=p.ratio, round_to=p.round_to)
         overrides = shape_overrides(pruned, space.build(arch))
+        n_pruned = _params(pruned)
+        precord: dict[str, Any] = {
+            **p.to_dict(),
+            "params": n_pruned,
+            "params_unpruned": unpruned_params,
+            "params_ratio": round(n_pruned / unpruned_params, 6),  # to the unpruned: compounded
+        }
+        if pruning is not None:
+            precord["parent_pruning"] = pruning
         how = (
             f"structured pruning of {p.ratio:.0%} of channels (Torch-Pruning, widths rounded to "
-            f"multiples of {p.round_to}) from {arch.arch_id}"
+            f"multiples of {p.round_to}) from {name}"
         )
+        if pruning is not None:
+            how += (
+                f", itself already pruned ({', then '.join(_ratios(pruning))} of its channels), "
+                f"so the ratios compound: {n_pruned:,} params, "
+                f"{n_pruned / unpruned_params:.1%} of the unpruned {arch.arch_id}'s "
+                f"{unpruned_params:,}"
+            )
+        structure[pfolder.name] = _pruned_line(precord, n_pruned, unpruned_params)
         trainings[pfolder.name] = {"compression": f"{how}, not fine-tuned"}
         if p.epochs:
             pcfg = replace(finetune_config, epochs=p.epochs)
@@ -370,10 +454,11 @@ def finish_architecture(
                 pfolder.name,
             )
             trainings[pfolder.name] = {
-                "compression": f"{how}, then fine-tuned {p.epochs} epochs{taught}",
+                "compression": f"{how}, then fine-tuned {_epochs(p.epochs)}{taught}",
                 **recovery,
             }
         pruned.eval()
+        pextra = {**extra, "pruning": precord}
         export_float(
             pfolder,
             space,
@@ -381,15 +466,16 @@ def finish_architecture(
             pruned,
             example=example,
             pruned=overrides,
-            extra={**extra, "pruning": p.to_dict()},
+            extra=pextra,
         )
         pruned_params = nonzero_params(pruned)
-        variants["pruned"] = _torch_variant(pruned, pfolder, pruned_params)
-        variants["pruned/onnx"] = _onnx_variant(pfolder / "model.onnx", pfolder, pruned_params)
+        variants[pkind] = _torch_variant(pruned, pfolder, pruned_params)
+        variants[f"{pkind}/onnx"] = _onnx_variant(pfolder / "model.onnx", pfolder, pruned_params)
         if compress.quantize is not None:
-            int8("pruned+int8", pruned, pfolder, overrides)
+            int8(f"{pkind}+int8", pruned, pfolder, overrides, pextra)
     if compress is not None and compress.sparsity is not None:
-        sfolder = _staging(base, f"{arch.arch_id}-sparse")
+        sfolder = _staging(base, f"{name}-sparse")
+        skind = sfolder.name.removeprefix(f"{arch.arch_id}-")
         stage(sfolder.name, f"magnitude pruning to {compress.sparsity:.0%} sparsity")
         scfg = replace(finetune_config, epochs=max(1, finetune_config.epochs // 3))
         sparse, recovery = _sparse_finetune(
@@ -409,29 +495,35 @@ def finish_architecture(
         trainings[sfolder.name] = {
             "compression": (
                 f"magnitude pruning of {compress.sparsity:.0%} of the weights of "
-                f"{arch.arch_id}, fine-tuned {scfg.epochs} epochs with the zeros held{taught}"
+                f"{name}, fine-tuned {_epochs(scfg.epochs)} with the zeros held{taught}"
             ),
             **recovery,
         }
+        if pruning is not None:
+            structure[sfolder.name] = structure[name]
         export_float(
             sfolder,
             space,
             arch,
             sparse,
             example=example,
-            extra={**extra, "sparsity": compress.sparsity},
+            pruned=widths,
+            extra={**float_extra, "sparsity": compress.sparsity},
         )
-        variants["sparse"] = _torch_variant(sparse, sfolder, nonzero_params(sparse))
+        variants[skind] = _torch_variant(sparse, sfolder, nonzero_params(sparse))
 
     stage(
-        arch.arch_id,
+        name,
         f"measuring {len(variants)} variants (accuracy on {split}, size, latency at batch 1)",
     )
     measurements = _measure(variants, x_held, y_held, split, compress)
     rows = [m.to_dict() for m in measurements]
     for sub in {Path(v["folder"]) for v in variants.values()}:
+        # this folder's, its files named from the folder itself (it ships alone)
         mine = [
-            r for r, v in zip(rows, variants.values(), strict=True) if Path(v["folder"]) == sub
+            {**r, "file": Path(r["file"]).relative_to(sub.name).as_posix()}
+            for r, v in zip(rows, variants.values(), strict=True)
+            if Path(v["folder"]) == sub
         ]
         write_model_card(
             sub,
@@ -444,6 +536,8 @@ def finish_architecture(
             environment=environment,
             preprocess=data.preprocess,
             timing=_latency(compress).describe(),
+            split=describe_split(data.split_recipe),
+            structure=structure.get(sub.name, ""),
         )
         atomic_write_json(sub / "measurements.json", {"measurements": mine})
     for sub in {Path(v["folder"]) for v in variants.values()}:
@@ -453,7 +547,7 @@ def finish_architecture(
         record,
         {"format": _FINISHED_FORMAT, "settings": settings, "measurements": rows},
     )
-    return FinalModel(arch.arch_id, base / arch.arch_id, tuple(measurements)), model
+    return FinalModel(arch.arch_id, base / name, tuple(measurements)), model
 
 
 def _latency(compress: CompressConfig | None) -> LatencyConfig:
@@ -515,7 +609,7 @@ def _measure(
                 latency_ms_iqr=iqr,
                 size_bytes=Path(v["file"]).stat().st_size,
                 size_deflated_bytes=deflated_size(v["file"]),
-                params=int(v["params"]),
+                params_nonzero=int(v["params"]),
                 file=str(Path(v["file"]).relative_to(Path(v["folder"]).parent)),
             )
         )
@@ -538,7 +632,8 @@ def finish_members(
     start: str | Path | None = None,
     trials: dict[str, int] | None = None,
 ) -> list[FinalModel]:
-    """Finish every chosen architecture; write ``final/summary.csv``.
+    """Finish every chosen architecture; write ``final/summary.csv``, again after each one
+    (an interrupted run lists the models it finished).
 
     With distillation, the teacher is fine-tuned first: the most accurate of ``arch_ids``
     (by the search's ``accuracy``) for ``teacher: best``, else the ``arch.json`` named.
@@ -547,16 +642,36 @@ def finish_members(
     from (the study, the experiment); ``trials`` the search's trial number of each arch_id.
     """
     trials = trials or {}
+    start_doc = read_architecture_file(start)[2] if start is not None else {}
+    # a start pruned before: its record travels on (its folders are named after it)
+    pruning = start_doc.get("pruning") if isinstance(start_doc.get("pruning"), dict) else None
+    if pruning is None and start_doc.get("pruned"):
+        pruning = {"note": "pruned widths; how they were made is not recorded in the start"}
 
     def _origin(arch_id: str, teacher: str) -> dict[str, Any]:
         own = {"trial": trials[arch_id]} if arch_id in trials else {}
-        return {**origin, **own, "teacher": teacher}
+        return {**origin, **own, "started_from": _started_from(arch_id), "teacher": teacher}
+
+    def _started_from(arch_id: str) -> str:
+        where = Path(start).resolve() if start is not None else None
+        if start is None:
+            weights = run_dir / "weights" / f"{arch_id}.safetensors"
+            if weights.is_file():
+                return f"the search's proxy-trained weights (weights/{weights.name})"
+            return "its seeded initialization (seed 0): the search kept no weights for it"
+        if start_doc.get("weights"):
+            return f"the weights of the input, {start_doc['weights']} beside {where}"
+        return f"its seeded initialization (seed 0): the input {where} names no weights"
 
     def _begin(arch: Architecture) -> nn.Module:
         if start is not None:  # without weights named: its seeded initialization, as asked
-            named = bool(read_architecture_file(start)[2].get("weights"))
-            return load_architecture(start, weights=named)
+            return load_architecture(start, weights=bool(start_doc.get("weights")))
         return _start(run_dir, space, arch)
+
+    def _finished(final: FinalModel) -> None:
+        results.append(final)
+        rows = [{"arch_id": r.arch_id, **m.to_dict()} for r in results for m in r.measurements]
+        atomic_write_text(base / "summary.csv", pd.DataFrame(rows).to_csv(index=False))
 
     base = run_dir / "final"
     order = list(arch_ids)
@@ -598,9 +713,10 @@ def finish_members(
             ),
             environment=environment,
             progress=progress,
+            pruning=pruning,
         )
         teacher.eval()
-        results.append(final)
+        _finished(final)
     for arch_id in order:
         arch = architectures[arch_id]
         final, _ = finish_architecture(
@@ -615,10 +731,9 @@ def finish_members(
             origin=_origin(arch_id, teacher_name),
             environment=environment,
             progress=progress,
+            pruning=pruning,
         )
-        results.append(final)
-    rows = [{"arch_id": r.arch_id, **m.to_dict()} for r in results for m in r.measurements]
-    atomic_write_text(base / "summary.csv", pd.DataFrame(rows).to_csv(index=False))
+        _finished(final)
     return results
 
 
@@ -764,7 +879,7 @@ def measured_frame(results: list[FinalModel], objectives: list[str]) -> pd.DataF
                 elif name == "accuracy":
                     row[name] = m.accuracy
                 elif name == "params":
-                    row[name] = m.params
+                    row[name] = m.params_nonzero
                 elif name.startswith("latency_ms@"):
                     row[name] = m.latency_ms
                 else:

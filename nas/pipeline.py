@@ -322,7 +322,7 @@ def _finish(
         origin={
             "study": manifest.get("study_name"),
             "storage": manifest.get("storage"),
-            "experiment": experiment.source,
+            "experiment": str(Path(experiment.source).resolve()) if experiment.source else None,
         },
         trials={a: trials[a].number for a in chosen},
         environment=environment(),

@@ -63,8 +63,8 @@ def test_every_variant_is_measured_and_exported(finished):
     assert summary["latency_ms"].gt(0).all() and summary["size_bytes"].gt(0).all()
     for arch_id in summary["arch_id"].unique():
         rows = summary[summary["arch_id"] == arch_id].set_index("variant")
-        assert rows.loc["pruned", "params"] < rows.loc["fp32", "params"]
-        assert rows.loc["sparse", "params"] < 0.6 * rows.loc["fp32", "params"]
+        assert rows.loc["pruned", "params_nonzero"] < rows.loc["fp32", "params_nonzero"]
+        assert rows.loc["sparse", "params_nonzero"] < 0.6 * rows.loc["fp32", "params_nonzero"]
         assert rows.loc["sparse", "size_deflated_bytes"] < rows.loc["fp32", "size_deflated_bytes"]
         folder = run / "final" / arch_id
         for name in (
@@ -89,6 +89,26 @@ def test_every_variant_is_measured_and_exported(finished):
         assert "| weights.safetensors |" in card and f"| {arch_id}/" not in card  # its folder's
         assert "1 thread, median of 12 timed calls in 2 interleaved rounds" in card
         assert "torch_threads" not in card, "the process's threads are not the timing's"
+        assert "| params (nonzero) |" in card
+        # how the held-out split was made, as nas.train.load_data makes it (the experiment's)
+        assert (
+            "Data split: digits, the first 500 of numpy.random.default_rng(0).permutation(1797) "
+            "of its 1797 examples; the test split is taken first, 20% of them by scikit-learn "
+            "train_test_split(test_size=0.2, random_state=0, stratify=labels); then "
+            "validation, 20% of them, from the rest by scikit-learn train_test_split("
+            "test_size=0.25, random_state=0, stratify=labels); the rest is train (300 train / "
+            "100 val / 100 test examples)." in card
+        )
+        split = json.loads((folder / "arch.json").read_text())["data_split"]
+        assert (split["seed"], split["limit"], split["test_fraction"]) == (0, 500, 0.2)
+        # each folder ships alone: its measurements.json names files inside it
+        for sub in run.joinpath("final").glob(f"{arch_id}*"):
+            listed = json.loads((sub / "measurements.json").read_text())["measurements"]
+            assert listed and all((sub / m["file"]).is_file() for m in listed), sub
+            assert all("/" not in m["file"] for m in listed)
+        pruned_card = (run / "final" / f"{arch_id}-pruned" / "MODEL_CARD.md").read_text()
+        assert "then fine-tuned 1 epoch" in pruned_card and "1 epochs" not in pruned_card
+        assert "Structurally pruned (50% of its channels): " in pruned_card
         sparse_card = (run / "final" / f"{arch_id}-sparse" / "MODEL_CARD.md").read_text()
         assert "model_int8" not in sparse_card, "only files the folder holds are offered"
         assert "Only `weights.safetensors` (sparse, torch-eager) was timed" in sparse_card
@@ -185,7 +205,7 @@ def test_rerun_redoes_a_model_whose_files_are_gone(finished, capsys, tmp_path):
         assert line in err
     assert (run / "final" / first / "model_int8.onnx").is_file()
     after = pd.read_csv(run / "final" / "summary.csv")
-    cols = ["arch_id", "variant", "accuracy", "params", "size_bytes"]
+    cols = ["arch_id", "variant", "accuracy", "params_nonzero", "size_bytes"]
     pd.testing.assert_frame_equal(before[cols], after[cols])
 
 
@@ -212,6 +232,35 @@ def test_an_interrupted_finish_leaves_no_half_written_folder(finished, tmp_path,
         "finished.json",
         "inputs.json",
     }
+
+
+def test_an_interrupted_run_lists_the_models_it_finished(finished, tmp_path, monkeypatch):
+    """Ctrl-C during the second model left no summary.csv though the first was complete."""
+    import nas.final
+
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    before = pd.read_csv(run / "final" / "summary.csv")
+    (run / "final" / "summary.csv").unlink()
+    ids = list(pd.read_csv(run / "trials.csv").drop_duplicates("arch_id")["arch_id"][:2])
+    real = nas.final.finish_architecture
+    started = []
+
+    def interrupted_second(run_dir, space, arch, *args, **kwargs):
+        started.append(arch.arch_id)
+        if len(started) == 2:  # Ctrl-C as the second model starts fine-tuning
+            raise KeyboardInterrupt
+        return real(run_dir, space, arch, *args, **kwargs)
+
+    monkeypatch.setattr("nas.final.finish_architecture", interrupted_second)
+    args = ["run", str(finished / "exp.yaml"), "--out", str(run), "-q", "--set"]
+    args += ["select.rule=ids", "--set", f"select.ids=['{ids[0]}', '{ids[1]}']"]
+    assert main(args) == 130
+    assert sorted(started) == sorted(ids)
+    summary = pd.read_csv(run / "final" / "summary.csv")
+    assert list(summary["arch_id"].unique()) == started[:1]
+    assert set(summary["variant"]) == set(before["variant"])
+    assert all((run / "final" / f).is_file() for f in summary["file"])  # relative to final/
 
 
 def _zero_fraction(folder: Path) -> float:
@@ -241,7 +290,7 @@ def test_changed_compress_settings_redo_those_variants(finished, capsys, tmp_pat
     card = (run / "final" / f"{first}-sparse" / "MODEL_CARD.md").read_text()
     assert "magnitude pruning of 80% of the weights" in card
     card = (run / "final" / f"{first}-pruned" / "MODEL_CARD.md").read_text()
-    assert "structured pruning of 25% of channels" in card and "fine-tuned 1 epochs" in card
+    assert "structured pruning of 25% of channels" in card and "fine-tuned 1 epoch" in card
 
 
 def test_nas_export_writes_a_trial_folder(finished, capsys):
@@ -323,24 +372,77 @@ def test_nas_train_finishes_one_arch_json(finished):
     assert summary.loc["int8", "accuracy"] >= summary.loc["fp32", "accuracy"] - 0.05
     int8 = load_architecture(folder / "model_int8.json")
     assert int8(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+    # where it came from travels on: the input's trial, the experiment wherever run from
+    origin = json.loads((folder / "arch.json").read_text())["origin"]
+    assert origin["parent"] == {"trial": json.loads(arch.read_text())["metrics"]["trial"]}
+    assert origin["experiment"] == str((finished / "exp.yaml").resolve())
+    assert Path(origin["experiment"]).is_absolute() and origin["arch_json"] == str(arch.resolve())
+    card = (folder / "MODEL_CARD.md").read_text()
+    weights = json.loads(arch.read_text())["weights"]
+    assert f"- started_from: the weights of the input, {weights} beside {arch.resolve()}\n" in card
 
 
 def test_nas_train_on_a_pruned_arch_json_keeps_its_widths(finished):
     pruned = next(p for p in (finished / "run" / "final").iterdir() if p.name.endswith("-pruned"))
+    arch_id = pruned.name.removesuffix("-pruned")
+    given = json.loads((pruned / "arch.json").read_text())
     out = finished / "train_pruned"
     args = ["train", str(pruned / "arch.json"), "--experiment", str(finished / "exp.yaml")]
-    args += ["--out", str(out), "-q", "--set", "compress.prune=null", "--set"]
-    args += ["compress.sparsity=null", "--set", "finetune.distill=null"]
+    args += ["--out", str(out), "-q", "--set", "compress.prune.ratio=0.3", "--set"]
+    args += ["finetune.distill=null"]
     assert main(args) == 0
-    folder = next(p for p in (out / "final").iterdir() if (p / "arch.json").is_file())
+    final = out / "final"
+    # named, labelled and described as what they hold: the pruned model and its variants
+    assert {p.name for p in final.iterdir() if (p / "arch.json").is_file()} == {
+        f"{arch_id}-pruned",
+        f"{arch_id}-pruned-pruned",
+        f"{arch_id}-pruned-sparse",
+    }
+    summary = pd.read_csv(final / "summary.csv")
+    assert set(summary["variant"]) == {
+        "pruned",
+        "pruned/onnx",
+        "pruned+int8",
+        "pruned-pruned",
+        "pruned-pruned/onnx",
+        "pruned-pruned+int8",
+        "pruned-sparse",
+    }
+    assert all((final / f).is_file() for f in summary["file"])
+    folder = final / f"{arch_id}-pruned"
     model = load_architecture(folder / "arch.json")  # pruned widths travel with the weights
-    assert sum(p.numel() for p in model.parameters()) < sum(
-        p.numel()
-        for p in load_architecture(
-            finished / "run" / "final" / folder.name / "arch.json"
-        ).parameters()
+    unpruned = load_architecture(finished / "run" / "final" / arch_id / "arch.json")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(model) < count(unpruned)
+    for sub in final.glob(f"{arch_id}-*"):  # every output loads (the sparse one's widths too)
+        x = torch.zeros(1, 1, 8, 8)
+        assert load_architecture(sub / "arch.json")(x).shape == (1, 10)
+        if (sub / "model_int8.json").is_file():
+            assert load_architecture(sub / "model_int8.json")(x).shape == (1, 10)
+    doc = json.loads((folder / "arch.json").read_text())
+    assert doc["pruning"] == given["pruning"]  # the input's record is kept
+    assert doc["origin"]["parent"] == given["origin"]  # and where it came from
+    card = (folder / "MODEL_CARD.md").read_text()
+    share = count(model) / count(unpruned)
+    assert (
+        f"Structurally pruned (50% of its channels): {count(model):,} params, {share:.1%} of the "
+        f"{count(unpruned):,} of the unpruned architecture above." in card
     )
-    assert load_architecture(folder / "model_int8.json")(torch.zeros(1, 1, 8, 8)).shape == (1, 10)
+    again = json.loads((final / f"{arch_id}-pruned-pruned" / "arch.json").read_text())
+    assert again["pruning"]["ratio"] == 0.3
+    assert again["pruning"]["parent_pruning"] == given["pruning"]
+    twice = load_architecture(final / f"{arch_id}-pruned-pruned" / "arch.json")
+    assert again["pruning"]["params_ratio"] == round(count(twice) / count(unpruned), 6) < share
+    card = (final / f"{arch_id}-pruned-pruned" / "MODEL_CARD.md").read_text()
+    assert (
+        f"structured pruning of 30% of channels (Torch-Pruning, widths rounded to multiples of "
+        f"8) from {arch_id}-pruned, itself already pruned (50% of its channels), so the ratios "
+        f"compound: {count(twice):,} params" in card
+    )
+    assert (
+        "Structurally pruned 2 times (50%, then 30% of the remaining channels: the ratios "
+        f"compound): {count(twice):,} params" in card
+    )
 
 
 def test_compress_without_finetune_is_a_one_line_error(tmp_path, capsys):

@@ -71,7 +71,9 @@ class Measurement:
     """One measured variant of a model.
 
     Args:
-        variant: ``fp32``, ``pruned``, ``sparse``, ``int8``, ``pruned+int8``.
+        variant: ``fp32``, ``fp32/onnx``, ``int8``, ``pruned``, ``pruned/onnx``, ``pruned+int8``,
+            ``sparse``; a model that was pruned before (``nas train`` on a pruned
+            ``arch.json``) is ``pruned`` and its variants ``pruned-pruned``, ``pruned-sparse``.
         runtime: ``torch-eager`` or ``onnxruntime``.
         accuracy: Top-1 accuracy on the held-out split, a fraction.
         split: The split ``accuracy`` is on (``test``, or ``val`` without a test split).
@@ -79,8 +81,9 @@ class Measurement:
         latency_ms_iqr: Interquartile range of the latency samples.
         size_bytes: Size of the deployable file on disk.
         size_deflated_bytes: That file zip-deflated (zeros of sparse weights compress away).
-        params: Nonzero parameters of the float weights it came from.
-        file: The deployable file, relative to the export folder.
+        params_nonzero: Nonzero parameters of the float weights it came from (a sparse
+            model's zeros are not counted).
+        file: The deployable file, relative to ``final/`` (``<folder>/<file>``).
     """
 
     variant: str
@@ -91,7 +94,7 @@ class Measurement:
     latency_ms_iqr: float
     size_bytes: int
     size_deflated_bytes: int
-    params: int
+    params_nonzero: int
     file: str
 
     def to_dict(self) -> dict[str, Any]:

@@ -142,11 +142,18 @@ DEPLOY_MAX_DROP = 0.01
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
+    if isinstance(value, dict):  # e.g. the origin of the model a model came from
+        return "(" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + ")"
     return str(value)
 
 
+#: a column's header where its name alone would mislead
+_HEADERS = {"params_nonzero": "params (nonzero)"}
+
+
 def _table(rows: list[dict[str, Any]], cols: list[str]) -> list[str]:
-    head = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    names = [_HEADERS.get(c, c) for c in cols]
+    head = ["| " + " | ".join(names) + " |", "|" + "---|" * len(cols)]
     return head + ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
 
 
@@ -219,12 +226,17 @@ def write_model_card(
     environment: dict[str, Any],
     preprocess: dict[str, Any],
     timing: str = "",
+    split: str = "",
+    structure: str = "",
 ) -> Path:
     """Write ``MODEL_CARD.md``: what the model is, what was measured, which file to deploy and
     how to load it (only the files the folder holds).
 
-    ``timing`` says how latency was timed (threads, calls); the card leaves out the process's
-    own torch thread count, which says nothing about the measurements.
+    ``measurements`` name their ``file`` relative to ``out_dir``. ``timing`` says how latency
+    was timed (threads, calls); the card leaves out the process's own torch thread count, which
+    says nothing about the measurements. ``split`` says how the data was split (the held-out
+    split's recipe, :func:`nas.train.describe_split`); ``structure`` what the architecture
+    string leaves out (a structurally pruned model's widths).
     """
     out = Path(out_dir)
     cols = [
@@ -235,17 +247,10 @@ def write_model_card(
         "latency_ms",
         "size_bytes",
         "size_deflated_bytes",
-        "params",
+        "params_nonzero",
         "file",
     ]
-    # files as seen from this card's folder (the measurements name them from final/)
-    here = [
-        {**m, "file": Path(m["file"]).name}
-        if isinstance(m.get("file"), str) and Path(m["file"]).parent.name == out.name
-        else m
-        for m in measurements
-    ]
-    rows = _table(here, cols)
+    rows = _table(measurements, cols)
     if not measurements:
         rows = ["Not measured: exported straight from the search (see Training)."]
     mean, std = preprocess["mean"], preprocess["std"]
@@ -281,6 +286,7 @@ def write_model_card(
         "",
         f"Architecture (space `{space_name}`): `{arch_string}`",
         "",
+        *([structure, ""] if structure else []),
         "## Measured",
         "",
         *(
@@ -289,6 +295,7 @@ def write_model_card(
                 "split); latency end to end at batch 1 in the runtime named, on the machine "
                 f"below{f' ({timing})' if timing else ''}. Nothing in this table is predicted.",
                 "",
+                *([f"Data split: {split}.", ""] if split else []),
             ]
             if measurements
             else []

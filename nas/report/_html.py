@@ -297,7 +297,8 @@ def _final_table(run_dir: Path) -> str | None:
         ("latency_ms_iqr", "latency_ms IQR"),
         ("size_bytes", "size_bytes"),
         ("size_deflated_bytes", "size_deflated_bytes"),
-        ("params", "params (nonzero)"),
+        ("params_nonzero", "params (nonzero)"),
+        ("params", "params (nonzero)"),  # the column's name in summaries before params_nonzero
     ]
     present = [(c, h) for c, h in columns if c in frame.columns]
     rows = []

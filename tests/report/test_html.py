@@ -121,7 +121,7 @@ def test_html_lists_finished_models_with_model_cards(tmp_path):
             "latency_ms_iqr": [0.1, 0.05, 0.1],
             "size_bytes": [120_000, 40_000, 80_000],
             "size_deflated_bytes": [110_000, 30_000, 70_000],
-            "params": [30_000, 30_000, 20_000],
+            "params_nonzero": [30_000, 30_000, 20_000],
             "file": ["id00/weights.safetensors", "id00/model_int8.onnx", "gone/model.onnx"],
         }
     ).to_csv(final / "summary.csv", index=False)
