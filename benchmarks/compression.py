@@ -356,7 +356,7 @@ def main() -> None:
                 "latency_ms",
                 "size_bytes",
                 "size_deflated_bytes",
-                "params",
+                "params_nonzero",
             ]
         ].to_markdown(index=False, floatfmt=".4g"),
         "",

@@ -216,7 +216,7 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
                 "form without them; for the untrained network load the arch.json beside it"
             )
         return _load_int8(path, doc, arch)
-    model = space.build(arch)
+    model = space.build(arch, seed=0)  # without weights: the seeded initialization, as said
     if "pruned" in doc:
         apply_shape_overrides(model, doc["pruned"], source=str(path))
     if weights and not doc.get("weights"):

@@ -311,3 +311,24 @@ def test_build_names_the_parse_step_for_a_string():
     space = load_space("nasbench201")
     with pytest.raises(TypeError, match=r"got str \(parse a string first: space\.parse"):
         space.build(space.format(space.random(0)))
+
+
+def test_an_architecture_without_weights_loads_as_its_seeded_initialization(tmp_path):
+    import warnings
+
+    import torch
+
+    from nas import load_architecture
+    from nas.export import write_architecture_file
+    from nas.space import load_space
+
+    space = load_space("mobilenet_small")
+    arch = space.random(0)
+    path = write_architecture_file(tmp_path / "arch.json", space, arch)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        a, b = load_architecture(path), load_architecture(path, weights=False)
+    for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True):
+        assert torch.equal(x, y)
+    built = space.build(arch, seed=0).state_dict()
+    assert all(torch.equal(built[k], v) for k, v in a.state_dict().items())
