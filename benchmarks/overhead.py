@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--resume-at", type=int, default=None, metavar="K")
     parser.add_argument("--write", action="store_true", help="update docs/benchmarks.md")
     args = parser.parse_args()
+    if args.write and args.resume_at:
+        parser.error("--resume-at times a continued search: its figures are not the section's")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     Evaluator.train = fake_train  # type: ignore[method-assign]
 
