@@ -322,6 +322,10 @@ def test_nas_export_writes_a_trial_folder(finished, capsys):
     doc = json.loads((out / "arch.json").read_text())
     assert doc["preprocess"] == finished_doc["preprocess"]
     assert f"mean {finished_doc['preprocess']['mean']}" in card
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(out / "model.onnx")).metadata_props}
+    assert json.loads(props["nas.preprocess"]) == doc["preprocess"]  # the ONNX file alone says
     assert all(
         json.loads(p.read_text())["preprocess"] == doc["preprocess"]
         for p in (finished / "run" / "architectures").glob("*.json")

@@ -13,6 +13,7 @@ One folder per model (and per structurally pruned variant)::
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,13 @@ from nas.export._archfile import write_architecture_file
 from nas.export._onnx import export_onnx
 from nas.space import Architecture, SearchSpace
 
-__all__ = ["export_float", "export_int8", "write_int8_file", "write_model_card"]
+__all__ = [
+    "export_float",
+    "export_int8",
+    "onnx_metadata",
+    "write_int8_file",
+    "write_model_card",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +84,8 @@ def export_float(
     out.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     _save_weights(model, out / "weights.safetensors")
-    check = export_onnx(model, example, out / "model.onnx")
+    meta = onnx_metadata(space, arch, extra)
+    check = export_onnx(model, example, out / "model.onnx", metadata=meta)
     _save_program(model, example, out / "model.pt2")
     write_architecture_file(
         out / "arch.json",
@@ -106,9 +114,28 @@ def export_int8(
 ) -> dict[str, Any]:
     """Write ``model_int8.onnx`` (QDQ) and ``model_int8.json`` beside the float files."""
     out = Path(out_dir)
-    result = export_onnx(quantized, example, out / "model_int8.onnx", check=check, atol=None)
+    result = export_onnx(
+        quantized,
+        example,
+        out / "model_int8.onnx",
+        check=check,
+        atol=None,
+        metadata=onnx_metadata(space, arch, extra),
+    )
     write_int8_file(out, space, arch, metrics=metrics, pruned=pruned, extra=extra)
     return {"files": ["model_int8.onnx", "model_int8.json"], "onnx_check": result}
+
+
+def onnx_metadata(
+    space: SearchSpace, arch: Architecture, extra: dict[str, Any] | None
+) -> dict[str, str]:
+    """What an exported ONNX file says about itself (``metadata_props``): the architecture and,
+    when known, the input recipe, so the file alone tells what it is and how to feed it."""
+    meta = {"nas.arch_id": arch.arch_id, "nas.space": space.name, "nas.arch": space.format(arch)}
+    preprocess = (extra or {}).get("preprocess")
+    if preprocess is not None:
+        meta["nas.preprocess"] = json.dumps(preprocess, sort_keys=True)
+    return meta
 
 
 def write_int8_file(
