@@ -213,13 +213,9 @@ class CostProblem:
         """Objective values ``(len(archs), k)`` from the cost tables, in ``names`` order."""
         if len(archs) == 0:
             return np.zeros((0, len(self.names)))
-        index = {k: {v: i for i, v in enumerate(c)} for k, c in self.space.parameters().items()}
-        codes = np.zeros((len(archs), len(index)), dtype=np.int64)  # as VectorizedCost.encode
-        for row, arch in enumerate(archs):
-            params = self.space.to_params(
-                self.space.parse(arch) if isinstance(arch, str) else arch
-            )
-            codes[row] = [index[k][v] for k, v in params.items()]
+        codes = self.space.encode(
+            [self.space.parse(a) if isinstance(a, str) else a for a in archs]
+        )
         return np.column_stack([o.total(codes) for o in self._objectives])
 
     def values_of(self, keys: Sequence[str]) -> np.ndarray:

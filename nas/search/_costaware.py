@@ -163,7 +163,6 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         self._mutations = mutations
         self._params = space.parameters()
         self._names = list(self._params)
-        self._index = {k: {c: i for i, c in enumerate(v)} for k, v in self._params.items()}
         self._offsets = np.cumsum([0] + [len(v) for v in self._params.values()])[:-1]
         self._onehot_width = sum(len(v) for v in self._params.values())
         labels = sorted({str(c) for v in self._params.values() for c in v})
@@ -305,12 +304,6 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
             [-1.0 if self._directions[i] == "maximize" else 1.0 for i in self._free]
         )
 
-    def _codes_of(self, archs: Sequence[Architecture]) -> np.ndarray:
-        params = [self._space.to_params(a) for a in archs]
-        return np.array(
-            [[self._index[k][p[k]] for k in self._names] for p in params], dtype=np.int64
-        ).reshape(len(archs), len(self._names))
-
     def _effective_rows(
         self, archs: Sequence[Architecture], costs: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -322,7 +315,7 @@ class CostAwareSampler(optuna.samplers.BaseSampler):
         eff_costs = costs.copy()
         if changed:
             eff_costs[changed] = self._signed_costs([eff[n] for n in changed])
-        return self._codes_of(eff), eff_costs, [e.arch_id for e in eff]
+        return self._space.encode(eff), eff_costs, [e.arch_id for e in eff]
 
     def _mutants(self, usable: list[FrozenTrial]) -> list[Architecture]:
         """One- and two-parameter mutations of the current front (local search for big spaces)."""

@@ -85,7 +85,6 @@ class LayerSlots:
         self.space = space
         self.parameters = space.parameters()
         self.names = list(self.parameters)
-        self._index = {k: {v: i for i, v in enumerate(c)} for k, c in self.parameters.items()}
         first = {k: c[0] for k, c in self.parameters.items()}
         built: dict[Architecture, dict[str, Layer]] = {}
         slots: list[tuple[tuple[int, ...], np.ndarray]] = []
@@ -105,12 +104,9 @@ class LayerSlots:
         self._slots = tuple(slots)
 
     def encode(self, archs: Sequence[Architecture]) -> np.ndarray:
-        """``(N, P)`` choice indices of ``archs`` in :attr:`names` order."""
-        out = np.zeros((len(archs), len(self.names)), dtype=np.int64)
-        for row, arch in enumerate(archs):
-            params = self.space.to_params(arch)
-            out[row] = [self._index[k][params[k]] for k in self.names]
-        return out
+        """``(N, P)`` choice indices of ``archs`` in :attr:`names` order
+        (:meth:`SearchSpace.encode`)."""
+        return self.space.encode(archs)
 
     def tabulate(self, value: Callable[[Layer], float], *, constant: float = 0.0) -> SlotValues:
         """``value`` of the layer in every slot for every combination (0 where none sits)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import re
@@ -125,6 +126,20 @@ class SearchSpace(ABC):
         return {
             k: (v if v in self._params[k] else self._params[k][0]) for k, v in arch.choices.items()
         }
+
+    def encode(self, archs: Sequence[Architecture]) -> np.ndarray:
+        """``(N, P)`` choice indices of ``archs``, one column per :meth:`parameters` entry in
+        its order: the integer codes vectorized cost models and samplers index tables with."""
+        index = self._choice_index
+        out = np.zeros((len(archs), len(index)), dtype=np.int64)
+        for row, arch in enumerate(archs):
+            params = self.to_params(arch)
+            out[row] = [choices[params[k]] for k, choices in index.items()]
+        return out
+
+    @functools.cached_property
+    def _choice_index(self) -> dict[str, dict[Choice, int]]:
+        return {k: {v: i for i, v in enumerate(c)} for k, c in self._params.items()}
 
     def effective(self, arch: Architecture) -> Architecture:
         """The canonical, cheapest architecture computing the same function as ``arch``.

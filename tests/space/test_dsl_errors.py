@@ -209,7 +209,7 @@ def test_a_number_that_is_no_choice_suggests_the_nearest_number():
     with pytest.raises(
         NasConfigError,
         match=r"no choice 25; choose one of 24, 32, 40 \(did you "
-        r"mean '24'\?\)",
+        r"mean 24\?\)",  # a number, unquoted
     ):
         space.parse("w16 fused_k3_e3 | w25 fused_k3_e3 | w48 skip")
 
