@@ -281,7 +281,17 @@ def _check_tables(
         try:
             model = load_cost_model(device, dirs)
         except NasConfigError as exc:
-            raise where.error(exc.reason) from None
+            if exc.file is None:
+                raise where.error(exc.reason) from None
+            # the error is in the device's own file (a profile's key): said there, with where
+            # the experiment names the device
+            named = where.origin or f"{where.file}:{where.line}"
+            raise NasConfigError(
+                f"{exc.reason} (device '{device}', named at {named})",
+                file=exc.file,
+                line=exc.line,
+                key=exc.key,
+            ) from None
         if not isinstance(model, LookupTable):
             continue
         # the space's own errors name its file and key, not this metric

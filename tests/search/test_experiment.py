@@ -270,6 +270,16 @@ table_dirs: [my_tables]
     )
     assert exp.table_dirs == (str(folder),)
     assert "my-npu" in prepare(exp).evaluator.cost_models
+    # an error in the profile itself is said at its own file, line and key
+    bad = text.replace("memory_bandwidth_bytes_per_s:", "memory_bandwidth_bytes_per_s: -1 #")
+    (folder / "my-npu.yaml").write_text(bad)
+    line = next(n for n, t in enumerate(bad.splitlines(), 1) if "bandwidth_bytes_per_s: -1" in t)
+    with pytest.raises(NasConfigError) as info:
+        load_experiment(tmp_path / "exp.yaml")
+    assert str(info.value).startswith(
+        f"{folder / 'my-npu.yaml'}:{line}: memory_bandwidth_bytes_per_s: "
+    )
+    assert f"(device 'my-npu', named at {tmp_path / 'exp.yaml'}:4)" in str(info.value)
     with pytest.raises(NasConfigError, match=r"table_dirs\[0\]: table folder .* does not exist"):
         load_experiment(
             write(
