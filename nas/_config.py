@@ -208,7 +208,8 @@ class Node:
         self._read.add(key)
         if key not in mapping:
             if default is _MISSING:
-                others = [str(k) for k in mapping]
+                # (a key read already is a right one, not a misspelling of this)
+                others = [str(k) for k in mapping if str(k) not in self._read]
                 typo = difflib.get_close_matches(key, others, n=1, cutoff=0.75)
                 if typo:  # point at the misspelt key, not at the mapping that lacks the right one
                     raise self.child(typo[0], None).error(

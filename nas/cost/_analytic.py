@@ -42,6 +42,7 @@ whose defaults reproduce the plain roofline above:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,6 +54,8 @@ from nas.cost._base import CostEstimate
 from nas.space import Layer
 
 __all__ = ["AnalyticDevice"]
+
+log = logging.getLogger(__name__)
 
 _PJ_TO_MJ = 1e-9  # 1 pJ = 1e-12 J = 1e-9 mJ
 POOL_MODES = ("none", "depthwise", "dense")
@@ -295,6 +298,13 @@ class AnalyticDevice:
             peak = node.get("peak_macs_per_s").as_float(**positive)
         dw = node.get("depthwise_efficiency", None)
         sram_bw = node.get("sram_bandwidth_bytes_per_s", None)
+        if not node.has("bits"):
+            raise node.error(
+                "missing required key 'bits': the width the device computes at (8 for an int8 "
+                "NPU, 16, 32 for fp32); it sets bytes moved per value and scales the energy "
+                "per MAC by (bits/8)^2"
+            )
+        _check_scale(node)
         try:
             out = cls(
                 name=node.get("device").as_str(),
@@ -304,7 +314,7 @@ class AnalyticDevice:
                     **positive
                 ),
                 layer_overhead_ms=node.get("layer_overhead_ms", 0.0).as_float(min=0.0),
-                bits=node.get("bits", 32).as_int(min=1, max=64),
+                bits=node.get("bits").as_int(min=1, max=64),
                 mac_pj_at_8bit=node.get("mac_pj_at_8bit").as_float(min=0.0),
                 dram_pj_per_byte=node.get("dram_pj_per_byte").as_float(min=0.0),
                 sram_pj_per_byte=node.get("sram_pj_per_byte").as_float(min=0.0),
@@ -334,3 +344,43 @@ class AnalyticDevice:
     @classmethod
     def from_yaml(cls, path: str | Path) -> AnalyticDevice:
         return cls.from_node(load_yaml(path))
+
+
+#: key -> (smallest plausible value, what a value below it most likely is): every device from a
+#: microcontroller NPU up is far above these, so a value below is in the wrong unit
+_PLAUSIBLE_MIN = {
+    "memory_bandwidth_bytes_per_s": (1e6, "GB/s or MB/s; the key is in bytes per second (2e9)"),
+    "sram_bandwidth_bytes_per_s": (1e6, "GB/s or MB/s; the key is in bytes per second (2e9)"),
+    "peak_macs_per_s": (1e6, "GMAC/s or TOPS; the key is in MACs per second (2e12)"),
+    "clock_hz": (1e5, "MHz or GHz; the key is in hertz (1e9)"),
+}
+
+
+def _check_scale(node: Node) -> None:
+    """Warn of a value in the wrong unit (bandwidth in GB/s, clock in MHz, overhead in
+    microseconds): it loads, and every prediction is off by a factor of a thousand or more."""
+    for key, (low, meant) in _PLAUSIBLE_MIN.items():
+        if not node.has(key):
+            continue
+        value = node.get(key).value
+        if isinstance(value, (int, float)) and 0 < value < low:
+            where = node.get(key)
+            log.warning(
+                "%s:%s: %s: %g is implausibly small: written in %s",
+                where.file,
+                where.line,
+                key,
+                value,
+                meant,
+            )
+    if node.has("layer_overhead_ms"):
+        value = node.get("layer_overhead_ms").value
+        if isinstance(value, (int, float)) and value >= 1.0:
+            where = node.get("layer_overhead_ms")
+            log.warning(
+                "%s:%s: layer_overhead_ms: %g ms per layer is implausibly large (edge "
+                "accelerators pay microseconds): written in microseconds? 5 us is 0.005",
+                where.file,
+                where.line,
+                value,
+            )

@@ -29,6 +29,7 @@ def list_devices(extra_dirs: tuple[Path, ...] = ()) -> list[str]:
     for folder in (builtin_table_dir(), *extra_dirs):
         if folder.is_dir():
             names.update(p.stem for p in folder.glob("*.yaml"))
+            names.update(p.stem for p in folder.glob("*.yml"))
             names.update(p.stem for p in folder.glob("*.json"))
     return sorted(names)
 
@@ -85,6 +86,24 @@ def _warn_of_a_poor_fit(table: LookupTable, space: SearchSpace) -> None:
     )
 
 
+def _load_profile(path: Path, device: str) -> AnalyticDevice:
+    """An analytic profile from ``path`` (``device``: the name it was asked for, or the path)."""
+    node = load_yaml(path)
+    if not node.has("kind") and node.has("stages"):
+        raise NasConfigError(
+            f"{path}: a search space file, not a cost model; name a table (.json) or an "
+            "analytic profile (.yaml with 'kind: analytic') as the device",
+        )
+    node.get("kind").as_choice(["analytic"])
+    model = AnalyticDevice.from_node(node)
+    if not names_a_file(device) and model.name != device:
+        raise node.get("device").error(
+            f"file is named for device '{device}' but declares '{model.name}'; set "
+            f"'device: {device}' (a renamed copy), or name the device '{model.name}'"
+        )
+    return model
+
+
 def names_a_file(device: str) -> bool:
     """Whether ``device`` is a path to a table (``.json``/``.csv``) or a profile (``.yaml``)
     rather than a device name looked up in the table folders."""
@@ -99,35 +118,31 @@ def load_cost_model(device: str, extra_dirs: tuple[Path, ...] = ()) -> CostModel
     """
     if device.endswith(".json") or device.endswith(".csv"):
         return LookupTable.load(device)
-    candidates = [Path(device)] if device.endswith((".yaml", ".yml")) else []
-    for folder in (*extra_dirs, builtin_table_dir()):
-        if (folder / f"{device}.json").is_file():
-            table = LookupTable.load(folder / f"{device}.json")
+    if names_a_file(device):
+        return _load_profile(Path(device), device)
+    for folder in (*extra_dirs, builtin_table_dir()):  # the first folder holding it wins
+        found = [folder / f"{device}{suffix}" for suffix in (".json", ".yaml", ".yml")]
+        found = [path for path in found if path.is_file()]
+        if not found:
+            continue
+        if folder != builtin_table_dir() and device in list_devices():
+            log.warning(
+                "device '%s' is %s, which takes the place of the built-in '%s' (give it "
+                "another name to use both)",
+                device,
+                found[0],
+                device,
+            )
+        if found[0].suffix == ".json":
+            table = LookupTable.load(found[0])
             if table.device != device:
                 raise NasConfigError(
-                    f"{folder / device}.json: device: file is named for '{device}' but declares "
+                    f"{found[0]}: device: file is named for '{device}' but declares "
                     f'\'{table.device}\'; set "device": "{device}" in it (a renamed copy), or '
                     f"name the device '{table.device}'"
                 )
             return table
-        candidates.append(folder / f"{device}.yaml")
-    for path in candidates:
-        if path.is_file():
-            node = load_yaml(path)
-            if not node.has("kind") and node.has("stages"):
-                raise NasConfigError(
-                    f"{path}: a search space file, not a cost model; name a table (.json) or an "
-                    "analytic profile (.yaml with 'kind: analytic') as the device",
-                )
-            kind = node.get("kind").as_choice(["analytic"])
-            if kind == "analytic":
-                model = AnalyticDevice.from_node(node)
-                if not device.endswith((".yaml", ".yml")) and model.name != device:
-                    raise node.get("device").error(
-                        f"file is named for device '{device}' but declares '{model.name}'; set "
-                        f"'device: {device}' (a renamed copy), or name the device '{model.name}'"
-                    )
-                return model
+        return _load_profile(found[0], device)
     devices = list_devices(extra_dirs)
     guess = nearest(device, devices)
     hint = f" (did you mean '{guess}'?)" if guess else ""

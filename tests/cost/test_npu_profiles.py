@@ -176,7 +176,7 @@ def test_bad_accelerator_keys_name_the_rule(tmp_path):
         _device(weights_on_chip=True)
     base = (
         "device: x\nkind: analytic\nmemory_bandwidth_bytes_per_s: 1e9\nmac_pj_at_8bit: 1\n"
-        "dram_pj_per_byte: 1\nsram_pj_per_byte: 1\nsram_bytes: 10\n"
+        "dram_pj_per_byte: 1\nsram_pj_per_byte: 1\nsram_bytes: 10\nbits: 8\n"
     )
     both = tmp_path / "x.yaml"
     both.write_text(base + "peak_macs_per_s: 1e9\nclock_hz: 1e9\n")
@@ -184,8 +184,49 @@ def test_bad_accelerator_keys_name_the_rule(tmp_path):
         load_cost_model(str(both))
     typo = tmp_path / "y.yaml"
     typo.write_text(base.replace("device: x", "device: y") + "peak_macs_per_s: 1\nspill: part\n")
-    with pytest.raises(NasConfigError, match=r"y\.yaml:9: spill: .*did you mean 'partial'"):
+    with pytest.raises(NasConfigError, match=r"y\.yaml:10: spill: .*did you mean 'partial'"):
         load_cost_model(str(typo))
+    # no silent default bit width: it sets the bytes moved and the energy per MAC
+    typo.write_text(
+        base.replace("device: x", "device: y").replace("bits: 8\n", "") + "peak_macs_per_s: 1e9\n"
+    )
+    with pytest.raises(NasConfigError, match=r"y\.yaml:1: missing required key 'bits': the width"):
+        load_cost_model(str(typo))
+    # a missing key is not blamed on a right one read before it (dram_ for sram_pj_per_byte)
+    typo.write_text(
+        base.replace("device: x", "device: y").replace("sram_pj_per_byte: 1\n", "")
+        + "peak_macs_per_s: 1e9\n"
+    )
+    with pytest.raises(NasConfigError) as info:
+        load_cost_model(str(typo))
+    assert "missing required key 'sram_pj_per_byte'" in str(info.value)
+    assert "misspelling" not in str(info.value)
+
+
+def test_a_value_in_the_wrong_unit_is_warned_of(tmp_path, caplog):
+    import logging
+
+    path = tmp_path / "z.yaml"
+    path.write_text(
+        "device: z\nkind: analytic\nmemory_bandwidth_bytes_per_s: 2.0\nmac_pj_at_8bit: 1\n"
+        "dram_pj_per_byte: 1\nsram_pj_per_byte: 1\nsram_bytes: 10\nbits: 8\n"
+        "macs_per_cycle: 256\nclock_hz: 1000\nlayer_overhead_ms: 5\n"
+    )
+    with caplog.at_level(logging.WARNING, logger="nas.cost"):
+        load_cost_model(str(path))
+    said = [r.message for r in caplog.records]
+    assert any(
+        m.startswith(f"{path}:3: memory_bandwidth_bytes_per_s: 2 is implausibly small")
+        and "bytes per second" in m
+        for m in said
+    )
+    assert any(m.startswith(f"{path}:10: clock_hz: 1000 ") for m in said)
+    assert any(m.startswith(f"{path}:11: layer_overhead_ms: 5 ms") for m in said)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nas.cost"):
+        for device in ("edge-tpu", "ethos-u55", "eyeriss", "cpu", "gpu"):
+            load_cost_model(device)
+    assert not caplog.records  # the built-in profiles are all in range
 
 
 # -- against measured data --------------------------------------------------------------------
@@ -231,3 +272,23 @@ def test_edge_tpu_profile_ranks_measured_coral_latency():
     pred = [tpu.estimate(space.layers(space.parse(r["arch_str"]))).latency_ms for r in rows]
     assert len(rows) == 77
     assert _spearman(pred, [float(r["edgetpu_latency_ms"]) for r in rows]) > 0.87
+
+
+def test_a_folder_profile_is_found_as_yml_and_says_when_it_replaces_a_built_in(tmp_path, caplog):
+    import logging
+
+    from nas.cost import builtin_table_dir, list_devices
+
+    text = (builtin_table_dir() / "edge-tpu.yaml").read_text()
+    (tmp_path / "my-npu.yml").write_text(text.replace("device: edge-tpu", "device: my-npu"))
+    (tmp_path / "edge-tpu.yaml").write_text(text.replace("bits: 8", "bits: 16"))
+    assert "my-npu" in list_devices((tmp_path,))
+    with caplog.at_level(logging.WARNING, logger="nas.cost"):
+        assert load_cost_model("my-npu", (tmp_path,)).name == "my-npu"
+        assert not caplog.records
+        assert load_cost_model("edge-tpu", (tmp_path,)).bits == 16
+    (record,) = caplog.records
+    assert (
+        f"device 'edge-tpu' is {tmp_path / 'edge-tpu.yaml'}, which takes the place of the "
+        "built-in 'edge-tpu'" in record.message
+    )
