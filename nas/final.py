@@ -28,10 +28,12 @@ other settings redo it.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -69,7 +71,14 @@ from nas.export import (
     write_model_card,
 )
 from nas.space import Architecture, SearchSpace
-from nas.train import FinetuneConfig, SplitData, describe_split, evaluate, finetune
+from nas.train import (
+    FinetuneConfig,
+    FinetuneDivergedError,
+    SplitData,
+    describe_split,
+    evaluate,
+    finetune,
+)
 from nas.train._finetune import CHECKPOINT_NAME
 
 __all__ = ["FinalModel", "finish_architecture", "finish_members"]
@@ -142,6 +151,35 @@ def _fresh_checkpoint(state: Path, inputs: dict[str, Any], label: str) -> Path:
     return state
 
 
+@contextlib.contextmanager
+def _diverging(label: str, fix: str, source: str | None, key: str) -> Iterator[None]:
+    """Turn a diverged fine-tune into a one-line error that names the settings to change; what
+    was finished before (models, earlier checkpoints) stays, so the same command continues."""
+    try:
+        yield
+    except FinetuneDivergedError as exc:
+        raise NasConfigError(
+            f"{label}: {exc.detail}; {fix}. The models finished before are kept: change the "
+            "setting and run the same command to continue",
+            file=source,
+            key=key,
+        ) from None
+
+
+def _tuning_fix(config: FinetuneConfig, distilled: bool, prefix: str = "finetune") -> str:
+    """The keys of a fine-tune that can make it diverge, with their values."""
+    fix = (
+        f"lower {prefix}.lr ({config.lr:g}) or raise {prefix}.warmup_epochs "
+        f"({config.warmup_epochs:g})"
+    )
+    if distilled and config.distill is not None:
+        fix += (
+            f", or lower {prefix}.distill.temperature ({config.distill.temperature:g}) or "
+            f"{prefix}.distill.weight ({config.distill.weight:g})"
+        )
+    return fix
+
+
 def _finetune(
     model: nn.Module,
     data: SplitData,
@@ -150,7 +188,12 @@ def _finetune(
     teacher: nn.Module | None,
     progress: Progress | None,
     label: str,
+    source: str | None = None,
+    fix: str = "",
 ) -> dict[str, Any]:
+    """Fine-tune ``model`` in place, resumably in ``state``; a divergence is a one-line error
+    located at ``source`` (the experiment file) naming ``fix`` (by default the finetune keys)."""
+
     def on_epoch(info: dict[str, Any]) -> None:
         if progress is None:
             return
@@ -159,14 +202,16 @@ def _finetune(
         else:
             progress("finetune_epoch", {"model": label, **info})
 
-    result = finetune(
-        model,
-        data,
-        config,
-        teacher=teacher if config.distill is not None else None,
-        checkpoint_dir=state,
-        progress=on_epoch,
-    )
+    distilled = teacher is not None and config.distill is not None
+    with _diverging(label, fix or _tuning_fix(config, distilled), source, "finetune.lr"):
+        result = finetune(
+            model,
+            data,
+            config,
+            teacher=teacher if config.distill is not None else None,
+            checkpoint_dir=state,
+            progress=on_epoch,
+        )
     return result.to_dict()
 
 
@@ -215,11 +260,13 @@ def _sparse_finetune(
     teacher: nn.Module | None,
     progress: Progress | None,
     label: str,
+    source: str | None = None,
+    fix: str = "",
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Magnitude-prune, then fine-tune with the mask held fixed, then make the zeros permanent;
     returns the model and its fine-tuning record."""
     sparse = prune_unstructured(model, sparsity=sparsity, keep_masks=True)
-    training = _finetune(sparse, data, config, state, teacher, progress, label)
+    training = _finetune(sparse, data, config, state, teacher, progress, label, source, fix)
     return make_sparsity_permanent(sparse), training
 
 
@@ -249,12 +296,25 @@ def _ratios(record: dict[str, Any] | None) -> list[str]:
     ]
 
 
+def _removed(record: dict[str, Any]) -> str:
+    """What one prune asked for and what it removed: the ratio asks for a share of channels,
+    but round_to keeps groups whole, so the parameters removed can be more, less or none."""
+    asked = _ratios(record)[0]
+    parent, params = record.get("params_parent"), record.get("params")
+    if not (isinstance(parent, int) and isinstance(params, int) and parent > 0):
+        return f"{asked} of its channels"  # a record written before the counts were kept
+    return (
+        f"asked {asked} of its channels; removed {1 - params / parent:.0%} of its parameters, "
+        f"{parent:,} -> {params:,}"
+    )
+
+
 def _pruned_line(record: dict[str, Any], params: int, unpruned: int) -> str:
     """The card's word on a structurally pruned model: how, and its parameters against the
     unpruned architecture's (the architecture string the card shows)."""
     ratios = _ratios(record)
     how = (
-        f" ({ratios[0]} of its channels)"
+        f" ({_removed(record)})"
         if len(ratios) == 1
         else f" {len(ratios)} times ({', then '.join(ratios)} of the remaining channels: the "
         "ratios compound)"
@@ -279,8 +339,12 @@ def finish_architecture(
     environment: dict[str, Any] | None = None,
     progress: Progress | None = None,
     pruning: dict[str, Any] | None = None,
+    teacher_identity: Any = None,
 ) -> tuple[FinalModel, nn.Module]:
     """Fine-tune, export, compress and measure one architecture; returns it and its model.
+
+    ``teacher_identity`` names the teacher by what it is (arch_id or file, and its settings),
+    as JSON; it is what a rerun compares, while ``origin['teacher']`` words it for the card.
 
     ``model`` is the starting point (proxy-trained or freshly built); it is trained in place.
     ``pruning`` is the ``pruning`` record of a start that was structurally pruned before
@@ -294,7 +358,11 @@ def finish_architecture(
     name = arch.arch_id + "-pruned" * len(_prunings(pruning))
     kind = name.removeprefix(arch.arch_id).removeprefix("-") or "fp32"
     origin = {**(origin or {}), "arch_id": arch.arch_id}
-    settings = _settings(arch, finetune_config, compress, data, origin)
+    source = origin.get("experiment")
+    # the teacher compared by identity, never by the words of its role on the card
+    settings = _settings(
+        arch, finetune_config, compress, data, {**origin, "teacher": teacher_identity}
+    )
     settings["pruning"] = pruning
     record = _state_dir(base, name) / FINISHED_NAME
     kept = _finished_earlier(record, settings, base)
@@ -329,6 +397,7 @@ def finish_architecture(
         teacher,
         progress,
         name,
+        source,
     )
     # the training record and the card's word on pruning of each folder's model
     trainings: dict[str, dict[str, Any]] = {name: training}
@@ -367,6 +436,11 @@ def finish_architecture(
         assert compress is not None and compress.quantize is not None
         q = compress.quantize
         stage(out.name, f"quantizing to INT8 ({q.tool}, {len(calibration)} calibration images)")
+        tool = (
+            "PyTorch PT2E (torchao, x86 quantizer)"
+            if q.tool == "pt2e"
+            else "ONNX Runtime's static quantizer on model.onnx"
+        )
         float_acc = evaluate(float_model, data.x_val, data.y_val)[0]
         quantized: nn.Module | None = None
         if q.tool == "onnxruntime":  # from the FP32 ONNX model export_float wrote to ``out``
@@ -376,8 +450,42 @@ def finish_architecture(
             int8_model = quantized = quantize_int8(float_model, calibration)
         drop = float_acc - evaluate(int8_model, data.x_val, data.y_val)[0]
         mode = f"ptq ({q.tool})"
+        how = (
+            f"post-training quantization (PTQ) with {tool}, observers calibrated on "
+            f"{len(calibration)} training images; it lost {drop:.3f} accuracy on val"
+        )
+        recipe: dict[str, Any] = {
+            "method": "ptq",
+            "tool": q.tool,
+            "calibration_images": len(calibration),
+            "ptq_val_accuracy_drop": round(drop, 6),
+        }
         if q.qat == "always" or (q.qat == "auto" and drop > q.max_drop):
-            log.info("%s: PTQ lost %.3f accuracy on val; quantization-aware training", out, drop)
+            why = (
+                "qat: always"
+                if q.qat == "always"
+                else f"PTQ ({q.tool}) lost {drop:.3f} accuracy on val, more than max_drop "
+                f"{q.max_drop:g}"
+            )
+            flow = (
+                "PT2E flow: tool onnxruntime has no quantization-aware training"
+                if q.tool == "onnxruntime"
+                else "PT2E flow"
+            )
+            said = (
+                f"{why}: quantization-aware training (QAT, {flow}), {_epochs(q.qat_epochs)} at "
+                f"lr {q.qat_lr:g}"
+            )
+            log.info("%s: %s", out.name, said)
+            stage(out.name, said)
+            how = (
+                f"quantization-aware training (QAT) with PyTorch PT2E ({flow}), "
+                f"{_epochs(q.qat_epochs)} at lr {q.qat_lr:g} from the float model, observers "
+                f"calibrated on {len(calibration)} training images; chosen because {why}"
+            )
+            recipe.update(
+                {"method": "qat", "tool": "pt2e", "qat_epochs": q.qat_epochs, "qat_lr": q.qat_lr}
+            )
             qat_config = replace(
                 finetune_config,
                 epochs=q.qat_epochs,
@@ -387,7 +495,12 @@ def finish_architecture(
             )
 
             def train(prepared: nn.Module) -> None:
-                finetune(prepared, data, qat_config)
+                fix = (
+                    f"lower compress.quantize.qat_lr ({q.qat_lr:g}), or set "
+                    "compress.quantize.qat: never"
+                )
+                with _diverging(out.name, fix, source, "compress.quantize.qat_lr"):
+                    finetune(prepared, data, qat_config)
 
             quantized = quantize_int8(float_model, calibration, train=train)
             mode = "qat (pt2e)"
@@ -400,10 +513,17 @@ def finish_architecture(
                 example=example,
                 check=data.x_val,
                 pruned=pruned,
-                extra={**extra, "quantization": mode},
+                extra={**extra, "quantization": mode, "quantization_recipe": recipe},
             )
         else:
-            write_int8_file(out, space, arch, pruned=pruned, extra={**extra, "quantization": mode})
+            write_int8_file(
+                out,
+                space,
+                arch,
+                pruned=pruned,
+                extra={**extra, "quantization": mode, "quantization_recipe": recipe},
+            )
+        trainings[out.name] = {**trainings[out.name], "INT8 (model_int8.onnx)": how}
         variants[variant] = _onnx_variant(
             out / "model_int8.onnx", out, nonzero_params(float_model)
         )
@@ -415,21 +535,39 @@ def finish_architecture(
         pfolder = _staging(base, f"{name}-pruned")
         pkind = pfolder.name.removeprefix(f"{arch.arch_id}-")
         stage(pfolder.name, f"pruning {p.ratio:.0%} of channels (Torch-Pruning)")
+        parent_params = _params(model)
         pruned = prune_structured(model, example, ratio=p.ratio, round_to=p.round_to)
         overrides = shape_overrides(pruned, space.build(arch))
         n_pruned = _params(pruned)
+        if n_pruned >= parent_params:
+            # (raised before anything of the float model is lost: its fine-tuned checkpoint
+            # stays, so a rerun with another round_to or ratio resumes from it)
+            raise NasConfigError(
+                f"{pfolder.name}: structured pruning removed nothing: ratio {p.ratio:g} with "
+                f"round_to {p.round_to} leaves every channel group of {name} whole (a pruned "
+                "group keeps a multiple of round_to channels; one narrower than round_to is "
+                "left as it is); lower compress.prune.round_to or raise compress.prune.ratio, "
+                "or set compress.prune: null. The fine-tuned float model is kept: the same "
+                "command resumes from it",
+                file=source,
+                key="compress.prune.round_to",
+            )
         precord: dict[str, Any] = {
             **p.to_dict(),
+            "params_parent": parent_params,
             "params": n_pruned,
             "params_unpruned": unpruned_params,
             "params_ratio": round(n_pruned / unpruned_params, 6),  # to the unpruned: compounded
         }
         if pruning is not None:
             precord["parent_pruning"] = pruning
+        removed = _removed(precord).replace(" its ", " ")
         how = (
-            f"structured pruning of {p.ratio:.0%} of channels (Torch-Pruning, widths rounded to "
-            f"multiples of {p.round_to}) from {name}"
+            f"structured pruning (Torch-Pruning, widths rounded to multiples of {p.round_to}) "
+            f"of {name}: {removed}"
         )
+        log.info("%s: %s", pfolder.name, removed)
+        stage(pfolder.name, f"pruned: {removed}")
         if pruning is not None:
             how += (
                 f", itself already pruned ({', then '.join(_ratios(pruning))} of its channels), "
@@ -452,6 +590,9 @@ def finish_architecture(
                 model,
                 progress,
                 pfolder.name,
+                source,
+                _tuning_fix(pcfg, True) + f" (the recovery fine-tune of compress.prune, "
+                f"{_epochs(p.epochs)}), or lower compress.prune.ratio ({p.ratio:g})",
             )
             trainings[pfolder.name] = {
                 "compression": f"{how}, then fine-tuned {_epochs(p.epochs)}{taught}",
@@ -491,6 +632,9 @@ def finish_architecture(
             model,
             progress,
             sfolder.name,
+            source,
+            _tuning_fix(scfg, True) + f" (the fine-tune under the mask of compress.sparsity), "
+            f"or lower compress.sparsity ({compress.sparsity:g})",
         )
         trainings[sfolder.name] = {
             "compression": (
@@ -517,6 +661,7 @@ def finish_architecture(
         f"measuring {len(variants)} variants (accuracy on {split}, size, latency at batch 1)",
     )
     measurements = _measure(variants, x_held, y_held, split, compress)
+    _warn_near_chance(measurements, data.num_classes, arch.arch_id)
     rows = [m.to_dict() for m in measurements]
     for sub in {Path(v["folder"]) for v in variants.values()}:
         # this folder's, its files named from the folder itself (it ships alone)
@@ -548,6 +693,41 @@ def finish_architecture(
         {"format": _FINISHED_FORMAT, "settings": settings, "measurements": rows},
     )
     return FinalModel(arch.arch_id, base / name, tuple(measurements)), model
+
+
+# the setting to look at for a variant that learnt nothing, by its name after the arch_id
+_NEAR_CHANCE_FIX = {
+    "sparse": "lower compress.sparsity",
+    "pruned": "lower compress.prune.ratio or raise compress.prune.epochs",
+    "int8": "set compress.quantize.qat: always or auto",
+}
+
+
+def _warn_near_chance(measurements: list[Measurement], classes: int, arch_id: str) -> None:
+    """Warn of a finished variant whose held-out accuracy is near chance (the search's own
+    threshold, :func:`nas.search._study.near_chance`): measured, exported, and useless."""
+    from nas.search._study import near_chance
+
+    limit = near_chance(classes)
+    for m in measurements:
+        if m.accuracy > limit:
+            continue
+        parts = m.variant.split("/")[0].split("+")
+        fixes = [_NEAR_CHANCE_FIX[p] for p in parts if p in _NEAR_CHANCE_FIX]
+        if not fixes:
+            fixes = ["check finetune (lr, epochs) and the data"]
+        log.warning(
+            "%s %s (%s): %s accuracy %.3f is near chance (<= %.2f for %d classes): the model "
+            "learnt next to nothing; %s",
+            arch_id,
+            m.variant,
+            m.runtime,
+            m.split,
+            m.accuracy,
+            limit,
+            classes,
+            "; ".join(fixes),
+        )
 
 
 def _latency(compress: CompressConfig | None) -> LatencyConfig:
@@ -648,6 +828,20 @@ def finish_members(
     if pruning is None and start_doc.get("pruned"):
         pruning = {"note": "pruned widths; how they were made is not recorded in the start"}
 
+    def _identity(arch_id: str) -> dict[str, Any]:
+        """The best member as a teacher: what it is and what its training depends on."""
+        tune = {k: v for k, v in no_kd.to_dict().items() if k not in _FINETUNE_INSENSITIVE}
+        return json.loads(
+            json.dumps(
+                {
+                    "arch_id": arch_id,
+                    "finetune": tune,
+                    "started_from": _started_from(arch_id),
+                    "pruning": pruning,
+                }
+            )
+        )
+
     def _origin(arch_id: str, teacher: str) -> dict[str, Any]:
         own = {"trial": trials[arch_id]} if arch_id in trials else {}
         return {**origin, **own, "started_from": _started_from(arch_id), "teacher": teacher}
@@ -680,7 +874,9 @@ def finish_members(
     no_kd = replace(finetune_config, distill=None)
     results: list[FinalModel] = []
     teacher_name = "none (no distillation)" if distill is None else distill.teacher
+    identity: Any = None  # the students' teacher, as settings compare it
     if distill is not None and distill.teacher != "best":
+        identity = _file_identity(Path(distill.teacher))
         teacher_space, _, _ = read_architecture_file(distill.teacher)
         if (
             tuple(teacher_space.input_shape) != tuple(data.input_shape)
@@ -715,6 +911,7 @@ def finish_members(
             progress=progress,
             pruning=pruning,
         )
+        identity = _identity(best)
         teacher.eval()
         _finished(final)
     for arch_id in order:
@@ -732,9 +929,40 @@ def finish_members(
             environment=environment,
             progress=progress,
             pruning=pruning,
+            teacher_identity=identity if teacher is not None else None,
         )
         _finished(final)
+    _warn_unlisted(base, results)
     return results
+
+
+def _file_identity(path: Path) -> dict[str, Any]:
+    """A teacher named by file: its path, arch_id and the digest of its weights (a file
+    retrained in place is another teacher)."""
+    _, arch, doc = read_architecture_file(path)
+    weights = path.parent / str(doc.get("weights", ""))
+    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+    return {"path": str(path.resolve()), "arch_id": arch.arch_id, "weights_sha256": digest}
+
+
+def _warn_unlisted(base: Path, results: list[FinalModel]) -> None:
+    """Warn of folders in ``final/`` that this run did not make (models no longer selected,
+    variants no longer asked for): they are kept, but summary.csv does not list them."""
+    listed = {Path(m.file).parts[0] for r in results for m in r.measurements}
+    unlisted = sorted(
+        p.name
+        for p in base.iterdir()
+        if p.is_dir() and p.name != CHECKPOINTS and p.name not in listed
+    )
+    if unlisted:
+        log.warning(
+            "%s: %s %s from an earlier run with other settings (no longer selected or made); "
+            "kept, but not listed in summary.csv: remove %s if unwanted",
+            base,
+            ", ".join(unlisted),
+            "is" if len(unlisted) == 1 else "are",
+            "it" if len(unlisted) == 1 else "them",
+        )
 
 
 def _start(run_dir: Path, space: SearchSpace, arch: Architecture) -> nn.Module:

@@ -108,7 +108,7 @@ def test_every_variant_is_measured_and_exported(finished):
             assert all("/" not in m["file"] for m in listed)
         pruned_card = (run / "final" / f"{arch_id}-pruned" / "MODEL_CARD.md").read_text()
         assert "then fine-tuned 1 epoch" in pruned_card and "1 epochs" not in pruned_card
-        assert "Structurally pruned (50% of its channels): " in pruned_card
+        assert "Structurally pruned (asked 50% of its channels; removed " in pruned_card
         sparse_card = (run / "final" / f"{arch_id}-sparse" / "MODEL_CARD.md").read_text()
         assert "model_int8" not in sparse_card, "only files the folder holds are offered"
         assert "Only `weights.safetensors` (sparse, torch-eager) was timed" in sparse_card
@@ -290,7 +290,7 @@ def test_changed_compress_settings_redo_those_variants(finished, capsys, tmp_pat
     card = (run / "final" / f"{first}-sparse" / "MODEL_CARD.md").read_text()
     assert "magnitude pruning of 80% of the weights" in card
     card = (run / "final" / f"{first}-pruned" / "MODEL_CARD.md").read_text()
-    assert "structured pruning of 25% of channels" in card and "fine-tuned 1 epoch" in card
+    assert "asked 25% of channels; removed" in card and "fine-tuned 1 epoch" in card
 
 
 def test_nas_export_writes_a_trial_folder(finished, capsys):
@@ -429,8 +429,10 @@ def test_nas_train_on_a_pruned_arch_json_keeps_its_widths(finished):
     card = (folder / "MODEL_CARD.md").read_text()
     share = count(model) / count(unpruned)
     assert (
-        f"Structurally pruned (50% of its channels): {count(model):,} params, {share:.1%} of the "
-        f"{count(unpruned):,} of the unpruned architecture above." in card
+        f"Structurally pruned (asked 50% of its channels; removed "
+        f"{1 - count(model) / given['pruning']['params_parent']:.0%} of its parameters, "
+        f"{given['pruning']['params_parent']:,} -> {count(model):,}): {count(model):,} params, "
+        f"{share:.1%} of the {count(unpruned):,} of the unpruned architecture above." in card
     )
     again = json.loads((final / f"{arch_id}-pruned-pruned" / "arch.json").read_text())
     assert again["pruning"]["ratio"] == 0.3
@@ -439,8 +441,10 @@ def test_nas_train_on_a_pruned_arch_json_keeps_its_widths(finished):
     assert again["pruning"]["params_ratio"] == round(count(twice) / count(unpruned), 6) < share
     card = (final / f"{arch_id}-pruned-pruned" / "MODEL_CARD.md").read_text()
     assert (
-        f"structured pruning of 30% of channels (Torch-Pruning, widths rounded to multiples of "
-        f"8) from {arch_id}-pruned, itself already pruned (50% of its channels), so the ratios "
+        f"structured pruning (Torch-Pruning, widths rounded to multiples of 8) of "
+        f"{arch_id}-pruned: asked 30% of channels; removed "
+        f"{1 - count(twice) / count(model):.0%} of parameters, {count(model):,} -> "
+        f"{count(twice):,}, itself already pruned (50% of its channels), so the ratios "
         f"compound: {count(twice):,} params" in card
     )
     assert (
@@ -516,3 +520,71 @@ def test_nas_train_on_an_int8_file_names_the_float_model_beside_it(finished, tmp
         "then makes\n"
     )
     assert not (tmp_path / "t").exists()
+
+
+def test_cards_say_what_a_prune_removed_and_how_int8_was_made(finished):
+    run = finished / "run"
+    first = pd.read_csv(run / "final" / "summary.csv")["arch_id"].iloc[0]
+    card = (run / "final" / f"{first}-pruned" / "MODEL_CARD.md").read_text()
+    record = json.loads((run / "final" / f"{first}-pruned" / "arch.json").read_text())["pruning"]
+    removed = 1 - record["params"] / record["params_parent"]
+    said = f"asked 50% of its channels; removed {removed:.0%} of its parameters, "
+    assert said + f"{record['params_parent']:,} -> {record['params']:,}" in card
+    card = (run / "final" / first / "MODEL_CARD.md").read_text()
+    assert "INT8 (model_int8.onnx): post-training quantization (PTQ) with PyTorch PT2E" in card
+    assert "calibrated on 64 training images" in card
+    recipe = json.loads((run / "final" / first / "model_int8.json").read_text())
+    assert recipe["quantization_recipe"]["calibration_images"] == 64
+
+
+def test_changing_only_select_keeps_the_teacher_and_names_unlisted_folders(
+    finished, capsys, tmp_path
+):
+    """Dropping a student re-fine-tuned its teacher: the record compared its role's words."""
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    ids = list(pd.read_csv(run / "trials.csv").drop_duplicates("arch_id")["arch_id"][:2])
+    exp = str(finished / "exp.yaml")
+    args = ["run", exp, "--out", str(run), "-q", "--set", "select.rule=ids", "--set"]
+    assert main([*args, f"select.ids=['{ids[0]}', '{ids[1]}']"]) == 0
+    order = list(pd.read_csv(run / "final" / "summary.csv")["arch_id"].unique())  # teacher first
+    capsys.readouterr()
+    args = [*args[:-1], "--set", f"select.ids=['{order[0]}']"]
+    assert main([a for a in args if a != "-q"]) == 0
+    err = capsys.readouterr().err
+    assert f"{order[0]}: finished by an earlier run with the same settings, kept" in err
+    assert "finetune" not in err
+    assert f"{order[1]}, {order[1]}-pruned, {order[1]}-sparse are from an earlier run" in err
+    assert "not listed in summary.csv" in err
+    assert (run / "final" / order[1]).is_dir()  # kept, not deleted
+
+    # a prune that removes nothing stops with one line; the float model's fine-tune is kept
+    assert main([*args, "--set", "compress.prune.round_to=999"]) == 2
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]
+    assert line.startswith("nas: error: ") and "Traceback" not in err
+    assert "compress.prune.round_to: " in line and "removed nothing" in line
+    assert (run / "final" / "checkpoints" / order[0] / "checkpoint.pt").is_file()
+
+    # a fine-tune that explodes stops with one line naming the keys to change
+    assert main([*args, "--set", "finetune.lr=1e4", "--set", "finetune.warmup_epochs=0"]) == 2
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and "exp.yaml: finetune.lr: " in line
+    assert "diverged" in line and "finetune.warmup_epochs" in line
+    assert (run / "final" / order[0] / "MODEL_CARD.md").is_file()  # finished work kept
+
+
+def test_a_near_chance_variant_is_warned_of(caplog):
+    from nas.compress import Measurement
+    from nas.final import _warn_near_chance
+
+    row = dict(runtime="torch-eager", split="test", latency_ms=1.0, latency_ms_iqr=0.1)
+    row |= dict(size_bytes=1, size_deflated_bytes=1, params_nonzero=1, file="a/w")
+    measured = [
+        Measurement(variant="sparse", accuracy=0.09, **row),
+        Measurement(variant="fp32", accuracy=0.9, **row),
+    ]
+    _warn_near_chance(measured, 10, "0123456789ab")
+    assert "0123456789ab sparse (torch-eager): test accuracy 0.090 is near chance" in caplog.text
+    assert "lower compress.sparsity" in caplog.text and "fp32" not in caplog.text

@@ -13,12 +13,22 @@ from nas.compress._quantize import QuantizeConfig
 __all__ = ["CompressConfig", "PruneConfig"]
 
 
+def _fraction(node: Node, off: str) -> float:
+    """A fraction strictly between 0 and 1; ``off`` says how to switch the technique off
+    instead (0 would build a copy of the model that is compressed in name only)."""
+    try:
+        return node.as_float(gt=0.0, lt=1.0)
+    except NasConfigError as exc:
+        raise node.error(f"{exc.reason} ({off})") from None
+
+
 @dataclass(frozen=True)
 class PruneConfig:
     """Structured (channel) pruning.
 
     Args:
-        ratio: Fraction of prunable channels removed, in [0, 1).
+        ratio: Fraction of prunable channels asked to be removed, in (0, 1); what is removed
+            depends on ``round_to`` too (a group narrower than it is left whole).
         round_to: Channel counts are kept multiples of this (SIMD width: 8 fp32 lanes of
             AVX2, 16 of AVX-512), >= 1.
         epochs: Fine-tuning epochs that recover accuracy after pruning, >= 0.
@@ -29,9 +39,9 @@ class PruneConfig:
     epochs: int = 10
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.ratio < 1.0 or self.round_to < 1 or self.epochs < 0:
+        if not 0.0 < self.ratio < 1.0 or self.round_to < 1 or self.epochs < 0:
             raise NasConfigError(
-                "`0 <= ratio < 1`, `round_to >= 1` and `epochs >= 0` must hold, but got "
+                "`0 < ratio < 1`, `round_to >= 1` and `epochs >= 0` must hold, but got "
                 f"ratio={self.ratio}, round_to={self.round_to}, epochs={self.epochs}"
             )
 
@@ -76,13 +86,17 @@ class CompressConfig:
         prune = None
         if prune_node is not None:
             prune = PruneConfig(
-                ratio=prune_node.get("ratio", 0.3).as_float(min=0.0, lt=1.0),
+                ratio=_fraction(prune_node.get("ratio", 0.3), "prune: null turns pruning off"),
                 round_to=prune_node.get("round_to", 8).as_int(min=1),
                 epochs=prune_node.get("epochs", 10).as_int(min=0),
             )
             prune_node.done()
         sparsity_node = node.get("sparsity", 0.5)
-        sparsity = None if sparsity_node.value is None else sparsity_node.as_float(gt=0.0, lt=1.0)
+        sparsity = (
+            None
+            if sparsity_node.value is None
+            else _fraction(sparsity_node, "sparsity: null turns it off")
+        )
         quantize_node = section("quantize")
         quantize = None if quantize_node is None else QuantizeConfig.from_node(quantize_node)
         latency_node = node.get("latency", {})

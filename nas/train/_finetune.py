@@ -72,6 +72,11 @@ _CHECKPOINT_FORMAT = 1
 # checkpoint resumes under a config that differs only in these. (A different thread count can
 # still change float rounding on CPU; the result is then valid but not bit-identical.)
 _RESUME_INSENSITIVE = ("threads", "checkpoint_every")
+MAX_TEMPERATURE = 100.0  # distillation temperatures in use are 1-20 (Hinton et al., 2015)
+# A loss above this many times the cross-entropy of a chance-level guess (ln of the number of
+# classes) has exploded: the weights left are useless even where the loss is still finite
+# (lr 1e4 on digits: loss 7e6, accuracy 0.10).
+_EXPLODED = 1e3
 _EVAL_BATCH = 1024  # evaluation keeps no activations for backward, so batches can be larger
 
 
@@ -92,7 +97,9 @@ class DistillConfig:
     Args:
         teacher: ``best`` (the most accurate Pareto member, chosen by the caller) or the path
             of an ``arch.json``; :func:`finetune` itself takes the teacher as a module.
-        temperature: Softmax temperature ``T`` of both distributions, > 0.
+        temperature: Softmax temperature ``T`` of both distributions, in (0, 100]; typical
+            values are 1-20 (Hinton et al. use 1-20). The loss scales the soft term by ``T^2``,
+            so a huge ``T`` only makes a loss that overflows.
         weight: Weight of the distillation term in [0, 1]; 0 trains on labels only.
 
     Example:
@@ -113,8 +120,8 @@ class DistillConfig:
         _check(
             (
                 (
-                    math.isfinite(self.temperature) and self.temperature > 0,
-                    "temperature > 0",
+                    math.isfinite(self.temperature) and 0 < self.temperature <= MAX_TEMPERATURE,
+                    f"0 < temperature <= {MAX_TEMPERATURE:g}",
                     f"temperature={self.temperature}",
                 ),
                 (0.0 <= self.weight <= 1.0, "0 <= weight <= 1", f"weight={self.weight}"),
@@ -133,7 +140,7 @@ class DistillConfig:
             teacher = str(_teacher_file(teacher_node, base_dir))
         config = cls(
             teacher=teacher,
-            temperature=node.get("temperature", 4.0).as_float(gt=0.0),
+            temperature=_temperature(node.get("temperature", 4.0)),
             weight=node.get("weight", 0.5).as_float(min=0.0, max=1.0),
         )
         node.done()
@@ -147,6 +154,18 @@ class DistillConfig:
     def from_dict(cls, data: dict[str, Any]) -> DistillConfig:
         """Rebuild a config written by :meth:`to_dict`."""
         return cls(**_known_fields(cls, data))
+
+
+def _temperature(node: Node) -> float:
+    """``distill.temperature``, in (0, MAX_TEMPERATURE]."""
+    value = node.as_float(gt=0.0)
+    if value > MAX_TEMPERATURE:
+        raise node.error(
+            f"temperature {value:g} is too high: the distillation term grows as T^2 and the "
+            f"fine-tune diverges; expected a number in (0, {MAX_TEMPERATURE:g}], typical values "
+            "are 1-20 (e.g. temperature: 4)"
+        )
+    return value
 
 
 def _teacher_file(node: Node, base_dir: Path | None) -> Path:
@@ -365,18 +384,22 @@ class FinetuneResult:
 
 
 class FinetuneDivergedError(RuntimeError):
-    """The training or validation loss became NaN or infinite during :func:`finetune`.
+    """The fine-tune diverged during :func:`finetune`: a loss became NaN or infinite, exploded
+    (over ``_EXPLODED`` times a chance-level guess's), or a weight became NaN or infinite.
 
     The model's weights are then unusable; a checkpoint written before, if any, is untouched.
 
     Args:
         message: What happened and how to fix it.
-        epoch: The 1-based epoch whose loss was not finite.
+        epoch: The 1-based epoch that diverged.
+        detail: What happened, without the fix (callers that know which config keys the run
+            came from name those instead); defaults to ``message``.
     """
 
-    def __init__(self, message: str, *, epoch: int) -> None:
+    def __init__(self, message: str, *, epoch: int, detail: str | None = None) -> None:
         super().__init__(message)
         self.epoch = epoch
+        self.detail = detail if detail is not None else message
 
 
 def warmup_cosine(step: int, *, warmup_steps: int, total_steps: int) -> float:
@@ -666,13 +689,17 @@ def _run(
         )
         seconds = time.perf_counter() - start
         val_accuracy, val_loss = evaluate(model, x_val, y_val)
-        if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        why = _diverged(model, train_loss, val_loss, data.num_classes)
+        if why is not None:
             where = "" if path is None else f" and delete {path.parent}"
+            detail = (
+                f"fine-tuning diverged in epoch {epoch}: {why} (train_loss={train_loss:.4g}, "
+                f"val_loss={val_loss:.4g}, val_accuracy={val_accuracy:.3f} at lr={lr:.3g})"
+            )
             raise FinetuneDivergedError(
-                f"fine-tuning diverged in epoch {epoch}: train_loss={train_loss}, "
-                f"val_loss={val_loss} at lr={lr:.3g}; lower 'lr' or raise 'warmup_epochs'"
-                f"{where} to start over",
+                f"{detail}; lower 'lr' or raise 'warmup_epochs'{where} to start over",
                 epoch=epoch,
+                detail=detail,
             )
         train_seconds += seconds
         images += seen
@@ -716,6 +743,21 @@ def _run(
             )
     model.eval()
     return _result(history, train_seconds, images, resumed_from=start_epoch)
+
+
+def _diverged(model: nn.Module, train_loss: float, val_loss: float, classes: int) -> str | None:
+    """Why an epoch's result is unusable (a loss not finite or exploded, a weight not finite),
+    or None when it is not."""
+    if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
+        return "a loss is not finite"
+    chance = max(1.0, math.log(max(classes, 2)))  # cross-entropy of a uniform guess
+    if max(train_loss, val_loss) > _EXPLODED * chance:
+        return f"the loss exploded (over {_EXPLODED:g}x the {chance:.3g} of a chance-level guess)"
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                return f"weight '{name}' holds NaN or infinite values"
+    return None
 
 
 def _train_epoch(

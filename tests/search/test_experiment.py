@@ -325,3 +325,24 @@ def test_a_budget_on_a_device_the_study_does_not_cost_is_refused_before_the_sear
         load_experiment(write(tmp_path, GOOD + final % "latency_ms@gpu"))
     for metric in ("macs", "energy_mj@cpu"):  # any metric the trials carry
         assert load_experiment(write(tmp_path, GOOD + final % metric)).select.budgets
+
+
+@pytest.mark.parametrize(
+    ("compress", "pattern"),
+    [
+        (
+            "{prune: {ratio: 0}}",
+            r"exp.yaml:\d+: compress.prune.ratio: expected a number strictly "
+            r"between 0 and 1, got 0 \(prune: null turns pruning off\)",
+        ),
+        (
+            "{sparsity: 0}",
+            r"compress.sparsity: expected a number strictly between 0 and 1, got 0 "
+            r"\(sparsity: null turns it off\)",
+        ),
+    ],
+)
+def test_a_compression_that_would_do_nothing_is_refused_at_load(tmp_path, compress, pattern):
+    text = GOOD + f"finetune: {{epochs: 3}}\ncompress: {compress}\n"
+    with pytest.raises(NasConfigError, match=pattern):
+        load_experiment(write(tmp_path, text))

@@ -65,3 +65,63 @@ def test_bad_select_configs(kwargs, pattern):
 def test_round_trip():
     config = SelectConfig("budgets", k=1, budgets=(("params", 1e5),))
     assert config.to_dict() == {"rule": "budgets", "k": 1, "budgets": [["params", 1e5]], "ids": []}
+
+
+def _select(text: str, overrides: dict[str, str] | None = None) -> SelectConfig:
+    from nas._config import Node
+
+    node = Node(text, file="exp.yaml", lines={("ids",): 4, ("k",): 5, ("budgets", "params"): 6})
+    for key, value in (overrides or {}).items():
+        node.override([key], value, origin=f"--set select.{key}={value}")
+    return SelectConfig.from_node(node)
+
+
+def test_an_id_that_is_not_twelve_hex_digits_is_refused_at_load():
+    with pytest.raises(
+        NasConfigError,
+        match=r"exp.yaml:4: ids\[0\]: '985b355b36Of' is not an "
+        r"arch_id; expected 12 lowercase hex digits.*letter O",
+    ):
+        _select({"rule": "ids", "ids": ["985b355b36Of"]})
+    assert _select({"rule": "ids", "ids": "985b355b360f"}).ids == ("985b355b360f",)
+
+
+def test_errors_found_after_the_search_name_the_file_line_and_key():
+    config = _select({"rule": "ids", "ids": ["985b355b360f"]})
+    with pytest.raises(
+        NasConfigError,
+        match=r"^exp.yaml:4: select.ids: arch_id '985b355b360f' "
+        "is not a completed trial",
+    ):
+        select_members(_frame(), OBJ, DIRS, config)
+    config = _select({"rule": "budgets", "budgets": {"params": 100}})
+    frame = _frame().assign(params=[7546, 8000, 9000, 9500, 9900, None])
+    with pytest.raises(
+        NasConfigError,
+        match=r"^exp.yaml:6: select.budgets.params: no Pareto "
+        r"member has params <= 100 \(the lowest is 7546\)",
+    ):
+        select_members(frame, OBJ, DIRS, config)
+
+
+def test_a_rule_set_on_the_command_line_names_its_set_argument():
+    with pytest.raises(
+        NasConfigError,
+        match=r"^--set select.rule=ids: rule: rule 'ids' needs the "
+        "key 'ids'",
+    ):
+        _select({}, {"rule": "ids"})
+
+
+def test_odd_choices_are_said(caplog):
+    frame = _frame().assign(feasible=[True, True, True, True, True, False])
+    config = SelectConfig("ids", ids=("e",))
+    assert select_members(frame, OBJ, DIRS, config) == ["e"]
+    assert "e is dominated: off the Pareto front" in caplog.text
+    frame.loc[4, "feasible"] = False
+    caplog.clear()
+    select_members(frame, OBJ, DIRS, config)
+    assert "e broke a constraint of the search" in caplog.text
+    caplog.clear()
+    assert len(select_members(_frame(), OBJ, DIRS, SelectConfig("knee", k=9))) == 4
+    assert "select.k: 9 asked, but the Pareto front has 4 members: finishing 4" in caplog.text

@@ -468,7 +468,7 @@ def test_config_rejects_bad_values(kwargs: dict[str, Any], match: str) -> None:
     ("kwargs", "match"),
     [
         ({"teacher": ""}, "teacher` must be 'best' or the path"),
-        ({"temperature": 0.0}, r"`temperature > 0` must hold, but got temperature=0.0"),
+        ({"temperature": 0.0}, r"`0 < temperature <= 100` must hold, but got temperature=0.0"),
         ({"weight": -0.1}, r"`0 <= weight <= 1` must hold, but got weight=-0.1"),
     ],
 )
@@ -513,3 +513,35 @@ def test_cuda_mixed_precision_channels_last_and_resume(data: SplitData, tmp_path
     assert result.resumed_from_epoch == 1 and result.epochs_run == 3
     assert math.isfinite(result.val_loss) and 0.0 <= result.val_accuracy <= 1.0
     assert model[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+class _HugeModel(nn.Module):
+    """Finite but exploded logits (lr 1e4 on digits: loss 7e6, accuracy 0.10)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(64, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x.flatten(1)) * 1e7
+
+
+def test_an_exploded_but_finite_loss_is_divergence(data: SplitData) -> None:
+    with pytest.raises(
+        FinetuneDivergedError, match=r"diverged in epoch 1: the loss exploded"
+    ) as e:
+        finetune(_HugeModel(), data, _QUICK)
+    assert "lower 'lr'" in str(e.value) and "lower 'lr'" not in e.value.detail
+
+
+def test_a_temperature_past_100_is_refused_at_load() -> None:
+    node = Node({"distill": {"temperature": 1e20}}, file="exp.yaml")
+    with pytest.raises(
+        NasConfigError,
+        match=r"distill.temperature: temperature 1e\+20 is too "
+        r"high.*\(0, 100\], typical values are 1-20",
+    ):
+        FinetuneConfig.from_node(node)
+    with pytest.raises(NasConfigError, match=r"`0 < temperature <= 100` must hold"):
+        DistillConfig(temperature=101.0)
+    assert DistillConfig(temperature=100.0).temperature == 100.0
