@@ -32,6 +32,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -299,7 +300,8 @@ def _ratios(record: dict[str, Any] | None) -> list[str]:
 def _removed(record: dict[str, Any]) -> str:
     """What one prune asked for and what it removed: the ratio asks for a share of channels,
     but round_to keeps groups whole, so the parameters removed can be more, less or none."""
-    asked = _ratios(record)[0]
+    ratio = record.get("ratio")
+    asked = f"{ratio:.0%}" if isinstance(ratio, (int, float)) else "an unrecorded share"
     parent, params = record.get("params_parent"), record.get("params")
     if not (isinstance(parent, int) and isinstance(params, int) and parent > 0):
         return f"{asked} of its channels"  # a record written before the counts were kept
@@ -712,7 +714,7 @@ def _warn_near_chance(measurements: list[Measurement], classes: int, arch_id: st
     for m in measurements:
         if m.accuracy > limit:
             continue
-        parts = m.variant.split("/")[0].split("+")
+        parts = dict.fromkeys(re.split(r"[-+]", m.variant.split("/")[0]))  # pruned-sparse+int8
         fixes = [_NEAR_CHANCE_FIX[p] for p in parts if p in _NEAR_CHANCE_FIX]
         if not fixes:
             fixes = ["check finetune (lr, epochs) and the data"]
