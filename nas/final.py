@@ -29,7 +29,6 @@ other settings redo it.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -45,7 +44,7 @@ import torch
 from torch import nn
 
 from nas._errors import NasConfigError
-from nas._io import atomic_write_json, atomic_write_text, read_json_object
+from nas._io import atomic_write_json, atomic_write_text, file_sha256, read_json_object
 from nas.compress import (
     CompressConfig,
     LatencyConfig,
@@ -943,7 +942,7 @@ def _file_identity(path: Path) -> dict[str, Any]:
     retrained in place is another teacher)."""
     _, arch, doc = read_architecture_file(path)
     weights = path.parent / str(doc.get("weights", ""))
-    digest = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else None
+    digest = file_sha256(weights) if weights.is_file() else None
     return {"path": str(path.resolve()), "arch_id": arch.arch_id, "weights_sha256": digest}
 
 
