@@ -285,7 +285,7 @@ class AnalyticDevice:
     @classmethod
     def from_node(cls, node: Node) -> AnalyticDevice:
         """Read the ``analytic:`` section of a device file."""
-        positive = {"min": 1e-12}
+        positive = {"gt": 0}
         per_cycle = [key for key in ("macs_per_cycle", "clock_hz") if node.has(key)]
         if per_cycle and node.has("peak_macs_per_s"):
             raise node.get(per_cycle[0]).error(
@@ -309,7 +309,7 @@ class AnalyticDevice:
             out = cls(
                 name=node.get("device").as_str(),
                 peak_macs_per_s=peak,
-                efficiency=node.get("efficiency", 1.0).as_float(min=1e-6, max=1.0),
+                efficiency=node.get("efficiency", 1.0).as_float(gt=0, max=1.0),
                 memory_bandwidth_bytes_per_s=node.get("memory_bandwidth_bytes_per_s").as_float(
                     **positive
                 ),
@@ -320,7 +320,7 @@ class AnalyticDevice:
                 sram_pj_per_byte=node.get("sram_pj_per_byte").as_float(min=0.0),
                 sram_bytes=node.get("sram_bytes").as_int(min=0),
                 static_power_w=node.get("static_power_w", 0.0).as_float(min=0.0),
-                depthwise_efficiency=None if dw.value is None else dw.as_float(min=1e-6, max=1.0),
+                depthwise_efficiency=None if dw.value is None else dw.as_float(gt=0, max=1.0),
                 array_input_channels=node.get("array_input_channels", 1).as_int(min=1),
                 array_output_channels=node.get("array_output_channels", 1).as_int(min=1),
                 pool_on_mac_array=node.get("pool_on_mac_array", "none").as_choice(POOL_MODES),

@@ -26,7 +26,7 @@ from nas._io import atomic_path
 from nas.cost import CostModel, LookupTable, for_space, load_cost_model
 from nas.search._costaware import make_default_sampler, offset_seed
 from nas.search._evaluate import WORST, Evaluator, trained_metrics, violations
-from nas.search._experiment import Constraint, Experiment
+from nas.search._experiment import Constraint, Experiment, Metric, parse_metric
 from nas.search._samplers import make_sampler
 from nas.space import Architecture, SearchSpace, load_space, space_from_dict
 from nas.train import SplitData, load_data
@@ -144,20 +144,36 @@ def _check_reachable(
     from nas.cost import VectorizedCost
 
     compiled: dict[str, VectorizedCost] = {}  # one per device, however many constraints
-    for c in experiment.constraints:
-        device = c.metric.device or ""
-        if device not in models or c.metric.quantity not in ("latency_ms", "energy_mj"):
-            continue
+
+    def bounds(metric: Metric) -> tuple[float, float] | None:
+        device = metric.device or ""
+        if device not in models or metric.quantity not in ("latency_ms", "energy_mj"):
+            return None
         if device not in compiled:
             compiled[device] = VectorizedCost(space, models[device])
-        low, high = compiled[device].bounds(c.metric.quantity)
-        best = low if c.op in ("<=", "<") else high
+        return compiled[device].bounds(metric.quantity)
+
+    for c in experiment.constraints:
+        if (reach := bounds(c.metric)) is None:
+            continue
+        best = reach[0] if c.op in ("<=", "<") else reach[1]
         if not c.satisfied(best):
             side = "lowest" if c.op in ("<=", "<") else "highest"
             raise NasConfigError(
                 f"{experiment.source}: constraints.{c.metric.name}: no architecture of space "
                 f"'{space.name}' meets '{c.op} {c.bound:g}': the {side} it can reach is "
                 f"{best:.4g} at best; loosen the bound"
+            )
+    select = experiment.select
+    if select is None:
+        return
+    for name, bound in select.budgets:
+        reach = bounds(parse_metric(name))
+        if reach is not None and reach[0] > bound:  # a budget is ``metric <= bound``
+            raise select.error(
+                f"budgets.{name}",
+                f"no architecture of space '{space.name}' costs {name} <= {bound:g}: the "
+                f"lowest it can reach is {reach[0]:.4g}; raise the budget",
             )
 
 
@@ -246,9 +262,9 @@ def _check_same_costs(
         if recorded.get(device, digest) != digest:
             raise NasConfigError(
                 f"study '{experiment.study_name}' in {storage} was searched with another "
-                f"version of device '{device}''s cost model (its table or profile has changed "
-                "since): trials priced both ways would share one front; restore it, or choose "
-                "another search.study_name (or --out) for a new search"
+                f"version of the cost model of device '{device}' (its table or profile has "
+                "changed since): trials priced both ways would share one front; restore it, or "
+                "choose another search.study_name (or --out) for a new search"
             )
 
 

@@ -490,7 +490,7 @@ def test_a_study_refuses_a_cost_model_changed_since_it_was_searched(tiny_experim
     )
     mine.write_text(changed + "\n")
     more = load_experiment(path, ["search.n_trials=3"])
-    with pytest.raises(NasConfigError, match="another version of device 'mydev''s cost model"):
+    with pytest.raises(NasConfigError, match="version of the cost model of device 'mydev'"):
         run_experiment(more, tmp_path / "run")
     mine.write_text(original)
     assert (
@@ -529,6 +529,25 @@ def test_a_cost_constraint_no_architecture_can_meet_is_refused_before_any_trial(
         f'constraints: {{"latency_ms@cpu": "<= {lowest * 1.5:.6g}"}}', n_trials=2
     )
     assert main(["search", str(path), "--out", str(tmp_path / "run2"), "-q"]) == 0
+
+
+def test_a_select_budget_no_architecture_can_meet_is_refused_before_any_trial(
+    tiny_experiment, tmp_path, capsys
+):
+    """A budget below every architecture's cost was found only after the whole search."""
+    from nas.cli import main
+
+    budget = (
+        "finetune: {epochs: 1}\ndevices: [cpu]\n"
+        'select: {rule: budgets, budgets: {"latency_ms@cpu": [0.000001]}}'
+    )
+    path = tiny_experiment(budget, n_trials=2)
+    assert main(["search", str(path), "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:" in err and "select.budgets.latency_ms@cpu" in err
+    assert "no architecture of space 'tiny_cell' costs latency_ms@cpu <= 1e-06" in err
+    assert "raise the budget" in err and err.count("\n") == 1
+    assert not (tmp_path / "run" / "study.db").exists()
 
 
 def test_a_second_process_in_a_running_run_directory_is_refused(tiny_experiment, tmp_path, capsys):
