@@ -8,7 +8,9 @@ HW-NAS-Bench columns ``eyeriss``, ``fpga``, ``pixel3``, ``raspi4`` and the mean 
 device columns. Nothing is fitted to these targets: every constant comes from a profile's cited
 sources. An ablation shows what each modelling rule of the Eyeriss profile contributes, and where
 ``../shared/data/hw-nas-bench-nb201-sample`` is present the profiles are also checked against
-the 77 measured Coral Edge TPU latencies in it.
+the 77 measured Coral Edge TPU latencies in it. The same predictors are then checked on the
+5,000 FBNet architectures of HELP (``fbnet_latency_ms.csv``, MBConv blocks at 32x32, the
+built-in ``fbnet`` space), where a model is mostly 1x1 convolutions with many weights.
 
     python benchmarks/analytic_rank.py [--stride 8] [--all-devices] [--write]
 """
@@ -35,6 +37,8 @@ from nas.cost import AnalyticDevice, CostModel, builtin_table_dir, load_cost_mod
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 HELP_CSV = DATA / "help-latency" / "nasbench201_latency_ms.csv"
+FBNET_ARCHS_CSV = DATA / "help-latency" / "fbnet_archs.csv"
+FBNET_CSV = DATA / "help-latency" / "fbnet_latency_ms.csv"
 EDGE_SAMPLE_CSV = DATA / "hw-nas-bench-nb201-sample" / "nas201_cifar10_rows0-102.csv"
 TARGETS = ("eyeriss", "fpga", "pixel3", "raspi4")
 
@@ -58,18 +62,24 @@ def eyeriss_ablations(eyeriss: AnalyticDevice) -> dict[str, AnalyticDevice]:
         "pooling costs memory only": replace(eyeriss, pool_on_mac_array="none"),
         "spill: all (no partial spill)": replace(eyeriss, spill="all", weights_on_chip=False),
         "identity/zero edges not free": replace(eyeriss, free_identity=False),
+        # not a rule but the datasheet's off-chip bandwidth: how much of the error it causes
+        "off-chip bandwidth x1000 (memory never binds)": replace(
+            eyeriss, memory_bandwidth_bytes_per_s=eyeriss.memory_bandwidth_bytes_per_s * 1000
+        ),
         "all three rules off (plain roofline)": replace(
             eyeriss, pool_on_mac_array="none", spill="all", free_identity=False
         ),
     }
 
 
-def predict(arch_strs: Sequence[str], models: dict[str, CostModel]) -> pd.DataFrame:
+def predict(
+    arch_strs: Sequence[str], models: dict[str, CostModel], space_name: str = "nasbench201"
+) -> pd.DataFrame:
     """MACs, params and ``latency_ms@<name>`` of every model, one row per architecture.
 
     Each architecture's layers are computed once and shared by every predictor.
     """
-    space = load_space("nasbench201")
+    space = load_space(space_name)
     rows: dict[str, list[float]] = {"macs": [], "params": []}
     rows.update({f"latency_ms@{name}": [] for name in models})
     for text in arch_strs:
@@ -99,6 +109,35 @@ def markdown(table: pd.DataFrame, first: str = "predictor") -> str:
         f"| {idx} | " + " | ".join(f"{v:.3f}" for v in row) + " |" for idx, row in table.iterrows()
     ]
     return "\n".join([head, rule, *body])
+
+
+def fbnet_section(
+    models: dict[str, CostModel],
+    ablation_models: dict[str, CostModel],
+    main_cols: list[str],
+    stride: int,
+) -> str:
+    """The same predictors on HELP's FBNet architectures (HW-NAS-Bench's FBNet latencies)."""
+    archs = pd.read_csv(FBNET_ARCHS_CSV).iloc[::stride].reset_index(drop=True)
+    measured = pd.read_csv(FBNET_CSV).iloc[::stride].reset_index(drop=True)
+    if not archs["index"].equals(measured["index"]):
+        raise SystemExit(f"{FBNET_ARCHS_CSV} and {FBNET_CSV} list different architectures")
+    start = time.perf_counter()
+    preds = predict(archs["arch_str"], {**models, **ablation_models}, "fbnet")
+    seconds = time.perf_counter() - start
+    table = correlations(preds[main_cols], measured, [*TARGETS], "spearman")
+    abl_cols = [f"latency_ms@{n}" for n in ablation_models]
+    ablation = correlations(preds[abl_cols], measured, ["eyeriss"], "spearman")
+    ablation.index = list(ablation_models)
+    ablation.columns = ["Spearman vs eyeriss (FBNet)"]
+    return (
+        f"**FBNet space** ({len(archs):,} architectures of HELP's `fbnet_latency_ms.csv`, the "
+        f"built-in `fbnet` space at 32x32; {seconds:.1f} s; Spearman's rho; `eyeriss`, `fpga` "
+        "are HW-NAS-Bench's estimates, `pixel3`, `raspi4` measured)\n\n"
+        + markdown(table)
+        + "\n\nEyeriss profile ablation on FBNet:\n\n"
+        + markdown(ablation, "variant")
+    )
 
 
 def main() -> None:
@@ -171,6 +210,8 @@ def main() -> None:
             "0..102 that have an `edgetpu` value; Spearman's rho; small sample)\n\n"
             + markdown(edge)
         )
+    if FBNET_CSV.is_file() and FBNET_ARCHS_CSV.is_file():
+        sections.append(fbnet_section(models, ablation_models, main_cols, args.stride))
     if args.all_devices:
         full = correlations(preds[main_cols], measured, devices, "spearman").T
         full.columns = [c.removeprefix("latency_ms@") for c in full.columns]
