@@ -1,7 +1,8 @@
 """Analytic (roofline) device model: latency and energy from MACs and memory traffic.
 
 Per layer ``l`` with ``M_l`` MACs and ``B_l`` bytes moved (input + output activations + weights
-at the device's bit width)::
+at the device's bit width, plus, for a block such as an MBConv, its inner tensors written and
+read back once each: the device runs the block's convolutions one after another)::
 
     latency_l = max(M_l / (peak_macs_per_s * efficiency), B_l / memory_bandwidth) + overhead
     energy_l  = M_l * e_mac(bits) + B_l * (e_sram if B_l fits in on-chip SRAM else e_dram)
@@ -244,7 +245,9 @@ class AnalyticDevice:
         if work.depthwise_macs:
             compute_s += work.depthwise_macs / dw_rate
         weight_bytes = work.weight_elems * nbits
-        act_bytes = layer.activation_elems * nbits
+        # a block's inner tensors (an MBConv's expanded and depthwise outputs) are written by one
+        # of its convolutions and read by the next: they cross the memory hierarchy twice
+        act_bytes = (layer.activation_elems + 2 * layer.hidden_elems) * nbits
         if self.spill == "all":
             nbytes = act_bytes + weight_bytes
             memory_s = nbytes / self.memory_bandwidth_bytes_per_s

@@ -36,7 +36,7 @@ from nas.space._architecture import Architecture, Choice
 from nas.space._chain import classifier_layer
 from nas.space._layers import Layer
 from nas.space._network import Network
-from nas.space._ops import parse_op, profile_layer
+from nas.space._ops import parse_op
 from nas.space._space import (
     SearchSpace,
     label_hint,
@@ -301,12 +301,9 @@ class CellSpace(SearchSpace):
         shape = self.input_shape
         for name, label, op, _, cout, stride in self._walk(arch):
             in_shape = shape if "->" not in name else (cout, shape[1], shape[2])
-            prof = profile_layer(op, in_shape, cout, stride)
-            out.append(
-                Layer(name, label, op, in_shape, prof.out_shape, stride, prof.params, prof.macs)
-            )
+            out.append(Layer.profiled(name, label, op, in_shape, stride, cout))
             if "->" not in name:
-                shape = prof.out_shape
+                shape = out[-1].out_shape
         out.append(classifier_layer(shape, self.num_classes))
         return tuple(out)
 

@@ -34,7 +34,7 @@ from nas._errors import NasConfigError
 from nas.space._architecture import Architecture, Choice
 from nas.space._layers import Layer
 from nas.space._network import Network
-from nas.space._ops import OpSpec, parse_op, profile_layer
+from nas.space._ops import OpSpec, parse_op
 from nas.space._space import (
     SearchSpace,
     ceil_div,
@@ -286,8 +286,7 @@ class ChainSpace(SearchSpace):
         found: dict[str, Layer] = {}
 
         def add(name: str, label: str, op: OpSpec, shape: Shape, cout: int, stride: int) -> Layer:
-            prof = profile_layer(op, shape, cout, stride)
-            layer = Layer(name, label, op, shape, prof.out_shape, stride, prof.params, prof.macs)
+            layer = Layer.profiled(name, label, op, shape, stride, cout)
             found.setdefault(layer.signature, layer)
             return layer
 
@@ -327,11 +326,8 @@ class ChainSpace(SearchSpace):
         shape = self.input_shape
         out: list[Layer] = []
         for name, label, op, cout, stride in self._plan(arch):
-            prof = profile_layer(op, shape, cout, stride)
-            out.append(
-                Layer(name, label, op, shape, prof.out_shape, stride, prof.params, prof.macs)
-            )
-            shape = prof.out_shape
+            out.append(Layer.profiled(name, label, op, shape, stride, cout))
+            shape = out[-1].out_shape
         out.append(classifier_layer(shape, self.num_classes))
         return tuple(out)
 

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from nas.space._ops import OpSpec
+from nas.space._ops import OpSpec, profile_layer
 
 __all__ = ["Layer", "LayerTable"]
 
@@ -26,6 +26,8 @@ class Layer:
         stride: Spatial stride of the layer.
         params: Parameter count.
         macs: Multiply-accumulates at batch 1 (convolutions and linear layers).
+        hidden_elems: Activation elements produced inside the layer and consumed inside it
+            (an MBConv's expanded and depthwise outputs; see ``LayerProfile``), at batch 1.
     """
 
     name: str
@@ -36,6 +38,25 @@ class Layer:
     stride: int
     params: int
     macs: int
+    hidden_elems: int = 0
+
+    @classmethod
+    def profiled(
+        cls, name: str, label: str, op: OpSpec, in_shape: Shape, stride: int, cout: int
+    ) -> Layer:
+        """The layer ``op`` makes of a ``(C, H, W)`` input, counted by :func:`profile_layer`."""
+        prof = profile_layer(op, in_shape, cout, stride)
+        return cls(
+            name,
+            label,
+            op,
+            in_shape,
+            prof.out_shape,
+            stride,
+            prof.params,
+            prof.macs,
+            prof.hidden_elems,
+        )
 
     @property
     def signature(self) -> str:

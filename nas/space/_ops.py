@@ -512,11 +512,15 @@ class LayerProfile:
 
     ``macs`` counts multiply-accumulates of convolutions and linear layers at batch 1 (the
     convention of fvcore, thop and NAS-Bench-201's FLOPs); ``params`` counts every parameter.
+    ``hidden_elems`` counts the activation elements the op's convolutions and linear layers
+    produce inside it, all but the last one's output: an MBConv's expanded and depthwise
+    outputs, a depthwise-separable conv's depthwise output, 0 for a single convolution.
     """
 
     out_shape: Shape
     params: int
     macs: int
+    hidden_elems: int = 0
 
 
 @functools.lru_cache(maxsize=65536)
@@ -527,14 +531,17 @@ def profile_layer(op: OpSpec, in_shape: Shape, cout: int, stride: int) -> LayerP
     so the counts come from the very module :meth:`Op.build` returns.
     """
     macs = 0
+    produced: list[int] = []  # output elements of each convolution and linear layer, in order
 
     def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         nonlocal macs
         if isinstance(module, nn.Conv2d):
             k = module.kernel_size[0] * module.kernel_size[1]
             macs += out.numel() * (module.in_channels // module.groups) * k
+            produced.append(out.numel())
         elif isinstance(module, nn.Linear):
             macs += out.numel() * module.in_features
+            produced.append(out.numel())
 
     with torch.device("meta"):
         module = op.op().build(in_shape[0], cout, stride).eval()
@@ -544,4 +551,9 @@ def profile_layer(op: OpSpec, in_shape: Shape, cout: int, stride: int) -> LayerP
         h.remove()
     params = sum(p.numel() for p in module.parameters())
     c, h, w = out.shape[1:]
-    return LayerProfile(out_shape=(int(c), int(h), int(w)), params=params, macs=macs)
+    return LayerProfile(
+        out_shape=(int(c), int(h), int(w)),
+        params=params,
+        macs=macs,
+        hidden_elems=sum(produced[:-1]),
+    )
