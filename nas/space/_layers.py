@@ -28,6 +28,8 @@ class Layer:
         macs: Multiply-accumulates at batch 1 (convolutions and linear layers).
         hidden_elems: Activation elements produced inside the layer and consumed inside it
             (an MBConv's expanded and depthwise outputs; see ``LayerProfile``), at batch 1.
+        peak_elems: Most activation elements alive at once while the layer runs, at batch 1
+            (see ``LayerProfile``); 0 means its input plus output.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Layer:
     params: int
     macs: int
     hidden_elems: int = 0
+    peak_elems: int = 0
 
     @classmethod
     def profiled(
@@ -56,6 +59,7 @@ class Layer:
             prof.params,
             prof.macs,
             prof.hidden_elems,
+            prof.peak_elems,
         )
 
     @property
@@ -72,6 +76,12 @@ class Layer:
     def activation_elems(self) -> int:
         """Input plus output activation elements at batch 1."""
         return math.prod(self.in_shape) + math.prod(self.out_shape)
+
+    @property
+    def live_elems(self) -> int:
+        """Most activation elements alive at once while the layer runs, at batch 1: its input
+        and output, more inside a block (an MBConv's expanded tensors)."""
+        return max(self.activation_elems, self.peak_elems)
 
 
 @dataclass(frozen=True)

@@ -515,12 +515,16 @@ class LayerProfile:
     ``hidden_elems`` counts the activation elements the op's convolutions and linear layers
     produce inside it, all but the last one's output: an MBConv's expanded and depthwise
     outputs, a depthwise-separable conv's depthwise output, 0 for a single convolution.
+    ``peak_elems`` is the most activation elements alive at once while the op runs: its input
+    and output, or, inside a block, one inner layer's input and output plus the block's input
+    (kept for the residual).
     """
 
     out_shape: Shape
     params: int
     macs: int
     hidden_elems: int = 0
+    peak_elems: int = 0
 
 
 @functools.lru_cache(maxsize=65536)
@@ -530,23 +534,27 @@ def profile_layer(op: OpSpec, in_shape: Shape, cout: int, stride: int) -> LayerP
     The module is built on the meta device (no memory, no initialization) and run once there,
     so the counts come from the very module :meth:`Op.build` returns.
     """
-    macs = 0
+    macs = peak = 0
     produced: list[int] = []  # output elements of each convolution and linear layer, in order
+    x = torch.empty(1, *in_shape, device="meta")
 
     def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal macs
+        nonlocal macs, peak
+        if not isinstance(module, (nn.Conv2d, nn.Linear)):
+            return
         if isinstance(module, nn.Conv2d):
             k = module.kernel_size[0] * module.kernel_size[1]
             macs += out.numel() * (module.in_channels // module.groups) * k
-            produced.append(out.numel())
-        elif isinstance(module, nn.Linear):
+        else:
             macs += out.numel() * module.in_features
-            produced.append(out.numel())
+        produced.append(out.numel())
+        kept = 0 if inputs[0] is x else x.numel()  # the block's input, for its residual
+        peak = max(peak, inputs[0].numel() + out.numel() + kept)
 
     with torch.device("meta"):
         module = op.op().build(in_shape[0], cout, stride).eval()
         hooks = [m.register_forward_hook(count) for m in module.modules()]
-        out = module(torch.empty(1, *in_shape))
+        out = module(x)
     for h in hooks:
         h.remove()
     params = sum(p.numel() for p in module.parameters())
@@ -556,4 +564,5 @@ def profile_layer(op: OpSpec, in_shape: Shape, cout: int, stride: int) -> LayerP
         params=params,
         macs=macs,
         hidden_elems=sum(produced[:-1]),
+        peak_elems=max(peak, x.numel() + out.numel()),
     )

@@ -259,12 +259,13 @@ class SearchSpace(ABC):
 
     def peak_activation_elems(self, layers: Sequence[Layer]) -> int:
         """Most activation elements alive at once at batch 1 in a model made of ``layers`` (from
-        :meth:`layers`); by default the largest input + output of one layer.
+        :meth:`layers`); by default the most one layer holds (:attr:`Layer.live_elems`: its
+        input and output, inside a block also its expanded tensors and its input).
 
         An override must stay the largest of ``peak_activation_elems([layer])`` over the
         layers: the search tabulates it per layer slot (``Evaluator.free_metrics_many``).
         """
-        return max(layer.activation_elems for layer in layers)
+        return max(layer.live_elems for layer in layers)
 
     def describe(self, arch: Architecture) -> LayerTable:
         """Layer table with shapes, parameters and MACs; ``print`` it for a readable table."""

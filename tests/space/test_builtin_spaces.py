@@ -293,3 +293,18 @@ def test_one_stage_space_reads_its_own_string_form(tmp_path):
     for arch in space.enumerate():
         assert "|" not in space.format(arch)
         assert space.parse(space.format(arch)) == arch
+
+
+def test_peak_memory_counts_a_blocks_expanded_tensors():
+    """An MBConv's peak was its input + output: 6x too small for an e6 block, whose depthwise
+    conv holds the expanded input and output while the block keeps its own input."""
+    space = load_space("mobilenet_small")
+    arch = space.parse("w24 mb_k3_e3 | w24 fused_k3_e3 | w64 mb_k5_e6")
+    layers = space.layers(arch)
+    block = next(x for x in layers if x.label == "mb_k5_e6")
+    c, h, w = block.in_shape
+    _, ho, wo = block.out_shape
+    # the depthwise conv: expanded input (at the block's resolution) + its output + block input
+    assert block.live_elems == c * 6 * h * w + c * 6 * ho * wo + c * h * w
+    assert block.live_elems > 2 * block.activation_elems
+    assert space.describe(arch).peak_activation_elems >= block.live_elems
