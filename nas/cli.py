@@ -25,8 +25,9 @@ __all__ = ["main"]
 
 #: what --space takes (nas.space.load_space)
 _SPACE_HELP = (
-    "built-in space name, YAML path, or a run's architectures/<id>.json (the space as the run "
-    "adapted it to its data)"
+    "built-in space name or YAML path, optionally @CxHxW:CLASSES for the space at another input "
+    "shape (mobilenet_small@1x28x28:10, as a run adapts it to its data), or a run's "
+    "architectures/<id>.json"
 )
 
 
@@ -351,6 +352,13 @@ def _table_out(given: str, example: str, *inputs: str | Path) -> Path:
                 f"--out {out}: the table's rows go to {rows}, which is the input {source}; "
                 f"choose another --out, e.g. --out {Path(source).with_name(example)}"
             )
+    for profile in (out.with_suffix(".yaml"), out.with_suffix(".yml")):
+        if profile.is_file():  # the table would take the profile's device name in that folder
+            raise NasConfigError(
+                f"--out {out}: {profile} beside it names the device '{out.stem}' too, and a "
+                f"table would take its place; choose another --out, e.g. --out "
+                f"{out.with_name(out.stem + '-table.json')}"
+            )
     if rows.is_file():
         with open(rows, encoding="utf-8", errors="replace") as f:
             header = f.readline().strip()
@@ -649,7 +657,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     from torch import get_num_threads as torch_threads
 
-    from nas.cost import LookupTable
+    from nas.cost import POOR_FIT, LookupTable
     from nas.cost._profile import profile_space
     from nas.space import load_space
 
@@ -724,7 +732,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         )
     )
     reference = float(fix.get("reference_ms") or 0.0)
-    if reference > 0 and fix["fit_rmse_ms"] > 0.1 * reference:
+    if reference > 0 and fix["fit_rmse_ms"] > POOR_FIT * reference:
         print(
             f"nas: warning: the correction fits the end-to-end timings poorly (RMSE "
             f"{fix['fit_rmse_ms']:.4f} ms on models like the {reference:.4f} ms reference): the "
@@ -830,8 +838,12 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             f"--table {args.table}: an analytic profile, not a lookup table; validate-table "
             "checks a table's entries against this machine (make one with nas profile)"
         )
+    protocol = table.meta.get("protocol") or {}  # time the models as the table's layers were
+    for key, fallback in (("threads", None), ("warmup", 20), ("repeats", 100)):
+        if getattr(args, key) is None:
+            setattr(args, key, protocol.get(key) or fallback)
     config = _profile_config(args)
-    table_threads = table.meta.get("protocol", {}).get("threads")
+    table_threads = protocol.get("threads")
     threads = config.threads or torch_threads()
     if table_threads and table_threads != threads:
         print(
@@ -1314,16 +1326,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="also print the architecture JSON")
     p.set_defaults(func=_cmd_show)
 
-    def measuring(p: argparse.ArgumentParser) -> None:
+    def measuring(p: argparse.ArgumentParser, default: str = "") -> None:
+        """Timing options; ``default``: where unset ones come from instead of the defaults."""
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
         p.add_argument(
-            "--threads", type=_at_least(1), help="torch threads (default: torch's choice)"
+            "--threads",
+            type=_at_least(1),
+            help="torch threads (default: " + (default or "torch's choice") + ")",
         )
         p.add_argument(
-            "--warmup", type=_at_least(0), default=20, help="untimed calls (default 20)"
+            "--warmup",
+            type=_at_least(0),
+            default=None if default else 20,
+            help=f"untimed calls (default {default + ', else ' if default else ''}20)",
         )
         p.add_argument(
-            "--repeats", type=_at_least(1), default=100, help="timed calls (default 100)"
+            "--repeats",
+            type=_at_least(1),
+            default=None if default else 100,
+            help=f"timed calls (default {default + ', else ' if default else ''}100)",
         )
 
     p = command("profile", "measure a lookup table of every layer a space can hold")
@@ -1376,7 +1397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", help="also write a CSV of arch, predicted_ms, measured_ms (default: none)"
     )
-    measuring(p)
+    measuring(p, default="the table's")
     p.set_defaults(func=_cmd_validate)
 
     p = command("import-table", "convert another tool's latency table into ours")
@@ -1517,6 +1538,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
+class _LogFormat(logging.Formatter):
+    """Warnings and errors as the command's own (``nas: warning: ...``); progress (``-v``) with
+    the module that logged it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = record.getMessage()
+        if record.levelno < logging.WARNING:
+            return f"{record.name}: {text}"
+        return f"nas: {record.levelname.lower()}: {text}"
+
+
+class _Once(logging.Filter):
+    """Each warning once per command (two stages that load the same file both warn of it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = record.getMessage()
+        if key in self._said:
+            return False
+        self._said.add(key)
+        return True
+
+
 def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
@@ -1526,9 +1575,11 @@ def _main(argv: Sequence[str] | None) -> int:
     except NasConfigError as exc:
         print(f"nas: error: {exc}", file=sys.stderr)
         return 2
+    handler = logging.StreamHandler()
+    handler.setFormatter(_LogFormat())
+    handler.addFilter(_Once())
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
+        level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler]
     )
     try:
         return int(args.func(args))

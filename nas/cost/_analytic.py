@@ -44,7 +44,7 @@ whose defaults reproduce the plain roofline above:
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -351,39 +351,48 @@ class AnalyticDevice:
 
 #: key -> (smallest plausible value, what a value below it most likely is): every device from a
 #: microcontroller NPU up is far above these, so a value below is in the wrong unit
+_UNLIKELY: tuple[tuple[str, Callable[[float], bool], str], ...] = (
+    (
+        "layer_overhead_ms",
+        lambda v: v >= 1.0,
+        "ms per layer is implausibly large (edge accelerators pay microseconds): written in "
+        "microseconds? 5 us is 0.005",
+    ),
+    (
+        "sram_bytes",
+        lambda v: 0 < v < 4096,
+        "bytes of on-chip memory is smaller than any NPU's (MCU-class: 32 KB and up): written "
+        "in KB? 512 KB is 524288",
+    ),
+    (
+        "mac_pj_at_8bit",
+        lambda v: 0 < v < 1e-3,
+        "pJ per 8-bit MAC is below any silicon (0.01-1 pJ): written in nJ? 0.2 pJ is 0.2",
+    ),
+)
 _PLAUSIBLE_MIN = {
-    "memory_bandwidth_bytes_per_s": (1e6, "GB/s or MB/s; the key is in bytes per second (2e9)"),
-    "sram_bandwidth_bytes_per_s": (1e6, "GB/s or MB/s; the key is in bytes per second (2e9)"),
-    "peak_macs_per_s": (1e6, "GMAC/s or TOPS; the key is in MACs per second (2e12)"),
-    "clock_hz": (1e5, "MHz or GHz; the key is in hertz (1e9)"),
+    "memory_bandwidth_bytes_per_s": (1e6, "GB/s or MB/s? the key is in bytes per second (2e9)"),
+    "sram_bandwidth_bytes_per_s": (1e6, "GB/s or MB/s? the key is in bytes per second (2e9)"),
+    "peak_macs_per_s": (1e6, "GMAC/s or TOPS? the key is in MACs per second (2e12)"),
+    "clock_hz": (1e5, "MHz or GHz? the key is in hertz (1e9)"),
 }
 
 
 def _check_scale(node: Node) -> None:
-    """Warn of a value in the wrong unit (bandwidth in GB/s, clock in MHz, overhead in
-    microseconds): it loads, and every prediction is off by a factor of a thousand or more."""
+    """Refuse a rate in the wrong unit (bandwidth in GB/s, peak in TOPS, clock in MHz: every
+    prediction off by a factor of a million or more, below any real device); warn of sizes and
+    energies that are possible but far more likely another unit (SRAM in KB, overhead in
+    microseconds, pJ per MAC in nJ)."""
     for key, (low, meant) in _PLAUSIBLE_MIN.items():
         if not node.has(key):
             continue
         value = node.get(key).value
         if isinstance(value, (int, float)) and 0 < value < low:
+            raise node.get(key).error(
+                f"{value:g} is below any real device (at least {low:g}): written in {meant}"
+            )
+    for key, test, said in _UNLIKELY:
+        value = node.get(key).value if node.has(key) else None
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and test(value):
             where = node.get(key)
-            log.warning(
-                "%s:%s: %s: %g is implausibly small: written in %s",
-                where.file,
-                where.line,
-                key,
-                value,
-                meant,
-            )
-    if node.has("layer_overhead_ms"):
-        value = node.get("layer_overhead_ms").value
-        if isinstance(value, (int, float)) and value >= 1.0:
-            where = node.get("layer_overhead_ms")
-            log.warning(
-                "%s:%s: layer_overhead_ms: %g ms per layer is implausibly large (edge "
-                "accelerators pay microseconds): written in microseconds? 5 us is 0.005",
-                where.file,
-                where.line,
-                value,
-            )
+            log.warning("%s:%s: %s: %g %s", where.file, where.line, key, value, said)

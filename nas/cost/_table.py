@@ -313,8 +313,12 @@ class LookupTable:
             energy = math.nan
         return CostEstimate(latency_ms=latency, energy_mj=energy, kind=kind)
 
-    def missing_error(self, layer: Layer) -> NasConfigError:
-        """The error for a layer the table lacks: its key, the nearest keys, the fix."""
+    def missing_error(self, layer: Layer, of_space: int = 0) -> NasConfigError:
+        """The error for a layer the table lacks: its key, the nearest keys, the fix.
+
+        ``of_space``: the layer is the first of that many the bound space can hold that the
+        table lacks (found by a coverage check, not in a model being costed).
+        """
         present = [k[0] for k in self.entries if k[1] == self.dtype and k[2] == self.batch]
         same_op = [s for s in present if s.split("-in:")[0] == layer.op.name] or present
         near = difflib.get_close_matches(layer.signature, same_op, n=3, cutoff=0.0)
@@ -327,9 +331,16 @@ class LookupTable:
                 f"table's dtype and batch, for layer {layer.name}); a row's dtype or batch "
                 f"edited by hand? otherwise {self._fill_hint()}"
             )
+        used = f"for layer {layer.name}"
+        if of_space:
+            others = f" and {of_space - 1} more" if of_space > 1 else ""
+            used = (
+                f"(space '{self.space}' can hold it{others}, as its layer {layer.name}, and a "
+                "table must cover every layer of a space)"
+            )
         return NasConfigError(
             f"table '{self.device}'{where} has no entry {layer.signature} "
-            f"[{self.dtype}, batch {self.batch}] for layer {layer.name}; nearest present: "
+            f"[{self.dtype}, batch {self.batch}] {used}; nearest present: "
             f"{', '.join(near) or 'none'}; {self._fill_hint()}"
         )
 
@@ -408,10 +419,10 @@ class LookupTable:
                 shown = space.name
             else:
                 shown = getattr(space, "source", "") or f"<{space.name}'s YAML file>"
-            hint = self._fill_hint(shown, f"{self.device}-{space.name}.json")
+            # a table holds several spaces (each with its in-model correction): add this one
+            hint = self._fill_hint(shown, str(self.path or f"{self.device}.json"))
             if hint.startswith("fill it with: "):
-                hint = "measure one with: " + hint.removeprefix("fill it with: ")
-                hint += f" (the device '{self.device}-{space.name}' in metrics)"
+                hint = "add it to the table with: " + hint.removeprefix("fill it with: ")
             raise NasConfigError(
                 f"table '{self.device}' ({self.path}) covers the spaces {', '.join(spaces)}, not "
                 f"'{space.name}'; {hint}"

@@ -28,7 +28,7 @@ from nas.search._costaware import make_default_sampler, offset_seed
 from nas.search._evaluate import WORST, Evaluator, trained_metrics, violations
 from nas.search._experiment import Constraint, Experiment, Metric, parse_metric
 from nas.search._samplers import make_sampler
-from nas.space import Architecture, SearchSpace, load_space, space_from_dict
+from nas.space import Architecture, SearchSpace, load_space
 from nas.train import SplitData, load_data
 
 __all__ = ["SearchOutcome", "open_study", "prepare", "run_search", "storage_url"]
@@ -97,19 +97,18 @@ def storage_url(experiment: Experiment, run_dir: Path) -> str:
 
 def adapt_space(space: SearchSpace, data: SplitData) -> SearchSpace:
     """The space with its input shape and class count taken from the data, when they differ."""
-    if space.input_shape == data.input_shape and space.num_classes == data.num_classes:
-        return space
-    spec = space.to_dict()
-    spec["input"] = list(data.input_shape)
-    spec["num_classes"] = data.num_classes
-    log.info(
-        "space %s adapted to data %s: input %s, %d classes",
-        space.name,
-        data.name,
-        data.input_shape,
-        data.num_classes,
-    )
-    return space_from_dict(spec, source=f"space '{space.name}' adapted to {data.name}")
+    adapted = space.adapted(data.input_shape, data.num_classes)
+    if adapted is not space:
+        log.info(
+            "space %s adapted to data %s: input %s, %d classes, as space %s (--space %s)",
+            space.name,
+            data.name,
+            data.input_shape,
+            data.num_classes,
+            adapted.name,
+            adapted.source,
+        )
+    return adapted
 
 
 def prepare(experiment: Experiment) -> Prepared:

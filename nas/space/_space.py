@@ -54,7 +54,8 @@ class SearchSpace(ABC):
         self.input_shape: Shape = tuple(spec["input"])  # type: ignore[assignment]
         self.num_classes: int = spec["num_classes"]
         self.hash: str = short_hash(spec)
-        #: the YAML file the space was read from ("" when built from a dict), for hints
+        #: what ``load_space`` takes to load the space again, for hints: the YAML file it was
+        #: read from, ``<name or file>@CxHxW:N`` for one adapted to other data ("" from a dict)
         self.source: str = ""
         self._params: dict[str, tuple[Choice, ...]] = self._parameters()
 
@@ -77,6 +78,24 @@ class SearchSpace(ABC):
     def to_dict(self) -> dict[str, Any]:
         """The canonical spec (every default filled in); ``space_from_dict`` inverts it."""
         return json.loads(json.dumps(self._spec))
+
+    def adapted(self, input_shape: Sequence[int], num_classes: int) -> SearchSpace:
+        """This space for data of ``input_shape`` ``(C, H, W)`` with ``num_classes`` classes
+        (itself when they are its own): a space of its own, named ``<name>_<C>x<H>x<W>_c<N>``
+        (tables hold a version per name), which ``load_space("<name>@<C>x<H>x<W>:<N>")``
+        loads again."""
+        shape = tuple(int(x) for x in input_shape)
+        if shape == tuple(self.input_shape) and num_classes == self.num_classes:
+            return self
+        size = "x".join(map(str, shape))
+        spec = self.to_dict()
+        spec.update(name=f"{self.name}_{size}_c{num_classes}", input=list(shape))
+        spec["num_classes"] = num_classes
+        space = space_from_dict(spec, source=f"space '{self.name}' at input {size}")
+        builtin = (builtin_space_dir() / f"{self.name}.yaml").resolve()
+        base = self.name if Path(self.source or ".").resolve() == builtin else self.source
+        space.source = f"{base or self.name}@{size}:{num_classes}"
+        return space
 
     @abstractmethod
     def _parameters(self) -> dict[str, tuple[Choice, ...]]:
@@ -474,6 +493,18 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
             "path), got an empty string"
         )
     path = Path(text)
+    base, at, size = text.rpartition("@")
+    if at and not path.exists():  # SPACE@CxHxW[:N]: the space adapted to other data
+        match = re.fullmatch(r"(\d+)x(\d+)x(\d+)(?::(\d+))?", size)
+        if not match or not base or min(int(x) for x in match.groups("1")) < 1:
+            raise NasConfigError(
+                f"space {text!r}: expected SPACE@CxHxW or SPACE@CxHxW:CLASSES after the '@' "
+                "(the space at another input shape and class count, e.g. "
+                "mobilenet_small@1x28x28:10)"
+            )
+        space = load_space(base)
+        classes = int(match[4]) if match[4] else space.num_classes
+        return space.adapted(tuple(int(x) for x in match.groups()[:3]), classes)
     if path.is_dir():
         raise NasConfigError(f"{path}: is a folder; name a space's YAML file in it")
     if path.suffix == ".json" and path.is_file():

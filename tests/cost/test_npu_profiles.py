@@ -230,25 +230,37 @@ def test_bad_accelerator_keys_name_the_rule(tmp_path):
     assert "misspelling" not in str(info.value)
 
 
-def test_a_value_in_the_wrong_unit_is_warned_of(tmp_path, caplog):
+def test_a_value_in_the_wrong_unit_is_refused_or_warned_of(tmp_path, caplog):
+    """A bandwidth of 4 (GB/s meant) loaded with a warning and predicted 7,889,000 ms."""
     import logging
 
     path = tmp_path / "z.yaml"
-    path.write_text(
+    text = (
         "device: z\nkind: analytic\nmemory_bandwidth_bytes_per_s: 2.0\nmac_pj_at_8bit: 1\n"
         "dram_pj_per_byte: 1\nsram_pj_per_byte: 1\nsram_bytes: 10\nbits: 8\n"
         "macs_per_cycle: 256\nclock_hz: 1000\nlayer_overhead_ms: 5\n"
     )
+    path.write_text(text)
+    with pytest.raises(NasConfigError) as info:
+        load_cost_model(str(path))
+    assert str(info.value).startswith(
+        f"{path}:3: memory_bandwidth_bytes_per_s: 2 is below any real device (at least 1e+06): "
+        "written in GB/s or MB/s? the key is in bytes per second"
+    )
+    path.write_text(text.replace("bytes_per_s: 2.0", "bytes_per_s: 2e9"))
+    with pytest.raises(NasConfigError, match=r"z\.yaml:10: clock_hz: 1000 is below any real"):
+        load_cost_model(str(path))
+    path.write_text(
+        text.replace("bytes_per_s: 2.0", "bytes_per_s: 2e9")
+        .replace("clock_hz: 1000", "clock_hz: 1e9")
+        .replace("mac_pj_at_8bit: 1", "mac_pj_at_8bit: 0.0002")
+    )
     with caplog.at_level(logging.WARNING, logger="nas.cost"):
         load_cost_model(str(path))
     said = [r.message for r in caplog.records]
-    assert any(
-        m.startswith(f"{path}:3: memory_bandwidth_bytes_per_s: 2 is implausibly small")
-        and "bytes per second" in m
-        for m in said
-    )
-    assert any(m.startswith(f"{path}:10: clock_hz: 1000 ") for m in said)
     assert any(m.startswith(f"{path}:11: layer_overhead_ms: 5 ms") for m in said)
+    assert any(m.startswith(f"{path}:7: sram_bytes: 10 bytes") and "in KB?" in m for m in said)
+    assert any(m.startswith(f"{path}:4: mac_pj_at_8bit: 0.0002 pJ") for m in said)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="nas.cost"):
         for device in ("edge-tpu", "ethos-u55", "eyeriss", "cpu", "gpu"):
@@ -336,3 +348,26 @@ def test_a_folder_profile_is_found_as_yml_and_says_when_it_replaces_a_built_in(t
         f"device 'edge-tpu' is {tmp_path / 'edge-tpu.yaml'}, which takes the place of the "
         "built-in 'edge-tpu'" in record.message
     )
+
+
+def test_a_table_and_a_profile_of_one_name_in_one_folder_are_refused(tmp_path, capsys):
+    """my-npu.json hid my-npu.yaml silently: an NPU's objective was costed by a CPU table."""
+    import shutil
+
+    from nas.cli import main
+    from nas.cost import builtin_table_dir
+
+    profile = tmp_path / "my-npu.yaml"
+    profile.write_text(
+        (builtin_table_dir() / "edge-tpu.yaml")
+        .read_text()
+        .replace("device: edge-tpu", "device: my-npu")
+    )
+    out = tmp_path / "my-npu.json"
+    assert main(["profile", "--space", "mobilenet_small", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"{profile} beside it names the device 'my-npu' too" in err and not out.exists()
+    for suffix in (".json", ".csv"):  # a table copied in by hand
+        shutil.copy(builtin_table_dir() / f"cpu-x86{suffix}", out.with_suffix(suffix))
+    with pytest.raises(NasConfigError, match="is both my-npu.json and my-npu.yaml in"):
+        load_cost_model("my-npu", (tmp_path,))

@@ -14,7 +14,14 @@ import pytest
 
 from nas import NasConfigError
 from nas.cli import main
-from nas.cost import LookupTable, VectorizedCost, entry_from_layer, list_devices, load_cost_model
+from nas.cost import (
+    LookupTable,
+    VectorizedCost,
+    entry_from_layer,
+    for_space,
+    list_devices,
+    load_cost_model,
+)
 from nas.cost._profile import ProfileConfig, profile_space, validate_table
 from nas.space import SearchSpace, list_spaces, load_space
 from tests.conftest import TINY_SPACE as TINY
@@ -209,6 +216,13 @@ def test_missing_entry_names_key_nearest_and_fix(tiny, table):
             NasConfigError, match=rf"nas profile --space {re.escape(tiny.source)} "
         ):
             bound.estimate(layers)
+    # found by the coverage check: a layer the space can hold, not one of a model being costed
+    with pytest.raises(NasConfigError) as info:
+        for_space(partial, tiny)
+    assert f"has no entry {victim.signature} [fp32, batch 1] (space 'tiny_cell' can hold it" in (
+        str(info.value)
+    )
+    assert "a table must cover every layer of a space" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -639,6 +653,18 @@ def test_a_table_for_another_version_of_the_space_is_used_with_a_warning(
         for_space(busy, tiny)
     (record,) = caplog.records
     assert "fit the end-to-end timings poorly" in record.message
+    caplog.clear()  # RMSE 27% of the reference: validated at 34% MAPE, was used silently
+    meta = {
+        **busy.meta,
+        "in_model": {"tiny_cell": {**fix, "fit_rmse_ms": fix["reference_ms"] / 4}},
+    }
+    with caplog.at_level(logging.WARNING, logger="nas.cost"):
+        for_space(LookupTable(table.device, meta, table.entries, path=table.path), tiny)
+    assert len(caplog.records) == 1
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="nas.cost"):
+        for_space(busy, tiny)
+    (record,) = caplog.records
     assert f"nas validate-table --space {tiny.source} --table {table.path}" in record.message
     caplog.clear()
     edited = tmp_path / "edited" / "tiny.yaml"
@@ -713,3 +739,81 @@ def test_hand_edited_rows_are_named_where_they_went_wrong(tiny, table, tmp_path,
         r"\[fp16, batch 1\], not at \[fp32, batch 1\] .*edited by hand\?",
     ):
         for_space(edited, tiny)
+
+
+def test_a_space_adapted_to_other_data_gets_its_own_table_entry_from_the_printed_command(
+    tmp_path, capsys
+):
+    """A run adapts its space to the data's shape; the table's fill command profiled the space
+    as its file declares it, which measured nothing new, so the run failed again."""
+    import shlex
+
+    space = tmp_path / "tiny12.yaml"  # declared at 12x12; digits are 8x8
+    space.write_text(TINY.replace("height: 8, width: 8", "height: 12, width: 12"))
+    table = tmp_path / "tables" / "mycpu.json"
+    table.parent.mkdir()
+    timing = ["--threads", "1", "--warmup", "1", "--repeats", "3"]
+    assert main(["profile", "--space", str(space), "--out", str(table), *timing]) == 0
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"name: x\nspace: {space}\ndata: {{dataset: digits, limit: 200}}\n"
+        "train: {epochs: 1}\nobjectives: [error, latency_ms@mycpu]\ntable_dirs: [tables]\n"
+        "search: {n_trials: 2}\n"
+    )
+    capsys.readouterr()
+    assert main(["search", str(exp), "--out", str(tmp_path / "run"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "covers the spaces tiny_cell, not 'tiny_cell_1x8x8_c10'" in err
+    command = err.split("add it to the table with: ")[1].strip()
+    assert f"--space {space}@1x8x8:10 " in command and command.endswith(f"--out {table}")
+    assert main(shlex.split(command)[1:]) == 0  # the command as printed, without "nas"
+    assert set(LookupTable.load(table).meta["in_model"]) == {"tiny_cell", "tiny_cell_1x8x8_c10"}
+    assert main(["search", str(exp), "--out", str(tmp_path / "run"), "-q"]) == 0
+    # the declared version keeps its own correction
+    bound = LookupTable.load(table).bind(load_space(str(space)))
+    assert bound._in_model() == LookupTable.load(table).meta["in_model"]["tiny_cell"]
+
+
+def test_space_at_another_input_shape_by_name():
+    space = load_space("mobilenet_small@1x28x28:47")
+    assert (space.name, space.input_shape, space.num_classes) == (
+        "mobilenet_small_1x28x28_c47",
+        (1, 28, 28),
+        47,
+    )
+    assert space.source == "mobilenet_small@1x28x28:47"
+    assert load_space(space.source).hash == space.hash
+    assert load_space("mobilenet_small@1x8x8").name == "mobilenet_small"  # its own shape
+    with pytest.raises(NasConfigError, match=r"expected SPACE@CxHxW or SPACE@CxHxW:CLASSES"):
+        load_space("mobilenet_small@28x28")
+
+
+def test_validate_table_times_models_with_the_tables_protocol_by_default(
+    tmp_path, capsys, monkeypatch
+):
+    """It used torch's thread count (2) on a 1-thread table, warned, and reported 14% MAPE."""
+    from nas.cost import _profile
+
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    out = tmp_path / "t.json"
+    timing = ["--threads", "1", "--warmup", "1", "--repeats", "3"]
+    assert (
+        main(["profile", "--space", str(tmp_path / "tiny.yaml"), "--out", str(out), *timing]) == 0
+    )
+    seen = []
+
+    def capture(space, table, config, **kwargs):
+        seen.append(config)
+        raise NasConfigError("stop here")
+
+    monkeypatch.setattr(_profile, "validate_table", capture)
+    capsys.readouterr()
+    assert (
+        main(["validate-table", "--space", str(tmp_path / "tiny.yaml"), "--table", str(out)]) == 2
+    )
+    assert (seen[0].threads, seen[0].warmup, seen[0].repeats) == (1, 1, 3)
+    assert "warning" not in capsys.readouterr().err  # no thread-count mismatch to warn of
+    args = ["--threads", "2", "--repeats", "5"]
+    space = str(tmp_path / "tiny.yaml")
+    assert main(["validate-table", "--space", space, "--table", str(out), *args]) == 2
+    assert (seen[1].threads, seen[1].warmup, seen[1].repeats) == (2, 1, 5)
