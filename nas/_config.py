@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import math
+import re
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -258,7 +259,13 @@ class Node:
         return self.value
 
     def as_int(self, *, min: int | None = None, max: int | None = None) -> int:
+        """An integer, also written as a whole number in e-notation (``2e6``, ``2.0e6``: YAML
+        1.1 reads the first as text, the second as a float)."""
         value = self.value
+        if isinstance(value, str) and re.fullmatch(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+", value):
+            value = float(value)
+        if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+            value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             raise self.error(f"expected an integer, got {value!r}")
         if min is not None and value < min:

@@ -129,7 +129,7 @@ def _print_search(exp: Any, s: Any, r: Any) -> None:
     if s.n_trained and 2 * s.n_near_chance >= s.n_trained:
         t = exp.train
         print(
-            f"warning: {s.n_near_chance} of the {s.n_trained} architectures trained this run "
+            f"nas: warning: {s.n_near_chance} of the {s.n_trained} architectures trained this run "
             f"learnt next to nothing (validation accuracy <= {s.near_chance:.2f}, near "
             "chance), so the search cannot rank them: raise "
             f"train.epochs ({t.epochs}) or change train.lr ({t.lr:g})",
@@ -138,7 +138,7 @@ def _print_search(exp: Any, s: Any, r: Any) -> None:
     if r.n_pareto == 0 and s.n_trials and exp.constraints:
         bounds = ", ".join(f"{c.metric.name} {c.op} {c.bound:g}" for c in exp.constraints)
         print(
-            f"warning: no architecture of the {s.n_trials} trials meets the constraints "
+            f"nas: warning: no architecture of the {s.n_trials} trials meets the constraints "
             f"({bounds}), so there is no Pareto front; loosen them (trials.csv shows what each "
             "trial reached)",
             file=sys.stderr,
@@ -481,7 +481,8 @@ def _cmd_devices(args: argparse.Namespace) -> int:
         try:
             model = load_cost_model(name, extra)
         except NasConfigError as exc:  # one broken file in a user's folder hides no other model
-            rows.append((name, "unreadable", "-", str(exc)))
+            if "a search space file, not a cost model" not in str(exc):
+                rows.append((name, "unreadable", "-", str(exc)))
             continue
         meta = getattr(model, "meta", None)
         if meta is not None:
@@ -921,7 +922,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
         energy = estimate.energy_mj
         # a latency-only table (imported, calibrated) has no energy: an empty cell, not 0
         writer.writerow(
-            [text, repr(estimate.latency_ms), "" if math.isnan(energy) else repr(energy)]
+            [text, f"{estimate.latency_ms:.9g}", "" if math.isnan(energy) else f"{energy:.9g}"]
         )
     if buf.getvalue().count("\n") == 1:
         print(

@@ -391,6 +391,13 @@ def _check_scale(node: Node) -> None:
             raise node.get(key).error(
                 f"{value:g} is below any real device (at least {low:g}): written in {meant}"
             )
+    for key in ("efficiency", "depthwise_efficiency"):
+        value = node.get(key).value if node.has(key) else None
+        if isinstance(value, (int, float)) and 1 < value <= 100:
+            raise node.get(key).error(
+                f"{value:g} is a percentage? the key is a fraction of the peak, at most 1 "
+                f"({value / 100:g} for {value:g}%)"
+            )
     for key, test, said in _UNLIKELY:
         value = node.get(key).value if node.has(key) else None
         if isinstance(value, (int, float)) and not isinstance(value, bool) and test(value):

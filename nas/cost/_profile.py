@@ -115,14 +115,26 @@ class ProfileConfig:
                 f"{', '.join(first)} or {last}); use --runtime {other}"
             )
         if not (self.device == "cpu" or self.device.startswith("cuda")):
-            raise NasConfigError(f"unknown device '{self.device}'; use cpu, cuda or cuda:N")
+            raise NasConfigError(
+                f"--device {self.device}: not a device to measure on; use cpu, cuda or cuda:N"
+                + (
+                    " (the analytic GPU profile is the cost model 'gpu': latency_ms@gpu in an "
+                    "experiment, nas cost --table gpu)"
+                    if self.device == "gpu"
+                    else ""
+                )
+            )
         if self.engine == "onnxruntime" and self.device != "cpu":
             raise NasConfigError(
                 f"--device {self.device}: ONNX Runtime tables are measured on the CPU (its "
                 "CPU execution provider); use --device cpu, or --runtime torch on the GPU"
             )
         if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise NasConfigError(f"--device {self.device}: CUDA is not available on this machine")
+            raise NasConfigError(
+                f"--device {self.device}: CUDA is not available on this machine; without a GPU, "
+                "the analytic profile 'gpu' estimates one (latency_ms@gpu), or nas calibrate "
+                "fits a table from whole-model timings taken on the GPU machine"
+            )
         for name in ("batch", "warmup", "repeats", "rounds"):
             if getattr(self, name) < (0 if name == "warmup" else 1):
                 raise NasConfigError(f"--{name} must be positive, got {getattr(self, name)}")
@@ -463,7 +475,12 @@ def profile_space(
         )
         meta = {
             "description": table.meta.get("description")
-            or f"measured on {platform.node() or 'this machine'} with nas profile",
+            or (
+                f"measured on {platform.node() or 'this machine'} with nas profile "
+                f"({config.dtype} in {config.engine} on {config.device}, "
+                f"{torch.get_num_threads()} thread{'s' * (torch.get_num_threads() != 1)}, "
+                f"batch {config.batch})"
+            ),
             "runtime_device": config.device,
             "fingerprint": fingerprint(config),
             "protocol": {**config.protocol(), "allocator": allocator},

@@ -31,7 +31,8 @@ def list_devices(extra_dirs: tuple[Path, ...] = ()) -> list[str]:
             names.update(p.stem for p in folder.glob("*.yaml"))
             names.update(p.stem for p in folder.glob("*.yml"))
             names.update(p.stem for p in folder.glob("*.json"))
-    return sorted(names)
+    # a table that nas profile replaced is kept as <name>.prev.json: a backup, not a device
+    return sorted(n for n in names if not n.endswith(".prev"))
 
 
 def for_space(model: CostModel, space: SearchSpace) -> CostModel:
@@ -95,6 +96,11 @@ def _load_profile(path: Path, device: str) -> AnalyticDevice:
         raise NasConfigError(
             f"{path}: a search space file, not a cost model; name a table (.json) or an "
             "analytic profile (.yaml with 'kind: analytic') as the device",
+        )
+    if not node.has("kind"):
+        raise node.error(
+            "missing required key 'kind': a .yaml cost model is an analytic profile; add "
+            "'kind: analytic'"
         )
     node.get("kind").as_choice(["analytic"])
     model = AnalyticDevice.from_node(node)

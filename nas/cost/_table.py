@@ -491,7 +491,9 @@ class LookupTable:
         if version != TABLE_SCHEMA_VERSION:
             raise NasConfigError(
                 f"{json_path}: schema_version: table schema {version!r} is not supported; this "
-                f"version of nas reads schema {TABLE_SCHEMA_VERSION}"
+                f"version of nas reads schema {TABLE_SCHEMA_VERSION}: make the table again with "
+                "this version (its profile_command, or nas import-table / nas calibrate from "
+                "its source), or use the nas version that wrote it"
             )
         for key in ("device", "units"):
             if key not in meta:

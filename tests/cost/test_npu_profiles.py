@@ -371,3 +371,21 @@ def test_a_table_and_a_profile_of_one_name_in_one_folder_are_refused(tmp_path, c
         shutil.copy(builtin_table_dir() / f"cpu-x86{suffix}", out.with_suffix(suffix))
     with pytest.raises(NasConfigError, match="is both my-npu.json and my-npu.yaml in"):
         load_cost_model("my-npu", (tmp_path,))
+
+
+def test_profile_slips_name_the_fix(tmp_path):
+    """A percentage for a fraction, a size in e-notation, a profile without 'kind'."""
+    path = tmp_path / "z.yaml"
+    base = (
+        "device: z\nkind: analytic\nmemory_bandwidth_bytes_per_s: 2e9\nmac_pj_at_8bit: 1\n"
+        "dram_pj_per_byte: 1\nsram_pj_per_byte: 1\nsram_bytes: 2e6\nbits: 8\n"
+        "peak_macs_per_s: 1e12\n"
+    )
+    path.write_text(base)
+    assert load_cost_model(str(path)).sram_bytes == 2_000_000  # type: ignore[attr-defined]
+    path.write_text(base + "efficiency: 50\n")
+    with pytest.raises(NasConfigError, match=r"efficiency: 50 is a percentage\? .*0\.5 for 50%"):
+        load_cost_model(str(path))
+    path.write_text(base.replace("kind: analytic\n", ""))
+    with pytest.raises(NasConfigError, match=r"missing required key 'kind'.*add 'kind: analytic'"):
+        load_cost_model(str(path))
