@@ -233,10 +233,30 @@ def _read_hwnasbench(src: Path, device: str) -> tuple[Path, dict[str, _Value]]:
         raise NasConfigError(f"{src}: expected {_JSON_NAME} or {_CSV_NAME} (.json or .csv){other}")
     if energy and set(energy) != set(latency):
         raise NasConfigError(f"{src}: '{device}' energy and latency cover different keys")
-    values = {
-        key: _Value(float(ms), 0.0, 1, float(energy.get(key, 0.0))) for key, ms in latency.items()
-    }
+    values = {}
+    for key, ms in latency.items():
+        values[key] = _Value(
+            _cost(src, key, f"{device}_latency", ms),
+            0.0,
+            1,
+            _cost(src, key, f"{device}_energy", energy.get(key, 0.0)),
+        )
     return src, values
+
+
+def _cost(src: Path, key: str, column: str, value: Any) -> float:
+    """A source's latency or energy, checked where it is read: the error names the source
+    file and key (our table's own check would name only our signature)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or number < 0:
+        raise NasConfigError(
+            f"{src}: {key}: {column} must be a finite number >= 0, got {value!r}; fix or drop "
+            "that entry of the source"
+        )
+    return number
 
 
 def _import_hwnasbench(src: Path, device: str, space: SearchSpace) -> _Source:
@@ -301,10 +321,11 @@ def _read_ofa_yaml(src: Path) -> tuple[Path, dict[str, _Value], str]:
         doc = yaml.safe_load(src.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise NasConfigError(f"{src}: table not found") from None
-    except yaml.YAMLError as exc:
+    except yaml.YAMLError as exc:  # one line: the parser's own text spans several
         mark = getattr(exc, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise NasConfigError(f"{src}{where}: not valid YAML: {exc}") from None
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise NasConfigError(f"{src}{where}: not valid YAML: {problem}") from None
     if not isinstance(doc, dict) or not doc:
         other = (
             "; HW-NAS-Bench's FBNet tables are read with --format hwnasbench-fbnet"
@@ -325,9 +346,10 @@ def _read_ofa_yaml(src: Path) -> tuple[Path, dict[str, _Value], str]:
                 f"{item!r}"
             )
         try:
-            mean, count, s = float(item["mean"]), int(item["count"]), float(item[spread])
+            count, s = int(item["count"]), float(item[spread])
         except (TypeError, ValueError) as exc:
             raise NasConfigError(f"{src}: {key}: {exc}") from None
+        mean = _cost(src, str(key), "mean", item["mean"])
         if s < 0 or count < 1:
             raise NasConfigError(f"{src}: {key}: needs count >= 1 and {spread} >= 0, got {item}")
         values[str(key)] = _Value(mean, s if spread == "std" else math.sqrt(s), count, 0.0)

@@ -351,3 +351,20 @@ def test_a_folder_of_the_other_format_names_the_format_it_needs(tmp_path):
         import_table("hwnasbench-fbnet", yamls, space=space, device="raspi4")
     with pytest.raises(NasConfigError, match=r"FBNet table: --format hwnasbench-fbnet"):
         import_table("ofa-yaml", fbnet, space=space, device="raspi4")
+
+
+def test_bad_source_values_are_named_at_the_source_key(tmp_path):
+    """A negative mean was reported at our signature, not at the source file's key."""
+    neg = tmp_path / "neg.yaml"
+    neg.write_text("Conv_1:\n  count: 3\n  mean: -4.0\n  var: 0.1\n")
+    with pytest.raises(NasConfigError, match=r"neg\.yaml: Conv_1: mean must be a finite number"):
+        import_table("ofa-yaml", neg, "x")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("a: [1, 2\nb: 3\n")
+    with pytest.raises(NasConfigError) as info:
+        import_table("ofa-yaml", broken, "x")
+    assert "broken.yaml:2: not valid YAML: " in str(info.value) and "\n" not in str(info.value)
+    lut = tmp_path / "fbnet_block_lut.csv"
+    lut.write_text("block,raspi4_latency\nConvBlock_x,nan\n")
+    with pytest.raises(NasConfigError, match=r"ConvBlock_x: raspi4_latency must be a finite"):
+        import_table("hwnasbench-fbnet", lut, "raspi4")
