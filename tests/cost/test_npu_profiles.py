@@ -210,7 +210,7 @@ def test_bad_accelerator_keys_name_the_rule(tmp_path):
     with pytest.raises(NasConfigError, match="clock_hz: give either peak_macs_per_s or"):
         load_cost_model(str(both))
     typo = tmp_path / "y.yaml"
-    typo.write_text(base.replace("device: x", "device: y") + "peak_macs_per_s: 1\nspill: part\n")
+    typo.write_text(base.replace("device: x", "device: y") + "peak_macs_per_s: 1e9\nspill: part\n")
     with pytest.raises(NasConfigError, match=r"y\.yaml:10: spill: .*did you mean 'partial'"):
         load_cost_model(str(typo))
     # no silent default bit width: it sets the bytes moved and the energy per MAC
