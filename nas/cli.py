@@ -1525,18 +1525,21 @@ class _Terminated(KeyboardInterrupt):
     'interrupted', no half-written file is left."""
 
 
-def _raise_terminated(signum: int, frame: Any) -> NoReturn:
-    raise _Terminated
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is not threading.main_thread():  # signals: main thread only
-        return _main(argv)
-    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+        return _main(argv, [])
+    received: list[int] = []  # the signals that stopped the command
+
+    def stop(signum: int, frame: Any) -> NoReturn:
+        received.append(signum)
+        raise _Terminated if signum == signal.SIGTERM else KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        return _main(argv)
+        return _main(argv, received)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 class _LogFormat(logging.Formatter):
@@ -1567,7 +1570,7 @@ class _Once(logging.Filter):
         return True
 
 
-def _main(argv: Sequence[str] | None) -> int:
+def _main(argv: Sequence[str] | None, received: list[int]) -> int:
     parser = build_parser()
     try:
         args, extra = parser.parse_known_args(argv)
@@ -1598,6 +1601,18 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except Exception:
+        if not received:
+            raise
+        # the interrupt landed inside a library that turned it into its own error (torch's
+        # exporter during a lazy import): it is still the interrupt
+        terminated = received[0] == signal.SIGTERM
+        print(
+            f"nas: {'terminated' if terminated else 'interrupted'}; what was finished before it "
+            "is kept",
+            file=sys.stderr,
+        )
+        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
 
 
 if __name__ == "__main__":

@@ -1010,14 +1010,18 @@ def export_trial(
     origin = {"study": study_name, "storage": where, "trial": number, "arch_id": arch.arch_id}
     _check_export_folder(folder, origin)
     model = space.build(arch, seed=0)
-    weights = trial.user_attrs.get("weights")
-    run_dir = Path(study.user_attrs.get("nas.run_dir", "."))
-    trained = False
-    if weights and (run_dir / weights).is_file():
+    weights = _trial_weights(where, study.user_attrs.get("nas.run_dir"), trial, number)
+    trained = weights is not None
+    if weights is not None:
         from safetensors.torch import load_file
 
-        model.load_state_dict(load_file(str(run_dir / weights)))
-        trained = True
+        try:
+            model.load_state_dict(load_file(str(weights)))
+        except Exception as exc:  # safetensors and torch raise their own types
+            raise NasConfigError(
+                f"{weights}: trial {number}'s weights do not load ({exc}); the run folder's "
+                "copy is damaged: export from an intact copy of the run"
+            ) from None
     status = trial.user_attrs.get("status")
     metrics = {
         k: v
@@ -1029,8 +1033,11 @@ def export_trial(
     preprocess = study.user_attrs.get(PREPROCESS_ATTR)
     example = torch.randn(8, *space.input_shape, generator=torch.Generator().manual_seed(0))
     extra = {"origin": origin, "weights_trained": trained}
+    # written beside it and moved in whole: an interrupted export leaves no partial folder
+    partial = folder.with_name(f".{folder.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
     export_float(
-        folder,
+        partial,
         space,
         arch,
         model,
@@ -1054,7 +1061,7 @@ def export_trial(
             "never trained and has no accuracy"
         )
     write_model_card(
-        folder,
+        partial,
         title=f"trial {number} of study {study_name}: {space.name} architecture {arch.arch_id}",
         arch_string=space.format(arch),
         space_name=space.name,
@@ -1069,7 +1076,34 @@ def export_trial(
             "std": "not recorded in the study",
         },
     )
+    if folder.is_dir():  # an earlier export of this trial (_check_export_folder): replaced
+        shutil.rmtree(folder)
+    partial.rename(folder)
     return folder
+
+
+def _trial_weights(
+    storage: str, recorded_run_dir: str | None, trial: Any, number: int
+) -> Path | None:
+    """The file of a trial's proxy-trained weights: in the folder of the study's SQLite file
+    (the run folder, wherever it was moved or copied), else in the run folder the study
+    recorded. None when the trial has none (it broke a constraint, or trained nothing)."""
+    weights = trial.user_attrs.get("weights")
+    if not weights:
+        return None
+    folders = []
+    if storage.startswith("sqlite:///"):
+        folders.append(Path(storage.removeprefix("sqlite:///")).parent)
+    if recorded_run_dir:
+        folders.append(Path(recorded_run_dir))
+    for run_dir in folders:
+        if (run_dir / weights).is_file():
+            return run_dir / weights
+    raise NasConfigError(
+        f"--trial {number}: its proxy-trained weights {weights} are in none of "
+        f"{', '.join(str(f) for f in dict.fromkeys(folders)) or 'the run folders'}; a run "
+        "folder is moved or copied whole (study.db with its weights/): export from one"
+    )
 
 
 def _check_export_folder(folder: Path, origin: dict[str, Any]) -> None:

@@ -344,6 +344,26 @@ def test_nas_export_writes_a_trial_folder(finished, capsys):
     assert sorted((p.name, p.stat().st_mtime_ns) for p in final.iterdir()) == before
 
 
+def test_export_reads_the_weights_of_the_run_folder_it_is_given(finished, tmp_path, capsys):
+    """A moved run exported its trials untrained (seeded weights, exit 0), and a copied run
+    exported the original's weights: the study records the folder it was made in."""
+    import shutil
+
+    copy = tmp_path / "copied-run"
+    shutil.copytree(finished / "run", copy)
+    storage = f"sqlite:///{copy / 'study.db'}"
+    args = ["export", "--storage", storage, "--study", "final_small", "--trial", "0", "--out"]
+    assert main([*args, str(tmp_path / "ok")]) == 0
+    assert json.loads((tmp_path / "ok" / "arch.json").read_text())["weights_trained"] is True
+    for weights in (copy / "weights").glob("*.safetensors"):
+        weights.write_bytes(weights.read_bytes()[:100])  # the copy's, not the original's
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "trial 0's weights do not load" in err and str(copy) in err
+    assert not (tmp_path / "bad").exists() and not list(tmp_path.glob(".bad*"))
+
+
 def test_nas_train_finishes_one_arch_json(finished):
     arch = next((finished / "run" / "architectures").glob("*.json"))
     out = finished / "train"
