@@ -201,6 +201,19 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from nas.train import FinetuneConfig, load_data
 
     exp = load_experiment(args.experiment, args.set or [])
+    if exp.finetune is None:
+        nulled = [a for a in args.set or [] if a.split("=")[0].strip() == "finetune"]
+        if nulled:  # in nas run, 'stop at the Pareto front'; here there is nothing else to do
+            raise NasConfigError(
+                f"--set {nulled[0]}: nas train fine-tunes the architecture with the "
+                "experiment's finetune: settings (and then compresses it); change them with "
+                "--set finetune.epochs=N and the like"
+            )
+        print(
+            f"nas: warning: {args.experiment} has no finetune: section; nas train uses the "
+            f"defaults ({FinetuneConfig().epochs} epochs) and does not compress",
+            file=sys.stderr,
+        )
     space, arch, doc = read_architecture_file(args.arch)
     if doc.get("precision") == "int8":
         beside = Path(args.arch).parent / "arch.json"

@@ -611,3 +611,14 @@ def test_a_near_chance_variant_is_warned_of(caplog):
     _warn_near_chance(measured, 10, "0123456789ab")
     assert "0123456789ab sparse (torch-eager): test accuracy 0.090 is near chance" in caplog.text
     assert "lower compress.sparsity" in caplog.text and "fp32" not in caplog.text
+
+
+def test_nas_train_refuses_finetune_null(finished, capsys):
+    """--set finetune=null fine-tuned 30 epochs with built-in defaults and skipped compress."""
+    arch = next((finished / "run" / "architectures").glob("*.json"))
+    exp = str(finished / "exp.yaml")
+    assert main(["train", str(arch), "--experiment", exp, "--set", "finetune=null"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("nas: error: --set finetune=null: nas train fine-tunes") and (
+        err.count("\n") == 1
+    )
