@@ -124,7 +124,8 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
     if space.hash != arch.space_hash:
         raise NasConfigError(
             f"{path}: space_spec hashes to {space.hash} but the architecture names space hash "
-            f"{arch.space_hash}; the file was edited by hand or corrupted"
+            f"{arch.space_hash}; the file was edited by hand or corrupted: restore it from "
+            "the run's architectures/ or export folder (nas export rewrites one)"
         )
     if arch.space != space.name:
         raise NasConfigError(
@@ -173,7 +174,11 @@ def _load_int8(path: Path, doc: dict[str, Any], arch: Architecture) -> nn.Module
         raise NasConfigError(f"{path}: 'precision: int8' needs 'onnx', the INT8 ONNX file")
     target = (path.parent / onnx_file).resolve()
     if not target.is_file():
-        raise NasConfigError(f"{path}: onnx file {target} does not exist")
+        raise NasConfigError(
+            f"{path}: onnx file {target} does not exist; copy the export folder whole (the "
+            "INT8 model is that ONNX file), or run the same nas run / nas train again to "
+            "remake it"
+        )
     recorded = doc.get("onnx_sha256")  # (files written before the digest have none)
     if recorded is not None and recorded != file_sha256(target):
         raise NasConfigError(
@@ -239,7 +244,10 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
         try:
             state = load_file(str(wpath))
         except (SafetensorError, OSError) as exc:
-            raise NasConfigError(f"{wpath}: not a readable safetensors file ({exc})") from None
+            raise NasConfigError(
+                f"{wpath}: not a readable safetensors file ({exc}): cut short or damaged in a "
+                "copy? copy it again from the export folder"
+            ) from None
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))
         extra = sorted(set(state) - set(expected))
