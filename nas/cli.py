@@ -1604,13 +1604,7 @@ def _main(argv: Sequence[str] | None, received: list[int]) -> int:
         print(f"nas: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
-        if getattr(args, "resumable", False):
-            said = "what was finished before it is kept: run the same command to continue"
-        else:
-            said = "this command keeps no partial work: run it again to redo it"
-        terminated = isinstance(exc, _Terminated)
-        print(f"nas: {'terminated' if terminated else 'interrupted'}; {said}", file=sys.stderr)
-        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+        return _stopped(args, terminated=isinstance(exc, _Terminated))
     except BrokenPipeError:  # output piped into `head` and the like: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
@@ -1619,13 +1613,17 @@ def _main(argv: Sequence[str] | None, received: list[int]) -> int:
             raise
         # the interrupt landed inside a library that turned it into its own error (torch's
         # exporter during a lazy import): it is still the interrupt
-        terminated = received[0] == signal.SIGTERM
-        print(
-            f"nas: {'terminated' if terminated else 'interrupted'}; what was finished before it "
-            "is kept",
-            file=sys.stderr,
-        )
-        return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
+        return _stopped(args, terminated=received[0] == signal.SIGTERM)
+
+
+def _stopped(args: argparse.Namespace, *, terminated: bool) -> int:
+    """Say what an interrupt (Ctrl-C, or SIGTERM) kept; the shell's exit status for it."""
+    if getattr(args, "resumable", False):
+        said = "what was finished before it is kept: run the same command to continue"
+    else:
+        said = "this command keeps no partial work: run it again to redo it"
+    print(f"nas: {'terminated' if terminated else 'interrupted'}; {said}", file=sys.stderr)
+    return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
 
 
 if __name__ == "__main__":
