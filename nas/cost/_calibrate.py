@@ -28,6 +28,7 @@ user's to state.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +44,11 @@ __all__ = ["Calibration", "calibrate"]
 
 _FIXED = "(fixed layers)"
 _LAMBDAS = (0.0, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+#: measured latencies this many times the prior's (or 1/this) are likely in another unit; real
+#: devices stay within it (HELP's 27 devices against the shipped analytic priors: 0.64-127x)
+_UNIT_RATIO = 300.0
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -118,6 +124,22 @@ def _solve(
     return float(sol[0]), sol[1:]
 
 
+def _warn_scale(scale: float, prior: CostModel, source: str) -> None:
+    """Warn when the measurements look like another unit than ms against the prior."""
+    if 1 / _UNIT_RATIO <= scale <= _UNIT_RATIO:
+        return
+    unit = "microseconds" if scale > 1 else "seconds"
+    log.warning(
+        "%s: the measured latencies are %.3gx the prior's (%s); if they are in %s, convert "
+        "them to ms (column latency_ms); if the device is really that much %s, ignore this",
+        source or "calibrate",
+        scale,
+        getattr(prior, "device", prior),
+        unit,
+        "slower" if scale > 1 else "faster",
+    )
+
+
 def _typical(P: np.ndarray) -> float:
     """The prior's typical cost of one layer's worth of a group (for scaling the k penalty)."""
     nonzero = P[P > 0]
@@ -180,6 +202,21 @@ def calibrate(
     loo, lam, loo_predicted = best
     c, sol = _fit(P[:, used], N[:, counted], y, lam)
     s = float(np.median(y / np.maximum(P.sum(1), 1e-12)))
+    _warn_scale(s, prior, source)
+    fitted = np.where(free, counted, used)
+    unmeasured = [g for g, f in zip(groups, fitted, strict=True) if not f]
+    if unmeasured:
+        log.warning(
+            "%s: %s %s in none of the %d measured architectures: %s the prior's cost x %.3g "
+            "(the common scale), not a fitted one; measure an architecture that uses %s",
+            source or "calibrate",
+            ", ".join(f"op '{g}'" for g in unmeasured),
+            "is" if len(unmeasured) == 1 else "are",
+            len(y),
+            "its cost is" if len(unmeasured) == 1 else "their costs are",
+            s,
+            "it" if len(unmeasured) == 1 else "them",
+        )
     m = np.full(len(groups), s)
     m[used] = sol[: used.sum()]
     per_layer = np.zeros(len(groups))
@@ -212,6 +249,7 @@ def calibrate(
             "measurements": len(y),
             "source": source,
             "multipliers": {g: v for g, v in multipliers.items() if g not in per_layer_ms},
+            "unmeasured": unmeasured,
             "per_layer_ms": per_layer_ms,
             "constant_ms": c,
             "ridge": lam,

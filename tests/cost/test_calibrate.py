@@ -317,3 +317,43 @@ def test_cli_names_a_measurement_the_others_disagree_with(tmp_path, capsys):
     assert main([*argv, "--measurements", str(m), "--force"]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if "other measurements" in line]
     assert len(err) == 1 and err[0].startswith(f"nas: warning: {m}:6: latency_ms ")
+
+
+def _help_measurements(space, n, keep=lambda arch: True):
+    """``n`` HELP architectures (those ``keep`` accepts) with their titan_rtx latencies."""
+    import pandas as pd
+
+    lat = pd.read_csv(shared_file("help-latency/nasbench201_latency_ms.csv"))
+    pairs = zip(lat["arch_str"], lat["titan_rtx_1"], strict=True)
+    rows = ((space.parse(s), float(v)) for s, v in pairs)
+    return [next(r for r in rows if keep(r[0])) for _ in range(n)]
+
+
+def test_latencies_in_another_unit_are_warned_of(caplog):
+    """Microseconds in the latency_ms column made a table 1000x too slow, silently."""
+    space = load_space("nasbench201")
+    measured = _help_measurements(space, 10)
+    prior = load_cost_model("cpu")
+    with caplog.at_level("WARNING", logger="nas.cost._calibrate"):
+        calibrate(space, measured, prior, device="d", source="m.csv")
+    assert not caplog.records  # milliseconds: no word
+    with caplog.at_level("WARNING", logger="nas.cost._calibrate"):
+        calibrate(space, [(a, v * 1000) for a, v in measured], prior, device="d", source="m.csv")
+    (record,) = caplog.records
+    assert record.getMessage().startswith("m.csv: the measured latencies are ")
+    assert "if they are in microseconds, convert them to ms" in record.getMessage()
+
+
+def test_an_op_no_measured_architecture_uses_is_named(caplog):
+    """Its cost is the prior's times the common scale, not fitted: the user should know."""
+    space = load_space("nasbench201")
+    without_pool = lambda arch: "avg_pool_3x3" not in space.format(arch)  # noqa: E731
+    measured = _help_measurements(space, 10, without_pool)
+    with caplog.at_level("WARNING", logger="nas.cost._calibrate"):
+        cal = calibrate(space, measured, load_cost_model("cpu"), device="d", source="m.csv")
+    (record,) = caplog.records
+    assert record.getMessage().startswith(
+        "m.csv: op 'avg_pool_3x3' is in none of the 10 measured architectures: its cost is "
+        "the prior's cost x "
+    )
+    assert cal.table.meta["calibration"]["unmeasured"] == ["avg_pool_3x3"]
