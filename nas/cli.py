@@ -256,6 +256,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         environment=environment(),
         progress=None if args.quiet else _final_progress,
         start=args.arch,
+        keep_others=True,
     )
     _print_final(results, out)
     return 0

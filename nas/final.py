@@ -66,6 +66,7 @@ from nas.export import (
     export_float,
     export_int8,
     load_architecture,
+    pruning_chain,
     read_architecture_file,
     write_int8_file,
     write_model_card,
@@ -278,21 +279,11 @@ def _epochs(n: int) -> str:
     return f"{n} epoch{'s' * (n != 1)}"
 
 
-def _prunings(record: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The structured prunes a ``pruning`` record describes, oldest first (each record names
-    the one before it as ``parent_pruning``)."""
-    chain = []
-    while isinstance(record, dict):
-        chain.append(record)
-        record = record.get("parent_pruning")
-    return chain[::-1]
-
-
 def _ratios(record: dict[str, Any] | None) -> list[str]:
     """The channel ratio of each prune of a ``pruning`` record, oldest first."""
     return [
         f"{r['ratio']:.0%}" if isinstance(r.get("ratio"), (int, float)) else "an unrecorded share"
-        for r in _prunings(record)
+        for r in pruning_chain(record)
     ]
 
 
@@ -356,7 +347,7 @@ def finish_architecture(
     base = run_dir / "final"
     environment = environment or {}
     # a start pruned n times is the folder '<arch_id>' + n * '-pruned', its variants after it
-    name = arch.arch_id + "-pruned" * len(_prunings(pruning))
+    name = arch.arch_id + "-pruned" * len(pruning_chain(pruning))
     kind = name.removeprefix(arch.arch_id).removeprefix("-") or "fp32"
     origin = {**(origin or {}), "arch_id": arch.arch_id}
     source = origin.get("experiment")
@@ -384,6 +375,23 @@ def finish_architecture(
     widths = shape_overrides(model, unpruned) or None
     float_extra = extra if pruning is None else {**extra, "pruning": pruning}
 
+    def derived(how: str) -> dict[str, Any]:
+        """The origin of a model made from the fine-tuned ``name`` (pruned, sparse): it
+        starts from that model, which is also its teacher when fine-tunes distill."""
+        before = {k: origin[k] for k in ("started_from", "teacher") if k in origin}
+        teacher = (
+            f"{name}, the model it was {how} from"
+            if finetune_config.distill is not None
+            else f"none: its fine-tune after it was {how} did not distill"
+        )
+        said = "; ".join(f"{k}: {v}" for k, v in before.items())
+        return {
+            **origin,
+            "started_from": f"{name}, fine-tuned, then {how}"
+            + (f" ({name}'s own {said})" if said else ""),
+            "teacher": teacher,
+        }
+
     # what each fine-tuning checkpoint depends on: the float model's, then each variant's
     # (not where the run, its study or the experiment file lie: a moved run resumes)
     inputs = {k: settings[k] for k in ("arch", "finetune", "data")}
@@ -403,6 +411,7 @@ def finish_architecture(
     # the training record and the card's word on pruning of each folder's model
     trainings: dict[str, dict[str, Any]] = {name: training}
     structure: dict[str, str] = {}
+    origins: dict[str, dict[str, Any]] = {}  # of the folders made from the float model
     taught = ", distilling from it" if finetune_config.distill is not None else ""
     model.eval()
 
@@ -600,7 +609,8 @@ def finish_architecture(
                 **recovery,
             }
         pruned.eval()
-        pextra = {**extra, "pruning": precord}
+        origins[pfolder.name] = derived("pruned")
+        pextra = {**extra, "origin": origins[pfolder.name], "pruning": precord}
         export_float(
             pfolder,
             space,
@@ -619,7 +629,7 @@ def finish_architecture(
         sfolder = _staging(base, f"{name}-sparse")
         skind = sfolder.name.removeprefix(f"{arch.arch_id}-")
         stage(sfolder.name, f"magnitude pruning to {compress.sparsity:.0%} sparsity")
-        scfg = replace(finetune_config, epochs=max(1, finetune_config.epochs // 3))
+        scfg = replace(finetune_config, epochs=compress.sparse_epochs_for(finetune_config.epochs))
         sparse, recovery = _sparse_finetune(
             model,
             data,
@@ -627,7 +637,12 @@ def finish_architecture(
             compress.sparsity,
             _fresh_checkpoint(
                 _state_dir(base, sfolder.name),
-                {**inputs, "sparsity": compress.sparsity},
+                {
+                    **inputs,
+                    "sparsity": compress.sparsity,
+                    # (a key only when set: checkpoints made before it stay valid)
+                    **({"epochs": scfg.epochs} if compress.sparse_epochs is not None else {}),
+                },
                 sfolder.name,
             ),
             model,
@@ -646,6 +661,7 @@ def finish_architecture(
         }
         if pruning is not None:
             structure[sfolder.name] = structure[name]
+        origins[sfolder.name] = derived("sparsified")
         export_float(
             sfolder,
             space,
@@ -653,7 +669,7 @@ def finish_architecture(
             sparse,
             example=example,
             pruned=widths,
-            extra={**float_extra, "sparsity": compress.sparsity},
+            extra={**float_extra, "origin": origins[sfolder.name], "sparsity": compress.sparsity},
         )
         variants[skind] = _torch_variant(sparse, sfolder, nonzero_params(sparse))
 
@@ -678,7 +694,7 @@ def finish_architecture(
             space_name=space.name,
             measurements=mine,
             training=trainings[sub.name],
-            origin=origin,
+            origin=origins.get(sub.name, origin),
             environment=environment,
             preprocess=data.preprocess,
             timing=_latency(compress).describe(),
@@ -812,15 +828,19 @@ def finish_members(
     progress: Progress | None = None,
     start: str | Path | None = None,
     trials: dict[str, int] | None = None,
+    keep_others: bool = False,
 ) -> list[FinalModel]:
     """Finish every chosen architecture; write ``final/summary.csv``, again after each one
-    (an interrupted run lists the models it finished).
+    (an interrupted run lists the models it finished, and the earlier rows of those it had
+    yet to redo).
 
     With distillation, the teacher is fine-tuned first: the most accurate of ``arch_ids``
     (by the search's ``accuracy``) for ``teacher: best``, else the ``arch.json`` named.
     ``start`` names an ``arch.json`` whose weights every model starts from (``nas train``);
     by default the search's proxy weights in ``run_dir``. ``origin`` is where every model came
     from (the study, the experiment); ``trials`` the search's trial number of each arch_id.
+    ``keep_others`` keeps listing the earlier rows of models not among ``arch_ids`` (``nas
+    train`` adds one model to a folder); by default they are dropped: no longer selected.
     """
     trials = trials or {}
     start_doc = read_architecture_file(start)[2] if start is not None else {}
@@ -865,10 +885,25 @@ def finish_members(
 
     def _finished(final: FinalModel) -> None:
         results.append(final)
+        done = {r.arch_id for r in results}
+        owned = {f for r in results for f in _folders(r.folder.name)}
+        kept = [  # earlier rows this run has not replaced (yet, or at all with ``keep_others``)
+            row
+            for row in earlier
+            if Path(row["file"]).parts[0] not in owned
+            and (keep_others or (row["arch_id"] in arch_ids and row["arch_id"] not in done))
+        ]
         rows = [{"arch_id": r.arch_id, **m.to_dict()} for r in results for m in r.measurements]
-        atomic_write_text(base / "summary.csv", pd.DataFrame(rows).to_csv(index=False))
+        table = pd.DataFrame(rows)
+        if kept:
+            table = pd.concat([table, pd.DataFrame(kept)], ignore_index=True)
+        atomic_write_text(base / "summary.csv", table.to_csv(index=False))
+        listed.clear()
+        listed.update(Path(f).parts[0] for f in table["file"])
 
     base = run_dir / "final"
+    earlier = _earlier_rows(base)
+    listed: set[str] = set()
     order = list(arch_ids)
     teacher: nn.Module | None = None
     distill = finetune_config.distill
@@ -933,8 +968,31 @@ def finish_members(
             teacher_identity=identity if teacher is not None else None,
         )
         _finished(final)
-    _warn_unlisted(base, results)
+    _warn_unlisted(base, listed)
     return results
+
+
+def _folders(name: str) -> tuple[str, ...]:
+    """The folders in ``final/`` that finishing the model ``name`` writes or replaces."""
+    return name, f"{name}-pruned", f"{name}-sparse"
+
+
+def _earlier_rows(base: Path) -> list[dict[str, Any]]:
+    """The rows of an earlier ``final/summary.csv`` whose files still exist: the models a run
+    has not finished again stay listed (a rerun interrupted before it reached them, or, for
+    ``nas train``, the other models trained into the same folder)."""
+    try:
+        table = pd.read_csv(base / "summary.csv")
+        rows = table.to_dict("records")
+        return [
+            row
+            for row in rows
+            if isinstance(row.get("file"), str)
+            and isinstance(row.get("arch_id"), str)
+            and (base / row["file"]).is_file()
+        ]
+    except (OSError, ValueError, KeyError, pd.errors.EmptyDataError):
+        return []  # none, or not ours: this run's rows alone
 
 
 def _file_identity(path: Path) -> dict[str, Any]:
@@ -946,10 +1004,9 @@ def _file_identity(path: Path) -> dict[str, Any]:
     return {"path": str(path.resolve()), "arch_id": arch.arch_id, "weights_sha256": digest}
 
 
-def _warn_unlisted(base: Path, results: list[FinalModel]) -> None:
-    """Warn of folders in ``final/`` that this run did not make (models no longer selected,
-    variants no longer asked for): they are kept, but summary.csv does not list them."""
-    listed = {Path(m.file).parts[0] for r in results for m in r.measurements}
+def _warn_unlisted(base: Path, listed: set[str]) -> None:
+    """Warn of folders in ``final/`` that summary.csv does not list (``listed``): models no
+    longer selected, variants no longer asked for. They are kept."""
     unlisted = sorted(
         p.name
         for p in base.iterdir()

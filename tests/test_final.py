@@ -77,6 +77,25 @@ def test_every_variant_is_measured_and_exported(finished):
             "MODEL_CARD.md",
         ):
             assert (folder / name).is_file(), name
+        # each file says which model and variant it is, when it travels alone
+        import onnx
+        from safetensors import safe_open
+
+        for file, variant in (
+            ("model.onnx", "fp32"),
+            ("model_int8.onnx", "int8"),
+            ("../{}-pruned/model.onnx", "pruned"),
+            ("../{}-pruned/model_int8.onnx", "pruned+int8"),
+            ("../{}-sparse/model.onnx", "sparse"),
+        ):
+            props = {
+                p.key: p.value
+                for p in onnx.load(str(folder / file.format(arch_id))).metadata_props
+            }
+            assert (props["nas.arch_id"], props["nas.variant"]) == (arch_id, variant)
+            assert ("nas.pruned" in props) == ("pruned" in variant)
+        with safe_open(str(folder / "weights.safetensors"), "pt") as weights:
+            assert weights.metadata()["arch_id"] == arch_id
         card = (folder / "MODEL_CARD.md").read_text()
         assert "load_architecture('model_int8.json')" in card
         # the card names the fastest variant of its folder within 1 point of the best accuracy
@@ -126,6 +145,14 @@ def test_every_variant_is_measured_and_exported(finished):
             assert teacher == "none: 'best' is this model itself, the only one chosen"
         else:
             assert teacher.startswith("none: the most accurate" if i == 0 else selected[0])
+        # a pruned model starts from, and (when fine-tunes distill) learns from, its parent
+        pruned_card = (run / "final" / f"{arch_id}-pruned" / "MODEL_CARD.md").read_text()
+        assert f"- started_from: {arch_id}, fine-tuned, then pruned ({arch_id}'s own " in (
+            pruned_card
+        )
+        taught = f"{arch_id}, the model it was pruned from"
+        alone = "none: its fine-tune after it was pruned did not distill"
+        assert f"- teacher: {taught if i > 0 else alone}\n" in pruned_card
     assert (run / "pareto_final.png").stat().st_size > 0
 
 
@@ -263,6 +290,73 @@ def test_an_interrupted_run_lists_the_models_it_finished(finished, tmp_path, mon
     assert all((run / "final" / f).is_file() for f in summary["file"])  # relative to final/
 
 
+def test_an_interrupted_redo_keeps_listing_the_models_it_had_not_reached(
+    finished, tmp_path, monkeypatch
+):
+    """A rerun with other settings, stopped as it began redoing the second model, wrote a
+    summary.csv without that model, though its earlier finished folders were all still there."""
+    import nas.final
+
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    ids = list(pd.read_csv(run / "trials.csv").drop_duplicates("arch_id")["arch_id"][:2])
+    args = ["run", str(finished / "exp.yaml"), "--out", str(run), "-q"]
+    for key in ("select.rule=ids", f"select.ids={ids}", "compress.prune=null"):
+        args += ["--set", key]
+    assert main([*args, "--set", "compress.sparsity=null"]) == 0
+    before = pd.read_csv(run / "final" / "summary.csv")
+    real = nas.final.finish_architecture
+    started = []
+
+    def interrupted_second(run_dir, space, arch, *args, **kwargs):
+        started.append(arch.arch_id)
+        if len(started) == 2:
+            raise KeyboardInterrupt
+        return real(run_dir, space, arch, *args, **kwargs)
+
+    monkeypatch.setattr("nas.final.finish_architecture", interrupted_second)
+    args += ["--set", "compress.sparsity=null", "--set", "compress.latency.repeats=10"]
+    assert main(args) == 130  # other settings: the first is re-measured, the second not reached
+    summary = pd.read_csv(run / "final" / "summary.csv")
+    assert sorted(summary["arch_id"].unique()) == sorted(before["arch_id"].unique())
+    redone, waiting = summary["arch_id"] == started[0], summary["arch_id"] == started[1]
+    assert redone.sum() == (before["arch_id"] == started[0]).sum()
+    # the model not reached yet: its earlier rows as they were, its files still there
+    pd.testing.assert_frame_equal(
+        summary[waiting].reset_index(drop=True),
+        before[before["arch_id"] == started[1]].reset_index(drop=True),
+    )
+    assert all((run / "final" / f).is_file() for f in summary["file"])
+
+
+def test_nas_train_into_one_folder_lists_every_model_trained_there(finished, tmp_path):
+    """A second nas train into the same --out dropped the first model from summary.csv."""
+    from nas.export import read_architecture_file, write_architecture_file
+
+    first = next((finished / "run" / "architectures").glob("*.json"))
+    space, arch, doc = read_architecture_file(first)
+    other = next(a for a in space.random_distinct(4, rng=0) if a.arch_id != arch.arch_id)
+    second = write_architecture_file(
+        tmp_path / "other.json", space, other, extra={"preprocess": doc["preprocess"]}
+    )
+    archs = [first, second]
+    out = tmp_path / "trained"
+    args = ["--experiment", str(finished / "exp.yaml"), "--out", str(out), "-q"]
+    args += ["--set", "compress=null", "--set", "finetune.distill=null"]
+    args += ["--set", "finetune.epochs=1"]
+    for arch in [*archs, archs[0]]:  # the first again, with other settings: replaced in place
+        assert main(["train", str(arch), *args]) == 0
+        args[-1] = "finetune.epochs=2"
+    summary = pd.read_csv(out / "final" / "summary.csv")
+    ids = [json.loads(a.read_text())["arch_id"] for a in archs]
+    counts = summary["arch_id"].value_counts()
+    assert set(counts.index) == set(ids) and counts.nunique() == 1  # none listed twice
+    assert list(summary["arch_id"].unique()) == ids  # the latest (the first, again) first
+    record = json.loads((out / "final" / "checkpoints" / ids[0] / "finished.json").read_text())
+    assert record["settings"]["finetune"]["epochs"] == 2
+    assert all((out / "final" / f).is_file() for f in summary["file"])
+
+
 def _zero_fraction(folder: Path) -> float:
     weights = [p for p in load_architecture(folder / "arch.json").parameters() if p.ndim > 1]
     return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
@@ -278,17 +372,18 @@ def test_changed_compress_settings_redo_those_variants(finished, capsys, tmp_pat
     sparse_before = _zero_fraction(run / "final" / f"{first}-sparse")
     pruned_before = load_architecture(run / "final" / f"{first}-pruned" / "arch.json")
     changed = ["--set", "compress.sparsity=0.8", "--set", "compress.prune.ratio=0.25"]
+    changed += ["--set", "compress.sparse_epochs=2"]
     assert main(["run", str(finished / "exp.yaml"), "--out", str(run), *changed]) == 0
     err = capsys.readouterr().err
     assert f"finetune {first}: all 2 epochs done by an earlier run, not training again" in err
     assert f"finetune {first}-pruned epoch 1/1" in err
-    assert f"finetune {first}-sparse epoch 1/1" in err
+    assert f"finetune {first}-sparse epoch 2/2" in err  # sparse_epochs, not 2 // 3 -> 1
     assert sparse_before < 0.6 < 0.75 < _zero_fraction(run / "final" / f"{first}-sparse")
     pruned = load_architecture(run / "final" / f"{first}-pruned" / "arch.json")
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(pruned) > count(pruned_before)  # a quarter of the channels cut, not a half
     card = (run / "final" / f"{first}-sparse" / "MODEL_CARD.md").read_text()
-    assert "magnitude pruning of 80% of the weights" in card
+    assert "magnitude pruning of 80% of the weights" in card and "fine-tuned 2 epochs" in card
     card = (run / "final" / f"{first}-pruned" / "MODEL_CARD.md").read_text()
     assert "asked 25% of channels; removed" in card and "fine-tuned 1 epoch" in card
 

@@ -57,6 +57,8 @@ class CompressConfig:
         prune: Structured pruning (a smaller dense model), or None.
         sparsity: Unstructured magnitude sparsity of conv/linear weights in [0, 1), for size;
             None for none.
+        sparse_epochs: Epochs of the fine-tune under the sparsity mask; None for a third of
+            the fine-tune's epochs (at least 1).
         quantize: INT8 quantization of the float model (and of the pruned one), or None.
         latency: How end-to-end latency is timed.
 
@@ -69,10 +71,18 @@ class CompressConfig:
     sparsity: float | None = 0.5
     quantize: QuantizeConfig | None = QuantizeConfig()
     latency: LatencyConfig = LatencyConfig()
+    sparse_epochs: int | None = None
 
     def __post_init__(self) -> None:
         if self.sparsity is not None and not 0.0 < self.sparsity < 1.0:
             raise NasConfigError(f"`0 < sparsity < 1` must hold, but got {self.sparsity}")
+        if self.sparse_epochs is not None and self.sparse_epochs < 1:
+            raise NasConfigError(f"`sparse_epochs >= 1` must hold, but got {self.sparse_epochs}")
+
+    def sparse_epochs_for(self, finetune_epochs: int) -> int:
+        """The epochs of the fine-tune under the sparsity mask, for a fine-tune of
+        ``finetune_epochs``."""
+        return self.sparse_epochs or max(1, finetune_epochs // 3)
 
     @classmethod
     def from_node(cls, node: Node) -> CompressConfig:
@@ -97,6 +107,8 @@ class CompressConfig:
             if sparsity_node.value is None
             else _fraction(sparsity_node, "sparsity: null turns it off")
         )
+        epochs_node = node.get("sparse_epochs", None)
+        sparse_epochs = None if epochs_node.value is None else epochs_node.as_int(min=1)
         quantize_node = section("quantize")
         quantize = None if quantize_node is None else QuantizeConfig.from_node(quantize_node)
         latency_node = node.get("latency", {})
@@ -108,7 +120,13 @@ class CompressConfig:
             spin_up_s=latency_node.get("spin_up_s", 1.0).as_float(min=0.0),
         )
         latency_node.done()
-        config = cls(prune=prune, sparsity=sparsity, quantize=quantize, latency=latency)
+        config = cls(
+            prune=prune,
+            sparsity=sparsity,
+            quantize=quantize,
+            latency=latency,
+            sparse_epochs=sparse_epochs,
+        )
         node.done()
         return config
 
@@ -118,4 +136,6 @@ class CompressConfig:
             "sparsity": self.sparsity,
             "quantize": None if self.quantize is None else self.quantize.to_dict(),
             "latency": self.latency.to_dict(),
+            # (only when set: the settings of runs made before the key stay as they were)
+            **({} if self.sparse_epochs is None else {"sparse_epochs": self.sparse_epochs}),
         }

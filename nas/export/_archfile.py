@@ -231,7 +231,7 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
             stacklevel=2,
         )
     if weights and doc.get("weights"):
-        from safetensors import SafetensorError
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         wpath = (path.parent / doc["weights"]).resolve()
@@ -243,11 +243,19 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
             )
         try:
             state = load_file(str(wpath))
+            with safe_open(str(wpath), "pt") as file:
+                owner = (file.metadata() or {}).get("arch_id")
         except (SafetensorError, OSError) as exc:
             raise NasConfigError(
                 f"{wpath}: not a readable safetensors file ({exc}): cut short or damaged in a "
                 "copy? copy it again from the export folder"
             ) from None
+        if owner is not None and owner != arch.arch_id:  # (tensors alike need not be the same)
+            raise NasConfigError(
+                f"{wpath}: the weights of architecture {owner} (the file's metadata), not of "
+                f"{arch.arch_id} that {path} describes: name {arch.arch_id}'s weights file, or "
+                "remove 'weights' from the file to start from the initialization"
+            )
         expected = model.state_dict()
         missing = sorted(set(expected) - set(state))
         extra = sorted(set(state) - set(expected))

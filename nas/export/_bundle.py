@@ -39,11 +39,14 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-def _save_weights(model: nn.Module, path: Path) -> None:
+def _save_weights(model: nn.Module, path: Path, space: SearchSpace, arch: Architecture) -> None:
+    """Save the state dict with the architecture it belongs to in the file's metadata (two
+    architectures can have the same tensors: a cell whose pooling became a skip)."""
     from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    atomic_write_bytes(path, save(state))
+    meta = {"arch_id": arch.arch_id, "space": space.name, "space_hash": space.hash}
+    atomic_write_bytes(path, save(state, metadata=meta))
 
 
 def _save_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
@@ -83,8 +86,8 @@ def export_float(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
-    _save_weights(model, out / "weights.safetensors")
-    meta = onnx_metadata(space, arch, extra)
+    _save_weights(model, out / "weights.safetensors", space, arch)
+    meta = onnx_metadata(space, arch, extra, pruned=pruned)
     check = export_onnx(model, example, out / "model.onnx", metadata=meta)
     _save_program(model, example, out / "model.pt2")
     write_architecture_file(
@@ -120,22 +123,48 @@ def export_int8(
         out / "model_int8.onnx",
         check=check,
         atol=None,
-        metadata=onnx_metadata(space, arch, extra),
+        metadata=onnx_metadata(space, arch, extra, precision="int8", pruned=pruned),
     )
     write_int8_file(out, space, arch, metrics=metrics, pruned=pruned, extra=extra)
     return {"files": ["model_int8.onnx", "model_int8.json"], "onnx_check": result}
 
 
 def onnx_metadata(
-    space: SearchSpace, arch: Architecture, extra: dict[str, Any] | None
+    space: SearchSpace,
+    arch: Architecture,
+    extra: dict[str, Any] | None,
+    *,
+    precision: str = "fp32",
+    pruned: dict[str, dict[str, int]] | None = None,
 ) -> dict[str, str]:
     """What an exported ONNX file says about itself (``metadata_props``): the architecture and,
     when known, the input recipe, so the file alone tells what it is and how to feed it."""
     meta = {"nas.arch_id": arch.arch_id, "nas.space": space.name, "nas.arch": space.format(arch)}
-    preprocess = (extra or {}).get("preprocess")
+    extra = extra or {}
+    preprocess = extra.get("preprocess")
     if preprocess is not None:
         meta["nas.preprocess"] = json.dumps(preprocess, sort_keys=True)
+    # which variant the file is, so that a file found alone says it (its name may not)
+    made = ["pruned"] * len(pruning_chain(extra.get("pruning")))
+    if extra.get("sparsity") is not None:
+        made.append("sparse")
+        meta["nas.sparsity"] = str(extra["sparsity"])
+    if precision != "fp32":
+        made.append(precision)
+    meta["nas.variant"] = "+".join(made) or "fp32"  # as summary.csv's variant names them
+    if pruned:
+        meta["nas.pruned"] = json.dumps(pruned, sort_keys=True)
     return meta
+
+
+def pruning_chain(record: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The structured prunes a ``pruning`` record describes, oldest first (each record names
+    the one before it as ``parent_pruning``)."""
+    chain = []
+    while isinstance(record, dict):
+        chain.append(record)
+        record = record.get("parent_pruning")
+    return chain[::-1]
 
 
 def write_int8_file(

@@ -39,6 +39,7 @@ def test_ptq_int8_onnx_runs_in_onnxruntime_and_keeps_accuracy(trained, tmp_path)
     # the file says what it is when it travels alone
     props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
     assert props["nas.arch_id"] == arch.arch_id and props["nas.arch"] == space.format(arch)
+    assert props["nas.variant"] == "int8"
     # a file to share: no exporter debug metadata (stack traces naming this machine's paths)
     assert b"stack_trace" not in onnx_path.read_bytes()
     export_onnx(model, data.x_val[:4], tmp_path / "model.onnx")

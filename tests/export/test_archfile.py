@@ -102,6 +102,32 @@ def test_mismatched_weights_name_what_differs(saved, tmp_path):
         nas.load_architecture(path)
 
 
+def test_weights_of_an_architecture_with_the_same_tensors_are_refused(tmp_path):
+    """Two cells that differ in a pooling edge have the same tensors: shapes cannot tell the
+    weights apart, the file's metadata can."""
+    space = load_space("nasbench201")
+    pool = space.parse(
+        "|nor_conv_3x3~0|+|avg_pool_3x3~0|nor_conv_1x1~1|+|none~0|skip_connect~1|nor_conv_3x3~2|"
+    )
+    skip = space.parse(
+        "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|skip_connect~1|nor_conv_3x3~2|"
+    )
+    state = space.build(skip, seed=0).state_dict()
+    assert state.keys() == space.build(pool).state_dict().keys()
+    weights = tmp_path / "skip.safetensors"
+    save_file(state, str(weights), metadata={"arch_id": skip.arch_id})
+    path = write_architecture_file(tmp_path / "arch.json", space, pool, weights=weights)
+    with pytest.raises(
+        NasConfigError,
+        match=rf"skip.safetensors: the weights of architecture {skip.arch_id} \(the file's "
+        rf"metadata\), not of {pool.arch_id} that .*arch.json describes: name {pool.arch_id}'s "
+        "weights file",
+    ):
+        nas.load_architecture(path)
+    path = write_architecture_file(tmp_path / "arch.json", space, skip, weights=weights)
+    assert nas.load_architecture(path).architecture == skip
+
+
 @pytest.mark.parametrize(
     ("edit", "match"),
     [

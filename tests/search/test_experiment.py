@@ -340,9 +340,22 @@ def test_a_budget_on_a_device_the_study_does_not_cost_is_refused_before_the_sear
             r"compress.sparsity: expected a number strictly between 0 and 1, got 0 "
             r"\(sparsity: null turns it off\)",
         ),
+        ("{sparse_epochs: 0}", r"exp.yaml:\d+: compress.sparse_epochs: expected an integer >= 1, got 0"),
     ],
 )
 def test_a_compression_that_would_do_nothing_is_refused_at_load(tmp_path, compress, pattern):
     text = GOOD + f"finetune: {{epochs: 3}}\ncompress: {compress}\n"
     with pytest.raises(NasConfigError, match=pattern):
         load_experiment(write(tmp_path, text))
+
+
+def test_sparse_epochs_set_the_fine_tune_under_the_mask(tmp_path):
+    text = GOOD + "finetune: {epochs: 9}\ncompress: {sparse_epochs: 5}\n"
+    exp = load_experiment(write(tmp_path, text))
+    assert exp.compress.sparse_epochs_for(exp.finetune.epochs) == 5
+    assert exp.compress.to_dict()["sparse_epochs"] == 5
+    default = load_experiment(write(tmp_path, GOOD + "finetune: {epochs: 9}\ncompress: {}\n"))
+    assert (
+        default.compress.sparse_epochs_for(9) == 3 and default.compress.sparse_epochs_for(2) == 1
+    )
+    assert "sparse_epochs" not in default.compress.to_dict()  # earlier runs' settings unchanged
