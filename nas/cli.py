@@ -6,6 +6,7 @@ User errors print one line on stderr and exit with status 2; tracebacks are for 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import logging
 import math
@@ -672,8 +673,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     from torch import get_num_threads as torch_threads
 
-    from nas.cost import POOR_FIT, LookupTable
+    from nas.cost import LookupTable
     from nas.cost._profile import profile_space
+    from nas.cost._table import poor_fit
     from nas.space import load_space
 
     space = load_space(args.space)
@@ -746,8 +748,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
             else ")"
         )
     )
-    reference = float(fix.get("reference_ms") or 0.0)
-    if reference > 0 and fix["fit_rmse_ms"] > POOR_FIT * reference:
+    if poor_fit(fix):
+        reference = float(fix["reference_ms"])
         print(
             f"nas: warning: the correction fits the end-to-end timings poorly (RMSE "
             f"{fix['fit_rmse_ms']:.4f} ms on models like the {reference:.4f} ms reference): the "
@@ -757,7 +759,8 @@ def _cmd_profile(args: argparse.Namespace) -> int:
                 if config.engine == "onnxruntime"
                 else ""
             )
-            + ", and predictions may be far off; profile into a new --out on an idle machine "
+            + ", and predictions may be far off; on an idle machine, rerun the same command "
+            "(it refits the correction and keeps the entries) or profile into a new --out "
             f"(more --repeats), then check it with nas validate-table --space {args.space} "
             f"--table {out}",
             file=sys.stderr,
@@ -785,16 +788,24 @@ def _table_files(out: Path) -> dict[Path, bytes]:
 
 def _set_aside(out: Path, before: dict[Path, bytes]) -> Path:
     """Write the table files ``before`` (from :func:`_table_files`) as ``<out>.prev.json`` and
-    ``.csv``; returns the JSON's path."""
+    ``.csv``, or, when that holds another table, the first free ``<out>.prev-N.json``: a
+    backup never replaces another (two versions of a space profiled in turn would otherwise
+    leave neither's); returns the JSON's path."""
     from nas._io import atomic_write_bytes
 
-    kept = out.with_name(f"{out.stem}.prev.json")
-    for path, data in before.items():
-        if path.suffix == ".json":  # the copy reads its own rows file, not the new one
-            doc = json.loads(data)
-            doc["table"] = kept.with_suffix(".csv").name
-            data = (json.dumps(doc, indent=2) + "\n").encode()
-        atomic_write_bytes(kept.with_suffix(path.suffix), data)
+    for n in itertools.count(1):
+        kept = out.with_name(f"{out.stem}.prev{'' if n == 1 else f'-{n}'}.json")
+        copy = {}
+        for path, data in before.items():
+            if path.suffix == ".json":  # the copy reads its own rows file, not the new one
+                doc = json.loads(data)
+                doc["table"] = kept.with_suffix(".csv").name
+                data = (json.dumps(doc, indent=2) + "\n").encode()
+            copy[kept.with_suffix(path.suffix)] = data
+        if copy == _table_files(kept) or not any(p.exists() for p in copy):
+            break  # the same backup already, or a free name
+    for path, data in copy.items():
+        atomic_write_bytes(path, data)
     return kept
 
 
@@ -826,7 +837,15 @@ def _keep_previous_table(
     if not (refit or other_space):
         return
     kept = _set_aside(out, before)
-    why = f"another version of space '{space.name}'" if other_space else "new entries"
+    from nas.cost._table import poor_fit
+
+    why = (
+        f"another version of space '{space.name}'"
+        if other_space
+        else "a poorly fitting correction before"
+        if poor_fit(old_fix or {})
+        else "new entries"
+    )
     print(
         f"nas: warning: {out} already held space '{space.name}'; with {why} its in-model "
         f"correction was refit ({_correction_text(old_fix)} -> {_correction_text(new_fix)}), "

@@ -2,14 +2,8 @@
 
 from nas.cost._analytic import AnalyticDevice
 from nas.cost._base import CostEstimate, CostModel, charged_layers
-from nas.cost._registry import (
-    POOR_FIT,
-    builtin_table_dir,
-    for_space,
-    list_devices,
-    load_cost_model,
-)
-from nas.cost._table import LookupTable, TableEntry, entry_from_layer
+from nas.cost._registry import builtin_table_dir, for_space, list_devices, load_cost_model
+from nas.cost._table import POOR_FIT, LookupTable, TableEntry, entry_from_layer
 from nas.cost._vectorized import VectorizedCost, is_additive
 
 __all__ = [

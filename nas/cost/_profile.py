@@ -47,6 +47,7 @@ from nas.cost._table import (
     LookupTable,
     TableEntry,
     entry_from_layer,
+    poor_fit,
 )
 from nas.space import Architecture, Layer, SearchSpace, parse_op
 
@@ -466,6 +467,14 @@ def profile_space(
             _check_same_protocol(existing, config)
         todo = table.missing(space.possible_layers())
         log.info("%d layers to measure for space %s", len(todo), space.name)
+        held = (table.meta.get("in_model") or {}).get(space.name)
+        # the correction is refit with new entries, for another version of the space (fitted
+        # on its architectures), and when the last fit was poor (a busy machine: try again)
+        refit = (
+            held is None
+            or held.get("space_hash", table.meta.get("spaces", {}).get(space.name)) != space.hash
+            or poor_fit(held)
+        )
         spaces = dict(table.meta.get("spaces", {}))
         spaces[space.name] = space.hash
         command = command or (
@@ -542,7 +551,7 @@ def profile_space(
         meta[UNFINISHED] = [n for n in table.meta.get(UNFINISHED, []) if n != space.name]
         table = table.with_entries(new, **meta)
         corrections = dict(table.meta.get("in_model", {}))
-        if new or space.name not in corrections:
+        if new or refit:
             corrections[space.name] = _in_model_correction(space, table, config)
             table = table.with_entries([], in_model=corrections)
         return table
@@ -677,6 +686,7 @@ def _in_model_correction(
         "held_at_zero": [t for i, t in enumerate(terms) if i not in kept],
         # a model timed at profiling time, to measure later how fast the machine runs now
         "reference_arch": space.format(archs[0]),
+        "space_hash": space.hash,  # the version of the space it was fitted on
         "reference_ms": float(statistics.median(timings[0])),
     }
 
@@ -779,6 +789,13 @@ def validate_table(
         raise NasConfigError(
             f"table '{table.device}' has no reference model for space '{space.name}' (imported "
             "or calibrated tables cannot be timed here); validate a table measured by nas profile"
+        )
+    if fix.get("space_hash", space.hash) != space.hash:
+        command = table.meta.get("profile_commands", {}).get(space.name) or "nas profile"
+        raise NasConfigError(
+            f"table '{table.device}': its in-model correction for space '{space.name}' was "
+            f"fitted on another version of it (hash {fix['space_hash']}, not {space.hash}); "
+            f"refit it with: {command}"
         )
     reference = space.parse(fix["reference_arch"])
     rows = []

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from nas._config import load_yaml
 from nas._errors import NasConfigError, nearest
 from nas.cost._analytic import AnalyticDevice
 from nas.cost._base import CostModel
-from nas.cost._table import LookupTable
+from nas.cost._table import LookupTable, poor_fit
 from nas.space import SearchSpace
 
 __all__ = ["builtin_table_dir", "for_space", "list_devices", "load_cost_model"]
@@ -31,8 +32,8 @@ def list_devices(extra_dirs: tuple[Path, ...] = ()) -> list[str]:
             names.update(p.stem for p in folder.glob("*.yaml"))
             names.update(p.stem for p in folder.glob("*.yml"))
             names.update(p.stem for p in folder.glob("*.json"))
-    # a table that nas profile replaced is kept as <name>.prev.json: a backup, not a device
-    return sorted(n for n in names if not n.endswith(".prev"))
+    # a table that nas profile replaced is kept as <name>.prev[-N].json: a backup, not a device
+    return sorted(n for n in names if not re.search(r"\.prev(-\d+)?$", n))
 
 
 def for_space(model: CostModel, space: SearchSpace) -> CostModel:
@@ -60,20 +61,13 @@ def for_space(model: CostModel, space: SearchSpace) -> CostModel:
     return model
 
 
-#: fit RMSE, relative to the reference model's latency, beyond which a table's layer timings
-#: and its end-to-end timings disagree too far to trust (busy machine, too short a warm-up);
-#: ``nas profile`` warns past it, and so does every use of the table. The shipped tables: at
-#: most 0.10 (INT8 mobilenet_small, whose 21 us reference makes every microsecond count)
-POOR_FIT = 0.2
-
-
 def _warn_of_a_poor_fit(table: LookupTable, space: SearchSpace) -> None:
     """Say so at every use of a table whose profile's layer timings did not add up to its
     end-to-end timings (``nas profile`` warned once; the table goes on being used)."""
     fix = (table.meta.get("in_model") or {}).get(space.name) or {}
-    rmse, reference = fix.get("fit_rmse_ms"), fix.get("reference_ms")
-    if not rmse or not reference or rmse <= POOR_FIT * reference:
+    if not poor_fit(fix):
         return
+    rmse, reference = fix["fit_rmse_ms"], fix["reference_ms"]
     log.warning(
         "table '%s' (%s): its profile of '%s' fit the end-to-end timings poorly (RMSE %.4g ms "
         "on models like the %.4g ms reference: the machine was busy, or the warm-up too "

@@ -59,6 +59,21 @@ UNREAD_LAYERS = ("run", "skipped")
 UNFINISHED = "profile_unfinished"
 #: the terms of a space's in-model correction (``in_model.<space>``), in the order fitted
 IN_MODEL_TERMS = ("model_ms", "per_layer_ms", "per_mb_ms", "layer_scale")
+
+#: fit RMSE, relative to the reference model's latency, beyond which a table's layer timings
+#: and its end-to-end timings disagree too far to trust (busy machine, too short a warm-up);
+#: ``nas profile`` warns past it (and refits on a rerun), and so does every use of the table.
+#: The shipped tables: at most 0.10 (INT8 mobilenet_small, whose 21 us reference makes every
+#: microsecond count)
+POOR_FIT = 0.2
+
+
+def poor_fit(fix: Mapping[str, Any]) -> bool:
+    """Whether an in-model correction fit its end-to-end timings poorly (:data:`POOR_FIT`)."""
+    rmse, reference = fix.get("fit_rmse_ms"), fix.get("reference_ms")
+    return bool(rmse and reference and rmse > POOR_FIT * reference)
+
+
 #: terms a table may lack (written before the term existed): read as 0
 OPTIONAL_TERMS = frozenset({"layer_scale"})
 DEFAULT_POWER_W = 10.0  # W, what nas profile charges per ms without an energy counter

@@ -335,6 +335,55 @@ def test_reprofiling_another_version_of_a_space_keeps_the_previous_table(tmp_pat
     assert len(previous.entries) < len(LookupTable.load(out).entries)
 
 
+def test_two_versions_of_a_space_profiled_in_turn_each_refit_and_keep_both_backups(
+    tmp_path, capsys
+):
+    """A second version with the same layers measured nothing new, so the first version's
+    correction stayed, now labelled as the second's (validate-table then failed to parse its
+    reference model); profiling the first again replaced the only backup of its table."""
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY)
+    out = tmp_path / "t.json"
+    args = ["profile", "--space", str(space), "--out", str(out), "--threads", "1"]
+    args += ["--warmup", "1", "--repeats", "3"]
+    assert main(args) == 0
+    first = out.read_bytes()
+    renamed = TINY.replace("nor_conv_3x3", "conv3")  # the same layers under another label
+    space.write_text(renamed)
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "with another version of space 'tiny_cell' its in-model correction was refit" in err
+    fix = LookupTable.load(out).meta["in_model"]["tiny_cell"]
+    assert fix["space_hash"] == load_space(str(space)).hash
+    assert "conv3" in fix["reference_arch"] or "nor_conv_3x3" not in fix["reference_arch"]
+    second = out.read_bytes()
+    space.write_text(TINY)  # the first version again: refit, and the second's table kept too
+    assert main(args) == 0
+    assert "kept as " + str(tmp_path / "t.prev-2.json") in capsys.readouterr().err
+    kept = [LookupTable.load(tmp_path / f) for f in ("t.prev.json", "t.prev-2.json")]
+    assert [k.meta["spaces"] for k in kept] == [
+        json.loads(first)["spaces"],
+        json.loads(second)["spaces"],
+    ]
+    assert main(args) == 0  # the same version again: nothing refit, no third backup
+    assert not (tmp_path / "t.prev-3.json").exists()
+    doc = json.loads(out.read_text())  # a fit as poor as a busy machine's: a rerun refits it
+    doc["in_model"]["tiny_cell"]["fit_rmse_ms"] = (
+        100 * doc["in_model"]["tiny_cell"]["reference_ms"]
+    )
+    out.write_text(json.dumps(doc))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert (
+        "with a poorly fitting correction before its in-model correction was refit"
+        in capsys.readouterr().err
+    )
+    fix = LookupTable.load(out).meta["in_model"]["tiny_cell"]
+    assert fix["fit_rmse_ms"] < 100 * fix["reference_ms"]
+    assert main(["devices", "--table-dir", str(tmp_path)]) == 0
+    assert "prev" not in capsys.readouterr().out
+
+
 def test_cli_profile_validate_and_cost(tmp_path, capsys, monkeypatch):
     (tmp_path / "tiny.yaml").write_text(TINY)
     out = tmp_path / "t.json"

@@ -340,7 +340,10 @@ def test_a_budget_on_a_device_the_study_does_not_cost_is_refused_before_the_sear
             r"compress.sparsity: expected a number strictly between 0 and 1, got 0 "
             r"\(sparsity: null turns it off\)",
         ),
-        ("{sparse_epochs: 0}", r"exp.yaml:\d+: compress.sparse_epochs: expected an integer >= 1, got 0"),
+        (
+            "{sparse_epochs: 0}",
+            r"exp.yaml:\d+: compress.sparse_epochs: expected an integer >= 1, got 0",
+        ),
     ],
 )
 def test_a_compression_that_would_do_nothing_is_refused_at_load(tmp_path, compress, pattern):
