@@ -9,6 +9,7 @@ it hands out typed values, remembers which keys were read, and rejects the rest 
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -19,6 +20,8 @@ import yaml
 
 from nas._errors import NasConfigError
 from nas._io import not_utf8
+
+log = logging.getLogger(__name__)
 
 __all__ = ["Node", "load_yaml"]
 
@@ -186,12 +189,28 @@ class Node:
             nxt = target.get(part)
             if nxt is None:
                 nxt = target[part] = {}
+                # a mapping the override made: its errors (an unknown key) name the override
+                self._origins.setdefault(self.path + tuple(keys[: depth + 1]), origin)
             if not isinstance(nxt, dict):
                 shown = ".".join(keys[: depth + 1])
                 raise NasConfigError(
                     f"'{shown}' is {_kind(nxt)} in {self.file}, not a mapping", file=origin
                 )
             target = nxt
+        before = target.get(keys[-1])
+        if isinstance(before, dict) and isinstance(value, dict):
+            dropped = [str(k) for k in before if k not in value]
+            if dropped:  # a mapping replaces a mapping: say what of the file's it drops
+                log.warning(
+                    "%s replaces all of %s in %s, dropping %s; to change single keys, set them "
+                    "one by one (--set %s.%s=...)",
+                    origin,
+                    ".".join(keys),
+                    self.file,
+                    ", ".join(dropped),
+                    ".".join(keys),
+                    next(iter(value), "KEY"),
+                )
         target[keys[-1]] = value
         self._origins[self.path + tuple(keys)] = origin
 

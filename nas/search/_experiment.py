@@ -105,7 +105,14 @@ def parse_metric(name: str) -> Metric:
     quantity, at, device = name.partition("@")
     if quantity in COST_PREFIXES and at and device:
         return Metric(name, "minimize", False, device)
-    allowed = [*TRAINED_METRICS, *STATIC_METRICS, *(f"{p}@<device>" for p in COST_PREFIXES)]
+    if "," in name:
+        items = ", ".join(part.strip() for part in name.split(","))
+        raise NasConfigError(
+            f"unknown metric '{name}': one name, not a list; write a list as [{items}]"
+        )
+    # with a device given, the suggestions name it (latncy_ms@edge-tpu: latency_ms@edge-tpu)
+    device = device if at and device else "<device>"
+    allowed = [*TRAINED_METRICS, *STATIC_METRICS, *(f"{p}@{device}" for p in COST_PREFIXES)]
     raise NasConfigError(f"unknown metric '{name}'", allowed=allowed, value=name)
 
 

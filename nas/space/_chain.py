@@ -97,7 +97,9 @@ class ChainSpace(SearchSpace):
                 }
             )
             if len(set(stages[-1]["width"])) != len(stages[-1]["width"]):
-                raise s.get("width").error("repeated widths")
+                raise s.get("width").error(
+                    f"repeated values in {stages[-1]['width']}; keep one of each"
+                )
         head = None
         if node.get("head", None).value is not None:
             h = node.get("head")

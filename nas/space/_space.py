@@ -384,6 +384,9 @@ def read_op_choices(node: Node, library: dict[str, OpSpec]) -> dict[str, OpSpec]
             read_label(item)
         if text in out:
             raise item.error(f"op '{text}' listed twice; keep one")
+        same = next((label for label, other in out.items() if other.name == spec.name), None)
+        if same is not None:  # two labels, one op: the same models counted (and trained) twice
+            raise item.error(f"op '{text}' is the same op as '{same}' ({spec.name}); keep one")
         out[text] = spec
     return out
 

@@ -65,6 +65,18 @@ def test_overrides(tmp_path):
         ("search.n_trials=x", "--set 'search.n_trials=x': search.n_trials: expected an integer"),
         ("train={epochs: 0}", "--set 'train={epochs: 0}': train.epochs: expected an integer >= 1"),
         ("name.x=1", "--set 'name.x=1': 'name' is a string in "),
+        ("serach.n_trials=5", "--set 'serach.n_trials=5': serach: unknown key 'serach'"),
+        (
+            "objectives=error,params",
+            "--set 'objectives=error,params': objectives: unknown metric 'error,params': one "
+            "name, not a list; write a list as [error, params]",
+        ),
+        (
+            "constraints.latncy_ms@cpu=<= 1",
+            "--set 'constraints.latncy_ms@cpu=<= 1': constraints.latncy_ms@cpu: unknown metric "
+            "'latncy_ms@cpu'; choose one of error, accuracy, params, macs, peak_mem_bytes, "
+            "latency_ms@cpu, energy_mj@cpu (did you mean 'latency_ms@cpu'?)",
+        ),
     ],
 )
 def test_override_errors_name_the_override_not_a_line_of_the_file(tmp_path, override, message):
@@ -72,6 +84,21 @@ def test_override_errors_name_the_override_not_a_line_of_the_file(tmp_path, over
         load_experiment(write(tmp_path, GOOD), [override])
     assert str(info.value).startswith(message)
     assert "exp.yaml:" not in str(info.value)
+
+
+def test_a_mapping_set_over_a_mapping_says_what_it_drops(tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="nas._config"):
+        exp = load_experiment(write(tmp_path, GOOD), ["train={lr: 0.1}"])
+    assert exp.train.lr == 0.1 and exp.train.epochs != 2  # the file's epochs: 2 dropped
+    (record,) = caplog.records
+    assert record.getMessage().startswith("--set 'train={lr: 0.1}' replaces all of train in ")
+    assert record.getMessage().endswith(
+        ", dropping epochs; to change single keys, set them one by one (--set train.lr=...)"
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nas._config"):
+        load_experiment(write(tmp_path, GOOD), ["train={epochs: 3, lr: 0.1}"])
+    assert not caplog.records  # nothing of the file's dropped
 
 
 def test_paths_set_on_the_command_line_are_relative_to_the_working_directory(

@@ -76,6 +76,17 @@ def write(tmp_path: Path, text: str) -> Path:
         ("type: chain", "type: chian", r"type: unknown value 'chian'.*did you mean 'chain'"),
         ("depth: [1, 2]", "depth: [0, 2]", r"stages\[0\]\.depth\[0\]: expected an integer >= 1"),
         ("mbconv_k3_e3_relu6", "mbconv_k4_e3_relu6", r"kernel must be odd"),
+        (  # one op under two labels: the same models counted (and trained) twice
+            "mb_k3_e1, mb_k3_e3",
+            "mb_k3_e1, mbconv_k3_e1_relu6",
+            r"stages\[0\]\.ops\[1\]: op 'mbconv_k3_e1_relu6' is the same op as 'mb_k3_e1' "
+            r"\(mbconv_k3_e1_g1_relu6\); keep one",
+        ),
+        (
+            "width: [16, 24]",
+            "width: [16, 16]",
+            r"stages\[0\]\.width: repeated values in \[16, 16\]; keep one of each",
+        ),
     ],
 )
 def test_malformed_space_names_file_line_and_key(tmp_path, old, new, pattern):
