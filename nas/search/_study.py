@@ -354,15 +354,41 @@ def _check_attrs(
     old = attrs.get(SPACE_ATTR, {})
     now = space.to_dict()
     if old != now:
-        differ = sorted(k for k in {*old, *now} if old.get(k) != now.get(k))
+        differ = _differences(old, now)
+        shown = "; ".join(differ[:3]) + (
+            f"; and {len(differ) - 3} more" if len(differ) > 3 else ""
+        )
         raise NasConfigError(
-            f"study '{experiment.study_name}' in {storage} searched a different space "
-            f"('{old.get('name')}': {', '.join(differ)} differ); put the space file back to "
-            "continue, or for a new search pass another --out (or choose another "
-            "search.study_name)"
+            f"study '{experiment.study_name}' in {storage} searched a different version of "
+            f"space '{old.get('name')}' ({shown}); put the space file back to continue, or for "
+            "a new search pass another --out (or choose another search.study_name)"
         )
     _check_same_trials(experiment, attrs.get(EXPERIMENT_ATTR) or {}, storage)
     _check_same_costs(experiment, attrs.get(COSTS_ATTR) or {}, costs, storage)
+
+
+def _differences(old: Any, now: Any, path: str = "") -> list[str]:
+    """Where two JSON-like values differ, as ``key.sub[i]: was X, now Y`` (deepest keys)."""
+    if isinstance(old, dict) and isinstance(now, dict):
+        return [
+            line
+            for k in sorted({*old, *now}, key=str)
+            if old.get(k) != now.get(k)
+            for line in _differences(old.get(k), now.get(k), f"{path}.{k}" if path else str(k))
+        ]
+    if isinstance(old, list) and isinstance(now, list) and len(old) == len(now):
+        return [
+            line
+            for i, (a, b) in enumerate(zip(old, now, strict=True))
+            if a != b
+            for line in _differences(a, b, f"{path}[{i}]")
+        ]
+
+    def short(value: Any) -> str:
+        text = json.dumps(value) if value is not None else "absent"
+        return text if len(text) <= 60 else text[:57] + "..."
+
+    return [f"{path}: was {short(old)}, now {short(now)}"]
 
 
 #: settings that change what a trial measures: a study's trials all share them. The others

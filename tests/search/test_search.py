@@ -380,11 +380,23 @@ def test_a_changed_space_names_what_differs_and_how_to_go_on(tiny_experiment, tm
     path = tiny_experiment(n_trials=1, objectives="[params]")
     run_experiment(load_experiment(path), tmp_path / "run")
     space_file = tmp_path / "tiny.yaml"
-    space_file.write_text(space_file.read_text() + "description: now with a description\n")
+    text = space_file.read_text()
+    space_file.write_text(text + "description: now with a description\n")
     with pytest.raises(
         NasConfigError,
-        match=r"searched a different space \('tiny_cell': description differ\); put the space "
-        r"file back to continue, or for a new search pass another --out",
+        match=r"searched a different version of space 'tiny_cell' \(description: was \"\", "
+        r'now "now with a description"\); put the space file back to continue, or for a new '
+        r"search pass another --out",
+    ):
+        run_experiment(load_experiment(path), tmp_path / "run")
+    reordered = text.replace(
+        "[none, skip_connect, nor_conv_3x3]", "[skip_connect, none, nor_conv_3x3]"
+    )
+    space_file.write_text(reordered)  # the key that differs, and how, not just 'cell'
+    with pytest.raises(
+        NasConfigError,
+        match=r"\(cell.ops\[0\]: was \"none\", now \"skip_connect\"; cell.ops\[1\]: was "
+        r'"skip_connect", now "none"\)',
     ):
         run_experiment(load_experiment(path), tmp_path / "run")
 
