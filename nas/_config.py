@@ -81,6 +81,21 @@ def load_yaml(path: str | Path, text: str | None = None) -> Node:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         if "'\\t'" in problem:
             problem += " (indent with spaces: YAML does not allow tabs)"
+        elif problem.startswith("expected <block end>"):
+            problem += (
+                " (check this line's indentation against the lines above: the keys of one "
+                "mapping, and the items of one list, line up)"
+            )
+        elif problem.startswith("mapping values are not allowed"):
+            problem += (
+                " (a value holding ': ' must be quoted; or this line is indented deeper than "
+                "the keys beside it)"
+            )
+        else:  # where a bracket left open began: a missing '}' is found lines later
+            context = getattr(exc, "context_mark", None)
+            opened = getattr(exc, "context", None) or ""
+            if context is not None and line is not None and context.line + 1 != line and opened:
+                problem += f" ({opened} on line {context.line + 1})"
         raise NasConfigError(f"not valid YAML: {problem}", file=path, line=line) from None
     lines: dict[Path_, int] = {}
     if root is not None:

@@ -48,7 +48,8 @@ def _progress_bar(total: int) -> Any:
             bar.reset(total=info["total"])
             bar.update(info["finished"])
         elif event == "proposing":
-            said = "choosing the first architecture (the sampler prices its candidates)"
+            which = "next" if done[0] else "first"
+            said = f"choosing the {which} architecture (the sampler prices its candidates)"
             bar.set_postfix_str(said)
             if bar.disable:
                 print(f"{said}...", file=sys.stderr, flush=True)
@@ -89,6 +90,8 @@ def _final_progress(event: str, info: dict[str, Any]) -> None:
         )
     elif event == "final_stage":
         line = f"{info['model']}: {info['stage']}"
+    elif event == "final_done":
+        line = f"{info['model']}: finished ({info['variants']} variants measured)"
     elif event == "finetune_resumed" and info["resumed_after"] >= info["epochs"]:
         line = (
             f"finetune {info['model']}: all {info['epochs']} epochs done by an earlier run, "
@@ -121,7 +124,8 @@ def _print_final(results: Sequence[Any], run_dir: Path) -> None:
 def _print_search(exp: Any, s: Any, r: Any) -> None:
     """The search's summary: trials, warnings about them, the Pareto front."""
     print(
-        f"study '{s.study_name}' ({s.storage}): {s.n_trials} trials, {s.n_new} new this run "
+        f"study '{s.study_name}' ({s.storage}): {s.n_trials} trial{'s' * (s.n_trials != 1)}, "
+        f"{s.n_new} new this run "
         f"({s.n_trained} trained, {s.n_evaluated} cost-only, {s.n_reused} reused, "
         f"{s.n_infeasible} skipped by "
         f"constraints, {s.n_failed} failed) in {s.seconds:.1f} s",
@@ -160,9 +164,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     exp = load_experiment(args.experiment, args.set or [])
     bar = None if args.quiet else _progress_bar(exp.search.n_trials)
-    summarized = []
+    summarized: list[bool] = []
+    count = {"before": 0, "new": 0, "total": exp.search.n_trials, "models": 0}
+
+    def kept() -> str:
+        """What an interrupt keeps, in numbers (said by :func:`_stopped`)."""
+        if summarized:
+            return (
+                f"the search's {count['before'] + count['new']} trials and "
+                f"{count['models']} finished model{'s' * (count['models'] != 1)}"
+            )
+        return (
+            f"{count['before'] + count['new']} of {count['total']} trials "
+            f"({count['new']} new this run)"
+        )
+
+    args.kept = kept
 
     def progress(event: str, info: dict[str, Any]) -> None:
+        if event == "start":
+            count.update(before=info["finished"], total=info["total"])
+        elif event in ("final_kept", "final_done"):
+            count["models"] += 1
+        elif event not in ("proposing", "epoch", "searched") and not event.startswith(
+            ("final_", "finetune_")
+        ):
+            count["new"] += 1
         if event == "searched":  # the search's summary when it ends, before any fine-tuning
             if bar is not None:
                 bar.close()
@@ -1639,7 +1666,9 @@ def _main(argv: Sequence[str] | None, received: list[int]) -> int:
 def _stopped(args: argparse.Namespace, *, terminated: bool) -> int:
     """Say what an interrupt (Ctrl-C, or SIGTERM) kept; the shell's exit status for it."""
     if getattr(args, "resumable", False):
-        said = "what was finished before it is kept: run the same command to continue"
+        kept = getattr(args, "kept", None)
+        what = f"{kept()} kept" if callable(kept) else "what was finished before it is kept"
+        said = f"{what}: run the same command to continue"
     else:
         said = "this command keeps no partial work: run it again to redo it"
     print(f"nas: {'terminated' if terminated else 'interrupted'}; {said}", file=sys.stderr)

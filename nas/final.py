@@ -709,6 +709,8 @@ def finish_architecture(
         record,
         {"format": _FINISHED_FORMAT, "settings": settings, "measurements": rows},
     )
+    if progress is not None:
+        progress("final_done", {"model": name, "variants": len(measurements)})
     return FinalModel(arch.arch_id, base / name, tuple(measurements)), model
 
 

@@ -261,7 +261,7 @@ def test_an_interrupted_finish_leaves_no_half_written_folder(finished, tmp_path,
     }
 
 
-def test_an_interrupted_run_lists_the_models_it_finished(finished, tmp_path, monkeypatch):
+def test_an_interrupted_run_lists_the_models_it_finished(finished, tmp_path, monkeypatch, capsys):
     """Ctrl-C during the second model left no summary.csv though the first was complete."""
     import nas.final
 
@@ -282,8 +282,13 @@ def test_an_interrupted_run_lists_the_models_it_finished(finished, tmp_path, mon
     monkeypatch.setattr("nas.final.finish_architecture", interrupted_second)
     args = ["run", str(finished / "exp.yaml"), "--out", str(run), "-q", "--set"]
     args += ["select.rule=ids", "--set", f"select.ids=['{ids[0]}', '{ids[1]}']"]
+    capsys.readouterr()
     assert main(args) == 130
     assert sorted(started) == sorted(ids)
+    assert (  # in numbers
+        "nas: interrupted; the search's 6 trials and 1 finished model kept: run the same "
+        "command to continue" in capsys.readouterr().err
+    )
     summary = pd.read_csv(run / "final" / "summary.csv")
     assert list(summary["arch_id"].unique()) == started[:1]
     assert set(summary["variant"]) == set(before["variant"])

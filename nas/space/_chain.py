@@ -131,7 +131,10 @@ class ChainSpace(SearchSpace):
             for label in stage["ops"]:
                 if self._ops[label].type == "zero":
                     where = node.get("stages").child(i, None).child("ops", None)
-                    raise where.error(f"op '{label}': {zero}; use 'skip' to drop a layer")
+                    raise where.error(
+                        f"op '{label}': {zero}; use 'skip' to drop a layer (an identity, or a "
+                        "strided 1x1 conv + BN where the width or resolution changes)"
+                    )
         c, h, w = self.input_shape
         problem = parse_op(stem["op"]).op().check(c, stem["width"], stem["stride"])
         if problem:

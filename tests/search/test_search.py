@@ -599,3 +599,29 @@ def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it():
         assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def test_an_interrupted_cli_run_says_how_many_trials_it_kept(
+    tiny_experiment, tmp_path, monkeypatch, capsys
+):
+    from nas.cli import main
+    from nas.search import _evaluate
+
+    path = tiny_experiment(n_trials=5)
+    real, calls = _evaluate.train_and_evaluate, []
+
+    def third_interrupted(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # Ctrl-C while the third trial trains
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr("nas.search._evaluate.train_and_evaluate", third_interrupted)
+    out = str(tmp_path / "run")
+    assert main(["run", str(path), "--out", out, "-q"]) == 130
+    assert "nas: interrupted; 2 of 5 trials (2 new this run) kept: run the same command" in (
+        capsys.readouterr().err
+    )
+    monkeypatch.undo()
+    assert main(["run", str(path), "--out", out, "-q", "--set", "search.n_trials=3"]) == 0
+    assert "3 trials, 1 new this run" in capsys.readouterr().out

@@ -119,6 +119,34 @@ def test_invalid_yaml_and_missing_file(tmp_path):
         SearchSpace.from_yaml(tmp_path / "nope.yaml")
 
 
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "name: x\nstages:\n  - a: 1\n   - b: 2\n",
+            "space.yaml:4: not valid YAML: expected <block end>, but found '<block sequence "
+            "start>' (check this line's indentation against the lines above: the keys of one "
+            "mapping, and the items of one list, line up)",
+        ),
+        (
+            "name: x\nstem:\n  op: conv\n   width: 2\n",
+            "space.yaml:4: not valid YAML: mapping values are not allowed here (a value "
+            "holding ': ' must be quoted; or this line is indented deeper than the keys "
+            "beside it)",
+        ),
+        (  # a '}' left out: found two lines later, so where the brace opened is said too
+            "name: x\nstem: {op: conv,\n  width: 2\ntype: chain\n",
+            "space.yaml:4: not valid YAML: expected ',' or '}', but got ':' (while parsing a "
+            "flow mapping on line 2)",
+        ),
+    ],
+)
+def test_yaml_mistakes_say_how_to_fix_them(tmp_path, text, message):
+    with pytest.raises(NasConfigError) as info:
+        SearchSpace.from_yaml(write(tmp_path, text))
+    assert str(info.value).endswith(message)
+
+
 def test_cell_width_change_needs_a_reduction(tmp_path):
     text = (builtin_space_dir() / "nasbench201.yaml").read_text()
     text = text.replace("{reduction: resnet_block, cells: 5, width: 32}", "{cells: 5, width: 32}")
