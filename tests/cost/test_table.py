@@ -309,13 +309,19 @@ def test_repeatability_compares_each_round_with_the_others():
     assert figures["mape_pct"] == pytest.approx(100 * (2 * (1 - 1 / 1.1) + 0.2) / 3)
 
 
-def test_reprofiling_another_version_of_a_space_keeps_the_previous_table(tmp_path, capsys):
+def _profiled_tiny(tmp_path):
+    """The tiny space's file, a table profiled from it (quickly), and the command's args."""
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY)
     out = tmp_path / "t.json"
     args = ["profile", "--space", str(space), "--out", str(out), "--threads", "1"]
     args += ["--warmup", "1", "--repeats", "3"]
     assert main(args) == 0
+    return space, out, args
+
+
+def test_reprofiling_another_version_of_a_space_keeps_the_previous_table(tmp_path, capsys):
+    space, out, args = _profiled_tiny(tmp_path)
     assert main(args) == 0  # nothing missing, nothing refit: nothing to keep
     assert "already held" not in capsys.readouterr().err
     assert not (tmp_path / "t.prev.json").exists()
@@ -341,12 +347,7 @@ def test_two_versions_of_a_space_profiled_in_turn_each_refit_and_keep_both_backu
     """A second version with the same layers measured nothing new, so the first version's
     correction stayed, now labelled as the second's (validate-table then failed to parse its
     reference model); profiling the first again replaced the only backup of its table."""
-    space = tmp_path / "tiny.yaml"
-    space.write_text(TINY)
-    out = tmp_path / "t.json"
-    args = ["profile", "--space", str(space), "--out", str(out), "--threads", "1"]
-    args += ["--warmup", "1", "--repeats", "3"]
-    assert main(args) == 0
+    space, out, args = _profiled_tiny(tmp_path)
     first = out.read_bytes()
     renamed = TINY.replace("nor_conv_3x3", "conv3")  # the same layers under another label
     space.write_text(renamed)
