@@ -317,7 +317,17 @@ def _profiled_tiny(tmp_path):
     args = ["profile", "--space", str(space), "--out", str(out), "--threads", "1"]
     args += ["--warmup", "1", "--repeats", "3"]
     assert main(args) == 0
+    _fit_well(out)
     return space, out, args
+
+
+def _fit_well(out):
+    """Mark the table's corrections as fitting well: a fit made poor by a busy machine (these
+    timings are short) would be refit by a rerun, which is not what these tests look at."""
+    doc = json.loads(out.read_text())
+    for fix in doc["in_model"].values():
+        fix["fit_rmse_ms"] = 0.0
+    out.write_text(json.dumps(doc, indent=2) + "\n")
 
 
 def test_reprofiling_another_version_of_a_space_keeps_the_previous_table(tmp_path, capsys):
@@ -357,6 +367,7 @@ def test_two_versions_of_a_space_profiled_in_turn_each_refit_and_keep_both_backu
     fix = LookupTable.load(out).meta["in_model"]["tiny_cell"]
     assert fix["space_hash"] == load_space(str(space)).hash
     assert "conv3" in fix["reference_arch"] or "nor_conv_3x3" not in fix["reference_arch"]
+    _fit_well(out)
     second = out.read_bytes()
     space.write_text(TINY)  # the first version again: refit, and the second's table kept too
     assert main(args) == 0
@@ -366,6 +377,7 @@ def test_two_versions_of_a_space_profiled_in_turn_each_refit_and_keep_both_backu
         json.loads(first)["spaces"],
         json.loads(second)["spaces"],
     ]
+    _fit_well(out)
     assert main(args) == 0  # the same version again: nothing refit, no third backup
     assert not (tmp_path / "t.prev-3.json").exists()
     doc = json.loads(out.read_text())  # a fit as poor as a busy machine's: a rerun refits it
