@@ -32,6 +32,14 @@ _SPACE_HELP = (
 )
 
 
+def _trial_done(event: str) -> bool:
+    """Whether a progress event of ``nas run`` is a finished trial (the search's other events
+    and those of the stage after it are not)."""
+    return event not in ("start", "proposing", "epoch", "searched") and not event.startswith(
+        ("final_", "finetune_")
+    )
+
+
 def _progress_bar(total: int) -> Any:
     """A tqdm bar on a terminal; one line per trial when stderr is a file or a pipe (CI logs)."""
     from tqdm import tqdm
@@ -58,7 +66,7 @@ def _progress_bar(total: int) -> Any:
                 f"trial {info['trial']} epoch {info['epoch']}/{info['epochs']} "
                 f"loss {info['loss']:.3f}"
             )
-        else:
+        elif _trial_done(event):
             done[0] += 1
             bar.update(1)
             bar.set_postfix_str(f"trial {info['trial']} {info['status']}")
@@ -186,9 +194,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             count.update(before=info["finished"], total=info["total"])
         elif event in ("final_kept", "final_done"):
             count["models"] += 1
-        elif event not in ("proposing", "epoch", "searched") and not event.startswith(
-            ("final_", "finetune_")
-        ):
+        elif _trial_done(event):
             count["new"] += 1
         if event == "searched":  # the search's summary when it ends, before any fine-tuning
             if bar is not None:
@@ -854,7 +860,7 @@ def _keep_previous_table(
     """When a rerun changed what the table predicts for ``space`` (another version of the
     space, or a refit in-model correction), keep the previous table beside it and say so:
     studies that costed with it refuse to continue with the changed one."""
-    from nas.cost._table import IN_MODEL_TERMS
+    from nas.cost._table import IN_MODEL_TERMS, poor_fit
 
     old_fix = (old.get("in_model") or {}).get(space.name)
     new_fix = new["in_model"][space.name]
@@ -864,8 +870,6 @@ def _keep_previous_table(
     if not (refit or other_space):
         return
     kept = _set_aside(out, before)
-    from nas.cost._table import poor_fit
-
     why = (
         f"another version of space '{space.name}'"
         if other_space

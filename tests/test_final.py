@@ -533,6 +533,12 @@ def test_nas_train_on_a_pruned_arch_json_keeps_its_widths(finished):
         "pruned-sparse",
     }
     assert all((final / f).is_file() for f in summary["file"])
+    import onnx
+
+    for variant, file in zip(summary["variant"], summary["file"], strict=True):
+        if file.endswith(".onnx"):  # each file names its variant as summary.csv does
+            props = {p.key: p.value for p in onnx.load(str(final / file)).metadata_props}
+            assert props["nas.variant"] == variant.removesuffix("/onnx")
     folder = final / f"{arch_id}-pruned"
     model = load_architecture(folder / "arch.json")  # pruned widths travel with the weights
     unpruned = load_architecture(finished / "run" / "final" / arch_id / "arch.json")

@@ -144,14 +144,16 @@ def onnx_metadata(
     preprocess = extra.get("preprocess")
     if preprocess is not None:
         meta["nas.preprocess"] = json.dumps(preprocess, sort_keys=True)
-    # which variant the file is, so that a file found alone says it (its name may not)
+    # which variant the file is, so that a file found alone says it (its name may not), as
+    # summary.csv names it: 'pruned-pruned' for a model pruned twice, '+int8' after the rest
     made = ["pruned"] * len(pruning_chain(extra.get("pruning")))
     if extra.get("sparsity") is not None:
         made.append("sparse")
         meta["nas.sparsity"] = str(extra["sparsity"])
+    shape = "-".join(made)
     if precision != "fp32":
-        made.append(precision)
-    meta["nas.variant"] = "+".join(made) or "fp32"  # as summary.csv's variant names them
+        shape = f"{shape}+{precision}" if shape else precision
+    meta["nas.variant"] = shape or "fp32"
     if pruned:
         meta["nas.pruned"] = json.dumps(pruned, sort_keys=True)
     return meta
