@@ -8,11 +8,12 @@ it hands out typed values, remembers which keys were read, and rejects the rest 
 
 from __future__ import annotations
 
+import ast
 import difflib
 import logging
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -137,12 +138,16 @@ class Node:
         file: str | Path | None = None,
         lines: dict[Path_, int] | None = None,
         origins: dict[Path_, str] | None = None,
+        homes: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         self.value = value
         self.path = path
         self.file = file
         self._lines = lines or {}
         self._origins = origins if origins is not None else {}  # shared by the whole tree
+        # shared too: the mappings of the document (dotted path -> their keys), so a key
+        # written in the wrong one is pointed to its own (see :meth:`with_homes`)
+        self._homes: Mapping[str, Sequence[str]] = homes or {}
         self._read: set[str] = set()
 
     # -- errors ---------------------------------------------------------------------------------
@@ -191,7 +196,16 @@ class Node:
             file=self.file,
             lines=self._lines,
             origins=self._origins,
+            homes=self._homes,
         )
+
+    def with_homes(self, homes: Mapping[str, Sequence[str]]) -> Node:
+        """This node, knowing the document's mappings and their keys (``{"search":
+        ["n_trials", ...], "compress.prune": [...]}``): an unknown key that belongs to
+        another of them is then refused with where to write it (``n_trials`` at the top
+        level: ``search.n_trials``) instead of the nearest spelling of a key here."""
+        self._homes = homes
+        return self
 
     def override(self, keys: Sequence[str], value: Any, origin: str) -> None:
         """Set the value at ``keys`` below this mapping, creating mappings on the way.
@@ -277,9 +291,42 @@ class Node:
         known = set(allowed) if allowed is not None else self._read
         for key in self._mapping():
             if str(key) not in known:
-                raise self.child(key, None).error(
-                    f"unknown key '{key}'", allowed=sorted(known), value=key
-                )
+                raise self._unknown(str(key), known)
+
+    def _unknown(self, key: str, known: set[str]) -> NasConfigError:
+        """The error for ``key``, unknown here: where it belongs when it is a key of another
+        mapping of the document (see :meth:`with_homes`), else the keys allowed here."""
+        node = self.child(key, self._mapping()[key])
+        if difflib.get_close_matches(key, list(known), n=1, cutoff=0.75):
+            return node.error(f"unknown key '{key}'", allowed=sorted(known), value=key)
+        here = ".".join(str(p) for p in self.path)
+        homes = [h for h, keys in self._homes.items() if key in keys and h != here]
+        spelt = key
+        if not homes:  # a misspelling of a key of another mapping (ntrials: search.n_trials)
+            dotted = {
+                f"{h}.{k}" if h else k: (h, k) for h, keys in self._homes.items() for k in keys
+            }
+            close = difflib.get_close_matches(
+                key, [k for _, k in dotted.values()], n=1, cutoff=0.75
+            )
+            if close:
+                spelt = close[0]
+                homes = [h for h, keys in self._homes.items() if spelt in keys and h != here]
+        if not homes:
+            return node.error(f"unknown key '{key}'", allowed=sorted(known), value=key)
+        paths = [f"{h}.{spelt}" if h else spelt for h in homes]
+        where = f"in {here}" if here else "at the top level"
+        what = "" if spelt == key else f" (did you mean '{spelt}'?)"
+        shown = ", ".join(paths[:-1]) + f" or {paths[-1]}" if len(paths) > 1 else paths[0]
+        if node.origin is not None:  # --set 'n_trials=5': the same value, in its place
+            item = ast.literal_eval(node.origin.removeprefix("--set "))
+            set_key, _, text = item.partition("=")
+            text = text if set_key.strip() == node.key else "..."
+            fix = " or ".join(f"--set {path}={text}" for path in paths)
+        else:
+            parents = [p.rpartition(".")[0] or "the top level" for p in paths]
+            fix = f"move it into {' or '.join(parents)}"
+        return node.error(f"unknown key '{key}' {where}{what}; it belongs at {shown}: {fix}")
 
     # -- scalars --------------------------------------------------------------------------------
     def as_str(self) -> str:

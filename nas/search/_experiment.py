@@ -68,6 +68,29 @@ EXPERIMENT_KEYS = (
     "finetune",
     "compress",
 )
+#: every mapping of an experiment file and its keys, so that a key written in the wrong one
+#: is refused with where it belongs (``n_trials`` at the top level: ``search.n_trials``);
+#: tests/search/test_experiment.py checks that each section's parser takes each of them
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "": EXPERIMENT_KEYS,
+    **{
+        section: tuple(keys.split())
+        for section, keys in {
+            "data": "dataset root path val_fraction test_fraction seed limit normalize",
+            "train": "epochs batch_size lr optimizer weight_decay label_smoothing seed threads "
+            "max_seconds",
+            "search": "sampler n_trials seed storage study_name population_size timeout_s",
+            "select": "rule k budgets ids",
+            "finetune": "epochs batch_size lr optimizer weight_decay warmup_epochs "
+            "label_smoothing seed threads amp channels_last checkpoint_every distill",
+            "finetune.distill": "teacher temperature weight",
+            "compress": "prune sparsity sparse_epochs quantize latency",
+            "compress.prune": "ratio round_to epochs",
+            "compress.quantize": "calibration qat qat_epochs qat_lr max_drop tool",
+            "compress.latency": "threads warmup repeats rounds spin_up_s",
+        }.items()
+    },
+}
 _OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
 _CONSTRAINT = re.compile(r"^\s*(<=|>=|<|>)\s*([-+0-9.eE_]+)\s*$")
 
@@ -321,7 +344,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
         NasConfigError: naming the file, line and key of the first problem.
     """
     path = Path(path)
-    node = load_yaml(path)
+    node = load_yaml(path).with_homes(SECTION_KEYS)
     node.value = copy.deepcopy(node.value)
     _apply_overrides(node, overrides)
     base = path.resolve().parent

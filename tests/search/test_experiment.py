@@ -389,3 +389,64 @@ def test_sparse_epochs_set_the_fine_tune_under_the_mask(tmp_path):
         default.compress.sparse_epochs_for(9) == 3 and default.compress.sparse_epochs_for(2) == 1
     )
     assert "sparse_epochs" not in default.compress.to_dict()  # earlier runs' settings unchanged
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (  # a right key in the wrong section: where it belongs, with the same value
+            "n_trials=5",
+            "--set 'n_trials=5': n_trials: unknown key 'n_trials' at the top level; it belongs "
+            "at search.n_trials: --set search.n_trials=5",
+        ),
+        (
+            "search.epochs=3",
+            "search.epochs: unknown key 'epochs' in search; it belongs at train.epochs, "
+            "finetune.epochs or compress.prune.epochs: --set train.epochs=3 or --set "
+            "finetune.epochs=3 or --set compress.prune.epochs=3",
+        ),
+        (
+            "finetune.temperature=2",
+            "it belongs at finetune.distill.temperature: --set finetune.distill.temperature=2",
+        ),
+        ("search.objectives=[error]", "it belongs at objectives: --set objectives=[error]"),
+        (  # misspelt and misplaced
+            "ntrials=5",
+            "unknown key 'ntrials' at the top level (did you mean 'n_trials'?); it belongs at "
+            "search.n_trials: --set search.n_trials=5",
+        ),
+        # a misspelling of a key of its own section stays one (the section's keys listed)
+        ("search.ntrials=5", "search.ntrials: unknown key 'ntrials'; choose one of n_trials"),
+        ("nme=x", "nme: unknown key 'nme'; choose one of compress,"),
+    ],
+)
+def test_a_key_in_the_wrong_section_says_where_it_belongs(tmp_path, override, message):
+    """`--set n_trials=5` suggested 'constraints', and `--set epochs=2` 'search'."""
+    with pytest.raises(NasConfigError) as info:
+        load_experiment(write(tmp_path, GOOD), [override])
+    assert message in str(info.value)
+
+
+def test_a_misplaced_key_in_the_file_is_named_at_its_line(tmp_path):
+    text = GOOD.replace("search: {sampler: nsga2,", "n_trials: 9\nsearch: {sampler: nsga2,")
+    with pytest.raises(NasConfigError) as info:
+        load_experiment(write(tmp_path, text.replace(" n_trials: 9, seed", " seed")))
+    line = text.splitlines().index("n_trials: 9") + 1
+    assert str(info.value) == (
+        f"{tmp_path / 'exp.yaml'}:{line}: n_trials: unknown key 'n_trials' at the top level; "
+        "it belongs at search.n_trials: move it into search"
+    )
+
+
+def test_every_section_key_is_one_its_section_reads():
+    """SECTION_KEYS (where a misplaced key is sent) lists only keys the sections accept."""
+    from nas.search._experiment import SECTION_KEYS
+
+    quickstart = "experiments/quickstart.yaml"  # every section, each nested one included
+    for section, keys in SECTION_KEYS.items():
+        for key in keys:
+            path = f"{section}.{key}" if section else key
+            try:
+                load_experiment(quickstart, [f"{path}=12345"])
+            except NasConfigError as exc:
+                assert "unknown key" not in str(exc), path
