@@ -582,9 +582,19 @@ def _cmd_show(args: argparse.Namespace) -> int:
             "space: nas show --space SPACE 'ARCH'"
         )
     table = space.describe(arch)
-    print(table)
     if not args.space and "pruned" in doc:
-        print(_pruned_totals(target, space.build(arch), doc["pruned"], space, table))
+        from nas.compress import apply_shape_overrides
+
+        model = apply_shape_overrides(space.build(arch), doc["pruned"], source=target)
+        pruned = space.describe(arch, model=model)
+        print(pruned)
+        print(
+            f"pruned: the widths of {Path(target).name}'s 'pruned'; {pruned.params:,} params "
+            f"({pruned.params / table.params:.0%} of the searched architecture's "
+            f"{table.params:,}), {pruned.macs:,} MACs ({pruned.macs / table.macs:.0%})"
+        )
+    else:
+        print(table)
     if not args.space:
         print(_weights_line(target, doc))
     if args.json:
@@ -604,26 +614,6 @@ def _weights_line(path: str, doc: dict[str, Any]) -> str:
         return "weights: none, the seeded initialization (train it with nas train)"
     load_architecture(path)
     return f"weights: {doc['weights']} (every tensor fits the model)"
-
-
-def _pruned_totals(path: str, model: Any, pruned: Any, space: Any, table: Any) -> str:
-    """The pruned model's real parameter and MAC counts (the table above has the searched
-    widths; the pruned ones are in the file's ``pruned`` key, of a float or an INT8 variant)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from nas.compress import apply_shape_overrides
-
-    model = apply_shape_overrides(model, pruned, source=path).eval()
-    params = sum(p.numel() for p in model.parameters())
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.zeros(1, *space.input_shape))
-    macs = counter.get_total_flops() // 2  # conv/linear multiply-accumulates, as in the table
-    return (
-        f"pruned model (channel counts in {Path(path).name}'s 'pruned'): "
-        f"{params:,} params ({params / table.params:.0%} of the table's), "
-        f"{macs:,} MACs ({macs / table.macs:.0%})"
-    )
 
 
 def _cmd_sample(args: argparse.Namespace) -> int:

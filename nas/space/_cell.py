@@ -316,6 +316,13 @@ class CellSpace(SearchSpace):
                 peak = max(peak, self._nodes * c * h * w)
         return peak
 
+    def layer_module(self, name: str) -> str:
+        # cells.4 (a reduction) is body[4]; cells.4.0->2 is the edge 0_to_2 of the cell body[4]
+        if not name.startswith("cells."):
+            return name
+        index, _, edge = name.removeprefix("cells.").partition(".")
+        return f"body.{index}" + (f".edges.{edge.replace('->', '_to_')}" if edge else "")
+
     def _build(self, arch: Architecture) -> nn.Module:
         body: list[nn.Module] = []
         pending: dict[str, nn.Module] = {}

@@ -336,6 +336,10 @@ class ChainSpace(SearchSpace):
         out.append(classifier_layer(shape, self.num_classes))
         return tuple(out)
 
+    def layer_module(self, name: str) -> str:
+        # stage i's layers are the modules of body[i], in order (see _build)
+        return "body." + name.removeprefix("stages.") if name.startswith("stages.") else name
+
     def _build(self, arch: Architecture) -> nn.Module:
         plan = self._plan(arch)
         cin = self.input_shape[0]

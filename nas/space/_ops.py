@@ -21,7 +21,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -527,6 +527,70 @@ class LayerProfile:
     peak_elems: int = 0
 
 
+class LayerCounter:
+    """Counts one layer's parameters, MACs and activations on its module as it runs.
+
+    Hooked on a layer's module and on its convolutions and linear layers (:meth:`attach`), it
+    records during a forward pass what :class:`LayerProfile` holds, so a layer counted alone
+    (:func:`profile_layer`) and the same layer counted inside a whole model (a pruned one, with
+    its own channel counts: ``SearchSpace.describe(arch, model=...)``) agree.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.macs = self.peak = 0
+        self.produced: list[int] = []  # output elements of each convolution and linear layer
+        self.x: torch.Tensor | None = None  # the layer's input, as it ran
+        self.out: torch.Tensor | None = None
+        self._hooks: list[torch.utils.hooks.RemovableHandle] = []
+
+    def attach(self) -> LayerCounter:
+        self._hooks.append(self.module.register_forward_pre_hook(self._enter))
+        self._hooks.append(self.module.register_forward_hook(self._leave))
+        for inner in self.module.modules():
+            if isinstance(inner, (nn.Conv2d, nn.Linear)):
+                self._hooks.append(inner.register_forward_hook(self._count))
+        return self
+
+    def detach(self) -> None:
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+    def _enter(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        self.x = inputs[0]
+
+    def _leave(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], out: Any) -> None:
+        self.out = out
+
+    def _count(self, module: nn.Module, inputs: tuple[torch.Tensor, ...], out: Any) -> None:
+        if isinstance(module, nn.Conv2d):
+            k = module.kernel_size[0] * module.kernel_size[1]
+            self.macs += out.numel() * (module.in_channels // module.groups) * k
+        else:
+            self.macs += out.numel() * module.in_features
+        self.produced.append(out.numel())
+        x = self.x
+        kept = 0 if x is None or inputs[0] is x else x.numel()  # the block's input: residual
+        self.peak = max(self.peak, inputs[0].numel() + out.numel() + kept)
+
+    def profile(self, out_shape: Shape | None = None) -> LayerProfile:
+        """What the last forward pass counted; ``out_shape`` when the module's own output is
+        not the layer's ``(C, H, W)`` (a classifier's logits)."""
+        if self.x is None or self.out is None:
+            raise RuntimeError("the layer's module did not run")
+        if out_shape is None:
+            c, h, w = self.out.shape[1:]
+            out_shape = (int(c), int(h), int(w))
+        return LayerProfile(
+            out_shape=out_shape,
+            params=sum(p.numel() for p in self.module.parameters()),
+            macs=self.macs,
+            hidden_elems=sum(self.produced[:-1]),
+            peak_elems=max(self.peak, self.x[:1].numel() + self.out[:1].numel()),
+        )
+
+
 @functools.lru_cache(maxsize=65536)
 def profile_layer(op: OpSpec, in_shape: Shape, cout: int, stride: int) -> LayerProfile:
     """Output shape, parameters and MACs of ``op`` applied to a ``(C, H, W)`` input.
@@ -534,35 +598,9 @@ def profile_layer(op: OpSpec, in_shape: Shape, cout: int, stride: int) -> LayerP
     The module is built on the meta device (no memory, no initialization) and run once there,
     so the counts come from the very module :meth:`Op.build` returns.
     """
-    macs = peak = 0
-    produced: list[int] = []  # output elements of each convolution and linear layer, in order
-    x = torch.empty(1, *in_shape, device="meta")
-
-    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal macs, peak
-        if not isinstance(module, (nn.Conv2d, nn.Linear)):
-            return
-        if isinstance(module, nn.Conv2d):
-            k = module.kernel_size[0] * module.kernel_size[1]
-            macs += out.numel() * (module.in_channels // module.groups) * k
-        else:
-            macs += out.numel() * module.in_features
-        produced.append(out.numel())
-        kept = 0 if inputs[0] is x else x.numel()  # the block's input, for its residual
-        peak = max(peak, inputs[0].numel() + out.numel() + kept)
-
     with torch.device("meta"):
         module = op.op().build(in_shape[0], cout, stride).eval()
-        hooks = [m.register_forward_hook(count) for m in module.modules()]
-        out = module(x)
-    for h in hooks:
-        h.remove()
-    params = sum(p.numel() for p in module.parameters())
-    c, h, w = out.shape[1:]
-    return LayerProfile(
-        out_shape=(int(c), int(h), int(w)),
-        params=params,
-        macs=macs,
-        hidden_elems=sum(produced[:-1]),
-        peak_elems=max(peak, x.numel() + out.numel()),
-    )
+        counter = LayerCounter(module).attach()
+        module(torch.empty(1, *in_shape, device="meta"))
+    counter.detach()
+    return counter.profile()

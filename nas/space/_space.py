@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -19,7 +20,7 @@ from nas._config import Node, load_yaml
 from nas._errors import NasConfigError, nearest
 from nas.space._architecture import Architecture, Choice, short_hash
 from nas.space._layers import Layer, LayerTable
-from nas.space._ops import OpSpec, list_ops, op_family, parse_op
+from nas.space._ops import LayerCounter, OpSpec, list_ops, op_family, parse_op
 
 __all__ = [
     "SearchSpace",
@@ -286,15 +287,60 @@ class SearchSpace(ABC):
         """
         return max(layer.live_elems for layer in layers)
 
-    def describe(self, arch: Architecture) -> LayerTable:
-        """Layer table with shapes, parameters and MACs; ``print`` it for a readable table."""
+    def layer_module(self, name: str) -> str:
+        """Where the layer called ``name`` (:attr:`Layer.name`) sits in the module
+        :meth:`build` returns, as a ``get_submodule`` path."""
+        return name
+
+    def describe(self, arch: Architecture, *, model: nn.Module | None = None) -> LayerTable:
+        """Layer table with shapes, parameters and MACs; ``print`` it for a readable table.
+
+        Args:
+            arch: The architecture.
+            model: Its built model with other channel counts (a structurally pruned one):
+                each layer is then counted on its module in ``model``, so the table shows the
+                widths the model really has, not the searched ones.
+        """
         layers = self.layers(arch)
+        if model is not None:
+            layers = self._count_layers(layers, model)
         return LayerTable(
             arch_id=arch.arch_id,
             string=self.format(arch),
             layers=layers,
             peak_activation_elems=self.peak_activation_elems(layers),
         )
+
+    def _count_layers(self, layers: Sequence[Layer], model: nn.Module) -> tuple[Layer, ...]:
+        """``layers`` as they are in ``model``: each counted on its module in one forward pass
+        (a layer's spatial shapes and stride are the searched ones: pruning keeps them)."""
+        counters = [
+            LayerCounter(model.get_submodule(self.layer_module(layer.name))).attach()
+            for layer in layers
+        ]
+        try:
+            with torch.no_grad():
+                model.eval()(torch.zeros(1, *self.input_shape))
+        finally:
+            for counter in counters:
+                counter.detach()
+        counted = []
+        for layer, counter in zip(layers, counters, strict=True):
+            channels = int(counter.out.shape[1]) if counter.out is not None else 0
+            prof = counter.profile((channels, *layer.out_shape[1:]))
+            cin = int(counter.x.shape[1]) if counter.x is not None else 0
+            counted.append(
+                dataclasses.replace(
+                    layer,
+                    in_shape=(cin, *layer.in_shape[1:]),
+                    out_shape=prof.out_shape,
+                    params=prof.params,
+                    macs=prof.macs,
+                    hidden_elems=prof.hidden_elems,
+                    peak_elems=prof.peak_elems,
+                )
+            )
+        return tuple(counted)
 
     # -- string form ----------------------------------------------------------------------------
     @abstractmethod

@@ -274,9 +274,13 @@ def test_show_gives_the_pruned_models_real_counts(pruned_saved, capsys):
 
     path, small, model, _ = pruned_saved
     assert main(["show", str(path)]) == 0
-    *_, last, weights_line = capsys.readouterr().out.strip().splitlines()
-    assert last.startswith("pruned model")
-    assert f"{sum(p.numel() for p in small.parameters()):,} params" in last
+    *lines, last, weights_line = capsys.readouterr().out.strip().splitlines()
+    params = sum(p.numel() for p in small.parameters())
+    assert last.startswith(f"pruned: the widths of arch.json's 'pruned'; {params:,} params (")
+    # the rows are the pruned model's layers (they listed the searched widths)
+    stem = next(line.split() for line in lines if line.startswith("stem "))
+    assert stem[3] == f"{small.stem[0].out_channels}x8x8"
+    assert next(line for line in lines if line.startswith("total")).split()[1] == f"{params:,}"
     assert weights_line == "weights: w/model.safetensors (every tensor fits the model)"
     # its INT8 twin's file describes the same widths (the counts come from them, not the ONNX);
     # its ONNX graph is missing here, which show reports after the counts

@@ -40,6 +40,21 @@ def test_200_random_architectures_build_and_run(name):
 
 
 @pytest.mark.parametrize("name", SPACES)
+def test_layers_counted_on_the_built_model_are_the_described_ones(name):
+    """describe(arch, model=...) counts each layer on its module in the model (how a pruned
+    model's table is made): on the unpruned model it must give describe(arch)'s layers."""
+    space = load_space(name)
+    for seed in range(3):
+        arch = space.random(seed)
+        want = space.describe(arch)
+        got = space.describe(arch, model=space.build(arch))
+        fields = ("name", "in_shape", "out_shape", "params", "macs", "hidden_elems", "live_elems")
+        for a, b in zip(want.layers, got.layers, strict=True):
+            assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+        assert got.peak_mem_bytes == want.peak_mem_bytes
+
+
+@pytest.mark.parametrize("name", SPACES)
 def test_string_form_round_trip(name):
     space = load_space(name)
     rng = np.random.default_rng(1)
