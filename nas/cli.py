@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -187,7 +188,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
             f"({count['new']} new this run)"
         )
 
-    args.kept = kept
+    def report_hint() -> str:
+        """How to see an interrupted search's trials without continuing it."""
+        if summarized or not count["before"] + count["new"]:
+            return ""
+        run_dir = Path(args.out or exp.out)
+        storage = exp.search.storage or f"sqlite:///{run_dir / 'study.db'}"
+        command = ["nas", "pareto", "--storage", storage, "--study", exp.study_name]
+        command += ["--out", str(run_dir)]
+        return f"; their report now, without searching on: {shlex.join(command)}"
+
+    args.kept, args.after_kept = kept, report_hint
 
     def progress(event: str, info: dict[str, Any]) -> None:
         if event == "start":
@@ -1662,7 +1673,8 @@ def _stopped(args: argparse.Namespace, *, terminated: bool) -> int:
     if getattr(args, "resumable", False):
         kept = getattr(args, "kept", None)
         what = f"{kept()} kept" if callable(kept) else "what was finished before it is kept"
-        said = f"{what}: run the same command to continue"
+        after = getattr(args, "after_kept", None)
+        said = f"{what}: run the same command to continue{after() if callable(after) else ''}"
     else:
         said = "this command keeps no partial work: run it again to redo it"
     print(f"nas: {'terminated' if terminated else 'interrupted'}; {said}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -619,9 +620,12 @@ def test_an_interrupted_cli_run_says_how_many_trials_it_kept(
     monkeypatch.setattr("nas.search._evaluate.train_and_evaluate", third_interrupted)
     out = str(tmp_path / "run")
     assert main(["run", str(path), "--out", out, "-q"]) == 130
-    assert "nas: interrupted; 2 of 5 trials (2 new this run) kept: run the same command" in (
-        capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    assert "nas: interrupted; 2 of 5 trials (2 new this run) kept: run the same command" in err
+    # and how to see them without searching on: the command, run as printed, reports them
+    command = shlex.split(err.split("without searching on: ")[1])
+    assert command[:2] == ["nas", "pareto"] and main(command[1:]) == 0
+    assert len(pd.read_csv(tmp_path / "run" / "trials.csv")) == 2
     monkeypatch.undo()
     assert main(["run", str(path), "--out", out, "-q", "--set", "search.n_trials=3"]) == 0
     assert "3 trials, 1 new this run" in capsys.readouterr().out
