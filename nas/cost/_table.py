@@ -405,6 +405,12 @@ class LookupTable:
             f"--batch {self.batch} --dtype {self.dtype} --out {out}"
         )
 
+    def _shipped(self) -> bool:
+        """Whether this is one of the tables in the checkout's ``latency_tables/``."""
+        from nas.cost._registry import builtin_table_dir  # (the registry imports this module)
+
+        return self.path is not None and Path(self.path).resolve().parent == builtin_table_dir()
+
     def _space_file(self) -> str:
         """The space file of a one-space table, as its recorded profile command names it."""
         if list(self.meta.get("spaces", {})) != [self.space]:
@@ -438,6 +444,14 @@ class LookupTable:
             hint = self._fill_hint(shown, str(self.path or f"{self.device}.json"))
             if hint.startswith("fill it with: "):
                 hint = "add it to the table with: " + hint.removeprefix("fill it with: ")
+                if self._shipped() and space.name not in list_spaces():
+                    # one's own space in a table the checkout ships: offer one's own table
+                    mine = f"my_tables/{self.device}-mine.json"
+                    hint += (
+                        f"; or, to leave the shipped table as it is, give the same command "
+                        f"--out {mine}, add my_tables to the experiment's table_dirs and "
+                        f"use latency_ms@{self.device}-mine"
+                    )
             raise NasConfigError(
                 f"table '{self.device}' ({self.path}) covers the spaces {', '.join(spaces)}, not "
                 f"'{space.name}'; {hint}"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from nas import NasConfigError
@@ -442,7 +444,8 @@ def test_every_section_key_is_one_its_section_reads():
     """SECTION_KEYS (where a misplaced key is sent) lists only keys the sections accept."""
     from nas.search._experiment import SECTION_KEYS
 
-    quickstart = "experiments/quickstart.yaml"  # every section, each nested one included
+    # every section, each nested one included
+    quickstart = Path(__file__).parents[2] / "experiments" / "quickstart.yaml"
     for section, keys in SECTION_KEYS.items():
         for key in keys:
             path = f"{section}.{key}" if section else key

@@ -307,6 +307,28 @@ def test_a_table_for_another_space_is_refused_before_anything_runs(tmp_path):
         prepare(load_experiment(path))
 
 
+def test_ones_own_space_against_a_shipped_table_is_offered_a_table_of_ones_own(tmp_path):
+    """The fix printed for one's own space wrote it into the checkout's shipped table only."""
+    space = tmp_path / "mine.yaml"
+    builtin = Path(__file__).parents[2] / "search_spaces" / "mobilenet_small.yaml"
+    space.write_text(builtin.read_text().replace("name: mobilenet_small", "name: mine"))
+    path = tmp_path / "exp.yaml"
+    path.write_text("name: x\nspace: mine.yaml\nobjectives: [params, latency_ms@cpu-x86]\n")
+    with pytest.raises(NasConfigError) as info:
+        load_experiment(path)
+    assert "add it to the table with: nas profile --space " in str(info.value)
+    assert (
+        "; or, to leave the shipped table as it is, give the same command --out "
+        "my_tables/cpu-x86-mine.json, add my_tables to the experiment's table_dirs and use "
+        "latency_ms@cpu-x86-mine" in str(info.value)
+    )
+    # a built-in space the table lacks has only the one fix (it is the team's table to fill)
+    path.write_text("name: x\nspace: nasbench201\nobjectives: [params, latency_ms@cpu-x86]\n")
+    with pytest.raises(NasConfigError) as info:
+        load_experiment(path)
+    assert "not 'nasbench201'" in str(info.value) and "my_tables" not in str(info.value)
+
+
 def test_search_only_stops_before_the_finetune_stage(tiny_experiment, tmp_path):
     # `nas search` of an experiment that has a finetune stage: search and report only
     exp = load_experiment(tiny_experiment("finetune: {epochs: 1}", n_trials=2))
