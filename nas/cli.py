@@ -527,14 +527,30 @@ def _cmd_spaces(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_devices(args: argparse.Namespace) -> int:
-    from nas.cost import builtin_table_dir, list_devices, load_cost_model
-    from nas.cost._table import UNFINISHED
-
+def _table_dirs(args: argparse.Namespace) -> tuple[Path, ...]:
+    """The ``--table-dir`` folders, searched before ``latency_tables/`` (as ``table_dirs``)."""
     extra = tuple(Path(d) for d in args.table_dir)
     for folder in extra:
         if not folder.is_dir():
             raise NasConfigError(f"--table-dir {folder}: no such folder")
+    return extra
+
+
+def _add_table_dir(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--table-dir",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help=f"{what} (repeatable; searched first, like an experiment's table_dirs)",
+    )
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from nas.cost import builtin_table_dir, list_devices, load_cost_model
+    from nas.cost._table import UNFINISHED
+
+    extra = _table_dirs(args)
     rows = [("device", "kind", "covers", "description")]
     for name in list_devices(extra):
         try:
@@ -892,11 +908,11 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from torch import get_num_threads as torch_threads
 
     from nas.cost import LookupTable, load_cost_model
-    from nas.cost._profile import validate_table
+    from nas.cost._profile import fingerprint, validate_table
     from nas.space import load_space
 
     space = load_space(args.space)
-    table = load_cost_model(args.table)
+    table = load_cost_model(args.table, _table_dirs(args))
     if args.out:
         _check_out_file(Path(args.out), "validation.csv", _files_read(space, table, args.table))
     if not isinstance(table, LookupTable):
@@ -917,6 +933,13 @@ def _cmd_validate(args: argparse.Namespace) -> int:
             f"thread{'s' * (table_threads != 1)}, this run "
             f"uses {threads}: the figures compare the two settings (pass --threads "
             f"{table_threads} to check the table itself)",
+            file=sys.stderr,
+        )
+    changed = _fingerprint_changes(table.meta.get("fingerprint") or {}, fingerprint(config))
+    if changed:
+        print(
+            f"nas: warning: {args.table} was measured with {', '.join(changed)}: the figures "
+            "compare the table with this setting, not only with itself",
             file=sys.stderr,
         )
     bar = _counter(f"measuring {args.n} {space.name} models", unit="model")
@@ -959,6 +982,20 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fingerprint_changes(theirs: dict[str, Any], ours: dict[str, Any]) -> list[str]:
+    """What of the machine and runtime that measured a table (its ``fingerprint``) differs
+    here: another CPU or GPU model, another torch or ONNX Runtime version ("torch 2.12.0,
+    this machine has torch 2.13.0"). Kernels change between versions and chips; a thread
+    count is said apart, with how to match it."""
+    return [
+        f"{theirs[key]}, this machine has {ours[key]}"
+        if key not in ("cpu", "gpu")
+        else f"{key.upper()} {theirs[key]!r}, this machine has {ours[key]!r}"
+        for key in ("cpu", "gpu", "runtime", "onnxruntime", "cuda")
+        if theirs.get(key) and ours.get(key) and theirs[key] != ours[key]
+    ]
+
+
 def _cmd_cost(args: argparse.Namespace) -> int:
     import csv
     import io
@@ -968,7 +1005,7 @@ def _cmd_cost(args: argparse.Namespace) -> int:
     from nas.space import load_space
 
     space = load_space(args.space)
-    model = for_space(load_cost_model(args.table), space)
+    model = for_space(load_cost_model(args.table, _table_dirs(args)), space)
     if args.out:
         inputs = [args.archs, *_files_read(space, model, args.table)]
         _check_out_file(Path(args.out), "costs.csv", inputs=inputs)
@@ -1062,7 +1099,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     _check_replaced_table(out, "calibrated", lambda k: k == "calibrated", args.force)
     _warn_builtin_name(out)
     space = load_space(args.space)
-    prior = for_space(load_cost_model(args.prior), space)
+    prior = for_space(load_cost_model(args.prior, _table_dirs(args)), space)
     path = Path(args.measurements)
     text = read_text(path, expected="a CSV of arch,latency_ms", kind="CSV")
     reader = csv.DictReader(text.splitlines())
@@ -1370,13 +1407,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_spaces)
 
     p = command("devices", "list the cost models (tables and analytic profiles)")
-    p.add_argument(
-        "--table-dir",
-        action="append",
-        default=[],
-        metavar="DIR",
-        help="also list the tables and profiles in DIR (repeatable, like table_dirs)",
-    )
+    _add_table_dir(p, "also list the tables and profiles in DIR")
     p.set_defaults(func=_cmd_devices)
 
     p = command("show", "layer table of an architecture")
@@ -1449,7 +1480,8 @@ def build_parser() -> argparse.ArgumentParser:
         "about 6 s a model on a 2-core CPU. The last line is a JSON object of the figures.",
     )
     p.add_argument("--space", required=True, help=_SPACE_HELP)
-    p.add_argument("--table", required=True, help="table .json path")
+    p.add_argument("--table", required=True, help="device name or table .json path")
+    _add_table_dir(p, "a folder of tables that --table names")
     p.add_argument(
         "--n", "-n", type=_at_least(2), default=100, help="random architectures (default 100)"
     )
@@ -1485,6 +1517,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--measurements", required=True, help="CSV with columns arch,latency_ms")
     p.add_argument("--out", required=True, help="table path (.json + .csv); its stem names it")
     p.add_argument("--prior", default="cpu", help="device name or table/profile path (cpu)")
+    _add_table_dir(p, "a folder of tables and profiles that --prior names")
     p.add_argument("--force", action="store_true", help="replace an --out table of another kind")
     p.add_argument(
         "--unread-layers",
@@ -1502,6 +1535,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=_SPACE_HELP,
     )
     p.add_argument("--table", required=True, help="device name or table/profile path")
+    _add_table_dir(p, "a folder of tables and profiles that --table names")
     p.add_argument(
         "--archs",
         required=True,

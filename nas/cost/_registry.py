@@ -157,6 +157,7 @@ def load_cost_model(device: str, extra_dirs: tuple[Path, ...] = ()) -> CostModel
     raise NasConfigError(
         f"unknown device '{device}': no {device}.json or {device}.yaml in {folders}; known "
         f"devices: {', '.join(devices) or 'none'}{hint}; a table elsewhere is named by its path "
-        f"(for example ./{device}.json), and nas profile, nas import-table or nas calibrate "
-        "build one"
+        f"(for example ./{device}.json) or found by naming its folder (an experiment's "
+        "table_dirs, a command's --table-dir), and nas profile, nas import-table or nas "
+        "calibrate build one"
     )

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 
 from nas import NasConfigError
 from nas.cli import main
@@ -461,6 +462,29 @@ def test_cli_profile_validate_and_cost(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", io.StringIO("|none~0|\n"))
     assert main(cost) == 2
     assert capsys.readouterr().err.startswith("nas: error: <stdin>:1: ")
+    # a table in a folder of one's own, by its name: --table-dir, as an experiment's table_dirs
+    by_name = [*cost[:4], "t", "--archs", str(archs)]
+    assert main(by_name) == 2
+    assert (
+        "or found by naming its folder (an experiment's table_dirs, a command's --table-dir)"
+        in (capsys.readouterr().err)
+    )
+    assert main([*by_name, "--table-dir", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines() == lines
+    # a table measured with another torch: validate-table says the figures compare the two
+    meta = json.loads(out.read_text())
+    meta["fingerprint"]["runtime"] = "torch 2.0.0"
+    out.write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main([*validate[:4], "t", "--table-dir", str(tmp_path), "--n", "2", *args]) == 0
+    assert (
+        f"nas: warning: t was measured with torch 2.0.0, this machine has torch "
+        f"{torch.__version__}: the figures compare" in capsys.readouterr().err
+    )
+    assert main([*by_name, "--table-dir", str(tmp_path / "nope")]) == 2
+    assert capsys.readouterr().err.endswith(
+        "--table-dir " + str(tmp_path / "nope") + ": no such folder\n"
+    )
 
 
 def test_runtime_follows_dtype_and_refuses_what_it_cannot_profile():
