@@ -94,6 +94,8 @@ INPUTS_NAME = "inputs.json"  # beside a fine-tuning checkpoint: the settings it 
 _FINISHED_FORMAT = 2  # 2: measurements' params_nonzero, folder-relative measurements.json
 # settings a finished architecture does not depend on (as for resuming a fine-tuning checkpoint)
 _FINETUNE_INSENSITIVE = ("threads", "checkpoint_every")
+# where a finished model's run was, recorded on its card but not a setting it depends on
+_ORIGIN_LOCATIONS = ("storage", "experiment")
 
 
 @dataclass(frozen=True)
@@ -235,6 +237,16 @@ def _settings(
     return json.loads(json.dumps(settings))
 
 
+def _comparable(settings: Any) -> Any:
+    """``settings`` without where the run's files were (the study's storage, the experiment
+    file's path): a run folder moved or copied whole, or an experiment file moved, finishes the
+    same models (it redid every one, re-measuring its figures)."""
+    if not isinstance(settings, dict) or not isinstance(settings.get("origin"), dict):
+        return settings
+    origin = {k: v for k, v in settings["origin"].items() if k not in _ORIGIN_LOCATIONS}
+    return {**settings, "origin": origin}
+
+
 def _finished_earlier(
     record: Path, settings: dict[str, Any], base: Path
 ) -> tuple[Measurement, ...] | None:
@@ -242,7 +254,9 @@ def _finished_earlier(
     exist; None when the architecture must be (re)done."""
     try:
         earlier = json.loads(record.read_text())
-        if earlier.get("format") != _FINISHED_FORMAT or earlier.get("settings") != settings:
+        if earlier.get("format") != _FINISHED_FORMAT or _comparable(
+            earlier.get("settings")
+        ) != _comparable(settings):
             return None
         kept = tuple(Measurement(**m) for m in earlier["measurements"])
     except (OSError, ValueError, TypeError, KeyError, AttributeError):

@@ -207,18 +207,34 @@ def test_rerun_keeps_finished_models_as_they_are(finished, capsys):
     pd.testing.assert_frame_equal(before, pd.read_csv(run / "final" / "summary.csv"))
 
 
+def test_a_copied_run_keeps_its_finished_models(finished, capsys, tmp_path):
+    """A run folder copied (or moved) whole redid every finished model: its study's storage
+    path, recorded as where the model came from, was compared as one of its settings."""
+    run = tmp_path / "elsewhere" / "run"
+    shutil.copytree(finished / "run", run)
+    before = pd.read_csv(run / "final" / "summary.csv")
+    assert main(["run", str(finished / "exp.yaml"), "--out", str(run)]) == 0
+    err = capsys.readouterr().err
+    for arch_id in before["arch_id"].unique():
+        assert f"{arch_id}: finished by an earlier run with the same settings, kept" in err
+    assert "exporting" not in err and "measuring" not in err
+    pd.testing.assert_frame_equal(before, pd.read_csv(run / "final" / "summary.csv"))
+
+
 def test_rerun_redoes_a_model_whose_files_are_gone(finished, capsys, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(finished / "run", run)
     before = pd.read_csv(run / "final" / "summary.csv")
     first = before["arch_id"].iloc[0]
-    assert main(["run", str(finished / "exp.yaml"), "--out", str(run), "-q"]) == 0
     kept = json.loads((run / "final" / "checkpoints" / first / "finished.json").read_text())
     (run / "final" / first / "model_int8.onnx").unlink()
     assert main(["run", str(finished / "exp.yaml"), "--out", str(run)]) == 0
     err = capsys.readouterr().err
     assert f"{first}: finished by an earlier run" not in err
     redone = json.loads((run / "final" / "checkpoints" / first / "finished.json").read_text())
+    # the same settings; where it came from is the copy's study now
+    assert redone["settings"]["origin"].pop("storage") == f"sqlite:///{run / 'study.db'}"
+    kept["settings"]["origin"].pop("storage")
     assert redone["settings"] == kept["settings"]
     assert " epoch 1/" not in err  # its fine-tunes' checkpoints were finished: no epoch ran
     assert f"finetune {first}: all 2 epochs done by an earlier run, not training again" in err
@@ -669,7 +685,12 @@ def test_changing_only_select_keeps_the_teacher_and_names_unlisted_folders(
     """Dropping a student re-fine-tuned its teacher: the record compared its role's words."""
     run = tmp_path / "run"
     shutil.copytree(finished / "run", run)
-    ids = list(pd.read_csv(run / "trials.csv").drop_duplicates("arch_id")["arch_id"][:2])
+    # the run's finished model, as accurate as any trial (so the teacher again: kept as it is),
+    # and the least accurate trial as its student: one model to finish here, not two
+    done = list(pd.read_csv(run / "final" / "summary.csv")["arch_id"].unique())
+    trials = pd.read_csv(run / "trials.csv").sort_values("error", kind="stable")
+    assert trials.set_index("arch_id")["error"][done[0]].min() == trials["error"].min()
+    ids = [done[0], trials["arch_id"].iloc[-1]]
     exp = str(finished / "exp.yaml")
     args = ["run", exp, "--out", str(run), "-q", "--set", "select.rule=ids", "--set"]
     assert main([*args, f"select.ids=['{ids[0]}', '{ids[1]}']"]) == 0
