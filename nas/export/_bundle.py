@@ -49,8 +49,7 @@ def _save_weights(model: nn.Module, path: Path, space: SearchSpace, arch: Archit
     atomic_write_bytes(path, save(state, metadata=meta))
 
 
-def _save_program(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    program = export_program(model.eval(), example)
+def _save_program(program: torch.export.ExportedProgram, path: Path) -> None:
     for node in program.graph.nodes:  # Python stack traces naming this machine's paths
         node.meta.pop("stack_trace", None)
     with atomic_path(path, suffix=".pt2") as tmp, quiet_third_party(), open(tmp, "wb") as file:
@@ -88,8 +87,9 @@ def export_float(
     model = model.cpu().eval()
     _save_weights(model, out / "weights.safetensors", space, arch)
     meta = onnx_metadata(space, arch, extra, pruned=pruned)
-    check = export_onnx(model, example, out / "model.onnx", metadata=meta)
-    _save_program(model, example, out / "model.pt2")
+    program = export_program(model, example)  # traced once, for model.onnx and model.pt2
+    check = export_onnx(model, example, out / "model.onnx", metadata=meta, program=program)
+    _save_program(program, out / "model.pt2")
     write_architecture_file(
         out / "arch.json",
         space,

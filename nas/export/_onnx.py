@@ -137,6 +137,7 @@ def export_onnx(
     check: torch.Tensor | None = None,
     atol: float | None | Literal["auto"] = "auto",
     metadata: Mapping[str, str] | None = None,
+    program: torch.export.ExportedProgram | None = None,
 ) -> dict[str, float]:
     """Export ``model`` to ``path`` (dynamic batch), atomically, and check it in ONNX Runtime.
 
@@ -153,6 +154,8 @@ def export_onnx(
             for quantized graphs.
         metadata: Key-value strings for the model's ``metadata_props`` (the architecture and
             its input recipe, so the file says what it is when it travels alone).
+        program: ``model`` already traced by :func:`nas._trace.export_program` (for its
+            ``model.pt2``): exported from instead of tracing ``model`` again.
 
     Returns:
         ``{"max_abs_diff": ..., "argmax_agreement": ...}`` of ONNX Runtime against PyTorch.
@@ -170,12 +173,13 @@ def export_onnx(
     with atomic_path(path, suffix=".onnx") as tmp:
         # the exporter prints its progress, and logs about ops of packages that are absent
         with contextlib.redirect_stdout(io.StringIO()), quiet_third_party():
+            traced = {"dynamic_shapes": dynamic_shapes} if program is None else {}
             torch.onnx.export(
-                model,
+                model if program is None else program,
                 args,
                 str(tmp),
                 dynamo=True,
-                dynamic_shapes=dynamic_shapes,
+                **traced,
                 input_names=["x"],
                 output_names=["logits"],
                 external_data=False,
