@@ -146,7 +146,10 @@ def _fresh_checkpoint(state: Path, inputs: dict[str, Any], label: str) -> Path:
     except (OSError, ValueError):
         earlier = None  # none, or unreadable: the checkpoint's settings are unknown
     checkpoint = state / CHECKPOINT_NAME
-    if earlier != inputs and checkpoint.exists():
+    same = isinstance(earlier, dict) and _teacher_comparable(earlier) == _teacher_comparable(
+        inputs
+    )
+    if not same and checkpoint.exists():
         log.info("%s: settings changed since its checkpoint; fine-tuning from the start", label)
         checkpoint.unlink()
     state.mkdir(parents=True, exist_ok=True)
@@ -239,12 +242,22 @@ def _settings(
 
 def _comparable(settings: Any) -> Any:
     """``settings`` without where the run's files were (the study's storage, the experiment
-    file's path): a run folder moved or copied whole, or an experiment file moved, finishes the
-    same models (it redid every one, re-measuring its figures)."""
+    file's path, a teacher file's path: its arch_id and weights' digest say which it is): a
+    run folder moved or copied whole, or an experiment or teacher file moved, finishes the same
+    models (it redid every one, re-measuring its figures)."""
     if not isinstance(settings, dict) or not isinstance(settings.get("origin"), dict):
         return settings
     origin = {k: v for k, v in settings["origin"].items() if k not in _ORIGIN_LOCATIONS}
-    return {**settings, "origin": origin}
+    return {**settings, "origin": _teacher_comparable(origin)}
+
+
+def _teacher_comparable(record: dict[str, Any]) -> dict[str, Any]:
+    """``record`` (settings' origin, or a checkpoint's inputs) with its teacher named by what
+    it is, not by where its file lies."""
+    teacher = record.get("teacher")
+    if isinstance(teacher, dict) and "weights_sha256" in teacher:
+        return {**record, "teacher": {k: v for k, v in teacher.items() if k != "path"}}
+    return record
 
 
 def _finished_earlier(

@@ -749,3 +749,24 @@ def test_nas_train_refuses_finetune_null(finished, capsys):
     assert err.startswith("nas: error: --set finetune=null: nas train fine-tunes") and (
         err.count("\n") == 1
     )
+
+
+def test_a_teacher_file_is_compared_by_what_it_is_not_where_it_lies(tmp_path):
+    """A teacher file moved (with its run) restarted every student's fine-tune and redid it."""
+    from nas.final import CHECKPOINT_NAME, _comparable, _fresh_checkpoint
+
+    teacher = {"path": "/a/arch.json", "arch_id": "0123456789ab", "weights_sha256": "f00"}
+    moved = teacher | {"path": "/b/arch.json"}
+    retrained = teacher | {"weights_sha256": "ba5"}
+    settings = {"arch": {}, "origin": {"storage": "sqlite:////a/study.db", "teacher": teacher}}
+    elsewhere = {"arch": {}, "origin": {"storage": "sqlite:////b/study.db", "teacher": moved}}
+    assert _comparable(settings) == _comparable(elsewhere)
+    assert _comparable(settings) != _comparable(settings | {"origin": {"teacher": retrained}})
+
+    state = tmp_path / "state"
+    _fresh_checkpoint(state, {"arch": {}, "teacher": teacher}, "m")
+    (state / CHECKPOINT_NAME).write_bytes(b"epochs")
+    _fresh_checkpoint(state, {"arch": {}, "teacher": moved}, "m")  # the same teacher
+    assert (state / CHECKPOINT_NAME).is_file()
+    _fresh_checkpoint(state, {"arch": {}, "teacher": retrained}, "m")  # another one
+    assert not (state / CHECKPOINT_NAME).exists()
