@@ -319,7 +319,10 @@ class Node:
         what = "" if spelt == key else f" (did you mean '{spelt}'?)"
         shown = ", ".join(paths[:-1]) + f" or {paths[-1]}" if len(paths) > 1 else paths[0]
         if node.origin is not None:  # --set 'n_trials=5': the same value, in its place
-            item = ast.literal_eval(node.origin.removeprefix("--set "))
+            try:
+                item = str(ast.literal_eval(node.origin.removeprefix("--set ")))
+            except (ValueError, SyntaxError):  # an origin not of the form --set 'KEY=VALUE'
+                item = ""
             set_key, _, text = item.partition("=")
             text = text if set_key.strip() == node.key else "..."
             fix = " or ".join(f"--set {path}={text}" for path in paths)
