@@ -303,12 +303,8 @@ class Node:
         homes = [h for h, keys in self._homes.items() if key in keys and h != here]
         spelt = key
         if not homes:  # a misspelling of a key of another mapping (ntrials: search.n_trials)
-            dotted = {
-                f"{h}.{k}" if h else k: (h, k) for h, keys in self._homes.items() for k in keys
-            }
-            close = difflib.get_close_matches(
-                key, [k for _, k in dotted.values()], n=1, cutoff=0.75
-            )
+            others = list(dict.fromkeys(k for keys in self._homes.values() for k in keys))
+            close = difflib.get_close_matches(key, others, n=1, cutoff=0.75)
             if close:
                 spelt = close[0]
                 homes = [h for h, keys in self._homes.items() if spelt in keys and h != here]

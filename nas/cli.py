@@ -169,7 +169,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     import optuna
 
     from nas.pipeline import run_experiment
-    from nas.search import load_experiment
+    from nas.search import load_experiment, storage_url
 
     exp = load_experiment(args.experiment, args.set or [])
     bar = None if args.quiet else _progress_bar(exp.search.n_trials)
@@ -193,7 +193,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if summarized or not count["before"] + count["new"]:
             return ""
         run_dir = Path(args.out or exp.out)
-        storage = exp.search.storage or f"sqlite:///{run_dir / 'study.db'}"
+        storage = storage_url(exp, run_dir)  # the study the run searched in
         command = ["nas", "pareto", "--storage", storage, "--study", exp.study_name]
         command += ["--out", str(run_dir)]
         return f"; their report now, without searching on: {shlex.join(command)}"

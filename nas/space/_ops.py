@@ -574,16 +574,14 @@ class LayerCounter:
         kept = 0 if x is None or inputs[0] is x else x.numel()  # the block's input: residual
         self.peak = max(self.peak, inputs[0].numel() + out.numel() + kept)
 
-    def profile(self, out_shape: Shape | None = None) -> LayerProfile:
-        """What the last forward pass counted; ``out_shape`` when the module's own output is
-        not the layer's ``(C, H, W)`` (a classifier's logits)."""
+    def profile(self, spatial: tuple[int, int] | None = None) -> LayerProfile:
+        """What the last forward pass counted; ``spatial`` is the layer's output ``(H, W)``
+        when the module's own output has none (a classifier's logits)."""
         if self.x is None or self.out is None:
             raise RuntimeError("the layer's module did not run")
-        if out_shape is None:
-            c, h, w = self.out.shape[1:]
-            out_shape = (int(c), int(h), int(w))
+        height, width = spatial if spatial is not None else self.out.shape[2:4]
         return LayerProfile(
-            out_shape=out_shape,
+            out_shape=(int(self.out.shape[1]), int(height), int(width)),
             params=sum(p.numel() for p in self.module.parameters()),
             macs=self.macs,
             hidden_elems=sum(self.produced[:-1]),

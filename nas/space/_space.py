@@ -326,13 +326,12 @@ class SearchSpace(ABC):
                 counter.detach()
         counted = []
         for layer, counter in zip(layers, counters, strict=True):
-            channels = int(counter.out.shape[1]) if counter.out is not None else 0
-            prof = counter.profile((channels, *layer.out_shape[1:]))
-            cin = int(counter.x.shape[1]) if counter.x is not None else 0
+            prof = counter.profile(spatial=layer.out_shape[1:])  # raises if it did not run
+            assert counter.x is not None  # (profile checked it)
             counted.append(
                 dataclasses.replace(
                     layer,
-                    in_shape=(cin, *layer.in_shape[1:]),
+                    in_shape=(int(counter.x.shape[1]), *layer.in_shape[1:]),
                     out_shape=prof.out_shape,
                     params=prof.params,
                     macs=prof.macs,
