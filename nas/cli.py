@@ -56,6 +56,16 @@ def _progress_bar(total: int) -> Any:
             done[0] = info["finished"]
             bar.reset(total=info["total"])
             bar.update(info["finished"])
+            if info.get("joined"):
+                said = (
+                    "another worker's study: this one samples with a seed of its own, keeps its "
+                    "weights here, and leaves the architectures others are training to them"
+                )
+                bar.write(f"nas: {said}", file=sys.stderr)
+        elif event == "waiting":
+            bar.set_postfix_str(f"waiting {info['reason']}")
+            if bar.disable:
+                print(f"waiting {info['reason']}...", file=sys.stderr, flush=True)
         elif event == "proposing":
             which = "next" if done[0] else "first"
             said = f"choosing the {which} architecture (the sampler prices its candidates)"

@@ -858,6 +858,7 @@ def finish_members(
     start: str | Path | None = None,
     trials: dict[str, int] | None = None,
     keep_others: bool = False,
+    proxy_weights: dict[str, Path | None] | None = None,
 ) -> list[FinalModel]:
     """Finish every chosen architecture; write ``final/summary.csv``, again after each one
     (an interrupted run lists the models it finished, and the earlier rows of those it had
@@ -870,6 +871,9 @@ def finish_members(
     from (the study, the experiment); ``trials`` the search's trial number of each arch_id.
     ``keep_others`` keeps listing the earlier rows of models not among ``arch_ids`` (``nas
     train`` adds one model to a folder); by default they are dropped: no longer selected.
+    ``proxy_weights``: the search's weights file of each arch_id (a trial that reused another
+    architecture's training, or one another worker trained, names another file); by default
+    ``run_dir/weights/<arch_id>.safetensors``.
     """
     trials = trials or {}
     start_doc = read_architecture_file(start)[2] if start is not None else {}
@@ -896,13 +900,20 @@ def finish_members(
         own = {"trial": trials[arch_id]} if arch_id in trials else {}
         return {**origin, **own, "started_from": _started_from(arch_id), "teacher": teacher}
 
+    def _proxy(arch_id: str) -> Path | None:
+        default = run_dir / "weights" / f"{arch_id}.safetensors"
+        weights = (proxy_weights or {}).get(arch_id, default)
+        return weights if weights is not None and weights.is_file() else None
+
     def _started_from(arch_id: str) -> str:
         where = Path(start).resolve() if start is not None else None
         if start is None:
-            weights = run_dir / "weights" / f"{arch_id}.safetensors"
-            if weights.is_file():
-                return f"the search's proxy-trained weights (weights/{weights.name})"
-            return "its seeded initialization (seed 0): the search kept no weights for it"
+            weights = _proxy(arch_id)
+            if weights is None:
+                return "its seeded initialization (seed 0): the search kept no weights for it"
+            here = weights.resolve().parent == (run_dir / "weights").resolve()
+            shown = f"weights/{weights.name}" if here else str(weights.resolve())
+            return f"the search's proxy-trained weights ({shown})"
         if start_doc.get("weights"):
             return f"the weights of the input, {start_doc['weights']} beside {where}"
         return f"its seeded initialization (seed 0): the input {where} names no weights"
@@ -910,7 +921,7 @@ def finish_members(
     def _begin(arch: Architecture) -> nn.Module:
         if start is not None:  # without weights named: its seeded initialization, as asked
             return load_architecture(start, weights=bool(start_doc.get("weights")))
-        return _start(run_dir, space, arch)
+        return _start(space, arch, _proxy(arch.arch_id))
 
     def _finished(final: FinalModel) -> None:
         results.append(final)
@@ -1052,11 +1063,10 @@ def _warn_unlisted(base: Path, listed: set[str]) -> None:
         )
 
 
-def _start(run_dir: Path, space: SearchSpace, arch: Architecture) -> nn.Module:
-    """The search's proxy-trained model when its weights exist, else a fresh build."""
+def _start(space: SearchSpace, arch: Architecture, weights: Path | None) -> nn.Module:
+    """The search's proxy-trained model when it kept weights, else a fresh build."""
     model = space.build(arch, seed=0)
-    weights = run_dir / "weights" / f"{arch.arch_id}.safetensors"
-    if weights.is_file():
+    if weights is not None:
         from safetensors.torch import load_file
 
         model.load_state_dict(load_file(str(weights)))
@@ -1096,7 +1106,7 @@ def export_trial(
     origin = {"study": study_name, "storage": where, "trial": number, "arch_id": arch.arch_id}
     _check_export_folder(folder, origin)
     model = space.build(arch, seed=0)
-    weights = _trial_weights(where, study.user_attrs.get("nas.run_dir"), trial, number)
+    weights = _trial_weights(where, study, trial, number)
     trained = weights is not None
     if weights is not None:
         from safetensors.torch import load_file
@@ -1168,27 +1178,24 @@ def export_trial(
     return folder
 
 
-def _trial_weights(
-    storage: str, recorded_run_dir: str | None, trial: Any, number: int
-) -> Path | None:
+def _trial_weights(storage: str, study: Any, trial: Any, number: int) -> Path | None:
     """The file of a trial's proxy-trained weights: in the folder of the study's SQLite file
-    (the run folder, wherever it was moved or copied), else in the run folder the study
-    recorded. None when the trial has none (it broke a constraint, or trained nothing)."""
-    weights = trial.user_attrs.get("weights")
-    if not weights:
+    (the run folder, wherever it was moved or copied), else where the study and the trial
+    recorded (another worker's folder, see ``nas.search._workers``). None when the trial has
+    none (it broke a constraint, or trained nothing)."""
+    from nas.search import sqlite_file, trial_weights, weight_folders
+
+    if not trial.user_attrs.get("weights"):
         return None
-    folders = []
-    if storage.startswith("sqlite:///"):
-        folders.append(Path(storage.removeprefix("sqlite:///")).parent)
-    if recorded_run_dir:
-        folders.append(Path(recorded_run_dir))
-    for run_dir in folders:
-        if (run_dir / weights).is_file():
-            return run_dir / weights
+    sqlite = sqlite_file(storage)
+    path = trial_weights(trial, study.user_attrs, sqlite.parent if sqlite else None)
+    if path is not None:
+        return path
+    folders = weight_folders(trial, study.user_attrs, sqlite.parent if sqlite else None)
     raise NasConfigError(
-        f"--trial {number}: its proxy-trained weights {weights} are in none of "
-        f"{', '.join(str(f) for f in dict.fromkeys(folders)) or 'the run folders'}; a run "
-        "folder is moved or copied whole (study.db with its weights/): export from one"
+        f"--trial {number}: its proxy-trained weights {trial.user_attrs['weights']} are in "
+        f"none of {', '.join(map(str, folders)) or 'the run folders'}; a run folder is moved "
+        "or copied whole (study.db with its weights/): export from one"
     )
 
 

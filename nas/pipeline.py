@@ -239,7 +239,8 @@ def _run_dir_lock(run_dir: Path) -> Iterator[None]:
             holder = f.read().strip() or "?"
             raise NasConfigError(
                 f"--out {run_dir}: another nas process (pid {holder}) is running in this "
-                "folder; wait for it to end, or pass another --out"
+                "folder; wait for it to end, or pass another --out (for a parallel worker on "
+                "the same study: another --out with the same search.storage)"
             ) from None
         f.seek(0)
         f.truncate()
@@ -291,7 +292,7 @@ def _finish(
     """The stage after the search: select, fine-tune, compress, measure, export."""
     from nas.final import finish_members, plot_final
     from nas.report import write_html_report
-    from nas.search import select_members, trials_frame
+    from nas.search import select_members, sqlite_file, trial_weights, trials_frame
     from nas.space import Architecture
     from nas.train import load_data
 
@@ -309,6 +310,13 @@ def _finish(
         a: Architecture.from_dict(trials[a].user_attrs["architecture"]) for a in chosen
     }
     accuracy = {a: float(trials[a].user_attrs.get("accuracy", float("nan"))) for a in chosen}
+    storage = sqlite_file(manifest.get("storage") or "")
+    # a member that reused another architecture's training (the same network), or that another
+    # worker trained, has its proxy weights under another name or folder
+    proxy = {
+        a: trial_weights(trials[a], study.user_attrs, run_dir, storage.parent if storage else None)
+        for a in chosen
+    }
     data = prepared.evaluator.data or load_data(experiment.data)
     results = finish_members(
         run_dir,
@@ -325,6 +333,7 @@ def _finish(
             "experiment": str(Path(experiment.source).resolve()) if experiment.source else None,
         },
         trials={a: trials[a].number for a in chosen},
+        proxy_weights=proxy,
         environment=environment(),
         progress=progress,
     )

@@ -28,8 +28,10 @@ from nas.search._study import (
     open_study,
     prepare,
     run_search,
+    sqlite_file,
     storage_url,
 )
+from nas.search._workers import trial_weights, weight_folders
 
 __all__ = [
     "RULES",
@@ -59,7 +61,10 @@ __all__ = [
     "pareto_mask",
     "prepare",
     "run_search",
+    "sqlite_file",
     "storage_url",
+    "trial_weights",
     "trials_frame",
+    "weight_folders",
     "write_report",
 ]

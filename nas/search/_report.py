@@ -29,6 +29,7 @@ from nas.search._study import (
     opening_storage,
     sqlite_file,
 )
+from nas.search._workers import trial_weights
 from nas.space import Architecture, space_from_dict
 
 __all__ = ["Report", "load_study", "trials_frame", "write_report"]
@@ -222,7 +223,6 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
 
     space = space_from_dict(study.user_attrs[SPACE_ATTR], source=f"study {study.study_name}")
     trials = study.get_trials(deepcopy=False)  # once, not once per Pareto member
-    weight_dirs = (out_dir, Path(study.user_attrs.get("nas.run_dir", out_dir)))
     preprocess = None
     if PREPROCESS_ATTR in study.user_attrs:
         preprocess = {"preprocess": study.user_attrs[PREPROCESS_ATTR]}
@@ -236,19 +236,12 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
             and k not in ("arch", "arch_id", "status", "weights")
             and isinstance(trial.user_attrs[k], (int, float))
         }
-        weights = trial.user_attrs.get("weights")
-        wpath = None
-        if weights:
-            for base in weight_dirs:
-                if (base / weights).is_file():
-                    wpath = base / weights
-                    break
         write_architecture_file(
             out_dir / "architectures" / f"{arch.arch_id}.json",
             space,
             arch,
             metrics={"trial": trial.number, **metrics},
-            weights=wpath,
+            weights=trial_weights(trial, study.user_attrs, out_dir),
             extra=preprocess,
         )
     write_html_report(

@@ -28,6 +28,7 @@ from nas.search._costaware import make_default_sampler, offset_seed
 from nas.search._evaluate import WORST, Evaluator, trained_metrics, violations
 from nas.search._experiment import Constraint, Experiment, Metric, parse_metric
 from nas.search._samplers import make_sampler
+from nas.search._workers import TRIAL_RUN_DIR, Claims, weights_home, worker_key, worker_seed
 from nas.space import Architecture, SearchSpace, load_space
 from nas.train import SplitData, load_data
 
@@ -92,7 +93,7 @@ def storage_url(experiment: Experiment, run_dir: Path) -> str:
     """The experiment's storage URL, SQLite under the run directory by default."""
     if experiment.search.storage:
         return experiment.search.storage
-    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    return _default_storage(run_dir)
 
 
 def adapt_space(space: SearchSpace, data: SplitData) -> SearchSpace:
@@ -186,8 +187,21 @@ def make_storage(url: str) -> str | optuna.storages.BaseStorage:
     if not url.startswith("sqlite:///"):
         return url
     from sqlalchemy import event
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
-    storage = optuna.storages.RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
+    for attempt in range(5):
+        try:
+            storage = optuna.storages.RDBStorage(
+                url, engine_kwargs={"connect_args": {"timeout": 60}}
+            )
+            break
+        except (OperationalError, IntegrityError) as exc:
+            # workers starting at once race to create a new file's tables and its schema
+            # version row: the loser retries, and then finds them made
+            raced = "already exists" in str(exc) or "UNIQUE constraint failed" in str(exc)
+            if not raced or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
 
     def pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor = dbapi_connection.cursor()
@@ -299,17 +313,24 @@ def open_study(
     space: SearchSpace,
     storage: str,
     costs: dict[str, str] | None = None,
+    run_dir: Path | None = None,
 ) -> optuna.Study:
-    """Create the study, or load it when it exists and matches this experiment."""
+    """Create the study, or load it when it exists and matches this experiment. The process
+    that creates it records ``run_dir`` as the study's run folder (``nas.run_dir``)."""
     names = [m.name for m in experiment.objectives]
     directions: list[Any] = [m.direction for m in experiment.objectives]
     with opening_storage(storage):
-        study = optuna.create_study(
-            study_name=experiment.study_name,
-            storage=make_storage(storage),
-            directions=directions,
-            load_if_exists=True,
-        )
+        store = make_storage(storage)
+        try:  # not load_if_exists: of workers starting together, exactly one creates it
+            study = optuna.create_study(
+                study_name=experiment.study_name, storage=store, directions=directions
+            )
+            created = True
+        except optuna.exceptions.DuplicatedStudyError:
+            study = optuna.load_study(study_name=experiment.study_name, storage=store)
+            created = False
+    if created and run_dir is not None:  # the first worker's folder holds the study's files
+        study.set_user_attr("nas.run_dir", str(run_dir.resolve()))
     attrs = study.user_attrs
     if OBJECTIVES_ATTR in attrs:
         _check_attrs(attrs, experiment, space, storage, costs or {})
@@ -438,24 +459,44 @@ class _Mirror:
     small writes of params, user attributes and constraints). Before each trial the mirror pulls
     in trials that other workers added to the storage, so several processes can share one
     study. A trial being evaluated is not in the storage until it finishes; a killed process
-    loses only its unfinished trial.
+    loses only its unfinished trial. With ``claims`` (a search that trains), the architectures
+    other workers are training appear in the sampler's study as running trials, so that a
+    sampler that looks at running trials (the default one) proposes others.
     """
 
-    def __init__(self, study: optuna.Study, sampler: optuna.samplers.BaseSampler) -> None:
+    def __init__(
+        self,
+        study: optuna.Study,
+        sampler: optuna.samplers.BaseSampler,
+        space: SearchSpace,
+        claims: Claims | None = None,
+    ) -> None:
         self.study = study
         self.shadow = optuna.create_study(directions=study.directions, sampler=sampler)
+        self.claims = claims
         self.seen: set[str] = set()
         # effective form's arch_id -> first trained trial (architectures that build the same
         # model share their trained metrics; trials stored before effective ids: their arch_id)
         self.known: dict[str, optuna.trial.FrozenTrial] = {}
         self.finished = 0
+        self._distributions = {
+            k: optuna.distributions.CategoricalDistribution(list(v))
+            for k, v in space.parameters().items()
+        }
+        self._ghosts: dict[str, int] = {}  # effective id -> its running trial in the shadow
 
     @staticmethod
     def _uid(t: optuna.trial.FrozenTrial) -> str:
         return str(t.user_attrs.get(UID_ATTR) or f"trial-{t.number}")
 
+    @property
+    def running(self) -> int:
+        """Trials other workers are training (they will count towards ``n_trials``)."""
+        return len(self.claims.others) if self.claims is not None else 0
+
     def sync(self) -> None:
-        """Pull finished trials of the storage into the sampler's study."""
+        """Pull finished trials of the storage (and other workers' claims) into the sampler's
+        study."""
         finished = self.study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)
         )
@@ -468,6 +509,25 @@ class _Mirror:
                 self.seen.add(uid)
                 self.shadow.add_trial(t)
         self.finished = len(finished)
+        if self.claims is None:
+            return
+        self.claims.read(self.study.user_attrs, self.known)
+        others = self.claims.others
+        for effective_id in [e for e in self._ghosts if e not in others]:
+            self.shadow.tell(self._ghosts.pop(effective_id), state=TrialState.FAIL)
+        for effective_id, claim in others.items():
+            if effective_id in self._ghosts:
+                continue
+            params = {k: v for k, v in claim.params.items() if k in self._distributions}
+            dists = {k: self._distributions[k] for k in params}
+            try:
+                ghost = optuna.trial.create_trial(
+                    state=TrialState.RUNNING, params=params, distributions=dists
+                )
+            except ValueError:
+                continue  # a claim from another version of the space: nothing to mirror
+            self.shadow.add_trial(ghost)
+            self._ghosts[effective_id] = self.shadow.get_trials(deepcopy=False)[-1].number
 
     def publish(self, frozen: optuna.trial.FrozenTrial) -> None:
         """Write a trial finished on the shadow study to the storage (one transaction)."""
@@ -516,20 +576,29 @@ def _sampler(
     )
 
 
-def _weights_fit(
-    space: SearchSpace, arch: Architecture, run_dir: Path, weights: str | None
-) -> bool:
-    """Whether the weights file of a trial (``weights`` under ``run_dir``) loads into ``arch``:
+def _default_storage(run_dir: Path) -> str:
+    return f"sqlite:///{(run_dir / 'study.db').resolve()}"
+
+
+def _reusable_weights(
+    space: SearchSpace,
+    arch: Architecture,
+    prev: optuna.trial.FrozenTrial,
+    study_attrs: dict[str, Any],
+    run_dir: Path,
+) -> Path | None:
+    """The run folder holding ``prev``'s weights file when it loads into ``arch`` (else None):
     an architecture that computes the same function as a trained one (an unread edge changed)
     usually has the same parameters, and then shares its weights."""
-    if not weights or not (run_dir / weights).is_file():
-        return False
+    home = weights_home(prev, study_attrs, run_dir)
+    if home is None:
+        return None
     from safetensors import safe_open
 
-    with safe_open(str(run_dir / weights), framework="pt") as f:
+    with safe_open(str(home / prev.user_attrs["weights"]), framework="pt") as f:
         saved = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}  # noqa: SIM118
     ours = {k: tuple(v.shape) for k, v in space.build(arch, seed=0).state_dict().items()}
-    return saved == ours
+    return home.resolve() if saved == ours else None
 
 
 def _store(
@@ -581,6 +650,7 @@ def run_search(
     *,
     progress: Callable[[str, dict[str, Any]], None] | None = None,
     save_weights: bool = True,
+    poll_s: float = 1.0,
 ) -> SearchOutcome:
     """Run (or continue) the study until it holds ``n_trials`` finished trials.
 
@@ -590,26 +660,41 @@ def run_search(
     evaluated is not trained again: its metrics are copied. Otherwise it is built, trained and
     evaluated; a diverged training is recorded as a failed trial and the search goes on.
 
-    ``progress(event, info)`` is called with ``"start"`` (trials already finished, total),
-    ``"proposing"`` before the first proposal (a cost-aware sampler prices its candidate pool
-    then, seconds on a large space), then ``"trial"`` after each trial and ``"epoch"`` during
-    training, for a progress bar.
+    Other processes may search the same study at once (parallel workers, each with its own
+    ``run_dir``, see ``nas.search._workers``): a worker that did not create the study samples
+    with its own seed, an architecture another worker is training is left to it, and the
+    search ends when the finished trials and those the others are running make ``n_trials``
+    (waiting, every ``poll_s`` seconds, for the others' to be stored).
+
+    ``progress(event, info)`` is called with ``"start"`` (trials already finished, total,
+    whether this worker joined another's study), ``"proposing"`` before the first proposal (a
+    cost-aware sampler prices its candidate pool then, seconds on a large space), then
+    ``"trial"`` after each trial and ``"epoch"`` during training, for a progress bar, and
+    ``"waiting"`` while it waits for another worker.
     """
     from safetensors.torch import save_file
 
     exp, space, evaluator = prepared.experiment, prepared.space, prepared.evaluator
     run_dir.mkdir(parents=True, exist_ok=True)
     storage = storage_url(exp, run_dir)
-    study = open_study(exp, space, storage, cost_digests(space, evaluator.cost_models))
-    if "nas.run_dir" not in study.user_attrs:
-        study.set_user_attr("nas.run_dir", str(run_dir.resolve()))
+    costs = cost_digests(space, evaluator.cost_models)
+    study = open_study(exp, space, storage, costs, run_dir=run_dir)
+    home = study.user_attrs.get("nas.run_dir")
+    ours = str(run_dir.resolve())
+    # the study's first worker (or a study that never recorded its folder, in its own
+    # default storage) keeps the seed; a worker that joins it gets a stream of its own
+    joined = home != ours and not (home is None and storage == _default_storage(run_dir))
     if evaluator.data is not None and PREPROCESS_ATTR not in study.user_attrs:
         study.set_user_attr(PREPROCESS_ATTR, evaluator.data.preprocess)
+    seed = exp.search.seed
+    if joined and seed is not None:
+        seed = worker_seed(seed, worker_key(run_dir))
     # a resumed search: the default sampler redoes the first run's draws and goes on as one
     # run would; Optuna's samplers cannot, and get another seed (not to repeat the first draws)
     done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
-    sampler = _sampler(exp, space, evaluator, seed=exp.search.seed, resumed_after=done)
-    mirror = _Mirror(study, sampler)
+    sampler = _sampler(exp, space, evaluator, seed=seed, resumed_after=done)
+    claims = Claims(study, run_dir) if exp.needs_training else None
+    mirror = _Mirror(study, sampler, space, claims)
     objectives = exp.objectives
     free_constraints = [c for c in exp.constraints if not c.metric.needs_training]
     counts = {"trained": 0, "evaluated": 0, "reused": 0, "infeasible": 0, "failed": 0}
@@ -619,93 +704,161 @@ def run_search(
     n_new = 0
     mirror.sync()
     if progress:
-        progress("start", {"finished": mirror.finished, "total": exp.search.n_trials})
-    while True:
-        mirror.sync()
-        if mirror.finished >= exp.search.n_trials:
-            break
-        if exp.search.timeout_s is not None and time.perf_counter() - start > exp.search.timeout_s:
-            log.info("search.timeout_s reached after %d new trials", n_new)
-            break
-        if progress and n_new == 0:  # the first proposal can take seconds (a pool is priced)
-            progress("proposing", {"trial": len(mirror.shadow.trials)})
-        trial = mirror.shadow.ask()
-        weights: dict[str, Any] = {}
-        arch = space.sample(trial)
-        metrics = evaluator.free_metrics(arch)
-        effective_id = space.effective(arch).arch_id
-        attrs: dict[str, Any] = {
-            "arch_id": arch.arch_id,
-            EFFECTIVE_ATTR: effective_id,
-            "arch": space.format(arch),
-            "architecture": arch.to_dict(),
-            UID_ATTR: uuid.uuid4().hex,
-        }
-        cons = violations(free_constraints, metrics)
-        state = TrialState.COMPLETE
-        if any(v > 0 for v in cons.values()):
-            status = "infeasible"
-            metrics.update(WORST)
-        elif effective_id in mirror.known:
-            status = "reused"
-            prev = mirror.known[effective_id]
-            metrics.update({m: prev.user_attrs[m] for m in WORST if m in prev.user_attrs})
-            attrs["duplicate_of"] = prev.number
-            if _weights_fit(space, arch, run_dir, prev.user_attrs.get("weights")):
-                attrs["weights"] = prev.user_attrs["weights"]  # the same network, trained once
-        elif not exp.needs_training:
-            status = "evaluated"  # nothing to train: every metric is free
-        else:
+        progress(
+            "start",
+            {"finished": mirror.finished, "total": exp.search.n_trials, "joined": joined},
+        )
 
-            def on_epoch(epoch: int, epochs: int, loss: float, _n: int = trial.number) -> None:
-                if progress:
-                    progress(
-                        "epoch", {"trial": _n, "epoch": epoch, "epochs": epochs, "loss": loss}
-                    )
+    def wait(reason: str, until: Callable[[], bool]) -> None:
+        """Poll the storage until ``until()``, saying why once."""
+        said = False
+        while True:
+            mirror.sync()
+            if until():
+                return
+            if progress and not said:
+                progress("waiting", {"reason": reason})
+                said = True
+            time.sleep(poll_s)
 
-            model, result = evaluator.train(arch, progress=on_epoch)
-            attrs["train"] = {
-                k: v for k, v in result.to_dict().items() if isinstance(v, (int, float, bool))
+    rivals = 0  # proposals in a row that another worker was already training
+    try:
+        while True:
+            mirror.sync()
+            if mirror.finished >= exp.search.n_trials:
+                break
+            if mirror.finished + mirror.running >= exp.search.n_trials:
+                # the others' trials complete the study: wait for them, so that this worker's
+                # report (and the stage after the search) holds every trial
+                wait(
+                    f"for the {mirror.running} trial(s) other workers are running",
+                    lambda: mirror.finished >= exp.search.n_trials or not mirror.running,
+                )
+                continue
+            if (
+                exp.search.timeout_s is not None
+                and time.perf_counter() - start > exp.search.timeout_s
+            ):
+                log.info("search.timeout_s reached after %d new trials", n_new)
+                break
+            if progress and n_new == 0 and not rivals:  # the first proposal can take seconds
+                progress("proposing", {"trial": len(mirror.shadow.trials)})
+            trial = mirror.shadow.ask()
+            weights: dict[str, Any] = {}
+            arch = space.sample(trial)
+            metrics = evaluator.free_metrics(arch)
+            effective_id = space.effective(arch).arch_id
+            attrs: dict[str, Any] = {
+                "arch_id": arch.arch_id,
+                EFFECTIVE_ATTR: effective_id,
+                "arch": space.format(arch),
+                "architecture": arch.to_dict(),
+                UID_ATTR: uuid.uuid4().hex,
             }
-            if result.diverged or not math.isfinite(result.val_accuracy):
-                status = "diverged"
-                state = TrialState.FAIL
+            if joined:  # its weights are in this worker's folder, not the study's
+                attrs[TRIAL_RUN_DIR] = ours
+            cons = violations(free_constraints, metrics)
+            state = TrialState.COMPLETE
+            infeasible = any(v > 0 for v in cons.values())
+            if claims is not None and not infeasible and effective_id not in mirror.known:
+                # claim it, then look again: a worker stores its trial before it clears its
+                # claim, so one stored while this worker proposed is seen now, and one in
+                # progress is the rival's
+                rival = claims.claim(effective_id, trial.params)
+                mirror.sync()
+                if effective_id in mirror.known:
+                    claims.clear()  # stored meanwhile: reused below
+                elif rival is not None:
+                    # another worker trains it: not stored here; the sampler, seeing it as
+                    # running now, proposes another (after a few tries, wait for its result)
+                    mirror.shadow.tell(trial, state=TrialState.FAIL)
+                    rivals += 1
+                    if rivals >= 3:
+                        rivals = 0
+                        wait(
+                            f"for {space.format(arch)}, which another worker is training",
+                            lambda e=effective_id, c=claims: (
+                                e in mirror.known or e not in c.others
+                            ),
+                        )
+                    continue
+                else:
+                    rivals = 0
+            if infeasible:
+                status = "infeasible"
+                metrics.update(WORST)
+            elif effective_id in mirror.known:
+                status = "reused"
+                prev = mirror.known[effective_id]
+                metrics.update({m: prev.user_attrs[m] for m in WORST if m in prev.user_attrs})
+                attrs["duplicate_of"] = prev.number
+                attrs.pop(TRIAL_RUN_DIR, None)
+                found = _reusable_weights(space, arch, prev, study.user_attrs, run_dir)
+                if found is not None:  # the same network, trained once
+                    attrs["weights"] = prev.user_attrs["weights"]
+                    if str(found) != home:
+                        attrs[TRIAL_RUN_DIR] = str(found)
+            elif not exp.needs_training:
+                status = "evaluated"  # nothing to train: every metric is free
             else:
-                status = "trained"
-                metrics.update(trained_metrics(result))
-                n_near_chance += result.val_accuracy <= chance
-                if save_weights:
-                    weights = {k: v.contiguous() for k, v in model.state_dict().items()}
-        attrs["status"] = status
-        with interrupts_deferred():  # a trial is stored whole: its weights, then its study row
-            if weights:
-                path = run_dir / "weights" / f"{arch.arch_id}.safetensors"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_path(path, suffix=".safetensors") as tmp:
-                    save_file(weights, str(tmp), metadata={"arch_id": arch.arch_id})
-                attrs["weights"] = str(path.relative_to(run_dir))
-            values = (
-                [metrics[m.name] for m in objectives] if state == TrialState.COMPLETE else None
-            )
-            _store(mirror, trial, attrs, metrics, cons, exp.constraints, values)
-        counts["failed" if status == "diverged" else status] += 1
-        n_new += 1
-        if progress:
-            progress(
-                "trial",
-                {
-                    "trial": trial.number,
-                    "status": status,
-                    "arch": attrs["arch"],
-                    # an untrained trial's placeholder (WORST) is no measurement: not shown
-                    **{
-                        m.name: None
-                        if status == "infeasible" and m.name in WORST
-                        else metrics.get(m.name)
-                        for m in objectives
+                assert claims is not None  # a search that trains claims what it trains
+
+                def on_epoch(epoch: int, epochs: int, loss: float, _n: int = trial.number) -> None:
+                    claims.beat()
+                    if progress:
+                        progress(
+                            "epoch", {"trial": _n, "epoch": epoch, "epochs": epochs, "loss": loss}
+                        )
+
+                model, result = evaluator.train(arch, progress=on_epoch)
+                attrs["train"] = {
+                    k: v for k, v in result.to_dict().items() if isinstance(v, (int, float, bool))
+                }
+                if result.diverged or not math.isfinite(result.val_accuracy):
+                    status = "diverged"
+                    state = TrialState.FAIL
+                else:
+                    status = "trained"
+                    metrics.update(trained_metrics(result))
+                    n_near_chance += result.val_accuracy <= chance
+                    if save_weights:
+                        weights = {k: v.contiguous() for k, v in model.state_dict().items()}
+            attrs["status"] = status
+            with interrupts_deferred():  # a trial is stored whole: its weights, then its row
+                if weights:
+                    path = run_dir / "weights" / f"{arch.arch_id}.safetensors"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(path, suffix=".safetensors") as tmp:
+                        save_file(weights, str(tmp), metadata={"arch_id": arch.arch_id})
+                    attrs["weights"] = str(path.relative_to(run_dir))
+                values = (
+                    [metrics[m.name] for m in objectives] if state == TrialState.COMPLETE else None
+                )
+                _store(mirror, trial, attrs, metrics, cons, exp.constraints, values)
+                if claims is not None:
+                    claims.clear()
+            counts["failed" if status == "diverged" else status] += 1
+            n_new += 1
+            if progress:
+                progress(
+                    "trial",
+                    {
+                        "trial": trial.number,
+                        "status": status,
+                        "arch": attrs["arch"],
+                        # an untrained trial's placeholder (WORST) is no measurement: not shown
+                        **{
+                            m.name: None
+                            if status == "infeasible" and m.name in WORST
+                            else metrics.get(m.name)
+                            for m in objectives
+                        },
                     },
-                },
-            )
+                )
+    finally:
+        if claims is not None and claims.mine is not None:
+            with contextlib.suppress(Exception):  # the storage may be what failed
+                claims.clear()
     return SearchOutcome(
         study_name=exp.study_name,
         storage=storage,

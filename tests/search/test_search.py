@@ -602,7 +602,8 @@ def test_a_second_process_in_a_running_run_directory_is_refused(tiny_experiment,
         err = capsys.readouterr().err
         assert err == (
             f"nas: error: --out {run}: another nas process (pid 4242) is running in this "
-            "folder; wait for it to end, or pass another --out\n"
+            "folder; wait for it to end, or pass another --out (for a parallel worker on the "
+            "same study: another --out with the same search.storage)\n"
         )
         assert sorted(p.name for p in run.iterdir()) == [".lock"]
     assert main(["search", str(path), "--out", str(run), "-q"]) == 0  # released: it runs
