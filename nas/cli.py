@@ -735,7 +735,7 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     from nas.cost import LookupTable
     from nas.cost._profile import profile_space
-    from nas.cost._table import poor_fit
+    from nas.cost._table import fit_error, poor_fit
     from nas.space import load_space
 
     space = load_space(args.space)
@@ -809,11 +809,9 @@ def _cmd_profile(args: argparse.Namespace) -> int:
         )
     )
     if poor_fit(fix):
-        reference = float(fix["reference_ms"])
         print(
-            f"nas: warning: the correction fits the end-to-end timings poorly (RMSE "
-            f"{fix['fit_rmse_ms']:.4f} ms on models like the {reference:.4f} ms reference): the "
-            "machine was busy, the timings too short"
+            f"nas: warning: the correction fits the end-to-end timings poorly ({fit_error(fix)}): "
+            "the machine was busy, the timings too short"
             + (
                 ", or the runtime fuses across layers more than the correction models"
                 if config.engine == "onnxruntime"

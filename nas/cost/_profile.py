@@ -616,13 +616,22 @@ def _in_model_correction(
 ) -> dict[str, Any]:
     rng = np.random.default_rng(CALIBRATION_SEED)
     archs = [space.random(rng) for _ in range(config.overhead_archs)]
-    runs = [prepare(space.build(arch, seed=0), space.input_shape, config) for arch in archs]
+    # every model's time at one machine speed, the first model's (the reference) when timed
+    # alone: each is timed between two runs of the reference and divided by their drift, as
+    # nas validate-table does; a VM's speed moves by the minute, and tiny models' timings
+    # taken minutes apart would otherwise fit the machine's moods, not the layers
+    ref_run = prepare(space.build(archs[0], seed=0), space.input_shape, config)
+    reference_ms = statistics.median(measure_interleaved([ref_run], config)[0])
+    latencies = [
+        measured / ratio
+        for _, found, _ in _against_reference(space, ref_run, archs, config, reference_ms)
+        for measured, ratio in found
+    ]
     gaps, rows = [], []
-    timings = measure_interleaved(runs, config)
-    for arch, samples in zip(archs, timings, strict=True):
+    for arch, latency in zip(archs, latencies, strict=True):
         layers = space.layers(arch)
         layers_ms = sum(table.entry(x).latency_ms_p50 for x in layers)
-        gaps.append(statistics.median(samples) - layers_ms)
+        gaps.append(latency - layers_ms)
         rows.append((1.0, len(layers), table.moved_mb(layers), layers_ms))
     # end-to-end - sum of layers timed alone = a + b * layers + c * MB (+ d * sum of layers):
     # ``a`` is the model's own call, ``b`` the dispatch a layer pays inside the model's
@@ -678,16 +687,19 @@ def _in_model_correction(
         "fit": (
             f"end-to-end - sum of layers = {fitted}, "
             f"least squares over {config.overhead_archs} architectures drawn with seed "
-            f"{CALIBRATION_SEED} (never used for validation)"
+            f"{CALIBRATION_SEED} (never used for validation), each timed between runs of the "
+            "first (the reference) and divided by their drift"
         ),
         "fit_rmse_ms": float(np.sqrt(np.mean((A @ coef - y) ** 2))),
+        # relative to each model's latency: models of a space span 10x and more
+        "fit_rmspe": float(np.sqrt(np.mean(((A @ coef - y) / np.array(latencies)) ** 2))),
         # terms the best fit leaves out: a free fit made a cost negative, or the models do not
         # determine them (every model has as many layers)
         "held_at_zero": [t for i, t in enumerate(terms) if i not in kept],
         # a model timed at profiling time, to measure later how fast the machine runs now
         "reference_arch": space.format(archs[0]),
         "space_hash": space.hash,  # the version of the space it was fitted on
-        "reference_ms": float(statistics.median(timings[0])),
+        "reference_ms": float(reference_ms),
     }
 
 
@@ -802,24 +814,8 @@ def validate_table(
     round_errors: list[float] = []
     with _threads(config.threads):
         ref_run = prepare(space.build(reference, seed=0), space.input_shape, config)
-        chunk = 5  # models per interleaved batch: small batches track fast drift
-        for start in range(0, n, chunk):
-            part = archs[start : start + chunk]
-            runs = [ref_run]
-            for arch in part:  # ref, m1, ref, m2, ref, ...: every model between two reference runs
-                runs += [prepare(space.build(arch, seed=0), space.input_shape, config), ref_run]
-            for attempt in range(1, _GLITCH_RETRIES + 2):
-                found, errors = _timed_batch(runs, part, config, fix["reference_ms"])
-                glitch = [r for r in found if not 1 / _GLITCH <= r[1] <= _GLITCH]
-                if not glitch or attempt > _GLITCH_RETRIES:
-                    break
-                log.warning(  # a pause of the process, a burst of other work
-                    "machine %.3gx its speed when the table was made while timing %s; timing "
-                    "these %d models again",
-                    glitch[0][1],
-                    space.format(part[found.index(glitch[0])]),
-                    len(part),
-                )
+        timed = _against_reference(space, ref_run, archs, config, fix["reference_ms"])
+        for part, found, errors in timed:
             for arch, (measured, ratio) in zip(part, found, strict=True):
                 predicted = table.estimate(space.layers(arch)).latency_ms
                 rows.append((space.format(arch), predicted, measured, ratio))
@@ -843,6 +839,38 @@ def validate_table(
 
 _GLITCH = 4.0  # a drift ratio beyond 4x (or under 1/4) is a pause, not the machine's drift
 _GLITCH_RETRIES = 2
+
+
+def _against_reference(
+    space: SearchSpace,
+    ref_run: Run,
+    archs: Sequence[Architecture],
+    config: ProfileConfig,
+    reference_ms: float,
+) -> Iterator[tuple[Sequence[Architecture], list[tuple[float, float]], list[float]]]:
+    """Time ``archs`` end to end in batches of 5, each model between two runs of the
+    reference model (ref, m1, ref, m2, ref, ...: small batches track fast drift); per batch,
+    its models, their (median latency, drift ratio against ``reference_ms``) and the rounds'
+    errors (:func:`_timed_batch`). A batch with a ratio beyond :data:`_GLITCH` (a pause of the
+    process, a burst of other work) is timed again, up to :data:`_GLITCH_RETRIES` times."""
+    chunk = 5
+    for start in range(0, len(archs), chunk):
+        part = archs[start : start + chunk]
+        runs = [ref_run]
+        for arch in part:
+            runs += [prepare(space.build(arch, seed=0), space.input_shape, config), ref_run]
+        for attempt in range(1, _GLITCH_RETRIES + 2):
+            found, errors = _timed_batch(runs, part, config, reference_ms)
+            glitch = [r for r in found if not 1 / _GLITCH <= r[1] <= _GLITCH]
+            if not glitch or attempt > _GLITCH_RETRIES:
+                break
+            log.warning(
+                "machine %.3gx its reference speed while timing %s; timing these %d models again",
+                glitch[0][1],
+                space.format(part[found.index(glitch[0])]),
+                len(part),
+            )
+        yield part, found, errors
 
 
 def _timed_batch(

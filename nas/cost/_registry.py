@@ -10,7 +10,7 @@ from nas._config import load_yaml
 from nas._errors import NasConfigError, nearest
 from nas.cost._analytic import AnalyticDevice
 from nas.cost._base import CostModel
-from nas.cost._table import LookupTable, poor_fit
+from nas.cost._table import LookupTable, fit_error, poor_fit
 from nas.space import SearchSpace
 
 __all__ = ["builtin_table_dir", "for_space", "list_devices", "load_cost_model"]
@@ -67,17 +67,15 @@ def _warn_of_a_poor_fit(table: LookupTable, space: SearchSpace) -> None:
     fix = (table.meta.get("in_model") or {}).get(space.name) or {}
     if not poor_fit(fix):
         return
-    rmse, reference = fix["fit_rmse_ms"], fix["reference_ms"]
     log.warning(
-        "table '%s' (%s): its profile of '%s' fit the end-to-end timings poorly (RMSE %.4g ms "
-        "on models like the %.4g ms reference: the machine was busy, or the warm-up too "
-        "short), so its predictions may be far off; check it with nas validate-table --space "
-        "%s --table %s, or profile again on an idle machine into a new --out",
+        "table '%s' (%s): its profile of '%s' fit the end-to-end timings poorly (%s: the "
+        "machine was busy, or the warm-up too short), so its predictions may be far off; "
+        "check it with nas validate-table --space %s --table %s, or profile again on an idle "
+        "machine into a new --out",
         table.device,
         table.path,
         space.name,
-        rmse,
-        reference,
+        fit_error(fix),
         getattr(space, "source", "") or space.name,
         table.path,
     )

@@ -69,9 +69,26 @@ POOR_FIT = 0.2
 
 
 def poor_fit(fix: Mapping[str, Any]) -> bool:
-    """Whether an in-model correction fit its end-to-end timings poorly (:data:`POOR_FIT`)."""
+    """Whether an in-model correction fit its end-to-end timings poorly (:data:`POOR_FIT`):
+    its root-mean-square error relative to each model's own latency (``fit_rmspe``), or, in a
+    table fitted before that was recorded, its RMSE relative to the reference model's."""
+    if fix.get("fit_rmspe") is not None:
+        return bool(fix["fit_rmspe"] > POOR_FIT)
     rmse, reference = fix.get("fit_rmse_ms"), fix.get("reference_ms")
     return bool(rmse and reference and rmse > POOR_FIT * reference)
+
+
+def fit_error(fix: Mapping[str, Any]) -> str:
+    """How far a correction's fit was off, in the terms :func:`poor_fit` judges it by."""
+    if fix.get("fit_rmspe") is not None:
+        return (
+            f"RMSE {fix['fit_rmse_ms']:.4g} ms, {100 * fix['fit_rmspe']:.0f}% of a model's "
+            "own latency (root mean square)"
+        )
+    return (
+        f"RMSE {fix['fit_rmse_ms']:.4g} ms on models like the {fix['reference_ms']:.4g} ms "
+        "reference"
+    )
 
 
 #: terms a table may lack (written before the term existed): read as 0

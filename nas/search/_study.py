@@ -681,9 +681,9 @@ def run_search(
     study = open_study(exp, space, storage, costs, run_dir=run_dir)
     home = study.user_attrs.get("nas.run_dir")
     ours = str(run_dir.resolve())
-    # the study's first worker (or a study that never recorded its folder, in its own
-    # default storage) keeps the seed; a worker that joins it gets a stream of its own
-    joined = home != ours and not (home is None and storage == _default_storage(run_dir))
+    # the study's first worker, or the folder whose own study.db it is (moved or copied whole
+    # since), keeps the seed; a worker that joins it gets a stream of its own
+    joined = home != ours and storage != _default_storage(run_dir)
     if evaluator.data is not None and PREPROCESS_ATTR not in study.user_attrs:
         study.set_user_attr(PREPROCESS_ATTR, evaluator.data.preprocess)
     seed = exp.search.seed
@@ -709,12 +709,16 @@ def run_search(
             {"finished": mirror.finished, "total": exp.search.n_trials, "joined": joined},
         )
 
+    def timed_out() -> bool:
+        limit = exp.search.timeout_s
+        return limit is not None and time.perf_counter() - start > limit
+
     def wait(reason: str, until: Callable[[], bool]) -> None:
-        """Poll the storage until ``until()``, saying why once."""
+        """Poll the storage until ``until()`` (or ``search.timeout_s``), saying why once."""
         said = False
         while True:
             mirror.sync()
-            if until():
+            if until() or timed_out():
                 return
             if progress and not said:
                 progress("waiting", {"reason": reason})
@@ -727,6 +731,9 @@ def run_search(
             mirror.sync()
             if mirror.finished >= exp.search.n_trials:
                 break
+            if timed_out():
+                log.info("search.timeout_s reached after %d new trials", n_new)
+                break
             if mirror.finished + mirror.running >= exp.search.n_trials:
                 # the others' trials complete the study: wait for them, so that this worker's
                 # report (and the stage after the search) holds every trial
@@ -735,12 +742,6 @@ def run_search(
                     lambda: mirror.finished >= exp.search.n_trials or not mirror.running,
                 )
                 continue
-            if (
-                exp.search.timeout_s is not None
-                and time.perf_counter() - start > exp.search.timeout_s
-            ):
-                log.info("search.timeout_s reached after %d new trials", n_new)
-                break
             if progress and n_new == 0 and not rivals:  # the first proposal can take seconds
                 progress("proposing", {"trial": len(mirror.shadow.trials)})
             trial = mirror.shadow.ask()

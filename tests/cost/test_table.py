@@ -385,6 +385,7 @@ def test_two_versions_of_a_space_profiled_in_turn_each_refit_and_keep_both_backu
     doc["in_model"]["tiny_cell"]["fit_rmse_ms"] = (
         100 * doc["in_model"]["tiny_cell"]["reference_ms"]
     )
+    doc["in_model"]["tiny_cell"]["fit_rmspe"] = 100.0  # each model's own latency 100x over
     out.write_text(json.dumps(doc))
     capsys.readouterr()
     assert main(args) == 0
@@ -393,7 +394,7 @@ def test_two_versions_of_a_space_profiled_in_turn_each_refit_and_keep_both_backu
         in capsys.readouterr().err
     )
     fix = LookupTable.load(out).meta["in_model"]["tiny_cell"]
-    assert fix["fit_rmse_ms"] < 100 * fix["reference_ms"]
+    assert fix["fit_rmse_ms"] < 100 * fix["reference_ms"] and fix["fit_rmspe"] < 100
     assert main(["devices", "--table-dir", str(tmp_path)]) == 0
     assert "prev" not in capsys.readouterr().out
 
@@ -729,25 +730,30 @@ def test_a_table_for_another_version_of_the_space_is_used_with_a_warning(
     assert not caplog.records
     # a profile whose layers did not add up to its models (a busy machine) is said at each use
     fix = table.meta["in_model"]["tiny_cell"]
-    busy = LookupTable(
-        table.device,
-        {**table.meta, "in_model": {"tiny_cell": {**fix, "fit_rmse_ms": fix["reference_ms"]}}},
-        table.entries,
-        path=table.path,
-    )
+    assert fix["fit_rmspe"] <= 0.2  # judged by each model's own latency
+
+    def fitted(**changes: float | None) -> LookupTable:
+        change = {**fix, **changes}
+        meta = {**table.meta, "in_model": {"tiny_cell": change}}
+        return LookupTable(table.device, meta, table.entries, path=table.path)
+
+    busy = fitted(fit_rmspe=1.0)
     with caplog.at_level(logging.WARNING, logger="nas.cost"):
         for_space(busy, tiny)
     (record,) = caplog.records
-    assert "fit the end-to-end timings poorly" in record.message
-    caplog.clear()  # RMSE 27% of the reference: validated at 34% MAPE, was used silently
-    meta = {
-        **busy.meta,
-        "in_model": {"tiny_cell": {**fix, "fit_rmse_ms": fix["reference_ms"] / 4}},
-    }
+    assert "fit the end-to-end timings poorly (RMSE" in record.message
+    assert "100% of a model's own latency" in record.message
+    caplog.clear()  # 27% off: validated at 34% MAPE, was used silently
     with caplog.at_level(logging.WARNING, logger="nas.cost"):
-        for_space(LookupTable(table.device, meta, table.entries, path=table.path), tiny)
+        for_space(fitted(fit_rmspe=0.27), tiny)
     assert len(caplog.records) == 1
     caplog.clear()
+    # a table fitted before fit_rmspe was recorded: its RMSE against the reference model's
+    for rmse, warned in ((fix["reference_ms"], 1), (fix["reference_ms"] / 4, 1), (0.0, 0)):
+        with caplog.at_level(logging.WARNING, logger="nas.cost"):
+            for_space(fitted(fit_rmspe=None, fit_rmse_ms=rmse), tiny)
+        assert len(caplog.records) == warned, rmse
+        caplog.clear()
     with caplog.at_level(logging.WARNING, logger="nas.cost"):
         for_space(busy, tiny)
     (record,) = caplog.records
@@ -771,7 +777,7 @@ def test_a_correction_that_makes_a_model_cost_less_than_nothing_is_the_tables_fa
     tiny, table, tmp_path, capsys
 ):
     meta = json.loads((tmp_path / "tinydev.json").read_text())
-    meta["in_model"]["tiny_cell"]["per_mb_ms"] = -5.0
+    meta["in_model"]["tiny_cell"]["per_mb_ms"] = -5000.0  # far below any fitted rebate
     (tmp_path / "tinydev.json").write_text(json.dumps(meta))
     archs = tmp_path / "archs.txt"
     archs.write_text(tiny.format(tiny.random(0)) + "\n")
@@ -789,7 +795,7 @@ def test_a_correction_that_makes_a_model_cost_less_than_nothing_is_the_tables_fa
         in err
     )
     assert (
-        "per_mb_ms -5" in err and "correct it in the table's JSON, or refit it by profiling" in err
+        "per_mb_ms -5000" in err and "correct it in the table's JSON, or refit it by profiling" in err
     )
 
 

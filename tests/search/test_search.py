@@ -250,10 +250,14 @@ def test_a_resumed_search_with_the_default_sampler_is_the_uninterrupted_one(
     path.write_text(path.read_text().replace("sampler: tpe, ", ""))
     run_experiment(load_experiment(path), tmp_path / "whole")
     run_experiment(load_experiment(path, ["search.n_trials=4"]), tmp_path / "run")
-    run_experiment(load_experiment(path), tmp_path / "run")
-    whole, resumed = (pd.read_csv(tmp_path / d / "trials.csv") for d in ("whole", "run"))
+    # moved whole between the two runs: its own study.db, not another worker's study
+    (tmp_path / "run").rename(tmp_path / "moved")
+    again = run_experiment(load_experiment(path), tmp_path / "moved")
+    whole, resumed = (pd.read_csv(tmp_path / d / "trials.csv") for d in ("whole", "moved"))
     assert list(resumed["arch_id"]) == list(whole["arch_id"])
     assert resumed["error"].tolist() == whole["error"].tolist()
+    assert "nas.run_dir" not in resumed  # no trial was stored as another worker's
+    assert again.search.n_new == 5
 
 
 @pytest.mark.parametrize("space_name", ["mobilenet_small", "fbnet", "nasbench201"])
