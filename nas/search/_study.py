@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import math
+import random
 import signal
 import threading
 import time
@@ -726,6 +727,7 @@ def run_search(
             time.sleep(poll_s)
 
     rivals = 0  # proposals in a row that another worker was already training
+    backoff = random.Random()  # unseeded: two workers that met must part
     try:
         while True:
             mirror.sync()
@@ -773,6 +775,7 @@ def run_search(
                     # another worker trains it: not stored here; the sampler, seeing it as
                     # running now, proposes another (after a few tries, wait for its result)
                     mirror.shadow.tell(trial, state=TrialState.FAIL)
+                    time.sleep(backoff.uniform(0, poll_s / 4))  # not to meet the rival again
                     rivals += 1
                     if rivals >= 3:
                         rivals = 0

@@ -142,12 +142,18 @@ class Claims:
             if claim is None or claim.effective_id in done or claim.stale(now):
                 continue
             held = self.others.get(claim.effective_id)
-            if held is None or (claim.since, claim.worker) < (held.since, held.worker):
+            if held is None or claim.since < held.since:
                 self.others[claim.effective_id] = claim
 
     def claim(self, effective_id: str, params: Mapping[str, Any]) -> Claim | None:
-        """Claim ``effective_id`` for this worker; None when it is ours to train, else the
-        other worker's claim that came first (this worker then leaves it to that one)."""
+        """Claim ``effective_id`` for this worker; None when it is ours to train, else another
+        worker's claim of it (this worker then leaves it to that one).
+
+        A claim is written, then the claims are read again: a worker that finds another's
+        claim of the same architecture then backs off, whichever came first. The storage has no
+        compare-and-set, and clocks (the claims' ``since``) do not order writes: of two workers
+        that claim at once, one backs off or both do (they then propose again; the caller waits
+        a random moment first, so that they do not meet again), never neither."""
         if effective_id in self.others:
             return self.others[effective_id]
         now = time.time()
@@ -156,13 +162,11 @@ class Claims:
             socket.gethostname(), os.getpid(), now, now,
         )  # fmt: skip
         self._write(self.mine)
-        # two workers may claim at once: the earlier claim (then the lower key) trains it
         self.read(self.study.user_attrs, ())
         rival = self.others.get(effective_id)
-        if rival is not None and (rival.since, rival.worker) < (now, self.key):
+        if rival is not None:
             self.clear()
-            return rival
-        return None
+        return rival
 
     def beat(self) -> None:
         """Refresh this worker's claim (during a long training) at most every :data:`BEAT_S`."""
