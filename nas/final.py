@@ -1179,19 +1179,20 @@ def export_trial(
 
 
 def _trial_weights(storage: str, study: Any, trial: Any, number: int) -> Path | None:
-    """The file of a trial's proxy-trained weights: in the folder of the study's SQLite file
-    (the run folder, wherever it was moved or copied), else where the study and the trial
-    recorded (another worker's folder, see ``nas.search._workers``). None when the trial has
-    none (it broke a constraint, or trained nothing)."""
+    """The file of a trial's proxy-trained weights, where ``trial_weights`` looks: the folder
+    of the worker that stored it (see ``nas.search._workers``), the folder of the study's
+    SQLite file (the run folder, wherever it was moved or copied), the run folder the study
+    recorded. None when the trial has none (it broke a constraint, or trained nothing)."""
     from nas.search import sqlite_file, trial_weights, weight_folders
 
     if not trial.user_attrs.get("weights"):
         return None
     sqlite = sqlite_file(storage)
-    path = trial_weights(trial, study.user_attrs, sqlite.parent if sqlite else None)
+    folder = sqlite.parent if sqlite else None
+    path = trial_weights(trial, study.user_attrs, folder)
     if path is not None:
         return path
-    folders = weight_folders(trial, study.user_attrs, sqlite.parent if sqlite else None)
+    folders = weight_folders(trial, study.user_attrs, folder)
     raise NasConfigError(
         f"--trial {number}: its proxy-trained weights {trial.user_attrs['weights']} are in "
         f"none of {', '.join(map(str, folders)) or 'the run folders'}; a run folder is moved "

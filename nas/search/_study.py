@@ -496,20 +496,9 @@ class _Mirror:
         return len(self.claims.others) if self.claims is not None else 0
 
     def sync(self) -> None:
-        """Pull finished trials of the storage (and other workers' claims) into the sampler's
+        """Pull finished trials of the storage, and other workers' claims, into the sampler's
         study."""
-        finished = self.study.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)
-        )
-        for t in finished:
-            if t.state == TrialState.COMPLETE and t.user_attrs.get("status") in EVALUATED:
-                attrs = t.user_attrs
-                self.known.setdefault(attrs.get(EFFECTIVE_ATTR, attrs.get("arch_id", "")), t)
-            uid = self._uid(t)
-            if uid not in self.seen:
-                self.seen.add(uid)
-                self.shadow.add_trial(t)
-        self.finished = len(finished)
+        self.pull()
         if self.claims is None:
             return
         self.claims.read(self.study.user_attrs, self.known)
@@ -529,6 +518,21 @@ class _Mirror:
                 continue  # a claim from another version of the space: nothing to mirror
             self.shadow.add_trial(ghost)
             self._ghosts[effective_id] = self.shadow.get_trials(deepcopy=False)[-1].number
+
+    def pull(self) -> None:
+        """Pull finished trials of the storage into the sampler's study (not the claims)."""
+        finished = self.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)
+        )
+        for t in finished:
+            if t.state == TrialState.COMPLETE and t.user_attrs.get("status") in EVALUATED:
+                attrs = t.user_attrs
+                self.known.setdefault(attrs.get(EFFECTIVE_ATTR, attrs.get("arch_id", "")), t)
+            uid = self._uid(t)
+            if uid not in self.seen:
+                self.seen.add(uid)
+                self.shadow.add_trial(t)
+        self.finished = len(finished)
 
     def publish(self, frozen: optuna.trial.FrozenTrial) -> None:
         """Write a trial finished on the shadow study to the storage (one transaction)."""
@@ -767,8 +771,8 @@ def run_search(
                 # claim it, then look again: a worker stores its trial before it clears its
                 # claim, so one stored while this worker proposed is seen now, and one in
                 # progress is the rival's
-                rival = claims.claim(effective_id, trial.params)
-                mirror.sync()
+                rival = claims.claim(effective_id, trial.params)  # it read the claims again
+                mirror.pull()
                 if effective_id in mirror.known:
                     claims.clear()  # stored meanwhile: reused below
                 elif rival is not None:
