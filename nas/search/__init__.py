@@ -11,6 +11,7 @@ from nas.search._experiment import (
     load_experiment,
     parse_metric,
 )
+from nas.search._loop import SearchOutcome, run_search
 from nas.search._pareto import (
     Normalization,
     hypervolume,
@@ -22,12 +23,10 @@ from nas.search._report import Report, load_study, trials_frame, write_report
 from nas.search._samplers import make_sampler
 from nas.search._select import RULES, SelectConfig, select_members
 from nas.search._study import (
-    SearchOutcome,
     check_study,
     cost_digests,
     open_study,
     prepare,
-    run_search,
     sqlite_file,
     storage_url,
 )

@@ -433,7 +433,7 @@ def test_an_interrupt_while_a_trial_is_stored_waits_for_it(tiny_experiment, tmp_
     # are kept, then the run stops
     import signal
 
-    from nas.search._study import _Mirror
+    from nas.search._loop import _Mirror
 
     publish = _Mirror.publish
 
@@ -618,7 +618,7 @@ def test_a_process_that_ignores_ctrl_c_keeps_ignoring_it():
     # make such a process interruptible
     import signal
 
-    from nas.search._study import interrupts_deferred
+    from nas.search._loop import interrupts_deferred
 
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
