@@ -371,108 +371,170 @@ def finish_architecture(
     pruned model's (``<arch_id>-pruned/``, variant ``pruned``; pruned again
     ``<arch_id>-pruned-pruned/``), and the record travels on in their ``arch.json``.
     """
-    base = run_dir / "final"
-    environment = environment or {}
-    # a start pruned n times is the folder '<arch_id>' + n * '-pruned', its variants after it
-    name = arch.arch_id + "-pruned" * len(pruning_chain(pruning))
-    kind = name.removeprefix(arch.arch_id).removeprefix("-") or "fp32"
-    origin = {**(origin or {}), "arch_id": arch.arch_id}
-    source = origin.get("experiment")
-    # the teacher compared by identity, never by the words of its role on the card
-    settings = _settings(
-        arch, finetune_config, compress, data, {**origin, "teacher": teacher_identity}
-    )
-    settings["pruning"] = pruning
-    record = _state_dir(base, name) / FINISHED_NAME
-    kept = _finished_earlier(record, settings, base)
-    if kept is not None:
-        if progress is not None:
-            progress("final_kept", {"model": name, "record": str(record)})
-        folder = base / name
-        return FinalModel(arch.arch_id, folder, kept), load_architecture(folder / "arch.json")
-    x_held, y_held, split = data.held_out()
-    example = data.x_val[:8]
-    calibration_n = compress.quantize.calibration if compress and compress.quantize else 256
-    calibration = data.x_train[:calibration_n]
-    check_calibration(calibration, tuple(space.input_shape), source=f"data '{data.name}'")
-    extra = {"preprocess": data.preprocess, "data_split": data.split_recipe, "origin": origin}
-    unpruned = space.build(arch)
-    unpruned_params = _params(unpruned)
-    # a start that was already pruned (``nas train`` on a pruned arch.json) keeps its widths
-    widths = shape_overrides(model, unpruned) or None
-    float_extra = extra if pruning is None else {**extra, "pruning": pruning}
-
-    def derived(how: str) -> dict[str, Any]:
-        """The origin of a model made from the fine-tuned ``name`` (pruned, sparse): it
-        starts from that model, which is also its teacher when fine-tunes distill."""
-        before = {k: origin[k] for k in ("started_from", "teacher") if k in origin}
-        teacher = (
-            f"{name}, the model it was {how} from"
-            if finetune_config.distill is not None
-            else f"none: its fine-tune after it was {how} did not distill"
-        )
-        said = "; ".join(f"{k}: {v}" for k, v in before.items())
-        return {
-            **origin,
-            "started_from": f"{name}, fine-tuned, then {how}"
-            + (f" ({name}'s own {said})" if said else ""),
-            "teacher": teacher,
-        }
-
-    # what each fine-tuning checkpoint depends on: the float model's, then each variant's
-    # (not where the run, its study or the experiment file lie: a moved run resumes)
-    inputs = {k: settings[k] for k in ("arch", "finetune", "data")}
-    inputs["teacher"] = settings["origin"].get("teacher")
-    if widths is not None:  # (a key only then: an unpruned model's checkpoints stay valid)
-        inputs["pruned"] = widths
-    training = _finetune(
-        model,
-        data,
-        finetune_config,
-        _fresh_checkpoint(_state_dir(base, name), inputs, name),
-        teacher,
-        progress,
-        name,
-        source,
-    )
-    # the training record and the card's word on pruning of each folder's model
-    trainings: dict[str, dict[str, Any]] = {name: training}
-    structure: dict[str, str] = {}
-    origins: dict[str, dict[str, Any]] = {}  # of the folders made from the float model
-    taught = ", distilling from it" if finetune_config.distill is not None else ""
-    model.eval()
-
-    def stage(label: str, what: str) -> None:
-        if progress is not None:
-            progress("final_stage", {"model": label, "stage": what})
-
-    stage(name, "exporting FP32 (safetensors, ONNX, torch.export)")
-    # variant name -> (model to time, runtime, file, folder, params)
-    variants: dict[str, dict[str, Any]] = {}
-    acc = evaluate(model, x_held, y_held)[0]
-    folder = _staging(base, name)
-    export_float(
-        folder,
+    job = _Finish(
+        run_dir / "final",
         space,
         arch,
-        model,
-        example=example,
-        extra=float_extra,
-        metrics={f"accuracy_{split}": acc},
-        pruned=widths,
+        data,
+        finetune_config=finetune_config,
+        compress=compress,
+        origin=origin,
+        environment=environment or {},
+        progress=progress,
+        pruning=pruning,
+        teacher_identity=teacher_identity,
     )
-    if pruning is not None:
-        structure[name] = _pruned_line(pruning, _params(model), unpruned_params)
-    params = nonzero_params(model)
-    variants[kind] = _torch_variant(model, folder, params)
-    variants[f"{kind}/onnx"] = _onnx_variant(folder / "model.onnx", folder, params)
+    kept = job.kept()
+    if kept is not None:
+        if progress is not None:
+            progress("final_kept", {"model": job.name, "record": str(job.record)})
+        folder = job.base / job.name
+        return FinalModel(arch.arch_id, folder, kept), load_architecture(folder / "arch.json")
+    return job.run(model, teacher), model
 
-    def int8(
-        variant: str, float_model: nn.Module, out: Path, pruned: dict | None, extra: dict
+
+class _Finish:
+    """One architecture's finish (:func:`finish_architecture`): what it depends on, and, as its
+    steps run, the variants to measure and what each folder's model card will say.
+
+    The steps: fine-tune the float model and export it (:meth:`run`), quantize a float model to
+    INT8 beside it (:meth:`_int8`), prune it structurally (:meth:`_prune`), sparsify it
+    (:meth:`_sparsify`); then measure every variant and publish the folders
+    (:meth:`_measure_and_publish`). Each folder is built in staging and moved into ``final/``
+    whole; ``finished.json`` is written last.
+    """
+
+    def __init__(
+        self,
+        base: Path,
+        space: SearchSpace,
+        arch: Architecture,
+        data: SplitData,
+        *,
+        finetune_config: FinetuneConfig,
+        compress: CompressConfig | None,
+        origin: dict[str, Any] | None,
+        environment: dict[str, Any],
+        progress: Progress | None,
+        pruning: dict[str, Any] | None,
+        teacher_identity: Any,
     ) -> None:
+        self.base, self.space, self.arch, self.data = base, space, arch, data
+        self.finetune_config, self.compress = finetune_config, compress
+        self.environment, self.progress, self.pruning = environment, progress, pruning
+        # a start pruned n times is the folder '<arch_id>' + n * '-pruned', its variants after it
+        self.name = arch.arch_id + "-pruned" * len(pruning_chain(pruning))
+        self.kind = self.name.removeprefix(arch.arch_id).removeprefix("-") or "fp32"
+        self.origin = {**(origin or {}), "arch_id": arch.arch_id}
+        self.source = self.origin.get("experiment")
+        # the teacher compared by identity, never by the words of its role on the card
+        self.settings = _settings(
+            arch, finetune_config, compress, data, {**self.origin, "teacher": teacher_identity}
+        )
+        self.settings["pruning"] = pruning
+        self.record = _state_dir(base, self.name) / FINISHED_NAME
+        self.taught = ", distilling from it" if finetune_config.distill is not None else ""
+        # variant name -> (model to time, runtime, file, folder, params)
+        self.variants: dict[str, dict[str, Any]] = {}
+        # the training record and the card's word on pruning of each folder's model
+        self.trainings: dict[str, dict[str, Any]] = {}
+        self.structure: dict[str, str] = {}
+        self.origins: dict[str, dict[str, Any]] = {}  # of the folders made from the float model
+        # set by run(), from the data and the starting model
+        self.example: torch.Tensor  # images to trace and check exports with
+        self.calibration: torch.Tensor  # INT8 calibration images
+        self.extra: dict[str, Any]  # arch.json keys of every folder (preprocess, split, origin)
+        self.float_extra: dict[str, Any]  # those of the float model's folder
+        self.widths: dict[str, dict[str, int]] | None  # a pruned start's channel counts
+        self.unpruned_params: int
+        self.inputs: dict[str, Any]  # what the float model's fine-tuning checkpoint depends on
+
+    def kept(self) -> tuple[Measurement, ...] | None:
+        """The measurements of an earlier finish this one would repeat (None: do it)."""
+        return _finished_earlier(self.record, self.settings, self.base)
+
+    def run(self, model: nn.Module, teacher: nn.Module | None) -> FinalModel:
+        """Fine-tune ``model`` in place (distilling from ``teacher``), then export, compress,
+        measure and publish; returns what was finished."""
+        space, arch, data, compress = self.space, self.arch, self.data, self.compress
+        self.example = data.x_val[:8]
+        calibration_n = compress.quantize.calibration if compress and compress.quantize else 256
+        self.calibration = data.x_train[:calibration_n]
+        check_calibration(self.calibration, tuple(space.input_shape), source=f"data '{data.name}'")
+        self.extra = {
+            "preprocess": data.preprocess,
+            "data_split": data.split_recipe,
+            "origin": self.origin,
+        }
+        unpruned = space.build(arch)
+        self.unpruned_params = _params(unpruned)
+        # a start that was already pruned (``nas train`` on a pruned arch.json) keeps its widths
+        self.widths = shape_overrides(model, unpruned) or None
+        pruning = self.pruning
+        self.float_extra = self.extra if pruning is None else {**self.extra, "pruning": pruning}
+        # what each fine-tuning checkpoint depends on: the float model's, then each variant's
+        # (not where the run, its study or the experiment file lie: a moved run resumes)
+        self.inputs = {k: self.settings[k] for k in ("arch", "finetune", "data")}
+        self.inputs["teacher"] = self.settings["origin"].get("teacher")
+        if self.widths is not None:  # (a key only then: an unpruned model's checkpoints stay)
+            self.inputs["pruned"] = self.widths
+        name = self.name
+        self.trainings[name] = _finetune(
+            model,
+            data,
+            self.finetune_config,
+            _fresh_checkpoint(_state_dir(self.base, name), self.inputs, name),
+            teacher,
+            self.progress,
+            name,
+            self.source,
+        )
+        model.eval()
+        self._stage(name, "exporting FP32 (safetensors, ONNX, torch.export)")
+        x_held, y_held, split = data.held_out()
+        folder = _staging(self.base, name)
+        export_float(
+            folder,
+            space,
+            arch,
+            model,
+            example=self.example,
+            extra=self.float_extra,
+            metrics={f"accuracy_{split}": evaluate(model, x_held, y_held)[0]},
+            pruned=self.widths,
+        )
+        if pruning is not None:
+            self.structure[name] = _pruned_line(pruning, _params(model), self.unpruned_params)
+        params = nonzero_params(model)
+        self.variants[self.kind] = _torch_variant(model, folder, params)
+        self.variants[f"{self.kind}/onnx"] = _onnx_variant(folder / "model.onnx", folder, params)
+        if compress is not None and compress.quantize is not None:
+            variant = "int8" if self.kind == "fp32" else f"{self.kind}+int8"
+            self._int8(variant, model, folder, self.widths, self.float_extra)
+        if compress is not None and compress.prune is not None:
+            self._prune(model)
+        if compress is not None and compress.sparsity is not None:
+            self._sparsify(model)
+        return self._measure_and_publish()
+
+    # -- the variants -------------------------------------------------------------------------
+
+    def _int8(
+        self,
+        variant: str,
+        float_model: nn.Module,
+        out: Path,
+        pruned: dict[str, dict[str, int]] | None,
+        extra: dict[str, Any],
+    ) -> None:
+        """Quantize ``float_model`` (exported in ``out``) to ``out/model_int8.onnx``: PTQ, and
+        QAT when the settings ask for it or PTQ lost more than ``max_drop``."""
+        compress, data, calibration = self.compress, self.data, self.calibration
         assert compress is not None and compress.quantize is not None
         q = compress.quantize
-        stage(out.name, f"quantizing to INT8 ({q.tool}, {len(calibration)} calibration images)")
+        self._stage(
+            out.name, f"quantizing to INT8 ({q.tool}, {len(calibration)} calibration images)"
+        )
         tool = (
             "PyTorch PT2E (torchao, x86 quantizer)"
             if q.tool == "pt2e"
@@ -514,7 +576,7 @@ def finish_architecture(
                 f"lr {q.qat_lr:g}"
             )
             log.info("%s: %s", out.name, said)
-            stage(out.name, said)
+            self._stage(out.name, said)
             how = (
                 f"quantization-aware training (QAT) with PyTorch PT2E ({flow}), "
                 f"{_epochs(q.qat_epochs)} at lr {q.qat_lr:g} from the float model, observers "
@@ -524,7 +586,7 @@ def finish_architecture(
                 {"method": "qat", "tool": "pt2e", "qat_epochs": q.qat_epochs, "qat_lr": q.qat_lr}
             )
             qat_config = replace(
-                finetune_config,
+                self.finetune_config,
                 epochs=q.qat_epochs,
                 lr=q.qat_lr,
                 warmup_epochs=0.0,
@@ -536,44 +598,41 @@ def finish_architecture(
                     f"lower compress.quantize.qat_lr ({q.qat_lr:g}), or set "
                     "compress.quantize.qat: never"
                 )
-                with _diverging(out.name, fix, source, "compress.quantize.qat_lr"):
+                with _diverging(out.name, fix, self.source, "compress.quantize.qat_lr"):
                     finetune(prepared, data, qat_config)
 
             quantized = quantize_int8(float_model, calibration, train=train)
             mode = "qat (pt2e)"
+        extra = {**extra, "quantization": mode, "quantization_recipe": recipe}
         if quantized is not None:
             export_int8(
                 out,
-                space,
-                arch,
+                self.space,
+                self.arch,
                 quantized,
-                example=example,
+                example=self.example,
                 check=data.x_val,
                 pruned=pruned,
-                extra={**extra, "quantization": mode, "quantization_recipe": recipe},
+                extra=extra,
             )
         else:
-            write_int8_file(
-                out,
-                space,
-                arch,
-                pruned=pruned,
-                extra={**extra, "quantization": mode, "quantization_recipe": recipe},
-            )
-        trainings[out.name] = {**trainings[out.name], "INT8 (model_int8.onnx)": how}
-        variants[variant] = _onnx_variant(
+            write_int8_file(out, self.space, self.arch, pruned=pruned, extra=extra)
+        self.trainings[out.name] = {**self.trainings[out.name], "INT8 (model_int8.onnx)": how}
+        self.variants[variant] = _onnx_variant(
             out / "model_int8.onnx", out, nonzero_params(float_model)
         )
 
-    if compress is not None and compress.quantize is not None:
-        int8("int8" if kind == "fp32" else f"{kind}+int8", model, folder, widths, float_extra)
-    if compress is not None and compress.prune is not None:
-        p = compress.prune
-        pfolder = _staging(base, f"{name}-pruned")
+    def _prune(self, model: nn.Module) -> None:
+        """Prune ``model``'s channels (Torch-Pruning), fine-tune it to recover, export it (and
+        its INT8 twin) in ``<name>-pruned/``."""
+        compress, space, arch, name = self.compress, self.space, self.arch, self.name
+        assert compress is not None and compress.prune is not None
+        p, pruning, unpruned_params = compress.prune, self.pruning, self.unpruned_params
+        pfolder = _staging(self.base, f"{name}-pruned")
         pkind = pfolder.name.removeprefix(f"{arch.arch_id}-")
-        stage(pfolder.name, f"pruning {p.ratio:.0%} of channels (Torch-Pruning)")
+        self._stage(pfolder.name, f"pruning {p.ratio:.0%} of channels (Torch-Pruning)")
         parent_params = _params(model)
-        pruned = prune_structured(model, example, ratio=p.ratio, round_to=p.round_to)
+        pruned = prune_structured(model, self.example, ratio=p.ratio, round_to=p.round_to)
         overrides = shape_overrides(pruned, space.build(arch))
         n_pruned = _params(pruned)
         if n_pruned >= parent_params:
@@ -586,7 +645,7 @@ def finish_architecture(
                 "left as it is); lower compress.prune.round_to or raise compress.prune.ratio, "
                 "or set compress.prune: null. The fine-tuned float model is kept: the same "
                 "command resumes from it",
-                file=source,
+                file=self.source,
                 key="compress.prune.round_to",
             )
         precord: dict[str, Any] = {
@@ -604,7 +663,7 @@ def finish_architecture(
             f"of {name}: {removed}"
         )
         log.info("%s: %s", pfolder.name, removed)
-        stage(pfolder.name, f"pruned: {removed}")
+        self._stage(pfolder.name, f"pruned: {removed}")
         if pruning is not None:
             how += (
                 f", itself already pruned ({', then '.join(_ratios(pruning))} of its channels), "
@@ -612,60 +671,66 @@ def finish_architecture(
                 f"{n_pruned / unpruned_params:.1%} of the unpruned {arch.arch_id}'s "
                 f"{unpruned_params:,}"
             )
-        structure[pfolder.name] = _pruned_line(precord, n_pruned, unpruned_params)
-        trainings[pfolder.name] = {"compression": f"{how}, not fine-tuned"}
+        self.structure[pfolder.name] = _pruned_line(precord, n_pruned, unpruned_params)
+        self.trainings[pfolder.name] = {"compression": f"{how}, not fine-tuned"}
         if p.epochs:
-            pcfg = replace(finetune_config, epochs=p.epochs)
+            pcfg = replace(self.finetune_config, epochs=p.epochs)
             # the unpruned parent is the natural teacher of its pruned child
             recovery = _finetune(
                 pruned,
-                data,
+                self.data,
                 pcfg,
                 _fresh_checkpoint(
-                    _state_dir(base, pfolder.name), {**inputs, "prune": p.to_dict()}, pfolder.name
+                    _state_dir(self.base, pfolder.name),
+                    {**self.inputs, "prune": p.to_dict()},
+                    pfolder.name,
                 ),
                 model,
-                progress,
+                self.progress,
                 pfolder.name,
-                source,
+                self.source,
                 _tuning_fix(pcfg, True) + f" (the recovery fine-tune of compress.prune, "
                 f"{_epochs(p.epochs)}), or lower compress.prune.ratio ({p.ratio:g})",
             )
-            trainings[pfolder.name] = {
-                "compression": f"{how}, then fine-tuned {_epochs(p.epochs)}{taught}",
+            self.trainings[pfolder.name] = {
+                "compression": f"{how}, then fine-tuned {_epochs(p.epochs)}{self.taught}",
                 **recovery,
             }
         pruned.eval()
-        origins[pfolder.name] = derived("pruned")
-        pextra = {**extra, "origin": origins[pfolder.name], "pruning": precord}
+        self.origins[pfolder.name] = self._derived("pruned")
+        pextra = {**self.extra, "origin": self.origins[pfolder.name], "pruning": precord}
         export_float(
-            pfolder,
-            space,
-            arch,
-            pruned,
-            example=example,
-            pruned=overrides,
-            extra=pextra,
+            pfolder, space, arch, pruned, example=self.example, pruned=overrides, extra=pextra
         )
         pruned_params = nonzero_params(pruned)
-        variants[pkind] = _torch_variant(pruned, pfolder, pruned_params)
-        variants[f"{pkind}/onnx"] = _onnx_variant(pfolder / "model.onnx", pfolder, pruned_params)
+        self.variants[pkind] = _torch_variant(pruned, pfolder, pruned_params)
+        self.variants[f"{pkind}/onnx"] = _onnx_variant(
+            pfolder / "model.onnx", pfolder, pruned_params
+        )
         if compress.quantize is not None:
-            int8(f"{pkind}+int8", pruned, pfolder, overrides, pextra)
-    if compress is not None and compress.sparsity is not None:
-        sfolder = _staging(base, f"{name}-sparse")
-        skind = sfolder.name.removeprefix(f"{arch.arch_id}-")
-        stage(sfolder.name, f"magnitude pruning to {compress.sparsity:.0%} sparsity")
-        scfg = replace(finetune_config, epochs=compress.sparse_epochs_for(finetune_config.epochs))
+            self._int8(f"{pkind}+int8", pruned, pfolder, overrides, pextra)
+
+    def _sparsify(self, model: nn.Module) -> None:
+        """Zero the smallest weights of ``model`` (a copy), fine-tune under the mask, export
+        it in ``<name>-sparse/``."""
+        compress, name = self.compress, self.name
+        assert compress is not None and compress.sparsity is not None
+        sfolder = _staging(self.base, f"{name}-sparse")
+        skind = sfolder.name.removeprefix(f"{self.arch.arch_id}-")
+        self._stage(sfolder.name, f"magnitude pruning to {compress.sparsity:.0%} sparsity")
+        scfg = replace(
+            self.finetune_config,
+            epochs=compress.sparse_epochs_for(self.finetune_config.epochs),
+        )
         sparse, recovery = _sparse_finetune(
             model,
-            data,
+            self.data,
             scfg,
             compress.sparsity,
             _fresh_checkpoint(
-                _state_dir(base, sfolder.name),
+                _state_dir(self.base, sfolder.name),
                 {
-                    **inputs,
+                    **self.inputs,
                     "sparsity": compress.sparsity,
                     # (a key only when set: checkpoints made before it stay valid)
                     **({"epochs": scfg.epochs} if compress.sparse_epochs is not None else {}),
@@ -673,72 +738,106 @@ def finish_architecture(
                 sfolder.name,
             ),
             model,
-            progress,
+            self.progress,
             sfolder.name,
-            source,
+            self.source,
             _tuning_fix(scfg, True) + f" (the fine-tune under the mask of compress.sparsity), "
             f"or lower compress.sparsity ({compress.sparsity:g})",
         )
-        trainings[sfolder.name] = {
+        self.trainings[sfolder.name] = {
             "compression": (
                 f"magnitude pruning of {compress.sparsity:.0%} of the weights of "
-                f"{name}, fine-tuned {_epochs(scfg.epochs)} with the zeros held{taught}"
+                f"{name}, fine-tuned {_epochs(scfg.epochs)} with the zeros held{self.taught}"
             ),
             **recovery,
         }
-        if pruning is not None:
-            structure[sfolder.name] = structure[name]
-        origins[sfolder.name] = derived("sparsified")
+        if self.pruning is not None:
+            self.structure[sfolder.name] = self.structure[name]
+        self.origins[sfolder.name] = self._derived("sparsified")
         export_float(
             sfolder,
-            space,
-            arch,
+            self.space,
+            self.arch,
             sparse,
-            example=example,
-            pruned=widths,
-            extra={**float_extra, "origin": origins[sfolder.name], "sparsity": compress.sparsity},
+            example=self.example,
+            pruned=self.widths,
+            extra={
+                **self.float_extra,
+                "origin": self.origins[sfolder.name],
+                "sparsity": compress.sparsity,
+            },
         )
-        variants[skind] = _torch_variant(sparse, sfolder, nonzero_params(sparse))
+        self.variants[skind] = _torch_variant(sparse, sfolder, nonzero_params(sparse))
 
-    stage(
-        name,
-        f"measuring {len(variants)} variants (accuracy on {split}, size, latency at batch 1)",
-    )
-    measurements = _measure(variants, x_held, y_held, split, compress)
-    _warn_near_chance(measurements, data.num_classes, arch.arch_id)
-    rows = [m.to_dict() for m in measurements]
-    for sub in {Path(v["folder"]) for v in variants.values()}:
-        # this folder's, its files named from the folder itself (it ships alone)
-        mine = [
-            {**r, "file": Path(r["file"]).relative_to(sub.name).as_posix()}
-            for r, v in zip(rows, variants.values(), strict=True)
-            if Path(v["folder"]) == sub
-        ]
-        write_model_card(
-            sub,
-            title=f"{sub.name}: {space.name} architecture {arch.arch_id}",
-            arch_string=space.format(arch),
-            space_name=space.name,
-            measurements=mine,
-            training=trainings[sub.name],
-            origin=origins.get(sub.name, origin),
-            environment=environment,
-            preprocess=data.preprocess,
-            timing=_latency(compress).describe(),
-            split=describe_split(data.split_recipe),
-            structure=structure.get(sub.name, ""),
+    # -- measuring and publishing -------------------------------------------------------------
+
+    def _measure_and_publish(self) -> FinalModel:
+        """Measure every variant, write each folder's card and ``measurements.json``, move the
+        folders into ``final/``, and last write ``finished.json``."""
+        space, arch, data, variants = self.space, self.arch, self.data, self.variants
+        x_held, y_held, split = data.held_out()
+        self._stage(
+            self.name,
+            f"measuring {len(variants)} variants (accuracy on {split}, size, latency at batch 1)",
         )
-        atomic_write_json(sub / "measurements.json", {"measurements": mine})
-    for sub in {Path(v["folder"]) for v in variants.values()}:
-        _publish(sub, base)
-    # last: from here on a rerun with the same settings keeps this architecture as it is
-    atomic_write_json(
-        record,
-        {"format": _FINISHED_FORMAT, "settings": settings, "measurements": rows},
-    )
-    if progress is not None:
-        progress("final_done", {"model": name, "variants": len(measurements)})
-    return FinalModel(arch.arch_id, base / name, tuple(measurements)), model
+        measurements = _measure(variants, x_held, y_held, split, self.compress)
+        _warn_near_chance(measurements, data.num_classes, arch.arch_id)
+        rows = [m.to_dict() for m in measurements]
+        folders = {Path(v["folder"]) for v in variants.values()}
+        for sub in folders:
+            # this folder's, its files named from the folder itself (it ships alone)
+            mine = [
+                {**r, "file": Path(r["file"]).relative_to(sub.name).as_posix()}
+                for r, v in zip(rows, variants.values(), strict=True)
+                if Path(v["folder"]) == sub
+            ]
+            write_model_card(
+                sub,
+                title=f"{sub.name}: {space.name} architecture {arch.arch_id}",
+                arch_string=space.format(arch),
+                space_name=space.name,
+                measurements=mine,
+                training=self.trainings[sub.name],
+                origin=self.origins.get(sub.name, self.origin),
+                environment=self.environment,
+                preprocess=data.preprocess,
+                timing=_latency(self.compress).describe(),
+                split=describe_split(data.split_recipe),
+                structure=self.structure.get(sub.name, ""),
+            )
+            atomic_write_json(sub / "measurements.json", {"measurements": mine})
+        for sub in folders:
+            _publish(sub, self.base)
+        # last: from here on a rerun with the same settings keeps this architecture as it is
+        atomic_write_json(
+            self.record,
+            {"format": _FINISHED_FORMAT, "settings": self.settings, "measurements": rows},
+        )
+        if self.progress is not None:
+            self.progress("final_done", {"model": self.name, "variants": len(measurements)})
+        return FinalModel(arch.arch_id, self.base / self.name, tuple(measurements))
+
+    def _derived(self, how: str) -> dict[str, Any]:
+        """The origin of a model made from the fine-tuned float model (pruned, sparse): it
+        starts from that model, which is also its teacher when fine-tunes distill."""
+        name, origin = self.name, self.origin
+        before = {k: origin[k] for k in ("started_from", "teacher") if k in origin}
+        teacher = (
+            f"{name}, the model it was {how} from"
+            if self.finetune_config.distill is not None
+            else f"none: its fine-tune after it was {how} did not distill"
+        )
+        said = "; ".join(f"{k}: {v}" for k, v in before.items())
+        return {
+            **origin,
+            "started_from": f"{name}, fine-tuned, then {how}"
+            + (f" ({name}'s own {said})" if said else ""),
+            "teacher": teacher,
+        }
+
+    def _stage(self, label: str, what: str) -> None:
+        if self.progress is not None:
+            self.progress("final_stage", {"model": label, "stage": what})
 
 
 # the setting to look at for a variant that learnt nothing, by its name after the arch_id
