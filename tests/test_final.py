@@ -262,7 +262,7 @@ def test_an_interrupted_finish_leaves_no_half_written_folder(finished, tmp_path,
     def interrupted(*args, **kwargs):  # Ctrl-C after the files are written, before measuring
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("nas.final._measure", interrupted)
+    monkeypatch.setattr("nas.final._finish._measure", interrupted)
     assert main(["run", str(finished / "exp.yaml"), "--out", str(run), "-q"]) == 130
     assert not (run / "final" / first).exists()  # built aside, never moved in half-done
     # the earlier, finished pruned folder stays whole until its replacement is finished
@@ -295,7 +295,7 @@ def test_an_interrupted_run_lists_the_models_it_finished(finished, tmp_path, mon
             raise KeyboardInterrupt
         return real(run_dir, space, arch, *args, **kwargs)
 
-    monkeypatch.setattr("nas.final.finish_architecture", interrupted_second)
+    monkeypatch.setattr("nas.final._members.finish_architecture", interrupted_second)
     args = ["run", str(finished / "exp.yaml"), "--out", str(run), "-q", "--set"]
     args += ["select.rule=ids", "--set", f"select.ids=['{ids[0]}', '{ids[1]}']"]
     capsys.readouterr()
@@ -335,7 +335,7 @@ def test_an_interrupted_redo_keeps_listing_the_models_it_had_not_reached(
             raise KeyboardInterrupt
         return real(run_dir, space, arch, *args, **kwargs)
 
-    monkeypatch.setattr("nas.final.finish_architecture", interrupted_second)
+    monkeypatch.setattr("nas.final._members.finish_architecture", interrupted_second)
     args += ["--set", "compress.sparsity=null", "--set", "compress.latency.repeats=10"]
     assert main(args) == 130  # other settings: the first is re-measured, the second not reached
     summary = pd.read_csv(run / "final" / "summary.csv")
@@ -727,7 +727,7 @@ def test_changing_only_select_keeps_the_teacher_and_names_unlisted_folders(
 
 def test_a_near_chance_variant_is_warned_of(caplog):
     from nas.compress import Measurement
-    from nas.final import _warn_near_chance
+    from nas.final._finish import _warn_near_chance
 
     row = dict(runtime="torch-eager", split="test", latency_ms=1.0, latency_ms_iqr=0.1)
     row |= dict(size_bytes=1, size_deflated_bytes=1, params_nonzero=1, file="a/w")
@@ -753,20 +753,21 @@ def test_nas_train_refuses_finetune_null(finished, capsys):
 
 def test_a_teacher_file_is_compared_by_what_it_is_not_where_it_lies(tmp_path):
     """A teacher file moved (with its run) restarted every student's fine-tune and redid it."""
-    from nas.final import CHECKPOINT_NAME, _comparable, _fresh_checkpoint
+    from nas.final._state import comparable, fresh_checkpoint
+    from nas.train._finetune import CHECKPOINT_NAME
 
     teacher = {"path": "/a/arch.json", "arch_id": "0123456789ab", "weights_sha256": "f00"}
     moved = teacher | {"path": "/b/arch.json"}
     retrained = teacher | {"weights_sha256": "ba5"}
     settings = {"arch": {}, "origin": {"storage": "sqlite:////a/study.db", "teacher": teacher}}
     elsewhere = {"arch": {}, "origin": {"storage": "sqlite:////b/study.db", "teacher": moved}}
-    assert _comparable(settings) == _comparable(elsewhere)
-    assert _comparable(settings) != _comparable(settings | {"origin": {"teacher": retrained}})
+    assert comparable(settings) == comparable(elsewhere)
+    assert comparable(settings) != comparable(settings | {"origin": {"teacher": retrained}})
 
     state = tmp_path / "state"
-    _fresh_checkpoint(state, {"arch": {}, "teacher": teacher}, "m")
+    fresh_checkpoint(state, {"arch": {}, "teacher": teacher}, "m")
     (state / CHECKPOINT_NAME).write_bytes(b"epochs")
-    _fresh_checkpoint(state, {"arch": {}, "teacher": moved}, "m")  # the same teacher
+    fresh_checkpoint(state, {"arch": {}, "teacher": moved}, "m")  # the same teacher
     assert (state / CHECKPOINT_NAME).is_file()
-    _fresh_checkpoint(state, {"arch": {}, "teacher": retrained}, "m")  # another one
+    fresh_checkpoint(state, {"arch": {}, "teacher": retrained}, "m")  # another one
     assert not (state / CHECKPOINT_NAME).exists()

@@ -1,50 +1,22 @@
-"""After the search: fine-tune the chosen architectures, compress them, measure, export.
-
-For each chosen architecture (``select:``), in ``<run dir>/final/``:
-
-1. fine-tune with the full budget (``finetune:``), starting from the search's proxy weights
-   when there are any, distilling from a teacher when ``finetune.distill`` is set; the
-   teacher (the most accurate chosen member unless a file is named) is fine-tuned first;
-2. export the float model (``<arch_id>/``: ``arch.json``, safetensors, ONNX, ``torch.export``);
-3. compress (``compress:``): INT8 (``model_int8.onnx`` beside ``model.onnx``), structured
-   pruning + recovery fine-tuning (``<arch_id>-pruned/``, and its INT8 twin), unstructured
-   magnitude sparsity with fine-tuning under the mask (``<arch_id>-sparse/``);
-4. measure every variant: held-out accuracy, size on disk, latency at batch 1 in its runtime;
-   write a model card and ``measurements.json`` per folder (files named from the folder, which
-   ships alone), and ``final/summary.csv`` (files named from ``final/``) after each model.
-
-A start that was pruned already (``nas train`` on a ``-pruned/arch.json``) is named and
-labelled as what it is: ``<arch_id>-pruned/`` (variant ``pruned``), pruned again
-``<arch_id>-pruned-pruned/``, its ``pruning`` record kept in ``arch.json`` and on the card.
-
-Run bookkeeping lives in ``final/checkpoints/<folder name>/``, never in the folders a user ships:
-every fine-tune checkpoints there, each folder is built there (``checkpoints/<name>/<name>/``)
-and moved into ``final/`` only when finished, replacing an earlier one, and a finished
-architecture leaves ``finished.json`` (its settings and measurements), written last. Running the
-same command again resumes an interrupted fine-tune and keeps a finished architecture as it is
-(nothing retrained, recompressed or re-measured) while its settings and files are unchanged;
-other settings redo it.
-"""
+"""Finishing one architecture: fine-tune, export, compress (INT8, structured pruning,
+sparsity), measure every variant, and publish its folders (:func:`finish_architecture`)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import re
-import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 
 from nas._errors import NasConfigError
-from nas._io import atomic_write_json, atomic_write_text, file_sha256, read_json_object
+from nas._io import atomic_write_json
 from nas.compress import (
     CompressConfig,
     LatencyConfig,
@@ -67,9 +39,19 @@ from nas.export import (
     export_int8,
     load_architecture,
     pruning_chain,
-    read_architecture_file,
     write_int8_file,
     write_model_card,
+)
+from nas.final._state import (
+    FINISHED_FORMAT,
+    FINISHED_NAME,
+    FinalModel,
+    finish_settings,
+    finished_earlier,
+    fresh_checkpoint,
+    publish,
+    staging,
+    state_dir,
 )
 from nas.space import Architecture, SearchSpace
 from nas.train import (
@@ -80,81 +62,10 @@ from nas.train import (
     evaluate,
     finetune,
 )
-from nas.train._finetune import CHECKPOINT_NAME
-
-__all__ = ["FinalModel", "finish_architecture", "finish_members"]
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, dict[str, Any]], None]
-
-CHECKPOINTS = "checkpoints"
-FINISHED_NAME = "finished.json"
-INPUTS_NAME = "inputs.json"  # beside a fine-tuning checkpoint: the settings it was written for
-_FINISHED_FORMAT = 2  # 2: measurements' params_nonzero, folder-relative measurements.json
-# settings a finished architecture does not depend on (as for resuming a fine-tuning checkpoint)
-_FINETUNE_INSENSITIVE = ("threads", "checkpoint_every")
-# where a finished model's run was, recorded on its card but not a setting it depends on
-_ORIGIN_LOCATIONS = ("storage", "experiment")
-
-
-@dataclass(frozen=True)
-class FinalModel:
-    """One finished architecture: its export folders and measured variants."""
-
-    arch_id: str
-    folder: Path
-    measurements: tuple[Measurement, ...]
-
-
-def _state_dir(base: Path, name: str) -> Path:
-    """Where the run keeps its bookkeeping for the folder ``final/<name>``."""
-    return base / CHECKPOINTS / name
-
-
-def _staging(base: Path, name: str) -> Path:
-    """An empty folder where ``final/<name>`` is built; it moves into ``final/`` only whole
-    (:func:`_publish`), so an interrupted finish leaves no half-written folder to ship."""
-    stage = _state_dir(base, name) / name
-    if stage.exists():
-        shutil.rmtree(stage)  # left by an interrupted finish
-    stage.mkdir(parents=True)
-    return stage
-
-
-def _publish(stage: Path, base: Path) -> Path:
-    """Move a finished staging folder to ``final/<name>``, replacing an earlier one."""
-    final = base / stage.name
-    old = _state_dir(base, stage.name) / f"{stage.name}.replaced"
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        final.rename(old)
-    stage.rename(final)
-    if old.exists():
-        shutil.rmtree(old)
-    return final
-
-
-def _fresh_checkpoint(state: Path, inputs: dict[str, Any], label: str) -> Path:
-    """``state``, rid of a fine-tuning checkpoint written for other ``inputs`` (settings
-    changed since: a rerun redoes the model rather than resuming another one), with ``inputs``
-    recorded for the next run."""
-    record = state / INPUTS_NAME
-    try:
-        earlier = json.loads(record.read_text())
-    except (OSError, ValueError):
-        earlier = None  # none, or unreadable: the checkpoint's settings are unknown
-    checkpoint = state / CHECKPOINT_NAME
-    same = isinstance(earlier, dict) and _teacher_comparable(earlier) == _teacher_comparable(
-        inputs
-    )
-    if not same and checkpoint.exists():
-        log.info("%s: settings changed since its checkpoint; fine-tuning from the start", label)
-        checkpoint.unlink()
-    state.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(record, inputs)
-    return state
 
 
 @contextlib.contextmanager
@@ -219,64 +130,6 @@ def _finetune(
             progress=on_epoch,
         )
     return result.to_dict()
-
-
-def _settings(
-    arch: Architecture,
-    finetune_config: FinetuneConfig,
-    compress: CompressConfig | None,
-    data: SplitData,
-    origin: dict[str, Any],
-) -> dict[str, Any]:
-    """What a finished architecture's files depend on, as JSON would read it back."""
-    tune = finetune_config.to_dict()
-    settings = {
-        "arch": arch.to_dict(),
-        "finetune": {k: v for k, v in tune.items() if k not in _FINETUNE_INSENSITIVE},
-        "compress": None if compress is None else compress.to_dict(),
-        "data": {"name": data.name, "sizes": list(data.sizes), "preprocess": data.preprocess},
-        "origin": origin,
-    }
-    return json.loads(json.dumps(settings))
-
-
-def _comparable(settings: Any) -> Any:
-    """``settings`` without where the run's files were (the study's storage, the experiment
-    file's path, a teacher file's path: its arch_id and weights' digest say which it is): a
-    run folder moved or copied whole, or an experiment or teacher file moved, finishes the same
-    models (it redid every one, re-measuring its figures)."""
-    if not isinstance(settings, dict) or not isinstance(settings.get("origin"), dict):
-        return settings
-    origin = {k: v for k, v in settings["origin"].items() if k not in _ORIGIN_LOCATIONS}
-    return {**settings, "origin": _teacher_comparable(origin)}
-
-
-def _teacher_comparable(record: dict[str, Any]) -> dict[str, Any]:
-    """``record`` (settings' origin, or a checkpoint's inputs) with its teacher named by what
-    it is, not by where its file lies."""
-    teacher = record.get("teacher")
-    if isinstance(teacher, dict) and "weights_sha256" in teacher:
-        return {**record, "teacher": {k: v for k, v in teacher.items() if k != "path"}}
-    return record
-
-
-def _finished_earlier(
-    record: Path, settings: dict[str, Any], base: Path
-) -> tuple[Measurement, ...] | None:
-    """The measurements of an earlier finish with the same settings whose files all still
-    exist; None when the architecture must be (re)done."""
-    try:
-        earlier = json.loads(record.read_text())
-        if earlier.get("format") != _FINISHED_FORMAT or _comparable(
-            earlier.get("settings")
-        ) != _comparable(settings):
-            return None
-        kept = tuple(Measurement(**m) for m in earlier["measurements"])
-    except (OSError, ValueError, TypeError, KeyError, AttributeError):
-        return None  # missing or not ours: redo, and write a new record at the end
-    if not all((base / m.file).is_file() for m in kept):
-        return None
-    return kept
 
 
 def _sparse_finetune(
@@ -428,11 +281,11 @@ class _Finish:
         self.origin = {**(origin or {}), "arch_id": arch.arch_id}
         self.source = self.origin.get("experiment")
         # the teacher compared by identity, never by the words of its role on the card
-        self.settings = _settings(
+        self.settings = finish_settings(
             arch, finetune_config, compress, data, {**self.origin, "teacher": teacher_identity}
         )
         self.settings["pruning"] = pruning
-        self.record = _state_dir(base, self.name) / FINISHED_NAME
+        self.record = state_dir(base, self.name) / FINISHED_NAME
         self.taught = ", distilling from it" if finetune_config.distill is not None else ""
         # variant name -> (model to time, runtime, file, folder, params)
         self.variants: dict[str, dict[str, Any]] = {}
@@ -451,7 +304,7 @@ class _Finish:
 
     def kept(self) -> tuple[Measurement, ...] | None:
         """The measurements of an earlier finish this one would repeat (None: do it)."""
-        return _finished_earlier(self.record, self.settings, self.base)
+        return finished_earlier(self.record, self.settings, self.base)
 
     def run(self, model: nn.Module, teacher: nn.Module | None) -> FinalModel:
         """Fine-tune ``model`` in place (distilling from ``teacher``), then export, compress,
@@ -483,7 +336,7 @@ class _Finish:
             model,
             data,
             self.finetune_config,
-            _fresh_checkpoint(_state_dir(self.base, name), self.inputs, name),
+            fresh_checkpoint(state_dir(self.base, name), self.inputs, name),
             teacher,
             self.progress,
             name,
@@ -492,7 +345,7 @@ class _Finish:
         model.eval()
         self._stage(name, "exporting FP32 (safetensors, ONNX, torch.export)")
         x_held, y_held, split = data.held_out()
-        folder = _staging(self.base, name)
+        folder = staging(self.base, name)
         export_float(
             folder,
             space,
@@ -628,7 +481,7 @@ class _Finish:
         compress, space, arch, name = self.compress, self.space, self.arch, self.name
         assert compress is not None and compress.prune is not None
         p, pruning, unpruned_params = compress.prune, self.pruning, self.unpruned_params
-        pfolder = _staging(self.base, f"{name}-pruned")
+        pfolder = staging(self.base, f"{name}-pruned")
         pkind = pfolder.name.removeprefix(f"{arch.arch_id}-")
         self._stage(pfolder.name, f"pruning {p.ratio:.0%} of channels (Torch-Pruning)")
         parent_params = _params(model)
@@ -680,8 +533,8 @@ class _Finish:
                 pruned,
                 self.data,
                 pcfg,
-                _fresh_checkpoint(
-                    _state_dir(self.base, pfolder.name),
+                fresh_checkpoint(
+                    state_dir(self.base, pfolder.name),
                     {**self.inputs, "prune": p.to_dict()},
                     pfolder.name,
                 ),
@@ -715,7 +568,7 @@ class _Finish:
         it in ``<name>-sparse/``."""
         compress, name = self.compress, self.name
         assert compress is not None and compress.sparsity is not None
-        sfolder = _staging(self.base, f"{name}-sparse")
+        sfolder = staging(self.base, f"{name}-sparse")
         skind = sfolder.name.removeprefix(f"{self.arch.arch_id}-")
         self._stage(sfolder.name, f"magnitude pruning to {compress.sparsity:.0%} sparsity")
         scfg = replace(
@@ -727,8 +580,8 @@ class _Finish:
             self.data,
             scfg,
             compress.sparsity,
-            _fresh_checkpoint(
-                _state_dir(self.base, sfolder.name),
+            fresh_checkpoint(
+                state_dir(self.base, sfolder.name),
                 {
                     **self.inputs,
                     "sparsity": compress.sparsity,
@@ -807,11 +660,11 @@ class _Finish:
             )
             atomic_write_json(sub / "measurements.json", {"measurements": mine})
         for sub in folders:
-            _publish(sub, self.base)
+            publish(sub, self.base)
         # last: from here on a rerun with the same settings keeps this architecture as it is
         atomic_write_json(
             self.record,
-            {"format": _FINISHED_FORMAT, "settings": self.settings, "measurements": rows},
+            {"format": FINISHED_FORMAT, "settings": self.settings, "measurements": rows},
         )
         if self.progress is not None:
             self.progress("final_done", {"model": self.name, "variants": len(measurements)})
@@ -939,423 +792,3 @@ def _measure(
             )
         )
     return out
-
-
-def finish_members(
-    run_dir: Path,
-    space: SearchSpace,
-    arch_ids: list[str],
-    architectures: dict[str, Architecture],
-    data: SplitData,
-    *,
-    finetune_config: FinetuneConfig,
-    compress: CompressConfig | None,
-    accuracy: dict[str, float],
-    origin: dict[str, Any],
-    environment: dict[str, Any],
-    progress: Progress | None = None,
-    start: str | Path | None = None,
-    trials: dict[str, int] | None = None,
-    keep_others: bool = False,
-    proxy_weights: dict[str, Path | None] | None = None,
-) -> list[FinalModel]:
-    """Finish every chosen architecture; write ``final/summary.csv``, again after each one
-    (an interrupted run lists the models it finished, and the earlier rows of those it had
-    yet to redo).
-
-    With distillation, the teacher is fine-tuned first: the most accurate of ``arch_ids``
-    (by the search's ``accuracy``) for ``teacher: best``, else the ``arch.json`` named.
-    ``start`` names an ``arch.json`` whose weights every model starts from (``nas train``);
-    by default the search's proxy weights in ``run_dir``. ``origin`` is where every model came
-    from (the study, the experiment); ``trials`` the search's trial number of each arch_id.
-    ``keep_others`` keeps listing the earlier rows of models not among ``arch_ids`` (``nas
-    train`` adds one model to a folder); by default they are dropped: no longer selected.
-    ``proxy_weights``: the search's weights file of each arch_id (a trial that reused another
-    architecture's training, or one another worker trained, names another file); by default
-    ``run_dir/weights/<arch_id>.safetensors``.
-    """
-    trials = trials or {}
-    start_doc = read_architecture_file(start)[2] if start is not None else {}
-    # a start pruned before: its record travels on (its folders are named after it)
-    pruning = start_doc.get("pruning") if isinstance(start_doc.get("pruning"), dict) else None
-    if pruning is None and start_doc.get("pruned"):
-        pruning = {"note": "pruned widths; how they were made is not recorded in the start"}
-
-    def _identity(arch_id: str) -> dict[str, Any]:
-        """The best member as a teacher: what it is and what its training depends on."""
-        tune = {k: v for k, v in no_kd.to_dict().items() if k not in _FINETUNE_INSENSITIVE}
-        return json.loads(
-            json.dumps(
-                {
-                    "arch_id": arch_id,
-                    "finetune": tune,
-                    "started_from": _started_from(arch_id),
-                    "pruning": pruning,
-                }
-            )
-        )
-
-    def _origin(arch_id: str, teacher: str) -> dict[str, Any]:
-        own = {"trial": trials[arch_id]} if arch_id in trials else {}
-        return {**origin, **own, "started_from": _started_from(arch_id), "teacher": teacher}
-
-    def _proxy(arch_id: str) -> Path | None:
-        default = run_dir / "weights" / f"{arch_id}.safetensors"
-        weights = (proxy_weights or {}).get(arch_id, default)
-        return weights if weights is not None and weights.is_file() else None
-
-    def _started_from(arch_id: str) -> str:
-        where = Path(start).resolve() if start is not None else None
-        if start is None:
-            weights = _proxy(arch_id)
-            if weights is None:
-                return "its seeded initialization (seed 0): the search kept no weights for it"
-            here = weights.resolve().parent == (run_dir / "weights").resolve()
-            shown = f"weights/{weights.name}" if here else str(weights.resolve())
-            return f"the search's proxy-trained weights ({shown})"
-        if start_doc.get("weights"):
-            return f"the weights of the input, {start_doc['weights']} beside {where}"
-        return f"its seeded initialization (seed 0): the input {where} names no weights"
-
-    def _begin(arch: Architecture) -> nn.Module:
-        if start is not None:  # without weights named: its seeded initialization, as asked
-            return load_architecture(start, weights=bool(start_doc.get("weights")))
-        return _start(space, arch, _proxy(arch.arch_id))
-
-    def _finished(final: FinalModel) -> None:
-        results.append(final)
-        done = {r.arch_id for r in results}
-        owned = {f for r in results for f in _folders(r.folder.name)}
-        kept = [  # earlier rows this run has not replaced (yet, or at all with ``keep_others``)
-            row
-            for row in earlier
-            if Path(row["file"]).parts[0] not in owned
-            and (keep_others or (row["arch_id"] in arch_ids and row["arch_id"] not in done))
-        ]
-        rows = [{"arch_id": r.arch_id, **m.to_dict()} for r in results for m in r.measurements]
-        table = pd.DataFrame(rows)
-        if kept:
-            table = pd.concat([table, pd.DataFrame(kept)], ignore_index=True)
-        atomic_write_text(base / "summary.csv", table.to_csv(index=False))
-        listed.clear()
-        listed.update(Path(f).parts[0] for f in table["file"])
-
-    base = run_dir / "final"
-    earlier = _earlier_rows(base)
-    listed: set[str] = set()
-    order = list(arch_ids)
-    teacher: nn.Module | None = None
-    distill = finetune_config.distill
-    no_kd = replace(finetune_config, distill=None)
-    results: list[FinalModel] = []
-    teacher_name = "none (no distillation)" if distill is None else distill.teacher
-    identity: Any = None  # the students' teacher, as settings compare it
-    if distill is not None and distill.teacher != "best":
-        identity = _file_identity(Path(distill.teacher))
-        teacher_space, _, _ = read_architecture_file(distill.teacher)
-        if (
-            tuple(teacher_space.input_shape) != tuple(data.input_shape)
-            or teacher_space.num_classes != data.num_classes
-        ):
-            raise NasConfigError(
-                f"finetune.distill.teacher: {distill.teacher} takes input "
-                f"{tuple(teacher_space.input_shape)} with {teacher_space.num_classes} classes, "
-                f"but the data is {tuple(data.input_shape)} with {data.num_classes} classes; "
-                "name a teacher trained on the same data"
-            )
-        teacher = load_architecture(distill.teacher).eval()
-    elif distill is not None:
-        best = max(order, key=lambda a: accuracy.get(a, float("-inf")))
-        order.remove(best)
-        teacher_name = f"{best} (the most accurate chosen member, fine-tuned first)"
-        final, teacher = finish_architecture(
-            run_dir,
-            space,
-            architectures[best],
-            _begin(architectures[best]),
-            data,
-            finetune_config=no_kd,
-            compress=compress,
-            origin=_origin(
-                best,
-                "none: the most accurate chosen member, it taught the others"
-                if order
-                else "none: 'best' is this model itself, the only one chosen",
-            ),
-            environment=environment,
-            progress=progress,
-            pruning=pruning,
-        )
-        identity = _identity(best)
-        teacher.eval()
-        _finished(final)
-    for arch_id in order:
-        arch = architectures[arch_id]
-        final, _ = finish_architecture(
-            run_dir,
-            space,
-            arch,
-            _begin(arch),
-            data,
-            finetune_config=finetune_config if teacher is not None else no_kd,
-            compress=compress,
-            teacher=teacher,
-            origin=_origin(arch_id, teacher_name),
-            environment=environment,
-            progress=progress,
-            pruning=pruning,
-            teacher_identity=identity if teacher is not None else None,
-        )
-        _finished(final)
-    _warn_unlisted(base, listed)
-    return results
-
-
-def _folders(name: str) -> tuple[str, ...]:
-    """The folders in ``final/`` that finishing the model ``name`` writes or replaces."""
-    return name, f"{name}-pruned", f"{name}-sparse"
-
-
-def _earlier_rows(base: Path) -> list[dict[str, Any]]:
-    """The rows of an earlier ``final/summary.csv`` whose files still exist: the models a run
-    has not finished again stay listed (a rerun interrupted before it reached them, or, for
-    ``nas train``, the other models trained into the same folder)."""
-    try:
-        table = pd.read_csv(base / "summary.csv")
-        rows = table.to_dict("records")
-        return [
-            row
-            for row in rows
-            if isinstance(row.get("file"), str)
-            and isinstance(row.get("arch_id"), str)
-            and (base / row["file"]).is_file()
-        ]
-    except (OSError, ValueError, KeyError, pd.errors.EmptyDataError):
-        return []  # none, or not ours: this run's rows alone
-
-
-def _file_identity(path: Path) -> dict[str, Any]:
-    """A teacher named by file: its path, arch_id and the digest of its weights (a file
-    retrained in place is another teacher)."""
-    _, arch, doc = read_architecture_file(path)
-    weights = path.parent / str(doc.get("weights", ""))
-    digest = file_sha256(weights) if weights.is_file() else None
-    return {"path": str(path.resolve()), "arch_id": arch.arch_id, "weights_sha256": digest}
-
-
-def _warn_unlisted(base: Path, listed: set[str]) -> None:
-    """Warn of folders in ``final/`` that summary.csv does not list (``listed``): models no
-    longer selected, variants no longer asked for. They are kept."""
-    unlisted = sorted(
-        p.name
-        for p in base.iterdir()
-        if p.is_dir() and p.name != CHECKPOINTS and p.name not in listed
-    )
-    if unlisted:
-        log.warning(
-            "%s: %s %s from an earlier run with other settings (no longer selected or made); "
-            "kept, but not listed in summary.csv: remove %s if unwanted",
-            base,
-            ", ".join(unlisted),
-            "is" if len(unlisted) == 1 else "are",
-            "it" if len(unlisted) == 1 else "them",
-        )
-
-
-def _start(space: SearchSpace, arch: Architecture, weights: Path | None) -> nn.Module:
-    """The search's proxy-trained model when it kept weights, else a fresh build."""
-    model = space.build(arch, seed=0)
-    if weights is not None:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(weights)))
-    return model
-
-
-def export_trial(
-    storage: str, study_name: str, number: int, out: str | Path | None = None
-) -> Path:
-    """The export folder of any trial of a stored study (its proxy-trained weights)."""
-    from nas.pipeline import environment
-    from nas.search import load_study
-    from nas.search._evaluate import WORST
-    from nas.search._study import PREPROCESS_ATTR, SPACE_ATTR
-    from nas.space import space_from_dict
-
-    study = load_study(storage, study_name)
-    trials = study.get_trials(deepcopy=False)
-    if not 0 <= number < len(trials):
-        raise NasConfigError(
-            f"--trial {number}: study '{study_name}' has trials 0..{len(trials) - 1}"
-        )
-    trial = trials[number]
-    if "architecture" not in trial.user_attrs:
-        if SPACE_ATTR not in study.user_attrs:
-            raise NasConfigError(f"--trial {number}: study '{study_name}' is not a nas study")
-        raise NasConfigError(
-            f"--trial {number}: the trial is {trial.state.name} and holds no architecture "
-            "yet; export a finished trial (nas pareto lists them)"
-        )
-    space = space_from_dict(study.user_attrs[SPACE_ATTR], source=f"study {study_name}")
-    arch = Architecture.from_dict(trial.user_attrs["architecture"])
-    folder = Path(out or f"export-{study_name}-{number}")
-    where = storage
-    if storage.startswith("sqlite:///") and not storage.startswith("sqlite:////"):
-        where = f"sqlite:///{Path(storage.removeprefix('sqlite:///')).resolve()}"  # not cwd's
-    origin = {"study": study_name, "storage": where, "trial": number, "arch_id": arch.arch_id}
-    _check_export_folder(folder, origin)
-    model = space.build(arch, seed=0)
-    weights = _trial_weights(where, study, trial, number)
-    trained = weights is not None
-    if weights is not None:
-        from safetensors.torch import load_file
-
-        try:
-            model.load_state_dict(load_file(str(weights)))
-        except Exception as exc:  # safetensors and torch raise their own types
-            raise NasConfigError(
-                f"{weights}: trial {number}'s weights do not load ({exc}); the run folder's "
-                "copy is damaged: export from an intact copy of the run"
-            ) from None
-    status = trial.user_attrs.get("status")
-    metrics = {
-        k: v
-        for k, v in trial.user_attrs.items()
-        if isinstance(v, (int, float))
-        and not isinstance(v, bool)
-        and not (status == "infeasible" and k in WORST)  # placeholders, never measured
-    }
-    preprocess = study.user_attrs.get(PREPROCESS_ATTR)
-    example = torch.randn(8, *space.input_shape, generator=torch.Generator().manual_seed(0))
-    extra = {"origin": origin, "weights_trained": trained}
-    # written beside it and moved in whole: an interrupted export leaves no partial folder
-    partial = folder.with_name(f".{folder.name}.partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    export_float(
-        partial,
-        space,
-        arch,
-        model,
-        example=example,
-        metrics=metrics,
-        extra=extra if preprocess is None else {**extra, "preprocess": preprocess},
-    )
-    lines = [f"{k}: {v:.6g}" for k, v in metrics.items()]
-    training = {
-        "weights": (
-            "proxy training of the search"
-            if trained
-            else "not trained: weights.safetensors holds the seeded initialization (seed 0) "
-            "that model.onnx was exported from; train it with nas train"
-        ),
-        "search metrics (proxy accuracy, predicted costs)": "; ".join(lines),
-    }
-    if status == "infeasible":
-        training["search"] = (
-            "the architecture broke a constraint of the search (see trials.csv), so it was "
-            "never trained and has no accuracy"
-        )
-    write_model_card(
-        partial,
-        title=f"trial {number} of study {study_name}: {space.name} architecture {arch.arch_id}",
-        arch_string=space.format(arch),
-        space_name=space.name,
-        measurements=[],
-        training=training,
-        origin=origin,
-        environment=environment(),
-        preprocess=preprocess
-        or {
-            "input_shape": list(space.input_shape),
-            "mean": "not recorded in the study",
-            "std": "not recorded in the study",
-        },
-    )
-    if folder.is_dir():  # an earlier export of this trial (_check_export_folder): replaced
-        shutil.rmtree(folder)
-    partial.rename(folder)
-    return folder
-
-
-def _trial_weights(storage: str, study: Any, trial: Any, number: int) -> Path | None:
-    """The file of a trial's proxy-trained weights, where ``trial_weights`` looks: the folder
-    of the worker that stored it (see ``nas.search._workers``), the folder of the study's
-    SQLite file (the run folder, wherever it was moved or copied), the run folder the study
-    recorded. None when the trial has none (it broke a constraint, or trained nothing)."""
-    from nas.search import sqlite_file, trial_weights, weight_folders
-
-    if not trial.user_attrs.get("weights"):
-        return None
-    sqlite = sqlite_file(storage)
-    folder = sqlite.parent if sqlite else None
-    path = trial_weights(trial, study.user_attrs, folder)
-    if path is not None:
-        return path
-    folders = weight_folders(trial, study.user_attrs, folder)
-    raise NasConfigError(
-        f"--trial {number}: its proxy-trained weights {trial.user_attrs['weights']} are in "
-        f"none of {', '.join(map(str, folders)) or 'the run folders'}; a run folder is moved "
-        "or copied whole (study.db with its weights/): export from one"
-    )
-
-
-def _check_export_folder(folder: Path, origin: dict[str, Any]) -> None:
-    """Refuse an export folder that holds anything but an earlier export of the same trial:
-    writing into it would leave the other model's files (an INT8 twin, checkpoints) beside
-    this one's, and ``nas.load_architecture`` would load either."""
-    if folder.exists() and not folder.is_dir():
-        raise NasConfigError(f"--out {folder}: is a file, not a folder; pass another --out")
-    if not folder.is_dir() or not any(folder.iterdir()):
-        return
-    try:
-        previous = read_json_object(folder / "arch.json").get("origin")
-    except NasConfigError:
-        previous = None
-    if previous != origin:
-        raise NasConfigError(
-            f"--out {folder}: the folder is not empty and holds no earlier export of this "
-            "trial; pass a new --out (or remove the folder)"
-        )
-
-
-def measured_frame(results: list[FinalModel], objectives: list[str]) -> pd.DataFrame:
-    """The finished variants as rows over the search's objectives (NaN where not measured).
-
-    ``error``/``accuracy`` are held-out figures, ``params`` counts nonzero weights, and every
-    ``latency_ms@<device>`` objective gets the latency measured on this machine in the
-    variant's own runtime; other metrics are not re-measured.
-    """
-    rows = []
-    for r in results:
-        for m in r.measurements:
-            row: dict[str, Any] = {"label": f"{m.variant} ({m.runtime})", "arch_id": r.arch_id}
-            for name in objectives:
-                if name == "error":
-                    row[name] = 1.0 - m.accuracy
-                elif name == "accuracy":
-                    row[name] = m.accuracy
-                elif name == "params":
-                    row[name] = m.params_nonzero
-                elif name.startswith("latency_ms@"):
-                    row[name] = m.latency_ms
-                else:
-                    row[name] = float("nan")
-            rows.append(row)
-    return pd.DataFrame(rows)
-
-
-def plot_final(
-    frame: pd.DataFrame,
-    objectives: list[str],
-    directions: list[str],
-    results: list[FinalModel],
-    path: Path,
-) -> None:
-    """``pareto_final.png``: the search's points with the measured finished variants on top."""
-    from nas.report import plot_pareto_pairs, save_figure
-
-    measured = measured_frame(results, objectives)
-    title = "search (latency predicted by the cost model) and finished models (measured)"
-    save_figure(
-        plot_pareto_pairs(frame, objectives, directions, title=title, measured=measured), path
-    )
