@@ -233,10 +233,10 @@ def test_an_interrupt_says_whether_the_command_resumes(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(nas.cli, "_cmd_sample", interrupted)
+    monkeypatch.setattr(nas.cli, "cmd_sample", interrupted)
     assert main(["sample", "--space", "mobilenet_small"]) == 130
     assert "keeps no partial work: run it again" in capsys.readouterr().err
-    monkeypatch.setattr(nas.cli, "_cmd_run", interrupted)
+    monkeypatch.setattr(nas.cli, "cmd_run", interrupted)
     assert main(["run", "experiments/quickstart.yaml"]) == 130
     assert "what was finished before it is kept: run the same" in capsys.readouterr().err
 
@@ -252,7 +252,7 @@ def test_sigterm_cleans_up_as_an_interrupt_does(monkeypatch, capsys):
         time.sleep(5)  # the handler raises before this ends
         raise AssertionError("SIGTERM did not stop the command")
 
-    monkeypatch.setattr(nas.cli, "_cmd_run", killed)
+    monkeypatch.setattr(nas.cli, "cmd_run", killed)
     before = signal.getsignal(signal.SIGTERM)
     assert main(["run", "experiments/quickstart.yaml"]) == 143
     assert "nas: terminated; what was finished before it is kept" in capsys.readouterr().err
