@@ -17,7 +17,8 @@ def machine() -> str:
     return (
         f"{env['cpu']}, {env['cpu_count']} cores, torch {env['packages']['torch']} "
         f"({env['torch_threads']} threads), optuna {env['packages']['optuna']}, "
-        f"Python {env['python']}, {dt.date.today().isoformat()}"
+        f"onnxruntime {env['packages']['onnxruntime']}, Python {env['python']}, "
+        f"{dt.date.today().isoformat()}"
     )
 
 

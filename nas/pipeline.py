@@ -54,7 +54,11 @@ def environment() -> dict[str, Any]:
     import torch
 
     versions: dict[str, str | None] = {}
-    for pkg in ("hwnas", "torch", "optuna", "numpy", "pandas", "scikit-learn", "matplotlib"):
+    # and the runtimes the stage after the search measures in (INT8 kernels change between
+    # ONNX Runtime releases: a card's latency holds for the version it names)
+    packages = ("hwnas", "torch", "optuna", "numpy", "pandas", "scikit-learn", "matplotlib")
+    runtimes = ("onnxruntime", "onnx", "torchao", "torch-pruning", "safetensors")
+    for pkg in packages + runtimes:
         try:
             versions[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

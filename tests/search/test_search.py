@@ -41,6 +41,10 @@ def test_run_writes_every_output(tiny_experiment, tmp_path):
     assert manifest["space"]["name"] == "tiny_cell"
     assert manifest["seeds"] == {"search": 0, "train": 0, "data_split": 0}
     assert manifest["environment"]["packages"]["optuna"] == optuna.__version__
+    # the runtimes the finished models are measured in (INT8 kernels change between releases)
+    import onnxruntime
+
+    assert manifest["environment"]["packages"]["onnxruntime"] == onnxruntime.__version__
     assert manifest["pareto"]["hypervolume_reference"]["reference"] == [1.1, 1.1, 1.1]
     # the study is a plain Optuna study that other tools read as is
     study = optuna.load_study(study_name="tiny", storage=result.search.storage)
