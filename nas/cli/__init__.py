@@ -464,4 +464,3 @@ def _stopped(args: argparse.Namespace, *, terminated: bool) -> int:
         said = "this command keeps no partial work: run it again to redo it"
     print(f"nas: {'terminated' if terminated else 'interrupted'}; {said}", file=sys.stderr)
     return 128 + (signal.SIGTERM if terminated else signal.SIGINT)
-

@@ -222,7 +222,7 @@ class _Worker:
         if self.n_new == 0 and not self.rivals:  # the first proposal can take seconds
             self._say("proposing", trial=len(mirror.shadow.trials))
         proposal = self._propose()
-        if self._left_to_rival(proposal):
+        if self._left(proposal):
             return True
         status, state, weights = self._evaluate(proposal)
         self._keep(proposal, status, state, weights)
@@ -246,25 +246,35 @@ class _Worker:
         found = violations(self.free_constraints, metrics)
         return _Proposal(trial, arch, effective_id, attrs, metrics, found)
 
-    def _left_to_rival(self, p: _Proposal) -> bool:
-        """Claim ``p``'s architecture before training it; True when another worker is training
-        it: ``p`` is dropped (the sampler, which now sees it running, proposes another; after 3
-        such proposals in a row this worker waits for that result)."""
-        claims, mirror = self.claims, self.mirror
-        if claims is None or p.infeasible or p.effective_id in mirror.known:
-            return False  # nothing to train
+    def _left(self, p: _Proposal) -> bool:
+        """Claim ``p`` before evaluating it; True when it is left (dropped, not stored): another
+        worker is training its architecture (the sampler, which now sees it running, proposes
+        another; after 3 such proposals in a row this worker waits for that result), or the
+        others' trials in progress complete the study.
+
+        A trial that trains nothing (a stored result reused, a constraint broken) is claimed
+        only once another worker has claimed in the study: alone, nothing can take its place."""
+        claims, mirror, n_trials = self.claims, self.mirror, self.exp.search.n_trials
+        trains = not p.infeasible and p.effective_id not in mirror.known
+        if claims is None or not (trains or claims.crowded):
+            return False
         # claim it, then look again: a worker stores its trial before it clears its claim, so
         # one stored while this worker proposed is seen now, and one in progress is the rival's
-        rival = claims.claim(p.effective_id, p.trial.params)  # it read the claims again
+        uid = p.attrs[UID_ATTR]
+        rival = claims.claim(p.effective_id, p.trial.params, uid, trains=trains)  # re-read
         mirror.pull()
+        claims.settle(mirror.known, mirror.seen)
         if p.effective_id in mirror.known:
-            claims.clear()  # stored meanwhile: reused
+            rival = None  # stored meanwhile: reused below
+        if rival is None and mirror.finished + mirror.running < n_trials:
+            if trains:
+                self.rivals = 0
             return False
-        if rival is None:
-            self.rivals = 0
-            return False
+        claims.clear()
         mirror.shadow.tell(p.trial, state=TrialState.FAIL)  # not stored
         time.sleep(self.backoff.uniform(0, self.poll_s / 4))  # not to meet the rival again
+        if rival is None:  # the study is full with the others' trials: the loop waits for them
+            return True
         self.rivals += 1
         if self.rivals >= 3:
             self.rivals = 0
@@ -427,8 +437,8 @@ class _Mirror:
 
     @property
     def running(self) -> int:
-        """Trials other workers are training (they will count towards ``n_trials``)."""
-        return len(self.claims.others) if self.claims is not None else 0
+        """Trials other workers have in progress (they will count towards ``n_trials``)."""
+        return self.claims.running if self.claims is not None else 0
 
     def sync(self) -> None:
         """Pull finished trials of the storage, and other workers' claims, into the sampler's
@@ -436,7 +446,7 @@ class _Mirror:
         self.pull()
         if self.claims is None:
             return
-        self.claims.read(self.study.user_attrs, self.known)
+        self.claims.read(self.study.user_attrs, self.known, self.seen)
         others = self.claims.others
         for effective_id in [e for e in self._ghosts if e not in others]:
             self.shadow.tell(self._ghosts.pop(effective_id), state=TrialState.FAIL)

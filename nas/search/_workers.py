@@ -7,7 +7,8 @@ first, in a study user attribute of its own (``nas.worker.<key>``, one per run f
 host), and clears the claim when the trial is stored. The other workers read the claims before
 each trial: their sampler treats a claimed architecture as running (and proposes another), the
 search stops when its finished and claimed trials make ``n_trials``, and an architecture
-claimed elsewhere is never trained twice.
+claimed elsewhere is never trained twice. Once several workers share a study, every trial is
+claimed, the ones that train nothing too, so that the study ends at ``n_trials`` exactly.
 
 A claim whose worker died is stale: on the same host when its process is gone, elsewhere when
 its heartbeat (refreshed during training) is older than :data:`STALE_S`.
@@ -73,6 +74,7 @@ class Claim:
     pid: int
     since: float
     beat: float
+    uid: str = ""  # the trial's UID (``nas.uid``): done once it is stored ("": older claims)
 
     def stale(self, now: float) -> bool:
         if self.host == socket.gethostname():
@@ -88,6 +90,7 @@ class Claim:
             "pid": self.pid,
             "since": self.since,
             "beat": self.beat,
+            "uid": self.uid,
         }
 
     @classmethod
@@ -104,6 +107,7 @@ class Claim:
                 pid=int(value["pid"]),
                 since=float(value["since"]),
                 beat=float(value.get("beat", value["since"])),
+                uid=str(value.get("uid") or ""),
             )
         except (KeyError, TypeError, ValueError):
             return None
@@ -120,7 +124,13 @@ def _alive(pid: int) -> bool:
 
 
 class Claims:
-    """This worker's claim in ``study`` and the live claims of the others."""
+    """This worker's claim in ``study`` and the live claims of the others.
+
+    Every trial a worker evaluates is claimed while other workers search the study (a trial
+    that only reuses a stored result, or is skipped by a constraint, too: it fills a place of
+    ``n_trials`` as a trained one does). :attr:`running` counts the others' claims whose trials
+    are not stored yet; :attr:`others` holds those of architectures not stored yet, by
+    effective id: what they are training."""
 
     def __init__(self, study: optuna.Study, run_dir: Path) -> None:
         self.study = study
@@ -128,42 +138,70 @@ class Claims:
         self.run_dir = str(run_dir.resolve())
         self.mine: Claim | None = None
         self.others: dict[str, Claim] = {}  # effective_id -> claim of another worker
+        self.running = 0  # the other workers' trials in progress
+        self.crowded = False  # another worker has claimed in this study
+        self._claims: list[Claim] = []  # the others' live claims at the last read
+        self._known: frozenset[str] = frozenset()
+        self._stored: frozenset[str] = frozenset()
 
-    def read(self, attrs: Mapping[str, Any], known: Iterable[str]) -> None:
-        """The others' live claims in the study's user attributes ``attrs``; claims of
-        architectures already stored (``known`` effective ids) are done, not running."""
-        done = set(known)
+    def read(
+        self, attrs: Mapping[str, Any], known: Iterable[str] = (), stored: Iterable[str] = ()
+    ) -> None:
+        """The others' live claims in the study's user attributes ``attrs``, settled against
+        what the storage holds (:meth:`settle`)."""
         now = time.time()
-        self.others = {}
+        self._claims = []
         for name, value in attrs.items():
             if not name.startswith(CLAIM_PREFIX) or name == CLAIM_PREFIX + self.key:
                 continue
+            self.crowded = True  # (a cleared claim too: that worker has been here)
             claim = Claim.from_attr(name[len(CLAIM_PREFIX) :], value)
-            if claim is None or claim.effective_id in done or claim.stale(now):
-                continue
+            if claim is not None and not claim.stale(now):
+                self._claims.append(claim)
+        self.settle(known, stored)
+
+    def settle(self, known: Iterable[str], stored: Iterable[str]) -> None:
+        """Which of the others' claims (as last read) are running, now that the storage holds
+        the architectures ``known`` (effective ids) and the trials ``stored`` (UIDs): a worker
+        stores its trial before it clears its claim, so a claim whose trial is stored is done.
+        A claim written before claims named their trial is done when its architecture is."""
+        self._known, self._stored = frozenset(known), frozenset(stored)
+        running = [
+            c
+            for c in self._claims
+            if not (c.uid in self._stored if c.uid else c.effective_id in self._known)
+        ]
+        self.running = len(running)
+        self.others = {}
+        for claim in running:
+            if claim.effective_id in self._known:
+                continue  # reusing a stored result: it trains nothing
             held = self.others.get(claim.effective_id)
             if held is None or claim.since < held.since:
                 self.others[claim.effective_id] = claim
 
-    def claim(self, effective_id: str, params: Mapping[str, Any]) -> Claim | None:
-        """Claim ``effective_id`` for this worker; None when it is ours to train, else another
-        worker's claim of it (this worker then leaves it to that one).
+    def claim(
+        self, effective_id: str, params: Mapping[str, Any], uid: str = "", *, trains: bool = True
+    ) -> Claim | None:
+        """Claim the trial ``uid`` of ``effective_id`` for this worker; None when it is ours,
+        else another worker's claim of the architecture (when it ``trains``: this worker then
+        leaves it to that one).
 
         A claim is written, then the claims are read again: a worker that finds another's
         claim of the same architecture then backs off, whichever came first. The storage has no
         compare-and-set, and clocks (the claims' ``since``) do not order writes: of two workers
         that claim at once, one backs off or both do (they then propose again; the caller waits
         a random moment first, so that they do not meet again), never neither."""
-        if effective_id in self.others:
+        if trains and effective_id in self.others:
             return self.others[effective_id]
         now = time.time()
         self.mine = Claim(
             self.key, effective_id, dict(params), self.run_dir,
-            socket.gethostname(), os.getpid(), now, now,
+            socket.gethostname(), os.getpid(), now, now, uid,
         )  # fmt: skip
         self._write(self.mine)
-        self.read(self.study.user_attrs, ())
-        rival = self.others.get(effective_id)
+        self.read(self.study.user_attrs, self._known, self._stored)
+        rival = self.others.get(effective_id) if trains else None
         if rival is not None:
             self.clear()
         return rival

@@ -66,6 +66,24 @@ def test_two_workers_claiming_at_once_leave_it_to_the_earlier_claim(tmp_path):
     assert a.others == {}
 
 
+def test_every_trial_in_progress_counts_until_it_is_stored(tmp_path):
+    """A trial that reuses a stored result is claimed too (it fills a place of n_trials), but
+    is no rival; a claim is done once its trial (by UID) is stored."""
+    study = _study(tmp_path)
+    a, b, c = (Claims(study, tmp_path / w) for w in "abc")
+    c.read(study.user_attrs)
+    assert not c.crowded and c.running == 0  # alone: trials that train nothing go unclaimed
+    assert a.claim("e1", {}, "u1") is None  # trains e1
+    assert b.claim("e2", {}, "u2", trains=False) is None  # reuses e2, stored earlier
+    c.read(study.user_attrs, known=["e2"])
+    assert c.crowded and c.running == 2 and set(c.others) == {"e1"}
+    assert c.claim("e2", {}, "u3", trains=False) is None  # reusing e2 is no one's rival
+    c.settle(known=["e2"], stored=["u1"])  # a stored its trial and has not cleared yet
+    assert c.running == 1 and c.others == {}
+    c.settle(known=["e1", "e2"], stored=["u1", "u2"])
+    assert c.running == 0
+
+
 def test_a_dead_workers_claim_is_stale(tmp_path):
     study = _study(tmp_path)
     now = time.time()
@@ -116,8 +134,8 @@ def test_two_worker_processes_share_one_study(tiny_experiment, tmp_path):
     assert sum("another worker's study" in err for _, err in outs) == 1  # one joined the other
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'shared.db'}")
     trials = study.get_trials(deepcopy=False)
-    # reused and skipped trials are not claimed: workers may each add one at the very end
-    assert 8 <= len(trials) <= 9
+    # every trial is claimed once both workers are in: the study ends at n_trials exactly
+    assert len(trials) == 8, [t.user_attrs["status"] for t in trials]
     trained = [t for t in trials if t.user_attrs["status"] == "trained"]
     effective = [t.user_attrs["effective_id"] for t in trained]
     assert len(effective) == len(set(effective)), "an architecture was trained twice"
