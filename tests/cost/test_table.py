@@ -728,18 +728,21 @@ def test_a_table_for_another_version_of_the_space_is_used_with_a_warning(
 ):
     from nas.cost import for_space
 
-    with caplog.at_level(logging.WARNING, logger="nas.cost"):
-        for_space(table, tiny)
-    assert not caplog.records
-    # a profile whose layers did not add up to its models (a busy machine) is said at each use
-    fix = table.meta["in_model"]["tiny_cell"]
-    assert fix["fit_rmspe"] <= 0.2  # judged by each model's own latency
+    # (the profile's own fit, of timings this short, is as good as the machine is quiet: these
+    # checks set it)
+    fix = {**table.meta["in_model"]["tiny_cell"], "fit_rmspe": 0.05}
 
     def fitted(**changes: float | None) -> LookupTable:
         change = {**fix, **changes}
         meta = {**table.meta, "in_model": {"tiny_cell": change}}
         return LookupTable(table.device, meta, table.entries, path=table.path)
 
+    good = fitted()
+    with caplog.at_level(logging.WARNING, logger="nas.cost"):
+        for_space(good, tiny)
+    assert not caplog.records
+    # a profile whose layers did not add up to its models (a busy machine) is said at each use,
+    # judged by each model's own latency
     busy = fitted(fit_rmspe=1.0)
     with caplog.at_level(logging.WARNING, logger="nas.cost"):
         for_space(busy, tiny)
@@ -768,7 +771,7 @@ def test_a_table_for_another_version_of_the_space_is_used_with_a_warning(
     other = SearchSpace.from_yaml(edited)
     assert other.name == tiny.name and other.hash != tiny.hash
     with caplog.at_level(logging.WARNING, logger="nas.cost"):
-        bound = for_space(table, other)
+        bound = for_space(good, other)
     (record,) = caplog.records
     assert f"made for another version of space 'tiny_cell' (hash {tiny.hash}" in record.message
     assert f"nas profile --space {edited}" in record.message
