@@ -132,25 +132,6 @@ def _finetune(
     return result.to_dict()
 
 
-def _sparse_finetune(
-    model: nn.Module,
-    data: SplitData,
-    config: FinetuneConfig,
-    sparsity: float,
-    state: Path,
-    teacher: nn.Module | None,
-    progress: Progress | None,
-    label: str,
-    source: str | None = None,
-    fix: str = "",
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Magnitude-prune, then fine-tune with the mask held fixed, then make the zeros permanent;
-    returns the model and its fine-tuning record."""
-    sparse = prune_unstructured(model, sparsity=sparsity, keep_masks=True)
-    training = _finetune(sparse, data, config, state, teacher, progress, label, source, fix)
-    return make_sparsity_permanent(sparse), training
-
-
 def _params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -332,16 +313,7 @@ class _Finish:
         if self.widths is not None:  # (a key only then: an unpruned model's checkpoints stay)
             self.inputs["pruned"] = self.widths
         name = self.name
-        self.trainings[name] = _finetune(
-            model,
-            data,
-            self.finetune_config,
-            fresh_checkpoint(state_dir(self.base, name), self.inputs, name),
-            teacher,
-            self.progress,
-            name,
-            self.source,
-        )
+        self.trainings[name] = self._tune(model, self.finetune_config, name, {}, teacher)
         model.eval()
         self._stage(name, "exporting FP32 (safetensors, ONNX, torch.export)")
         x_held, y_held, split = data.held_out()
@@ -529,19 +501,12 @@ class _Finish:
         if p.epochs:
             pcfg = replace(self.finetune_config, epochs=p.epochs)
             # the unpruned parent is the natural teacher of its pruned child
-            recovery = _finetune(
+            recovery = self._tune(
                 pruned,
-                self.data,
                 pcfg,
-                fresh_checkpoint(
-                    state_dir(self.base, pfolder.name),
-                    {**self.inputs, "prune": p.to_dict()},
-                    pfolder.name,
-                ),
-                model,
-                self.progress,
                 pfolder.name,
-                self.source,
+                {"prune": p.to_dict()},
+                model,
                 _tuning_fix(pcfg, True) + f" (the recovery fine-tune of compress.prune, "
                 f"{_epochs(p.epochs)}), or lower compress.prune.ratio ({p.ratio:g})",
             )
@@ -575,28 +540,21 @@ class _Finish:
             self.finetune_config,
             epochs=compress.sparse_epochs_for(self.finetune_config.epochs),
         )
-        sparse, recovery = _sparse_finetune(
-            model,
-            self.data,
+        sparse = prune_unstructured(model, sparsity=compress.sparsity, keep_masks=True)
+        recovery = self._tune(
+            sparse,
             scfg,
-            compress.sparsity,
-            fresh_checkpoint(
-                state_dir(self.base, sfolder.name),
-                {
-                    **self.inputs,
-                    "sparsity": compress.sparsity,
-                    # (a key only when set: checkpoints made before it stay valid)
-                    **({"epochs": scfg.epochs} if compress.sparse_epochs is not None else {}),
-                },
-                sfolder.name,
-            ),
-            model,
-            self.progress,
             sfolder.name,
-            self.source,
+            {
+                "sparsity": compress.sparsity,
+                # (a key only when set: checkpoints made before it stay valid)
+                **({"epochs": scfg.epochs} if compress.sparse_epochs is not None else {}),
+            },
+            model,
             _tuning_fix(scfg, True) + f" (the fine-tune under the mask of compress.sparsity), "
             f"or lower compress.sparsity ({compress.sparsity:g})",
         )
+        sparse = make_sparsity_permanent(sparse)  # the mask held during the fine-tune
         self.trainings[sfolder.name] = {
             "compression": (
                 f"magnitude pruning of {compress.sparsity:.0%} of the weights of "
@@ -669,6 +627,23 @@ class _Finish:
         if self.progress is not None:
             self.progress("final_done", {"model": self.name, "variants": len(measurements)})
         return FinalModel(arch.arch_id, self.base / self.name, tuple(measurements))
+
+    def _tune(
+        self,
+        model: nn.Module,
+        config: FinetuneConfig,
+        label: str,
+        inputs: dict[str, Any],
+        teacher: nn.Module | None,
+        fix: str = "",
+    ) -> dict[str, Any]:
+        """Fine-tune the model of folder ``label`` in place, resumably: its checkpoint depends
+        on the float model's inputs plus ``inputs`` (what makes this variant); returns its
+        training record."""
+        state = fresh_checkpoint(state_dir(self.base, label), {**self.inputs, **inputs}, label)
+        return _finetune(
+            model, self.data, config, state, teacher, self.progress, label, self.source, fix
+        )
 
     def _derived(self, how: str) -> dict[str, Any]:
         """The origin of a model made from the fine-tuned float model (pruned, sparse): it
