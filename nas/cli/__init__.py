@@ -222,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(RAPL, NVML) is readable (default 10, a 15 W TDP class CPU)",
     )
     p.add_argument("--power-source", help="where the --power-w figure comes from (recorded)")
+    p.add_argument(
+        "--fit-archs",
+        type=_at_least(2),
+        help="architectures timed end to end to fit the space's in-model correction (default: "
+        "the table's, else 20; more make a steadier fit on a noisy machine; another number "
+        "than the table's refits it)",
+    )
     p.set_defaults(func=cmd_profile, resumable=True)
 
     p = command(

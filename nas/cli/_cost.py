@@ -4,6 +4,7 @@ calibrate``."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import itertools
 import json
 import math
@@ -188,7 +189,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def _profile_config(args: argparse.Namespace) -> Any:
-    from nas.cost._profile import ProfileConfig
+    from nas.cost._profile import DEFAULT_FIT_ARCHS, ProfileConfig
 
     power = {}
     if getattr(args, "power_w", None) is not None:
@@ -206,6 +207,7 @@ def _profile_config(args: argparse.Namespace) -> Any:
         runtime=getattr(args, "runtime", None),
         warmup=args.warmup,
         repeats=args.repeats,
+        overhead_archs=getattr(args, "fit_archs", None) or DEFAULT_FIT_ARCHS,
         **power,
     )
 
@@ -251,7 +253,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from torch import get_num_threads as torch_threads
 
     from nas.cost import LookupTable
-    from nas.cost._profile import profile_space
+    from nas.cost._profile import DEFAULT_FIT_ARCHS, profile_space
     from nas.cost._table import fit_error, poor_fit
     from nas.space import load_space
 
@@ -268,6 +270,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
     existing = LookupTable.load(out) if out.exists() else None
     if existing is None:
         _warn_builtin_name(out)
+    elif args.fit_archs is None:  # a rerun keeps the table's count (another one refits)
+        held = (existing.meta.get("in_model") or {}).get(space.name) or {}
+        config = dataclasses.replace(
+            config, overhead_archs=held.get("fit_archs", config.overhead_archs)
+        )
     name = existing.device if existing else out.stem
     # the table as it was, kept if this run changes what it predicts for the space
     before = _table_files(out)
@@ -301,6 +308,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
                     "--repeats",
                     str(config.repeats),
                     *(["--power-w", f"{args.power_w:g}"] if args.power_w is not None else []),
+                    *(
+                        ["--fit-archs", str(config.overhead_archs)]
+                        if config.overhead_archs != DEFAULT_FIT_ARCHS
+                        else []
+                    ),
                     "--out",
                     str(out),
                 ]
@@ -320,7 +332,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
         + f" (in-model correction: {_correction_text(fix)}, fit RMSE {fix['fit_rmse_ms']:.4f} ms"
         + (
             f"; {', '.join(fix['held_at_zero'])} held at 0: a free fit made a cost negative, "
-            "or the models timed do not determine them)"
+            "the models timed do not determine them, or they predicted the models left out of "
+            "the fit no better)"
             if fix.get("held_at_zero")
             else ")"
         )
@@ -412,11 +425,16 @@ def _keep_previous_table(
     if not (refit or other_space):
         return
     kept = _set_aside(out, before)
+    from nas.cost._profile import DEFAULT_FIT_ARCHS
+
+    fit_archs = [f.get("fit_archs", DEFAULT_FIT_ARCHS) for f in (old_fix or {}, new_fix)]
     why = (
         f"another version of space '{space.name}'"
         if other_space
         else "a poorly fitting correction before"
         if poor_fit(old_fix or {})
+        else f"--fit-archs {fit_archs[1]} (fitted on {fit_archs[0]} models before)"
+        if fit_archs[0] != fit_archs[1]
         else "new entries"
     )
     print(

@@ -69,6 +69,8 @@ _INT8_CALIBRATION = 8
 _RAPL = Path("/sys/class/powercap/intel-rapl:0/energy_uj")
 #: overhead calibration uses architectures drawn with this seed; validation never uses it
 CALIBRATION_SEED = 20_240_601
+#: architectures timed end to end to fit a space's in-model correction, by default
+DEFAULT_FIT_ARCHS = 20
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class ProfileConfig:
     spin_up_s: float = 1.0
     power_w: float = DEFAULT_POWER_W
     power_source: str = "latency_tables/cpu.yaml static_power_w (15 W TDP class CPU)"
-    overhead_archs: int = 20
+    overhead_archs: int = DEFAULT_FIT_ARCHS
 
     def __post_init__(self) -> None:
         dtypes = sorted({d for ds in RUNTIMES.values() for d in ds}, key=str.lower)
@@ -474,6 +476,7 @@ def profile_space(
             held is None
             or held.get("space_hash", table.meta.get("spaces", {}).get(space.name)) != space.hash
             or poor_fit(held)
+            or held.get("fit_archs", DEFAULT_FIT_ARCHS) != config.overhead_archs
         )
         spaces = dict(table.meta.get("spaces", {}))
         spaces[space.name] = space.hash
@@ -660,6 +663,11 @@ def _in_model_correction(
             return bool(np.all(coef >= 0))
         return bool(coef[0] >= 0 and np.all(alone + added @ coef >= 0))
 
+    # the terms kept are those whose fit predicts best the models it was not fitted on
+    # (leave-one-out error, from one least-squares fit per subset): the least error on the
+    # models fitted would always keep every term, and on noisy timings of tiny models the
+    # extra terms fit the noise (four refits on the same entries gave layer_scale from +0.13
+    # to -0.40)
     coef = np.zeros(len(terms))
     best, kept = float(np.sum(y**2)), tuple[int, ...]()
     index = range(len(terms))
@@ -668,11 +676,11 @@ def _in_model_correction(
         if np.linalg.matrix_rank(sub) < len(cols):
             continue
         sol, *_ = np.linalg.lstsq(sub, y, rcond=None)
-        sse = float(np.sum((sub @ sol - y) ** 2))
         full = np.zeros(len(terms))
         full[list(cols)] = sol
-        if is_cost(full) and sse < best:
-            best, coef, kept = sse, full, cols
+        error = _leave_one_out_sse(sub, sol, y)
+        if is_cost(full) and error < best:
+            best, coef, kept = error, full, cols
     fitted = " + ".join(
         {
             "model_ms": "model_ms",
@@ -688,19 +696,31 @@ def _in_model_correction(
             f"end-to-end - sum of layers = {fitted}, "
             f"least squares over {config.overhead_archs} architectures drawn with seed "
             f"{CALIBRATION_SEED} (never used for validation), each timed between runs of the "
-            "first (the reference) and divided by their drift"
+            "first (the reference) and divided by their drift; the terms kept are those with "
+            "the least leave-one-out error"
         ),
+        "fit_archs": config.overhead_archs,
         "fit_rmse_ms": float(np.sqrt(np.mean((A @ coef - y) ** 2))),
         # relative to each model's latency: models of a space span 10x and more
         "fit_rmspe": float(np.sqrt(np.mean(((A @ coef - y) / np.array(latencies)) ** 2))),
-        # terms the best fit leaves out: a free fit made a cost negative, or the models do not
-        # determine them (every model has as many layers)
+        # terms the best fit leaves out: a free fit made a cost negative, the models do not
+        # determine them (every model has as many layers), or they did not predict the models
+        # left out of the fit better than the fit without them
         "held_at_zero": [t for i, t in enumerate(terms) if i not in kept],
         # a model timed at profiling time, to measure later how fast the machine runs now
         "reference_arch": space.format(archs[0]),
         "space_hash": space.hash,  # the version of the space it was fitted on
         "reference_ms": float(reference_ms),
     }
+
+
+def _leave_one_out_sse(A: np.ndarray, coef: np.ndarray, y: np.ndarray) -> float:
+    """The squared error of least squares ``A @ coef ~ y`` on each row when fitted without it
+    (the PRESS statistic: residual / (1 - leverage)); infinite where a row alone fixes a term."""
+    leverage = np.einsum("ij,ji->i", A, np.linalg.pinv(A))
+    if np.any(leverage > 1 - 1e-9):
+        return math.inf
+    return float(np.sum(((y - A @ coef) / (1 - leverage)) ** 2))
 
 
 def _accuracy(pred: np.ndarray, meas: np.ndarray) -> dict[str, float]:

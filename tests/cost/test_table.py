@@ -401,6 +401,60 @@ def test_two_versions_of_a_space_profiled_in_turn_each_refit_and_keep_both_backu
     assert "prev" not in capsys.readouterr().out
 
 
+def test_fit_archs_sets_how_many_models_fit_the_correction_and_a_rerun_keeps_it(tmp_path, capsys):
+    space, out, args = _profiled_tiny(tmp_path)
+    assert LookupTable.load(out).meta["in_model"]["tiny_cell"]["fit_archs"] == 20
+    assert "--fit-archs" not in json.loads(out.read_text())["profile_command"]
+    capsys.readouterr()
+    assert main([*args, "--fit-archs", "3"]) == 0  # another count: refit on 3 models
+    assert "with --fit-archs 3 (fitted on 20 models before) its in-model correction was refit" in (
+        capsys.readouterr().err
+    )
+    meta = LookupTable.load(out).meta
+    assert meta["in_model"]["tiny_cell"]["fit_archs"] == 3
+    assert "least squares over 3 architectures" in meta["in_model"]["tiny_cell"]["fit"]
+    assert "--fit-archs 3 --out" in meta["profile_command"]
+    _fit_well(out)
+    fitted = json.loads(out.read_text())["in_model"]
+    assert main(args) == 0  # the recorded command, or none: the table's count, nothing refit
+    assert json.loads(out.read_text())["in_model"] == fitted
+    capsys.readouterr()
+    assert main([*args, "--fit-archs", "1"]) == 2
+    assert "--fit-archs" in capsys.readouterr().err
+
+
+def test_leave_one_out_error_is_that_of_fits_without_each_model():
+    """The correction keeps the terms that best predict models left out of the fit; the error
+    comes from one fit (PRESS), and equals refitting without each model in turn."""
+    from nas.cost._profile import _leave_one_out_sse
+
+    rng = np.random.default_rng(0)
+    A = np.column_stack([np.ones(12), rng.uniform(5, 20, 12), rng.uniform(0, 3, 12)])
+    y = A @ [0.1, 0.02, -0.05] + rng.normal(0, 0.01, 12)
+    coef, *_ = np.linalg.lstsq(A, y, rcond=None)
+    refits = []
+    for i in range(len(y)):
+        rest = np.arange(len(y)) != i
+        c, *_ = np.linalg.lstsq(A[rest], y[rest], rcond=None)
+        refits.append((y[i] - A[i] @ c) ** 2)
+    assert _leave_one_out_sse(A, coef, y) == pytest.approx(sum(refits))
+    # as many models as terms: each fixes a term, nothing is left to predict
+    assert _leave_one_out_sse(A[:3], np.linalg.solve(A[:3], y[:3]), y[:3]) == math.inf
+    # a term that only fits noise always lowers the error on the models fitted, but mostly
+    # raises it on the models left out (200 draws: more than 2 in 3)
+    fitted = left_out = 0
+    for _ in range(200):
+        flat = 0.5 + rng.normal(0, 0.01, 12)
+        with_noise = np.column_stack([np.ones(12), rng.normal(0, 1, 12)])
+        terms = [with_noise[:, :1], with_noise]
+        fits = [np.linalg.lstsq(a, flat, rcond=None)[0] for a in terms]
+        sse = [np.sum((a @ c - flat) ** 2) for a, c in zip(terms, fits, strict=True)]
+        loo = [_leave_one_out_sse(a, c, flat) for a, c in zip(terms, fits, strict=True)]
+        fitted += sse[1] < sse[0]
+        left_out += loo[1] > loo[0]
+    assert fitted == 200 and left_out > 200 * 2 / 3
+
+
 def test_cli_profile_validate_and_cost(tmp_path, capsys, monkeypatch):
     (tmp_path / "tiny.yaml").write_text(TINY)
     out = tmp_path / "t.json"
