@@ -118,7 +118,7 @@ def main() -> None:
             "",
             f"Command: `python benchmarks/int8_openvino.py --run RUN --threads {args.threads} "
             "--write` (RUN: a finished `nas run experiments/quickstart.yaml`)  ",
-            f"Machine: {machine()}, openvino {openvino.__version__}; {args.threads} "
+            f"Machine: {machine()}, openvino {openvino.__version__.split('-')[0]}; {args.threads} "
             f"thread{'s' * (args.threads != 1)} in both runtimes, median of interleaved calls "
             "(600 in 6 rounds for the quickstart's models, 60 in 3 for the 224x224 ones)",
             "",
