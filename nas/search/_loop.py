@@ -165,7 +165,7 @@ class _Worker:
         self.n_new = 0
         self.rivals = 0  # proposals in a row that another worker was already training
         self.backoff = random.Random()  # unseeded: two workers that met must part
-        self.start = time.perf_counter()
+        self.start = 0.0  # when run() begins: search.timeout_s counts from there
 
     # -- the loop ---------------------------------------------------------------------------------
 
