@@ -254,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", help="also write a CSV of arch, predicted_ms, measured_ms (default: none)"
     )
     measuring(p, default="the table's")
+    p.add_argument(
+        "--rounds",
+        type=_at_least(1),
+        help="interleaved rounds the timed calls are split into, each corrected for drift on "
+        "its own; the latency is their median (default 6)",
+    )
     p.set_defaults(func=cmd_validate)
 
     p = command("import-table", "convert another tool's latency table into ours")

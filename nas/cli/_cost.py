@@ -208,6 +208,7 @@ def _profile_config(args: argparse.Namespace) -> Any:
         warmup=args.warmup,
         repeats=args.repeats,
         overhead_archs=getattr(args, "fit_archs", None) or DEFAULT_FIT_ARCHS,
+        **({"rounds": args.rounds} if getattr(args, "rounds", None) else {}),
         **power,
     )
 
@@ -446,6 +447,10 @@ def _keep_previous_table(
     )
 
 
+#: interleaved rounds of a model's timing in nas validate-table, by default
+VALIDATION_ROUNDS = 6
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     import numpy as np
     from torch import get_num_threads as torch_threads
@@ -467,6 +472,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for key, fallback in (("threads", None), ("warmup", 20), ("repeats", 100)):
         if getattr(args, key) is None:
             setattr(args, key, protocol.get(key) or fallback)
+    # not the table's rounds: the median of 6 rounds, each corrected for the machine's speed on
+    # its own, outlasts a busy stretch that spoils 2 of 3 (docs/benchmarks.md: the same table
+    # validated 97-100% within 10% with 6 rounds, 91-100% with 3, the same evening)
+    args.rounds = args.rounds or VALIDATION_ROUNDS
     config = _profile_config(args)
     table_threads = protocol.get("threads")
     threads = config.threads or torch_threads()

@@ -455,6 +455,28 @@ def test_leave_one_out_error_is_that_of_fits_without_each_model():
     assert fitted == 200 and left_out > 200 * 2 / 3
 
 
+def test_validate_table_times_each_model_in_six_rounds_unless_told(tmp_path, monkeypatch):
+    """The table's protocol (3 rounds) sets the calls, not the rounds: the median of 6 rounds,
+    each drift-corrected, outlasts a busy stretch that spoils 2 of 3."""
+    space, out, _ = _profiled_tiny(tmp_path)
+    seen = []
+
+    class Timed(Exception):
+        pass
+
+    def validate(space, table, config, **kwargs):
+        seen.append((config.rounds, config.repeats))
+        raise Timed
+
+    monkeypatch.setattr("nas.cost._profile.validate_table", validate)
+    validate_args = ["validate-table", "--space", str(space), "--table", str(out), "--n", "2"]
+    for extra, rounds in (([], 6), (["--rounds", "2"], 2)):
+        with pytest.raises(Timed):
+            main([*validate_args, *extra])
+        assert seen[-1] == (rounds, 3)  # 3: the table's timed calls
+    assert LookupTable.load(out).meta["protocol"]["rounds"] == 3
+
+
 def test_cli_profile_validate_and_cost(tmp_path, capsys, monkeypatch):
     (tmp_path / "tiny.yaml").write_text(TINY)
     out = tmp_path / "t.json"
