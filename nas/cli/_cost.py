@@ -254,7 +254,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from torch import get_num_threads as torch_threads
 
     from nas.cost import LookupTable
-    from nas.cost._profile import DEFAULT_FIT_ARCHS, profile_space
+    from nas.cost._profile import DEFAULT_FIT_ARCHS, fit_archs, profile_space
     from nas.cost._table import fit_error, poor_fit
     from nas.space import load_space
 
@@ -272,10 +272,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if existing is None:
         _warn_builtin_name(out)
     elif args.fit_archs is None:  # a rerun keeps the table's count (another one refits)
-        held = (existing.meta.get("in_model") or {}).get(space.name) or {}
-        config = dataclasses.replace(
-            config, overhead_archs=held.get("fit_archs", config.overhead_archs)
-        )
+        held = (existing.meta.get("in_model") or {}).get(space.name)
+        if held is not None:
+            config = dataclasses.replace(config, overhead_archs=fit_archs(held))
     name = existing.device if existing else out.stem
     # the table as it was, kept if this run changes what it predicts for the space
     before = _table_files(out)
@@ -416,6 +415,7 @@ def _keep_previous_table(
     """When a rerun changed what the table predicts for ``space`` (another version of the
     space, or a refit in-model correction), keep the previous table beside it and say so:
     studies that costed with it refuse to continue with the changed one."""
+    from nas.cost._profile import fit_archs
     from nas.cost._table import IN_MODEL_TERMS, poor_fit
 
     old_fix = (old.get("in_model") or {}).get(space.name)
@@ -426,16 +426,14 @@ def _keep_previous_table(
     if not (refit or other_space):
         return
     kept = _set_aside(out, before)
-    from nas.cost._profile import DEFAULT_FIT_ARCHS
-
-    fit_archs = [f.get("fit_archs", DEFAULT_FIT_ARCHS) for f in (old_fix or {}, new_fix)]
+    counts = fit_archs(old_fix or {}), fit_archs(new_fix)
     why = (
         f"another version of space '{space.name}'"
         if other_space
         else "a poorly fitting correction before"
         if poor_fit(old_fix or {})
-        else f"--fit-archs {fit_archs[1]} (fitted on {fit_archs[0]} models before)"
-        if fit_archs[0] != fit_archs[1]
+        else f"--fit-archs {counts[1]} (fitted on {counts[0]} models before)"
+        if counts[0] != counts[1]
         else "new entries"
     )
     print(
@@ -445,10 +443,6 @@ def _keep_previous_table(
         f"previous table is kept as {kept} (copy it and its .csv back to continue such a study)",
         file=sys.stderr,
     )
-
-
-#: interleaved rounds of a model's timing in nas validate-table, by default
-VALIDATION_ROUNDS = 6
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -472,10 +466,6 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for key, fallback in (("threads", None), ("warmup", 20), ("repeats", 100)):
         if getattr(args, key) is None:
             setattr(args, key, protocol.get(key) or fallback)
-    # not the table's rounds: the median of 6 rounds, each corrected for the machine's speed on
-    # its own, outlasts a busy stretch that spoils 2 of 3 (docs/benchmarks.md: the same table
-    # validated 97-100% within 10% with 6 rounds, 91-100% with 3, the same evening)
-    args.rounds = args.rounds or VALIDATION_ROUNDS
     config = _profile_config(args)
     table_threads = protocol.get("threads")
     threads = config.threads or torch_threads()

@@ -73,6 +73,12 @@ CALIBRATION_SEED = 20_240_601
 DEFAULT_FIT_ARCHS = 20
 
 
+def fit_archs(fix: Mapping[str, Any]) -> int:
+    """How many architectures an in-model correction was fitted on (a correction fitted before
+    the count was recorded: the default then, :data:`DEFAULT_FIT_ARCHS`)."""
+    return int(fix.get("fit_archs", DEFAULT_FIT_ARCHS))
+
+
 @dataclass(frozen=True)
 class ProfileConfig:
     """How to measure: device (``cpu``, ``cuda``, ``cuda:N``), threads, batch, dtype, repeats.
@@ -476,7 +482,7 @@ def profile_space(
             held is None
             or held.get("space_hash", table.meta.get("spaces", {}).get(space.name)) != space.hash
             or poor_fit(held)
-            or held.get("fit_archs", DEFAULT_FIT_ARCHS) != config.overhead_archs
+            or fit_archs(held) != config.overhead_archs
         )
         spaces = dict(table.meta.get("spaces", {}))
         spaces[space.name] = space.hash
