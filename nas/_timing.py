@@ -1,14 +1,30 @@
-"""What the package's two timers share (``nas.cost`` times layers and models for tables,
-``nas.compress`` times deployed variants): CPU clock spin-up, timed calls, and how timed calls
-are split over interleaved rounds."""
+"""What the package's timers share (``nas.cost`` times layers and models for tables,
+``nas.compress`` times deployed variants, ``nas.train`` runs at a thread count): a fixed thread
+count, CPU clock spin-up, timed calls, and how timed calls are split over interleaved rounds."""
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["spin_up", "split_repeats", "time_calls"]
+__all__ = ["fixed_threads", "spin_up", "split_repeats", "time_calls"]
+
+
+@contextlib.contextmanager
+def fixed_threads(n: int | None) -> Iterator[None]:
+    """Run the block with torch at ``n`` intra-op threads (``None``: as it is), and restore
+    the count after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def split_repeats(repeats: int, rounds: int) -> list[int]:

@@ -450,7 +450,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from torch import get_num_threads as torch_threads
 
     from nas.cost import LookupTable, load_cost_model
-    from nas.cost._profile import fingerprint, validate_table
+    from nas.cost._profile import fingerprint
+    from nas.cost._validate import validate_table
     from nas.space import load_space
 
     space = load_space(args.space)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas._timing import spin_up, split_repeats, time_calls
+from nas._timing import fixed_threads, spin_up, split_repeats, time_calls
 
 __all__ = ["LatencyConfig", "Measurement", "deflated_size", "time_interleaved"]
 
@@ -117,20 +117,15 @@ def time_interleaved(
     runners: Mapping[str, Callable[[], Any]], config: LatencyConfig
 ) -> dict[str, list[float]]:
     """Latency samples (ms) of each zero-argument callable, timed in interleaved rounds."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(config.threads)
-    try:
-        with torch.inference_mode():
-            spin_up(next(iter(runners.values())), config.spin_up_s)
-            for run in runners.values():
-                for _ in range(config.warmup):
-                    run()
-            samples: dict[str, list[float]] = {name: [] for name in runners}
-            for per_round in split_repeats(config.repeats, config.rounds):
-                for name, run in runners.items():
-                    samples[name] += time_calls(run, per_round)
-    finally:
-        torch.set_num_threads(previous)
+    with fixed_threads(config.threads), torch.inference_mode():
+        spin_up(next(iter(runners.values())), config.spin_up_s)
+        for run in runners.values():
+            for _ in range(config.warmup):
+                run()
+        samples: dict[str, list[float]] = {name: [] for name in runners}
+        for per_round in split_repeats(config.repeats, config.rounds):
+            for name, run in runners.items():
+                samples[name] += time_calls(run, per_round)
     return samples
 
 

@@ -50,8 +50,9 @@ from torch import nn
 from nas._config import Node
 from nas._errors import NasConfigError
 from nas._io import atomic_write_bytes, read_json_object
+from nas._timing import fixed_threads
 from nas.train._data import SplitData, _known_fields
-from nas.train._trainer import _SGD_MOMENTUM, OPTIMIZERS, _forked_rng, _threads
+from nas.train._trainer import _SGD_MOMENTUM, OPTIMIZERS, _forked_rng
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -550,7 +551,7 @@ def finetune(
         )
     device = params[0].device
     path = None if checkpoint_dir is None else Path(checkpoint_dir) / CHECKPOINT_NAME
-    with _threads(config.threads), _forked_rng(device):
+    with fixed_threads(config.threads), _forked_rng(device):
         torch.manual_seed(config.seed)
         result = _run(model, params, data, config, device, teacher, path, progress)
     logger.info(

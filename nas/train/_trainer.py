@@ -24,6 +24,7 @@ from torch import nn
 
 from nas._config import Node
 from nas._errors import NasConfigError
+from nas._timing import fixed_threads
 from nas.train._data import SplitData
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "TrainResult", "train_and_evaluate"]
@@ -206,7 +207,7 @@ def train_and_evaluate(
     if not params:
         raise ValueError("the model has no trainable parameters; nothing to train")
     device = params[0].device
-    with _threads(config.threads), _forked_rng(device):
+    with fixed_threads(config.threads), _forked_rng(device):
         torch.manual_seed(config.seed)
         result = _run(model, params, data, config, device, progress)
     logger.info(
@@ -334,19 +335,6 @@ def _optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.O
         nesterov=True,
         weight_decay=config.weight_decay,
     )
-
-
-@contextmanager
-def _threads(threads: int | None) -> Iterator[None]:
-    if threads is None:
-        yield
-        return
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 @contextmanager

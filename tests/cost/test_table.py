@@ -23,7 +23,8 @@ from nas.cost import (
     list_devices,
     load_cost_model,
 )
-from nas.cost._profile import ProfileConfig, profile_space, validate_table
+from nas.cost._profile import ProfileConfig, profile_space
+from nas.cost._validate import validate_table
 from nas.space import SearchSpace, list_spaces, load_space
 from tests.conftest import TINY_SPACE as TINY
 
@@ -300,7 +301,8 @@ def test_validate_table_reports_accuracy(tiny, table):
 
 
 def test_repeatability_compares_each_round_with_the_others():
-    from nas.cost._profile import _repeatability, _round_errors
+    from nas.cost._profile import _round_errors
+    from nas.cost._validate import _repeatability
 
     errors = _round_errors([1.0, 1.0, 1.2])  # the third round against the first two, ...
     assert errors == pytest.approx([1 / 1.1 - 1, 1 / 1.1 - 1, 0.2])
@@ -468,7 +470,7 @@ def test_validate_table_times_each_model_in_six_rounds_unless_told(tmp_path, mon
         seen.append((config.rounds, config.repeats))
         raise Timed
 
-    monkeypatch.setattr("nas.cost._profile.validate_table", validate)
+    monkeypatch.setattr("nas.cost._validate.validate_table", validate)
     validate_args = ["validate-table", "--space", str(space), "--table", str(out), "--n", "2"]
     for extra, rounds in (([], 6), (["--rounds", "2"], 2)):
         with pytest.raises(Timed):
@@ -785,13 +787,15 @@ def test_validation_times_again_a_batch_caught_in_a_pause(tiny, table, monkeypat
     import nas.cost._profile as profile
 
     real, calls = profile.measure_interleaved, []
+    reference_ms = table.meta["in_model"][tiny.name]["reference_ms"]
 
     def paused_once(runs, config):
         timings = real(runs, config)
         calls.append(len(runs))
-        if len(calls) == 1:  # the reference runs 1000x slower: as if the process had stopped
-            timings = [[x * 1000 for x in t] if i % 2 == 0 else t for i, t in enumerate(timings)]
-        return timings
+        # the reference runs 1000x slower the first time: as if the process had stopped; then
+        # at its speed in the table, so that a busy test machine cannot make a pause of its own
+        ref = reference_ms * (1000 if len(calls) == 1 else 1)
+        return [[ref] * len(t) if i % 2 == 0 else t for i, t in enumerate(timings)]
 
     monkeypatch.setattr(profile, "measure_interleaved", paused_once)
     report = validate_table(tiny, table, FAST, n=3, seed=1)
@@ -965,7 +969,7 @@ def test_validate_table_times_models_with_the_tables_protocol_by_default(
     tmp_path, capsys, monkeypatch
 ):
     """It used torch's thread count (2) on a 1-thread table, warned, and reported 14% MAPE."""
-    from nas.cost import _profile
+    from nas.cost import _validate
 
     (tmp_path / "tiny.yaml").write_text(TINY)
     out = tmp_path / "t.json"
@@ -980,7 +984,7 @@ def test_validate_table_times_models_with_the_tables_protocol_by_default(
         seen.append(config)
         raise NasConfigError("stop here")
 
-    monkeypatch.setattr(_profile, "validate_table", capture)
+    monkeypatch.setattr(_validate, "validate_table", capture)
     capsys.readouterr()
     assert (
         main(["validate-table", "--space", str(tmp_path / "tiny.yaml"), "--table", str(out)]) == 2
