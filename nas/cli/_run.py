@@ -54,9 +54,9 @@ def _progress_bar(total: int) -> Any:
             if bar.disable:
                 print(f"{said}...", file=sys.stderr, flush=True)
         elif event == "epoch":
+            which = "" if info["trial"] is None else f"trial {info['trial']} "  # (not stored yet)
             bar.set_postfix_str(
-                f"trial {info['trial']} epoch {info['epoch']}/{info['epochs']} "
-                f"loss {info['loss']:.3f}"
+                f"{which}epoch {info['epoch']}/{info['epochs']} loss {info['loss']:.3f}"
             )
         elif _trial_done(event):
             done[0] += 1

@@ -156,7 +156,11 @@ class _Worker:
         # run would; Optuna's samplers cannot, and get another seed (not to repeat the first draws)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
         self.sampler = _sampler(exp, self.space, self.evaluator, seed=seed, resumed_after=done)
-        self.claims = Claims(study, run_dir) if exp.needs_training else None
+        # claims: a search that trains claims what it trains; once several workers share the
+        # study, every trial is claimed (one that trains nothing too), so that it ends at
+        # n_trials exactly. A worker that joins says so at once: the one that created the
+        # study then claims its trials too, though a cost-only search never trains
+        self.claims = Claims(study, run_dir)
         self.mirror = _Mirror(study, self.sampler, self.space, self.claims)
         self.free_constraints = [c for c in exp.constraints if not c.metric.needs_training]
         self.counts: Counter[str] = Counter()
@@ -171,6 +175,8 @@ class _Worker:
 
     def run(self) -> SearchOutcome:
         self.start = time.perf_counter()
+        if self.joined:
+            self.claims.announce()
         self.mirror.sync()
         self._say(
             "start",
@@ -182,7 +188,7 @@ class _Worker:
             while self._step():
                 pass
         finally:
-            if self.claims is not None and self.claims.mine is not None:
+            if self.claims.mine is not None:
                 with contextlib.suppress(Exception):  # the storage may be what failed
                     self.claims.clear()
         counts = self.counts
@@ -255,8 +261,10 @@ class _Worker:
         A trial that trains nothing (a stored result reused, a constraint broken) is claimed
         only once another worker has claimed in the study: alone, nothing can take its place."""
         claims, mirror, n_trials = self.claims, self.mirror, self.exp.search.n_trials
-        trains = not p.infeasible and p.effective_id not in mirror.known
-        if claims is None or not (trains or claims.crowded):
+        trains = (
+            self.exp.needs_training and not p.infeasible and p.effective_id not in mirror.known
+        )
+        if not (trains or claims.crowded):
             return False
         # claim it, then look again: a worker stores its trial before it clears its claim, so
         # one stored while this worker proposed is seen now, and one in progress is the rival's
@@ -313,11 +321,13 @@ class _Worker:
 
     def _train(self, p: _Proposal) -> tuple[str, TrialState, dict[str, torch.Tensor]]:
         claims = self.claims
-        assert claims is not None  # a search that trains claims what it trains
+        # alone, the sampler's study numbers trials as the storage will; beside other workers
+        # the number is the storage's, known once the trial is stored
+        number = None if claims.crowded else p.trial.number
 
         def on_epoch(epoch: int, epochs: int, loss: float) -> None:
             claims.beat()
-            self._say("epoch", trial=p.trial.number, epoch=epoch, epochs=epochs, loss=loss)
+            self._say("epoch", trial=number, epoch=epoch, epochs=epochs, loss=loss)
 
         model, result = self.evaluator.train(p.arch, progress=on_epoch)
         p.attrs["train"] = {
@@ -346,9 +356,8 @@ class _Worker:
                 with atomic_path(path, suffix=".safetensors") as tmp:
                     save_file(weights, str(tmp), metadata={"arch_id": p.arch.arch_id})
                 p.attrs["weights"] = str(path.relative_to(self.run_dir))
-            self._publish(p, state)
-            if self.claims is not None:
-                self.claims.clear()
+            number = self._publish(p, state)
+            self.claims.clear()
         self.counts["failed" if status == "diverged" else status] += 1
         self.n_new += 1
         # an untrained trial's placeholder (WORST) is no measurement: not shown
@@ -356,23 +365,23 @@ class _Worker:
             m.name: None if status == "infeasible" and m.name in WORST else p.metrics.get(m.name)
             for m in self.exp.objectives
         }
-        self._say("trial", trial=p.trial.number, status=status, arch=p.attrs["arch"], **shown)
+        self._say("trial", trial=number, status=status, arch=p.attrs["arch"], **shown)
 
-    def _publish(self, p: _Proposal, state: TrialState) -> None:
+    def _publish(self, p: _Proposal, state: TrialState) -> int:
         """Finish ``p``'s trial on the sampler's study with its attributes, metrics, objective
-        values (a failed trial: none) and constraint violations, and write it to the storage."""
+        values (a failed trial: none) and constraint violations, and write it to the storage;
+        its number there."""
         trial, metrics, shadow = p.trial, p.metrics, self.mirror.shadow
         for key, value in {**p.attrs, **metrics}.items():
             trial.set_user_attr(key, value)
         if state != TrialState.COMPLETE:
-            self.mirror.publish(shadow.tell(trial, state=TrialState.FAIL))
-            return
+            return self.mirror.publish(shadow.tell(trial, state=TrialState.FAIL))
         constraints = self.exp.constraints
         found = {**violations(constraints, metrics), **p.violations}
         for c in constraints:  # every trial carries every constraint (0 = unknown)
             trial.set_constraint(str(c), found.get(str(c), 0.0))
         values = [metrics[m.name] for m in self.exp.objectives]
-        self.mirror.publish(shadow.tell(trial, values))
+        return self.mirror.publish(shadow.tell(trial, values))
 
     # -- waiting and telling ----------------------------------------------------------------------
 
@@ -405,9 +414,9 @@ class _Mirror:
     small writes of params, user attributes and constraints). Before each trial the mirror pulls
     in trials that other workers added to the storage, so several processes can share one
     study. A trial being evaluated is not in the storage until it finishes; a killed process
-    loses only its unfinished trial. With ``claims`` (a search that trains), the architectures
-    other workers are training appear in the sampler's study as running trials, so that a
-    sampler that looks at running trials (the default one) proposes others.
+    loses only its unfinished trial. With ``claims``, the architectures other workers are
+    training (or evaluating, in a cost-only search) appear in the sampler's study as running
+    trials, so that a sampler that looks at running trials (the default one) proposes others.
     """
 
     def __init__(
@@ -479,10 +488,20 @@ class _Mirror:
                 self.shadow.add_trial(t)
         self.finished = len(finished)
 
-    def publish(self, frozen: optuna.trial.FrozenTrial) -> None:
-        """Write a trial finished on the shadow study to the storage (one transaction)."""
-        self.seen.add(self._uid(frozen))
+    def publish(self, frozen: optuna.trial.FrozenTrial) -> int:
+        """Write a trial finished on the shadow study to the storage (one transaction); its
+        number there. Alone in the study that is the shadow's number; beside other workers,
+        whose trials may reach the storage between this one's ask and its write, it is read
+        back."""
+        uid = self._uid(frozen)
+        self.seen.add(uid)
         self.study.add_trial(frozen)
+        if self.claims is None or not self.claims.crowded:
+            return frozen.number
+        for t in reversed(self.study.get_trials(deepcopy=False, states=(frozen.state,))):
+            if self._uid(t) == uid:
+                return t.number
+        return frozen.number  # (not found: a storage that lost it; the next pull will say)
 
 
 def _sampler(

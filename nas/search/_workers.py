@@ -8,7 +8,9 @@ host), and clears the claim when the trial is stored. The other workers read the
 each trial: their sampler treats a claimed architecture as running (and proposes another), the
 search stops when its finished and claimed trials make ``n_trials``, and an architecture
 claimed elsewhere is never trained twice. Once several workers share a study, every trial is
-claimed, the ones that train nothing too, so that the study ends at ``n_trials`` exactly.
+claimed, the ones that train nothing too (a cost-only search's: a worker that joins a study
+announces itself with an empty claim, so that the one that created it knows), so that the
+study ends at ``n_trials`` exactly.
 
 A claim whose worker died is stale: on the same host when its process is gone, elsewhere when
 its heartbeat (refreshed during training) is older than :data:`STALE_S`.
@@ -205,6 +207,13 @@ class Claims:
         if rival is not None:
             self.clear()
         return rival
+
+    def announce(self) -> None:
+        """Tell the other workers of the study that this one searches it too (an empty claim):
+        from then on they claim every trial they evaluate, as this one does."""
+        self.crowded = True
+        if CLAIM_PREFIX + self.key not in self.study.user_attrs:
+            self.study.set_user_attr(CLAIM_PREFIX + self.key, None)
 
     def beat(self) -> None:
         """Refresh this worker's claim (during a long training) at most every :data:`BEAT_S`."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import optuna
@@ -16,8 +17,8 @@ import pytest
 from optuna.trial import TrialState
 
 from nas.pipeline import run_experiment
-from nas.search import load_experiment, trial_weights
-from nas.search._study import make_storage
+from nas.search import Experiment, load_experiment, trial_weights
+from nas.search._study import UID_ATTR, make_storage
 from nas.search._workers import CLAIM_PREFIX, STALE_S, Claims, worker_key
 from nas.space import load_space
 
@@ -248,3 +249,93 @@ def test_a_chosen_member_that_reused_anothers_training_starts_from_those_weights
     assert doc["origin"]["started_from"] == (
         f"the search's proxy-trained weights ({row['weights']})"
     )
+
+
+def _cost_only(tmp_path: Path, n_trials: int) -> Experiment:
+    """NAS-Bench-201's cost-only experiment (no training) on the study in ``shared.db``."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    sets = [f"search.n_trials={n_trials}", f"search.storage={url}"]
+    return load_experiment(REPO / "experiments" / "nasbench201_cost.yaml", sets)
+
+
+def _shared(tmp_path: Path) -> optuna.Study:
+    storage = make_storage(f"sqlite:///{tmp_path / 'shared.db'}")
+    return optuna.load_study(study_name="nasbench201_cost", storage=storage)
+
+
+def test_a_cost_only_search_beside_another_worker_ends_at_n_trials(tmp_path):
+    """Two cost-only workers stored 81 trials for n_trials 80: nothing trains, so nothing was
+    claimed, and both stored the last trial. Beside a worker that holds a claim, this one now
+    stops one short and waits for that trial."""
+    run_experiment(_cost_only(tmp_path, 3), tmp_path / "run", finish=False)
+    shared, other = _shared(tmp_path), tmp_path / "other"
+    space = load_space("nasbench201")
+    arch = space.random(7)
+    claims = Claims(shared, other)
+    claims.claim(space.effective(arch).arch_id, arch.choices, "their-trial", trains=False)
+    waiting = threading.Event()
+
+    def progress(event: str, _info: dict) -> None:
+        if event == "waiting":
+            waiting.set()
+
+    thread = threading.Thread(
+        target=run_experiment,
+        args=(_cost_only(tmp_path, 10), tmp_path / "run"),
+        kwargs={"finish": False, "progress": progress},
+    )
+    thread.start()
+    assert waiting.wait(timeout=120)
+    assert len(shared.get_trials(deepcopy=False)) == 9  # and one the other worker is running
+    done = next(t for t in shared.get_trials(deepcopy=False) if t.number == 0)
+    attrs = {**done.user_attrs, UID_ATTR: "their-trial"}
+    shared.add_trial(
+        optuna.trial.create_trial(
+            state=TrialState.COMPLETE,
+            params=done.params,
+            distributions=done.distributions,
+            values=done.values,
+            user_attrs=attrs,
+        )
+    )
+    claims.clear()
+    thread.join(timeout=120)
+    assert not thread.is_alive()
+    assert len(shared.get_trials(deepcopy=False)) == 10
+
+
+def test_trial_numbers_said_beside_other_workers_are_the_storages(tmp_path, monkeypatch):
+    """Beside another worker, the log's trial numbers were the sampler's private study's:
+    another worker's trial stored between this one's proposal and its write shifts the
+    storage's numbers, and `nas export --trial N` with a number from the log exported another
+    architecture."""
+    from nas.search._loop import _Mirror
+
+    run_experiment(_cost_only(tmp_path, 2), tmp_path / "run", finish=False)
+    _shared(tmp_path).set_user_attr(CLAIM_PREFIX + "other", None)  # another worker was here
+    publish = _Mirror.publish
+
+    def after_anothers(self, frozen):  # the other worker stores a trial first
+        self.study.add_trial(
+            optuna.trial.create_trial(
+                state=TrialState.FAIL,
+                params=frozen.params,
+                distributions=frozen.distributions,
+                user_attrs={**frozen.user_attrs, UID_ATTR: uuid.uuid4().hex, "status": "diverged"},
+            )
+        )
+        return publish(self, frozen)
+
+    monkeypatch.setattr(_Mirror, "publish", after_anothers)
+    said = []
+
+    def progress(event: str, info: dict) -> None:
+        if event == "trial":
+            said.append((info["trial"], info["status"], info["arch"]))
+
+    run_experiment(_cost_only(tmp_path, 8), tmp_path / "run", finish=False, progress=progress)
+    trials = _shared(tmp_path).get_trials(deepcopy=False)
+    assert len(said) == 3 and len(trials) == 8  # 2 before, and 3 of each worker's
+    for number, status, arch in said:
+        stored = trials[number].user_attrs
+        assert (stored["status"], stored["arch"]) == (status, arch), number
