@@ -170,6 +170,12 @@ class Node:
                 return self._origins[self.path[:end]]
         return None
 
+    @property
+    def overridden(self) -> dict[str, str]:
+        """The keys of the document that overrides set (dotted paths) and the override that
+        set each."""
+        return {_format_path(path): origin for path, origin in self._origins.items() if path}
+
     def error(self, message: str, **kwargs: Any) -> NasConfigError:
         """A :class:`NasConfigError` located at this node (or at the override that set it)."""
         if self.origin is not None:
@@ -216,6 +222,13 @@ class Node:
         target = self._mapping()
         for depth, part in enumerate(keys[:-1]):
             nxt = target.get(part)
+            turned_off = self._origins.get(self.path + tuple(keys[: depth + 1]))
+            if nxt is None and part in target and turned_off is not None:
+                shown = ".".join(keys[: depth + 1])
+                raise NasConfigError(
+                    f"sets a key of '{shown}', which {turned_off} turned off; drop one of the two",
+                    file=origin,
+                )
             if nxt is None:
                 nxt = target[part] = {}
                 # a mapping the override made: its errors (an unknown key) name the override

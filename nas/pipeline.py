@@ -340,6 +340,7 @@ def _finish(
         proxy_weights=proxy,
         environment=environment(),
         progress=progress,
+        locate=experiment.locate,
     )
     plot_final(frame, names, directions, results, run_dir / "pareto_final.png")
     manifest["final"] = {

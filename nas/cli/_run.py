@@ -293,6 +293,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=None if args.quiet else _final_progress,
         start=args.arch,
         keep_others=True,
+        locate=exp.locate,
     )
     _print_final(results, out)
     return 0

@@ -66,19 +66,22 @@ from nas.train import (
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, dict[str, Any]], None]
+#: where the value of a setting (a dotted key) came from: a ``--set``, or the experiment file
+Locate = Callable[[str], "str | None"]
 
 
 @contextlib.contextmanager
-def _diverging(label: str, fix: str, source: str | None, key: str) -> Iterator[None]:
-    """Turn a diverged fine-tune into a one-line error that names the settings to change; what
-    was finished before (models, earlier checkpoints) stays, so the same command continues."""
+def _diverging(label: str, fix: str, locate: Locate, key: str) -> Iterator[None]:
+    """Turn a diverged fine-tune into a one-line error that names the settings to change,
+    located where ``key`` was set; what was finished before (models, earlier checkpoints)
+    stays, so the same command continues."""
     try:
         yield
     except FinetuneDivergedError as exc:
         raise NasConfigError(
             f"{label}: {exc.detail}; {fix}. The models finished before are kept: change the "
             "setting and run the same command to continue",
-            file=source,
+            file=locate(key),
             key=key,
         ) from None
 
@@ -105,11 +108,12 @@ def _finetune(
     teacher: nn.Module | None,
     progress: Progress | None,
     label: str,
-    source: str | None = None,
+    locate: Locate,
     fix: str = "",
 ) -> dict[str, Any]:
     """Fine-tune ``model`` in place, resumably in ``state``; a divergence is a one-line error
-    located at ``source`` (the experiment file) naming ``fix`` (by default the finetune keys)."""
+    located where ``finetune.lr`` was set (``locate``) naming ``fix`` (by default the finetune
+    keys)."""
 
     def on_epoch(info: dict[str, Any]) -> None:
         if progress is None:
@@ -120,7 +124,7 @@ def _finetune(
             progress("finetune_epoch", {"model": label, **info})
 
     distilled = teacher is not None and config.distill is not None
-    with _diverging(label, fix or _tuning_fix(config, distilled), source, "finetune.lr"):
+    with _diverging(label, fix or _tuning_fix(config, distilled), locate, "finetune.lr"):
         result = finetune(
             model,
             data,
@@ -193,6 +197,7 @@ def finish_architecture(
     progress: Progress | None = None,
     pruning: dict[str, Any] | None = None,
     teacher_identity: Any = None,
+    locate: Locate | None = None,
 ) -> tuple[FinalModel, nn.Module]:
     """Fine-tune, export, compress and measure one architecture; returns it and its model.
 
@@ -204,6 +209,8 @@ def finish_architecture(
     (``nas train`` on a pruned ``arch.json``): its folders are then named and labelled as the
     pruned model's (``<arch_id>-pruned/``, variant ``pruned``; pruned again
     ``<arch_id>-pruned-pruned/``), and the record travels on in their ``arch.json``.
+    ``locate`` says where a setting came from, for an error about it (by default the
+    experiment file of ``origin``).
     """
     job = _Finish(
         run_dir / "final",
@@ -217,6 +224,7 @@ def finish_architecture(
         progress=progress,
         pruning=pruning,
         teacher_identity=teacher_identity,
+        locate=locate,
     )
     kept = job.kept()
     if kept is not None:
@@ -252,6 +260,7 @@ class _Finish:
         progress: Progress | None,
         pruning: dict[str, Any] | None,
         teacher_identity: Any,
+        locate: Locate | None = None,
     ) -> None:
         self.base, self.space, self.arch, self.data = base, space, arch, data
         self.finetune_config, self.compress = finetune_config, compress
@@ -260,7 +269,8 @@ class _Finish:
         self.name = arch.arch_id + "-pruned" * len(pruning_chain(pruning))
         self.kind = self.name.removeprefix(arch.arch_id).removeprefix("-") or "fp32"
         self.origin = {**(origin or {}), "arch_id": arch.arch_id}
-        self.source = self.origin.get("experiment")
+        source = self.origin.get("experiment")
+        self.locate: Locate = locate or (lambda _key: source)
         # the teacher compared by identity, never by the words of its role on the card
         self.settings = finish_settings(
             arch, finetune_config, compress, data, {**self.origin, "teacher": teacher_identity}
@@ -423,7 +433,7 @@ class _Finish:
                     f"lower compress.quantize.qat_lr ({q.qat_lr:g}), or set "
                     "compress.quantize.qat: never"
                 )
-                with _diverging(out.name, fix, self.source, "compress.quantize.qat_lr"):
+                with _diverging(out.name, fix, self.locate, "compress.quantize.qat_lr"):
                     finetune(prepared, data, qat_config)
 
             quantized = quantize_int8(float_model, calibration, train=train)
@@ -470,7 +480,7 @@ class _Finish:
                 "left as it is); lower compress.prune.round_to or raise compress.prune.ratio, "
                 "or set compress.prune: null. The fine-tuned float model is kept: the same "
                 "command resumes from it",
-                file=self.source,
+                file=self.locate("compress.prune.round_to"),
                 key="compress.prune.round_to",
             )
         precord: dict[str, Any] = {
@@ -642,7 +652,7 @@ class _Finish:
         training record."""
         state = fresh_checkpoint(state_dir(self.base, label), {**self.inputs, **inputs}, label)
         return _finetune(
-            model, self.data, config, state, teacher, self.progress, label, self.source, fix
+            model, self.data, config, state, teacher, self.progress, label, self.locate, fix
         )
 
     def _derived(self, how: str) -> dict[str, Any]:

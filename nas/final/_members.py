@@ -21,7 +21,7 @@ from nas.export import (
     load_architecture,
     read_architecture_file,
 )
-from nas.final._finish import Progress, finish_architecture
+from nas.final._finish import Locate, Progress, finish_architecture
 from nas.final._state import CHECKPOINTS, FINETUNE_INSENSITIVE, FinalModel
 from nas.space import Architecture, SearchSpace
 from nas.train import (
@@ -49,6 +49,7 @@ def finish_members(
     trials: dict[str, int] | None = None,
     keep_others: bool = False,
     proxy_weights: dict[str, Path | None] | None = None,
+    locate: Locate | None = None,
 ) -> list[FinalModel]:
     """Finish every chosen architecture; write ``final/summary.csv``, again after each one
     (an interrupted run lists the models it finished, and the earlier rows of those it had
@@ -63,7 +64,9 @@ def finish_members(
     train`` adds one model to a folder); by default they are dropped: no longer selected.
     ``proxy_weights``: the search's weights file of each arch_id (a trial that reused another
     architecture's training, or one another worker trained, names another file); by default
-    ``run_dir/weights/<arch_id>.safetensors``.
+    ``run_dir/weights/<arch_id>.safetensors``. ``locate`` says where a setting came from (the
+    experiment file, or a ``--set``: :meth:`nas.search.Experiment.locate`), for an error about
+    it.
     """
     trials = trials or {}
     start_doc = read_architecture_file(start)[2] if start is not None else {}
@@ -176,6 +179,7 @@ def finish_members(
             environment=environment,
             progress=progress,
             pruning=pruning,
+            locate=locate,
         )
         identity = _identity(best)
         teacher.eval()
@@ -196,6 +200,7 @@ def finish_members(
             progress=progress,
             pruning=pruning,
             teacher_identity=identity if teacher is not None else None,
+            locate=locate,
         )
         _finished(final)
     _warn_unlisted(base, listed)

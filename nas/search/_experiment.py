@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -224,6 +224,8 @@ class Experiment:
     select: SelectConfig | None = None  # which Pareto members are finished after the search
     finetune: FinetuneConfig | None = None  # None: stop after the search
     compress: CompressConfig | None = None  # None: no compression
+    #: keys set on the command line (``--set``), dotted, and the argument that set each
+    set_by: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -250,6 +252,17 @@ class Experiment:
     @property
     def study_name(self) -> str:
         return self.search.study_name or self.name
+
+    def locate(self, key: str) -> str | None:
+        """Where the value of ``key`` (dotted) came from, for an error about it found later
+        (a fine-tune that diverged): the ``--set`` that set it or a mapping holding it, else
+        the experiment file."""
+        parts = key.split(".")
+        for end in range(len(parts), 0, -1):
+            origin = self.set_by.get(".".join(parts[:end]))
+            if origin is not None:
+                return origin
+        return self.source
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -497,6 +510,7 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
         select=select,
         finetune=finetune,
         compress=compress,
+        set_by=node.overridden,
     )
     node.done()
     return exp

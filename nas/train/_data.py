@@ -124,11 +124,14 @@ class DataConfig:
                 raise child.error(problem)
             locations[key] = str(resolved)
         limit_node = node.get("limit", None)
-        val = node.get("val_fraction", 0.2).as_float(gt=0.0, lt=1.0)
+        val_node = node.get("val_fraction", 0.2)
+        val = val_node.as_float(gt=0.0, lt=1.0)
         test_node = node.get("test_fraction", 0.0)
         test = test_node.as_float(min=0.0, lt=1.0)
         if val + test >= 1.0:
-            raise test_node.error(
+            # at the one a --set changed, if any: the file's own value was fine before
+            blamed = val_node if val_node.origin and not test_node.origin else test_node
+            raise blamed.error(
                 f"val_fraction {val:g} + test_fraction {test:g} leave no training data; keep "
                 "their sum below 1 (e.g. val_fraction: 0.2, test_fraction: 0.2)"
             )

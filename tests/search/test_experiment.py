@@ -88,6 +88,31 @@ def test_override_errors_name_the_override_not_a_line_of_the_file(tmp_path, over
     assert "exp.yaml:" not in str(info.value)
 
 
+def test_a_key_set_in_a_section_another_set_turned_off_is_refused(tmp_path):
+    """`--set compress=null --set compress.latency.repeats=20` quietly turned compression
+    back on with its defaults."""
+    with pytest.raises(NasConfigError) as info:
+        load_experiment(write(tmp_path, GOOD), ["train=null", "train.lr=0.1"])
+    assert str(info.value) == (
+        "--set 'train.lr=0.1': sets a key of 'train', which --set 'train=null' turned off; "
+        "drop one of the two"
+    )
+
+
+def test_errors_found_later_are_located_where_the_setting_was_made(tmp_path):
+    """A cross-key check, or a fine-tune that diverged, named the experiment file for a
+    value set on the command line."""
+    exp_file = write(
+        tmp_path, GOOD.replace("{dataset: digits}", "{dataset: digits, test_fraction: 0.2}")
+    )
+    with pytest.raises(NasConfigError, match=r"^--set 'data.val_fraction=0.9': data.val_fr"):
+        load_experiment(exp_file, ["data.val_fraction=0.9"])
+    exp = load_experiment(exp_file, ["finetune={epochs: 1}", "search.n_trials=3"])
+    assert exp.locate("finetune.lr") == "--set 'finetune={epochs: 1}'"
+    assert exp.locate("search.n_trials") == "--set 'search.n_trials=3'"
+    assert exp.locate("train.lr") == str(exp_file)
+
+
 def test_a_mapping_set_over_a_mapping_says_what_it_drops(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="nas._config"):
         exp = load_experiment(write(tmp_path, GOOD), ["train={lr: 0.1}"])
