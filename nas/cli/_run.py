@@ -131,6 +131,12 @@ def _print_search(exp: Any, s: Any, r: Any) -> None:
         f"constraints, {s.n_failed} failed) in {s.seconds:.1f} s",
         flush=True,
     )
+    if s.adapted_space:
+        print(
+            f"space '{exp.space}' fitted to the data: nas show, cost and sample take its "
+            f"architectures with --space {s.adapted_space}",
+            flush=True,
+        )
     if s.n_trained and 2 * s.n_near_chance >= s.n_trained:
         t = exp.train
         print(

@@ -71,6 +71,9 @@ class SearchOutcome:
     sampler: str = ""  # the Optuna sampler class the run used ('auto' resolves to one)
     n_near_chance: int = 0  # of n_trained: validation accuracy at most near_chance(classes)
     near_chance: float = 0.0  # that accuracy
+    #: ``--space`` for the space the search ran, where it was fitted to the data (``<name>@<C>x
+    #: <H>x<W>:<N>``: architecture ids and costs differ from the experiment's space); else ""
+    adapted_space: str = ""
 
 
 def run_search(
@@ -135,6 +138,7 @@ class _Worker:
     ) -> None:
         exp = self.exp = prepared.experiment
         self.space, self.evaluator = prepared.space, prepared.evaluator
+        self.adapted = prepared.adapted
         self.run_dir, self.progress = run_dir, progress
         self.save_weights, self.poll_s = save_weights, poll_s
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -206,6 +210,7 @@ class _Worker:
             sampler=type(self.sampler).__name__,
             n_near_chance=self.n_near_chance,
             near_chance=self.chance,
+            adapted_space=self.space.source if self.adapted else "",
         )
 
     def _step(self) -> bool:

@@ -53,6 +53,9 @@ class Prepared:
     experiment: Experiment
     space: SearchSpace
     evaluator: Evaluator
+    #: the space was fitted to the data's input shape and classes: ``space.source`` (``<name>@
+    #: <C>x<H>x<W>:<N>``) is then what ``--space`` takes to show or cost its architectures
+    adapted: bool = False
 
 
 def near_chance(num_classes: int) -> float:
@@ -87,7 +90,7 @@ def adapt_space(space: SearchSpace, data: SplitData) -> SearchSpace:
 
 def prepare(experiment: Experiment) -> Prepared:
     """Load the space, the data and the cost models; raises NasConfigError on any problem."""
-    space = load_space(experiment.space)
+    space = original = load_space(experiment.space)
     data = None
     if experiment.needs_training:
         data = load_data(experiment.data)
@@ -106,7 +109,7 @@ def prepare(experiment: Experiment) -> Prepared:
             raise NasConfigError(f"{metric.name}: {reason}", file=experiment.source)
     _check_reachable(experiment, space, models)
     evaluator = Evaluator(space, models, experiment.train, data)
-    return Prepared(experiment, space, evaluator)
+    return Prepared(experiment, space, evaluator, adapted=space is not original)
 
 
 def _check_reachable(

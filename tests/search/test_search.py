@@ -208,6 +208,9 @@ def test_mnist_idx_search_adapts_the_space(tmp_path):
     assert manifest["space"]["input"] == [1, 28, 28]
     assert manifest["data"]["train_val"] == [480, 120]
     assert result.search.n_trials == 2
+    # what nas show / cost / sample take to read its architectures (said after the search)
+    assert result.search.adapted_space == "mobilenet_small@1x28x28:10"
+    assert load_space(result.search.adapted_space).hash == manifest["space"]["hash"]
 
 
 def test_example_experiments_validate():
