@@ -725,6 +725,24 @@ def test_changing_only_select_keeps_the_teacher_and_names_unlisted_folders(
     assert "Traceback" not in err and "--set 'finetune.lr=1e4': finetune.lr: " in line
     assert "diverged" in line and "finetune.warmup_epochs" in line
     assert (run / "final" / order[0] / "MODEL_CARD.md").is_file()  # finished work kept
+    # its changed settings dropped the old checkpoint, and it diverged before writing one:
+    # nothing of it is left to resume (the new settings' record went too; the finished one stays)
+    state = run / "final" / "checkpoints" / order[0]
+    assert not (state / "checkpoint.pt").exists() and not (state / "inputs.json").exists()
+
+
+def test_a_fine_tune_that_stopped_before_its_first_checkpoint_leaves_no_folders(tmp_path):
+    from nas.final._state import forget_unstarted, fresh_checkpoint, state_dir
+
+    base = tmp_path / "out" / "final"
+    state = fresh_checkpoint(state_dir(base, "a"), {"lr": 1e9}, "a")
+    assert state.is_dir()
+    forget_unstarted(state)
+    assert not base.exists() and (tmp_path / "out").is_dir()  # --out is the command's to drop
+    state = fresh_checkpoint(state_dir(base, "a"), {"lr": 1.0}, "a")
+    (state / "checkpoint.pt").write_bytes(b"x")  # an epoch was saved: the same command resumes
+    forget_unstarted(state)
+    assert (state / "checkpoint.pt").is_file() and (state / "inputs.json").is_file()
 
 
 def test_a_near_chance_variant_is_warned_of(caplog):

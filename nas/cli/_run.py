@@ -236,8 +236,6 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """``nas train ARCH.json --experiment EXP.yaml``: fine-tune, compress, export one model."""
     from nas.export import read_architecture_file
-    from nas.final import finish_members
-    from nas.pipeline import environment
     from nas.search import load_experiment
     from nas.search._study import adapt_space
     from nas.train import FinetuneConfig, load_data
@@ -275,7 +273,25 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"with an experiment on data of that shape (the one that searched space "
             f"'{space.name}')"
         )
-    results = finish_members(
+    new_folder = not out.exists()
+    try:
+        results = _train_one(out, space, arch, data, exp, args, doc)
+    except NasConfigError:
+        if new_folder and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()  # a fine-tune that diverged at once leaves nothing to resume
+        raise
+    _print_final(results, out)
+    return 0
+
+
+def _train_one(
+    out: Path, space: Any, arch: Any, data: Any, exp: Any, args: argparse.Namespace, doc: Any
+) -> Any:
+    from nas.final import finish_members
+    from nas.pipeline import environment
+    from nas.train import FinetuneConfig
+
+    return finish_members(
         out,
         space,
         [arch.arch_id],
@@ -301,8 +317,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         keep_others=True,
         locate=exp.locate,
     )
-    _print_final(results, out)
-    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -48,6 +48,7 @@ from nas.final._state import (
     FinalModel,
     finish_settings,
     finished_earlier,
+    forget_unstarted,
     fresh_checkpoint,
     publish,
     staging,
@@ -124,15 +125,19 @@ def _finetune(
             progress("finetune_epoch", {"model": label, **info})
 
     distilled = teacher is not None and config.distill is not None
-    with _diverging(label, fix or _tuning_fix(config, distilled), locate, "finetune.lr"):
-        result = finetune(
-            model,
-            data,
-            config,
-            teacher=teacher if config.distill is not None else None,
-            checkpoint_dir=state,
-            progress=on_epoch,
-        )
+    try:
+        with _diverging(label, fix or _tuning_fix(config, distilled), locate, "finetune.lr"):
+            result = finetune(
+                model,
+                data,
+                config,
+                teacher=teacher if config.distill is not None else None,
+                checkpoint_dir=state,
+                progress=on_epoch,
+            )
+    except NasConfigError:
+        forget_unstarted(state)
+        raise
     return result.to_dict()
 
 

@@ -91,6 +91,21 @@ def fresh_checkpoint(state: Path, inputs: dict[str, Any], label: str) -> Path:
     return state
 
 
+def forget_unstarted(state: Path) -> None:
+    """After a fine-tune that stopped before its first checkpoint (it diverged at once): remove
+    its ``state`` folder (``final/checkpoints/<name>``, which held only the settings), and
+    ``checkpoints/`` and ``final/`` when that leaves them empty; nothing of it is left to
+    resume. A state with a checkpoint is kept: the same command resumes from it."""
+    if (state / CHECKPOINT_NAME).exists():
+        return
+    (state / INPUTS_NAME).unlink(missing_ok=True)
+    for folder in (state, state.parent, state.parent.parent):
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            return
+
+
 def finish_settings(
     arch: Architecture,
     finetune_config: FinetuneConfig,
