@@ -13,6 +13,10 @@ def nearest(value: object, allowed: Iterable[object]) -> str | None:
     """The allowed value closest to ``value``: by size for numbers, else by spelling; None when
     nothing is close."""
     allowed = list(allowed)
+    if isinstance(value, bool):  # YAML's false/true/no/yes for a choice of words
+        words = ("always", "on", "yes", "true") if value else ("never", "off", "no", "false")
+        said = {str(a).casefold(): str(a) for a in allowed}
+        return next((said[w] for w in words if w in said), None)
     numbers = [a for a in allowed if isinstance(a, (int, float)) and not isinstance(a, bool)]
     if numbers and len(numbers) == len(allowed):
         try:

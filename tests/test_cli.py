@@ -169,6 +169,11 @@ def test_cost_reads_the_arch_column_of_the_csvs_the_tool_writes(tmp_path, capsys
         f"nas: error: {help_csv}:1: a CSV header without an 'arch' column (found arch_str); "
         "rename the architecture column to 'arch'\n"
     )
+    summary = tmp_path / "summary.csv"  # final/summary.csv names models by arch_id alone
+    summary.write_text("arch_id,variant\n4c43ceb3c718,fp32\n")
+    assert main([*args, "--archs", str(summary)]) == 2
+    err = capsys.readouterr().err
+    assert "'arch_id' names architectures by id" in err and "rename" not in err
 
 
 def test_files_of_another_kind_are_named_for_what_they_are(tmp_path, capsys):
@@ -362,3 +367,18 @@ def test_a_runs_architecture_file_gives_the_space_as_the_run_adapted_it(tmp_path
     (tmp_path / "b.json").write_text("{}")
     assert main(["sample", "--space", str(tmp_path / "b.json")]) == 2
     assert "no 'space_spec' key: not an architecture file" in capsys.readouterr().err
+
+
+def test_a_study_past_n_trials_says_that_nothing_was_searched(tmp_path, capsys):
+    """`--set search.n_trials=40` on a study of 60 trials ran nothing, and said only '0 new'."""
+    exp = str(Path(__file__).resolve().parents[1] / "experiments" / "nasbench201_cost.yaml")
+    args = ["search", exp, "--out", str(tmp_path / "run"), "-q", "--set"]
+    assert main([*args, "search.n_trials=12"]) == 0
+    assert "nothing was searched" not in capsys.readouterr().err
+    assert main([*args, "search.n_trials=12"]) == 0  # the study complete: nothing to say
+    assert "nothing was searched" not in capsys.readouterr().err
+    assert main([*args, "search.n_trials=5"]) == 0
+    assert (
+        "the study already held 12 trials, more than search.n_trials (5), so nothing was "
+        "searched; raise search.n_trials to search on" in capsys.readouterr().err
+    )

@@ -596,6 +596,13 @@ def _arch_lines(lines: list[str], source: str) -> list[tuple[int, str]]:
     header = next(csv.reader([numbered[0][1]]))
     if "arch" not in header:
         named = [h for h in header if "arch" in h.lower()]
+        if named == ["arch_id"]:  # final/summary.csv: ids, not architectures
+            raise NasConfigError(
+                f"{source}:{numbered[0][0]}: a CSV header without an 'arch' column; its "
+                "'arch_id' names architectures by id, not by their string form: take the "
+                "'arch' column of the run's trials.csv or pareto.csv, or pass a file of "
+                "architecture strings"
+            )
         if named:  # another tool's CSV: its architecture column named otherwise
             raise NasConfigError(
                 f"{source}:{numbered[0][0]}: a CSV header without an 'arch' column (found "
@@ -647,7 +654,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     prior = for_space(load_cost_model(args.prior, _table_dirs(args)), space)
     path = Path(args.measurements)
     text = read_text(path, expected="a CSV of arch,latency_ms", kind="CSV")
-    reader = csv.DictReader(text.splitlines())
+    reader = csv.DictReader(text.splitlines(), skipinitialspace=True)  # 'arch, latency_ms'
+    if reader.fieldnames:
+        reader.fieldnames = [name.strip() for name in reader.fieldnames]
     if not {"arch", "latency_ms"} <= set(reader.fieldnames or ()):
         found = ",".join(reader.fieldnames or ()) or "nothing"
         raise NasConfigError(

@@ -112,12 +112,16 @@ def _final_progress(event: str, info: dict[str, Any]) -> None:
 
 
 def _print_final(results: Sequence[Any], run_dir: Path) -> None:
-    for r in results:
-        for m in r.measurements:
-            print(
-                f"  {r.arch_id} {m.variant:<12} {m.runtime:<12} accuracy {m.accuracy:.4f} "
-                f"({m.split})  latency {m.latency_ms * 1e3:8.1f} us  size {m.size_bytes:>9,} B"
-            )
+    rows = [(r, m) for r in results for m in r.measurements]
+    # (a model pruned twice has variants such as 'pruned-pruned+int8')
+    variant = max([12, *(len(m.variant) for _, m in rows)])
+    runtime = max([12, *(len(m.runtime) for _, m in rows)])
+    for r, m in rows:
+        print(
+            f"  {r.arch_id} {m.variant:<{variant}} {m.runtime:<{runtime}} accuracy "
+            f"{m.accuracy:.4f} ({m.split})  latency {m.latency_ms * 1e3:8.1f} us  "
+            f"size {m.size_bytes:>9,} B"
+        )
     print(f"finished models in {run_dir}/final/ (summary.csv, one folder per model)")
 
 
@@ -131,6 +135,13 @@ def _print_search(exp: Any, s: Any, r: Any) -> None:
         f"constraints, {s.n_failed} failed) in {s.seconds:.1f} s",
         flush=True,
     )
+    if s.n_new == 0 and s.n_trials > exp.search.n_trials:
+        print(
+            f"nas: note: the study already held {s.n_trials} trials, more than search.n_trials "
+            f"({exp.search.n_trials}), so nothing was searched; raise search.n_trials to search "
+            "on (the report covers every stored trial)",
+            file=sys.stderr,
+        )
     if s.adapted_space:
         print(
             f"space '{exp.space}' fitted to the data: nas show, cost and sample take its "

@@ -134,6 +134,13 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
         )
     space.from_choices(dict(arch.choices), source=str(path))  # every choice is valid
     Architecture.from_dict(doc, source=str(path))  # its arch_id matches that content
+    if "string" in doc and doc["string"] != space.format(arch):  # (it is what people read)
+        raise NasConfigError(
+            f"{path}: string: {doc['string']!r} is not the architecture its choices make "
+            f"({space.format(arch)!r}); the file was edited by hand: restore it from the run's "
+            "architectures/ or export folder; to look at another architecture, pass its "
+            f"string to nas show with --space {path}"
+        )
     if "pruned" in doc:
         doc["pruned"] = _check_pruned(doc["pruned"], str(path))
     return space, arch, doc

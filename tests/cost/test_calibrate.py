@@ -145,6 +145,11 @@ def test_cli_calibrate_and_bad_measurement_files(tmp_path, capsys):
         == 0
     )
     assert out.exists() and out.with_suffix(".csv").exists()
+    spaced = tmp_path / "spaced.csv"  # 'arch, latency_ms', as a spreadsheet may write it
+    spaced.write_text("\n".join(line.replace(",", ", ") for line in lines) + "\n")
+    args = ["calibrate", "--space", "nasbench201", "--measurements", str(spaced)]
+    assert main([*args, "--out", str(tmp_path / "cal2.json")]) == 0
+    assert LookupTable.load(tmp_path / "cal2.json").entries == LookupTable.load(out).entries
     bad = tmp_path / "bad.csv"
     bad.write_text("arch,latency\nx,1\n")
     assert (

@@ -167,6 +167,20 @@ def test_an_edited_space_name_names_the_key_and_the_fix(saved):
     )
 
 
+def test_an_edited_string_is_refused_not_loaded_as_the_choices_architecture(saved):
+    """A file whose `string` was edited loaded, and showed, the architecture of its choices."""
+    path, *_ = saved
+    doc = json.loads(path.read_text())
+    right = doc["string"]
+    doc["string"] = right + " x"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(NasConfigError) as info:
+        read_architecture_file(path)
+    assert str(info.value).startswith(
+        f"{path}: string: {right + ' x'!r} is not the architecture its choices make ({right!r})"
+    )
+
+
 def test_not_json(tmp_path):
     bad = tmp_path / "a.json"
     bad.write_text("{oops")

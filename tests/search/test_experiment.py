@@ -478,3 +478,12 @@ def test_every_section_key_is_one_its_section_reads():
                 load_experiment(quickstart, [f"{path}=12345"])
             except NasConfigError as exc:
                 assert "unknown key" not in str(exc), path
+
+
+def test_yaml_false_for_a_choice_of_words_suggests_never(tmp_path):
+    """`qat: false` suggested 'always' (closest in spelling to 'False')."""
+    for said, meant in (("false", "never"), ("no", "never"), ("true", "always")):
+        with pytest.raises(NasConfigError, match=rf"did you mean '{meant}'\?"):
+            load_experiment(
+                write(tmp_path, GOOD), ["finetune={epochs: 1}", f"compress.quantize.qat={said}"]
+            )
