@@ -36,6 +36,7 @@ from nas.search._study import (
     EFFECTIVE_ATTR,
     EVALUATED,
     PREPROCESS_ATTR,
+    SEEDS_PREFIX,
     UID_ATTR,
     Prepared,
     cost_digests,
@@ -74,6 +75,10 @@ class SearchOutcome:
     #: ``--space`` for the space the search ran, where it was fitted to the data (``<name>@<C>x
     #: <H>x<W>:<N>``: architecture ids and costs differ from the experiment's space); else ""
     adapted_space: str = ""
+    #: the sampler seeds the study was searched with: ``{seed, from_trial, run_dir}``, by the
+    #: number of stored trials each began at (a rerun with another ``search.seed``, a worker
+    #: that joined with a seed of its own)
+    seeds: tuple[dict[str, Any], ...] = ()
 
 
 def run_search(
@@ -156,6 +161,7 @@ class _Worker:
         seed = exp.search.seed
         if self.joined and seed is not None:
             seed = worker_seed(seed, worker_key(run_dir))
+        self.seed = seed
         # a resumed search: the default sampler redoes the first run's draws and goes on as one
         # run would; Optuna's samplers cannot, and get another seed (not to repeat the first draws)
         done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)))
@@ -182,6 +188,7 @@ class _Worker:
         if self.joined:
             self.claims.announce()
         self.mirror.sync()
+        seeds = self._record_seed()
         self._say(
             "start",
             finished=self.mirror.finished,
@@ -211,7 +218,25 @@ class _Worker:
             n_near_chance=self.n_near_chance,
             near_chance=self.chance,
             adapted_space=self.space.source if self.adapted else "",
+            seeds=seeds,
         )
+
+    def _record_seed(self) -> tuple[dict[str, Any], ...]:
+        """Record this run's sampler seed in the study when this worker's folder has not
+        searched it with that seed yet (a study continued with another ``search.seed`` holds
+        trials of both); every seed recorded, by the trial count it began at."""
+        key = SEEDS_PREFIX + worker_key(self.run_dir)  # one per worker: no write races
+        attrs = self.study.user_attrs
+        mine = list(attrs.get(key) or [])
+        if not mine or mine[-1].get("seed") != self.seed:
+            mine.append(
+                {"seed": self.seed, "from_trial": self.mirror.finished, "run_dir": self.ours}
+            )
+            self.study.set_user_attr(key, mine)
+        every = [
+            s for k, v in {**attrs, key: mine}.items() if k.startswith(SEEDS_PREFIX) for s in v
+        ]
+        return tuple(sorted(every, key=lambda s: s["from_trial"]))
 
     def _step(self) -> bool:
         """One trial, or one wait for other workers; False when the search is over."""

@@ -38,6 +38,8 @@ OBJECTIVES_ATTR = "nas.objectives"
 #: study user attribute: how the search's data was standardized (input shape, channel mean and
 #: std of the training split), so that models exported from the study preprocess like it did
 PREPROCESS_ATTR = "nas.preprocess"
+#: prefix of the study user attributes that record each worker's sampler seeds, by trial
+SEEDS_PREFIX = "nas.seeds."
 #: the arch_id of a trial's effective form (``SearchSpace.effective``): trials that share it
 #: build the same model, so one training serves them all
 EFFECTIVE_ATTR = "effective_id"

@@ -663,3 +663,15 @@ def test_an_interrupted_cli_run_says_how_many_trials_it_kept(
     monkeypatch.undo()
     assert main(["run", str(path), "--out", out, "-q", "--set", "search.n_trials=3"]) == 0
     assert "3 trials, 1 new this run" in capsys.readouterr().out
+
+
+def test_a_study_continued_with_another_seed_records_both(tmp_path):
+    """The manifest said seed 5 for a study whose first 10 trials were sampled with seed 0."""
+    path = Path(__file__).resolve().parents[2] / "experiments" / "nasbench201_cost.yaml"
+    run = tmp_path / "run"
+    run_experiment(load_experiment(path, ["search.n_trials=10"]), run)
+    for n in (14, 16):  # the same seed twice: recorded once
+        run_experiment(load_experiment(path, [f"search.n_trials={n}", "search.seed=5"]), run)
+    manifest = json.loads((run / "manifest.json").read_text())
+    seeds = [(s["seed"], s["from_trial"]) for s in manifest["search"]["seeds"]]
+    assert seeds == [(0, 0), (5, 10)] and manifest["seeds"]["search"] == 5
