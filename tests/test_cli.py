@@ -382,3 +382,22 @@ def test_a_study_past_n_trials_says_that_nothing_was_searched(tmp_path, capsys):
         "the study already held 12 trials, more than search.n_trials (5), so nothing was "
         "searched; raise search.n_trials to search on" in capsys.readouterr().err
     )
+
+
+def test_an_interrupt_during_a_fine_tune_says_the_epochs_its_checkpoint_keeps():
+    """Stopped at epoch 3 of 10 (checkpointed), it said '0 finished models kept' and the rerun
+    then resumed after epoch 3."""
+    from nas.cli._run import _Tuning
+
+    tuning = _Tuning()
+    for epoch, saved in ((1, True), (2, True), (3, True), (4, False)):
+        tuning.update(
+            "finetune_epoch", {"model": "abc-pruned", "epoch": epoch, "epochs": 10, "saved": saved}
+        )
+    assert tuning.said() == ", and abc-pruned's fine-tuning up to epoch 3/10"
+    tuning.update("final_stage", {"model": "abc-pruned", "stage": "exporting"})
+    assert tuning.said().endswith("epoch 3/10")  # its own next stage: still its checkpoint
+    tuning.update("final_done", {"model": "abc", "variants": 7})
+    assert tuning.said() == ""  # that model finished
+    tuning.update("finetune_epoch", {"model": "d", "epoch": 5, "epochs": 5, "saved": True})
+    assert tuning.said() == ""  # every epoch done: nothing partial to speak of

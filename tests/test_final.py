@@ -113,10 +113,11 @@ def test_every_variant_is_measured_and_exported(finished):
         assert (
             "Data split: digits, the first 500 of numpy.random.default_rng(0).permutation(1797) "
             "of its 1797 examples; the test split is taken first, 20% of them by scikit-learn "
-            "train_test_split(test_size=0.2, random_state=0, stratify=labels); then "
-            "validation, 20% of them, from the rest by scikit-learn train_test_split("
-            "test_size=0.25, random_state=0, stratify=labels); the rest is train (300 train / "
-            "100 val / 100 test examples)." in card
+            "train_test_split(numpy.arange(500), test_size=0.2, random_state=0, "
+            "stratify=labels); then validation, 20% of them, from the rest (kept in their "
+            "order) by scikit-learn train_test_split(numpy.arange(400), test_size=0.25, "
+            "random_state=0, stratify=labels); the parts each call returns are sorted back "
+            "into order, and the rest is train (300 train / 100 val / 100 test examples)." in card
         )
         split = json.loads((folder / "arch.json").read_text())["data_split"]
         assert (split["seed"], split["limit"], split["test_fraction"]) == (0, 500, 0.2)

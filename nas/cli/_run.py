@@ -111,6 +111,27 @@ def _final_progress(event: str, info: dict[str, Any]) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+class _Tuning:
+    """The fine-tune in progress, from the progress events, for what an interrupt keeps: the
+    epochs its checkpoint holds (a rerun resumes after them)."""
+
+    def __init__(self) -> None:
+        self.model, self.epoch, self.epochs = "", 0, 0
+
+    def update(self, event: str, info: dict[str, Any]) -> None:
+        if event == "finetune_epoch" and info.get("saved"):
+            self.model, self.epoch, self.epochs = info["model"], info["epoch"], info["epochs"]
+        elif event in ("final_kept", "final_done") or (
+            event == "final_stage" and info.get("model") != self.model
+        ):
+            self.model = ""  # that model finished (or another began: its checkpoint stays)
+
+    def said(self) -> str:
+        if not self.model or self.epoch >= self.epochs:
+            return ""
+        return f", and {self.model}'s fine-tuning up to epoch {self.epoch}/{self.epochs}"
+
+
 def _print_final(results: Sequence[Any], run_dir: Path) -> None:
     rows = [(r, m) for r in results for m in r.measurements]
     # (a model pruned twice has variants such as 'pruned-pruned+int8')
@@ -183,13 +204,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     bar = None if args.quiet else _progress_bar(exp.search.n_trials)
     summarized: list[bool] = []
     count = {"before": 0, "new": 0, "total": exp.search.n_trials, "models": 0}
+    tuning = _Tuning()
 
     def kept() -> str:
         """What an interrupt keeps, in numbers (said by :func:`_stopped`)."""
         if summarized:
             return (
                 f"the search's {count['before'] + count['new']} trials and "
-                f"{count['models']} finished model{'s' * (count['models'] != 1)}"
+                f"{count['models']} finished model{'s' * (count['models'] != 1)}{tuning.said()}"
             )
         return (
             f"{count['before'] + count['new']} of {count['total']} trials "
@@ -215,6 +237,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             count["models"] += 1
         elif _trial_done(event):
             count["new"] += 1
+        tuning.update(event, info)
         if event == "searched":  # the search's summary when it ends, before any fine-tuning
             if bar is not None:
                 bar.close()
@@ -285,8 +308,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"'{space.name}')"
         )
     new_folder = not out.exists()
+    tuning = _Tuning()
+    args.kept = lambda: f"the models finished before{tuning.said()}"  # for an interrupt
+
+    def progress(event: str, info: dict[str, Any]) -> None:
+        tuning.update(event, info)
+        if not args.quiet:
+            _final_progress(event, info)
+
     try:
-        results = _train_one(out, space, arch, data, exp, args, doc)
+        results = _train_one(out, space, arch, data, exp, args, doc, progress)
     except NasConfigError:
         if new_folder and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a fine-tune that diverged at once leaves nothing to resume
@@ -296,7 +327,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train_one(
-    out: Path, space: Any, arch: Any, data: Any, exp: Any, args: argparse.Namespace, doc: Any
+    out: Path,
+    space: Any,
+    arch: Any,
+    data: Any,
+    exp: Any,
+    args: argparse.Namespace,
+    doc: Any,
+    progress: Any,
 ) -> Any:
     from nas.final import finish_members
     from nas.pipeline import environment
@@ -323,7 +361,7 @@ def _train_one(
             ),
         },
         environment=environment(),
-        progress=None if args.quiet else _final_progress,
+        progress=progress,
         start=args.arch,
         keep_others=True,
         locate=exp.locate,

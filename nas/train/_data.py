@@ -358,22 +358,26 @@ def describe_split(recipe: dict[str, Any]) -> str:
     sizes = recipe["sizes"]
     test, val = recipe["test_fraction"], recipe["val_fraction"]
 
-    def call(size: float) -> str:
+    def call(size: float, among: int) -> str:
         return (
-            f"scikit-learn train_test_split(test_size={size:.4g}, random_state={seed}, "
-            "stratify=labels)"
+            f"scikit-learn train_test_split(numpy.arange({among}), test_size={size:.4g}, "
+            f"random_state={seed}, stratify=labels)"
         )
 
+    total = sum(sizes.values())
     if test > 0:
+        rest = total - sizes["test"]
         split = (
-            f"the test split is taken first, {test:.0%} of them by {call(test)}; then "
-            f"validation, {val:.0%} of them, from the rest by {call(val / (1 - test))}"
+            f"the test split is taken first, {test:.0%} of them by {call(test, total)}; then "
+            f"validation, {val:.0%} of them, from the rest (kept in their order) by "
+            f"{call(val / (1 - test), rest)}"
         )
     else:
-        split = f"no test split; validation is {val:.0%} of them by {call(val)}"
+        split = f"no test split; validation is {val:.0%} of them by {call(val, total)}"
     return (
-        f"{recipe['dataset']}{where}, {kept}; {split}; the rest is train ({sizes['train']} "
-        f"train / {sizes['val']} val / {sizes['test']} test examples)"
+        f"{recipe['dataset']}{where}, {kept}; {split}; the parts each call returns are sorted "
+        f"back into order, and the rest is train ({sizes['train']} train / {sizes['val']} val / "
+        f"{sizes['test']} test examples)"
     )
 
 

@@ -724,7 +724,10 @@ def _run(
             lr,
             images_per_second,
         )
-        if path is not None and (epoch % config.checkpoint_every == 0 or epoch == config.epochs):
+        saved = path is not None and (
+            epoch % config.checkpoint_every == 0 or epoch == config.epochs
+        )
+        if saved:
             _write_checkpoint(
                 path,
                 {
@@ -740,7 +743,12 @@ def _run(
             )
         if progress is not None:
             progress(
-                {**history[-1], "epochs": config.epochs, "images_per_second": images_per_second}
+                {
+                    **history[-1],
+                    "epochs": config.epochs,
+                    "images_per_second": images_per_second,
+                    "saved": saved,  # a checkpoint holds this epoch: a rerun resumes after it
+                }
             )
     model.eval()
     return _result(history, train_seconds, images, resumed_from=start_epoch)
