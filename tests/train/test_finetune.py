@@ -126,7 +126,9 @@ def test_finetune_learns_and_reports(data: SplitData) -> None:
         "val_accuracy",
         "lr",
         "images_per_second",
+        "saved",
     }
+    assert not any(c["saved"] for c in calls)  # no checkpoint_dir: nothing saved
     assert calls[-1]["train_loss"] < calls[0]["train_loss"]
     assert result.val_accuracy > 0.5  # 4 classes: chance is 0.25
     assert (result.val_accuracy, result.val_loss) == evaluate(model, data.x_val, data.y_val)
