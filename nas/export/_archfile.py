@@ -25,8 +25,10 @@ from nas.space import (
     SCHEMA_VERSION,
     Architecture,
     SearchSpace,
+    import_op_module,
     list_spaces,
     load_space,
+    op_module_folders,
     space_from_dict,
 )
 
@@ -80,12 +82,15 @@ def write_architecture_file(
         doc["weights"] = os.path.relpath(Path(weights).resolve(), path.resolve().parent)
     if pruned is not None:
         doc["pruned"] = pruned
-    reserved = set(doc) | {"space_spec", "metrics", "weights", "pruned"}
+    reserved = set(doc) | {"space_spec", "metrics", "weights", "pruned", "op_modules"}
     for key, value in (extra or {}).items():
         if key in reserved:
             raise ValueError(f"extra key {key!r} would overwrite the file's own {key!r}")
         doc[key] = value
     doc["space_spec"] = space.to_dict()
+    modules = op_module_folders(space)
+    if modules:  # where its ops' modules were found, to import them again from anywhere
+        doc["op_modules"] = modules
     atomic_write_json(path, doc)
     return path
 
@@ -94,6 +99,31 @@ def _arch_file(path: str | Path) -> Path:
     """``path``, or the ``arch.json`` inside it when it names an export folder."""
     path = Path(path)
     return path / "arch.json" if path.is_dir() and (path / "arch.json").is_file() else path
+
+
+def _import_op_modules(path: Path, doc: dict[str, Any]) -> None:
+    """Import the modules the file's space takes its ops from (its ``imports:``), looking
+    beside the file, then where they were found when it was written (``op_modules``), then in
+    the working directory and on ``sys.path``."""
+    spec = doc["space_spec"]
+    names = spec.get("imports") if isinstance(spec, dict) else None
+    if not isinstance(names, list):
+        return  # (none; or malformed, which the space's own checks name)
+    recorded = doc.get("op_modules") if isinstance(doc.get("op_modules"), dict) else {}
+    for name in (n for n in names if isinstance(n, str)):
+        folders = [path.resolve().parent, *([Path(recorded[name])] if name in recorded else [])]
+        problem = import_op_module(name, [*folders, Path.cwd()])
+        if problem is not None:
+            was = (
+                f"; it was found in {recorded[name]} when the file was written"
+                if name in recorded
+                else ""
+            )
+            raise NasConfigError(
+                f"{path}: the space's ops come from module '{name}', which cannot be imported "
+                f"({problem}){was}; put {name}.py beside {path.name}, in the working "
+                "directory, or on PYTHONPATH"
+            )
 
 
 def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture, dict[str, Any]]:
@@ -111,6 +141,7 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
         {k: v for k, v in doc.items() if k != "arch_id"}, source=str(path)
     )
     if "space_spec" in doc:
+        _import_op_modules(path, doc)
         space = space_from_dict(doc["space_spec"], source=f"{path}: space_spec")
     else:  # a plain architecture (nas show --json): only a built-in space can be resolved
         builtin = load_space(arch.space) if arch.space in list_spaces() else None

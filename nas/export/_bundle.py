@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from nas._quiet import quiet_third_party
 from nas._trace import export_program
 from nas.export._archfile import write_architecture_file
 from nas.export._onnx import export_onnx
-from nas.space import Architecture, SearchSpace
+from nas.space import Architecture, SearchSpace, op_module_folders
 
 __all__ = [
     "export_float",
@@ -100,6 +101,11 @@ def export_float(
         extra={**(extra or {}), "onnx": "model.onnx", "program": "model.pt2"},
     )
     files = ["arch.json", "weights.safetensors", "model.onnx", "model.pt2"]
+    for name, folder in op_module_folders(space).items():  # its custom ops travel with it
+        source = Path(folder) / f"{name}.py"
+        if source.is_file():
+            shutil.copy2(source, out / source.name)
+            files.append(source.name)
     return {"files": files, "onnx_check": check}
 
 

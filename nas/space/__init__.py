@@ -9,8 +9,10 @@ from nas.space._slots import LayerSlots, SlotValues
 from nas.space._space import (
     SearchSpace,
     builtin_space_dir,
+    import_op_module,
     list_spaces,
     load_space,
+    op_module_folders,
     space_from_dict,
 )
 
@@ -28,9 +30,11 @@ __all__ = [
     "SearchSpace",
     "SlotValues",
     "builtin_space_dir",
+    "import_op_module",
     "list_ops",
     "list_spaces",
     "load_space",
+    "op_module_folders",
     "parse_op",
     "profile_layer",
     "register_op",

@@ -474,27 +474,51 @@ def _import_module(node: Node) -> str:
     """Import the Python module a space's ``imports:`` names (ops it registers with
     :func:`register_op`), looked up beside the space file, in the working directory, then on
     ``sys.path``."""
-    import importlib
-    import sys
-
     name = node.as_str()
     if not all(part.isidentifier() for part in name.split(".")):
         raise node.error(f"expected a Python module name such as my_ops, got {name!r}")
     source = Path(str(node.file or ""))
     here = source.parent if source.is_file() else None
-    folders = [str(f) for f in (here, Path.cwd()) if f is not None and str(f) not in sys.path]
-    sys.path[:0] = folders
+    problem = import_op_module(name, [f for f in (here, Path.cwd()) if f is not None])
+    if problem is not None:
+        beside = "beside the space file or " if here is not None else ""
+        raise node.error(
+            f"cannot import module '{name}' ({problem}); put {name}.py {beside}in the working "
+            "directory, or add its folder to PYTHONPATH"
+        )
+    return name
+
+
+def import_op_module(name: str, folders: Sequence[Path]) -> str | None:
+    """Import module ``name`` (one a space's ``imports:`` names), looking in ``folders`` first,
+    then on ``sys.path``; why it cannot be imported, or None once it is."""
+    import importlib
+    import sys
+
+    added = [str(f) for f in folders if str(f) not in sys.path]
+    sys.path[:0] = added
     try:
         importlib.import_module(name)
     except ImportError as exc:
-        raise node.error(
-            f"cannot import module '{name}' ({exc}); put {name}.py beside the space file or in "
-            "the working directory, or add its folder to PYTHONPATH"
-        ) from None
+        return str(exc)
     finally:
-        for folder in folders:
+        for folder in added:
             sys.path.remove(folder)
-    return name
+    return None
+
+
+def op_module_folders(space: SearchSpace) -> dict[str, str]:
+    """The folder each module a space imports was loaded from (``imports:``), for a file that
+    must find them again in another process (an ``arch.json``); modules that are packages'
+    or have no file are left out."""
+    import sys
+
+    found = {}
+    for name in space.to_dict().get("imports", []):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file and "." not in name:
+            found[name] = str(Path(file).resolve().parent)
+    return found
 
 
 def read_classifier(node: Node) -> dict[str, Any]:

@@ -335,6 +335,46 @@ def test_a_space_imports_the_module_of_its_own_ops(plugin_space, tmp_path):
     assert read_architecture_file(saved)[1] == arch
 
 
+def test_an_arch_json_of_a_space_with_imports_loads_from_anywhere(plugin_space, tmp_path):
+    """From another folder, a run's arch.json failed: 'cannot import module my_ops ... put
+    my_ops.py beside the space file', though no space file was named."""
+    import json
+    import subprocess
+    import sys
+
+    import torch
+
+    from nas.export import write_architecture_file
+    from nas.export._bundle import export_float
+
+    space = load_space(plugin_space)
+    arch = space.parse("w16 pc_k3 | w24 mb_k3_e3 | w32 mb_k3_e3")
+    elsewhere = tmp_path / "runs" / "architectures"
+    elsewhere.mkdir(parents=True)
+    saved = write_architecture_file(elsewhere / "a.json", space, arch)
+    assert json.loads(saved.read_text())["op_modules"] == {"my_plugin_ops": str(tmp_path)}
+    folder = tmp_path / "export"  # an export folder carries the module: it ships whole
+    files = export_float(folder, space, arch, space.build(arch), example=torch.zeros(2, 1, 8, 8))
+    assert "my_plugin_ops.py" in files["files"] and (folder / "my_plugin_ops.py").is_file()
+    moved = tmp_path.parent / f"{tmp_path.name}-moved"
+    (tmp_path / "my_plugin_ops.py").rename(tmp_path / "gone.py")  # only the copy is left
+    folder.rename(moved)
+    load = "import sys, nas; print(type(nas.load_architecture(sys.argv[1])).__name__)"
+    for path in (moved / "arch.json", saved):  # the copy beside it; then where it was found
+        if path == saved:
+            (tmp_path / "gone.py").rename(tmp_path / "my_plugin_ops.py")
+        done = subprocess.run(
+            [sys.executable, "-c", load, str(path)], cwd="/", capture_output=True, text=True
+        )
+        assert done.returncode == 0 and done.stdout.strip() == "Network", done.stderr
+    (tmp_path / "my_plugin_ops.py").unlink()  # found nowhere: says where to put it
+    done = subprocess.run(
+        [sys.executable, "-c", load, str(saved)], cwd="/", capture_output=True, text=True
+    )
+    assert "put my_plugin_ops.py beside a.json" in done.stderr
+    assert f"it was found in {tmp_path} when the file was written" in done.stderr
+
+
 def test_an_import_that_fails_names_the_module_and_the_fix(tmp_path):
     text = BASE.replace("name: mobilenet_small", "name: plugged\nimports: [no_such_ops_mod]")
     with pytest.raises(NasConfigError) as info:
