@@ -308,6 +308,7 @@ class AnalyticDevice:
                 "per MAC by (bits/8)^2"
             )
         _check_scale(node)
+        _check_energy(node)
         try:
             out = cls(
                 name=node.get("device").as_str(),
@@ -318,9 +319,9 @@ class AnalyticDevice:
                 ),
                 layer_overhead_ms=node.get("layer_overhead_ms", 0.0).as_float(min=0.0),
                 bits=node.get("bits").as_int(min=1, max=64),
-                mac_pj_at_8bit=node.get("mac_pj_at_8bit").as_float(min=0.0),
-                dram_pj_per_byte=node.get("dram_pj_per_byte").as_float(min=0.0),
-                sram_pj_per_byte=node.get("sram_pj_per_byte").as_float(min=0.0),
+                mac_pj_at_8bit=node.get("mac_pj_at_8bit").as_float(gt=0.0),
+                dram_pj_per_byte=node.get("dram_pj_per_byte").as_float(gt=0.0),
+                sram_pj_per_byte=node.get("sram_pj_per_byte").as_float(gt=0.0),
                 sram_bytes=node.get("sram_bytes").as_int(min=0),
                 static_power_w=node.get("static_power_w", 0.0).as_float(min=0.0),
                 depthwise_efficiency=None if dw.value is None else dw.as_float(gt=0, max=1.0),
@@ -376,6 +377,54 @@ _PLAUSIBLE_MIN = {
     "peak_macs_per_s": (1e6, "GMAC/s or TOPS? the key is in MACs per second (2e12)"),
     "clock_hz": (1e5, "MHz or GHz? the key is in hertz (1e9)"),
 }
+
+
+#: the energy constants every profile needs, and a typical figure of each (Horowitz, ISSCC 2014,
+#: 45 nm: 0.2 pJ per 8-bit multiply, 10-100 pJ per 64-bit read of 8 KB-1 MB SRAM, 1.3-2.6 nJ
+#: per 64-bit DRAM access)
+_ENERGY_KEYS = {
+    "mac_pj_at_8bit": "0.2 pJ",
+    "sram_pj_per_byte": "1.25-12.5 pJ",
+    "dram_pj_per_byte": "160-320 pJ",
+}
+
+
+def _check_energy(node: Node) -> None:
+    """Refuse an energy constant of 0 (every architecture's energy from it would be free, and
+    ``energy_mj@DEVICE`` a column of zeros nobody asked for); warn of DRAM cheaper per byte than
+    on-chip SRAM (one of the two in the wrong unit) and of a width wider than any NPU's."""
+    for key, typical in _ENERGY_KEYS.items():
+        if node.has(key) and node.get(key).value == 0:
+            raise node.get(key).error(
+                f"0 makes that energy free, and every architecture's energy_mj then leaves it "
+                f"out; give the device's figure (typically {typical}, Horowitz ISSCC 2014)"
+            )
+    dram, sram = (
+        node.get(k).value if node.has(k) else None
+        for k in ("dram_pj_per_byte", "sram_pj_per_byte")
+    )
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (dram, sram))
+    if numbers and 0 < dram < sram:  # type: ignore[operator]
+        where = node.get("dram_pj_per_byte")
+        log.warning(
+            "%s:%s: dram_pj_per_byte %g is below sram_pj_per_byte %g: a byte from DRAM costs "
+            "10-100x one from on-chip SRAM; is one of them in another unit?",
+            where.file,
+            where.line,
+            dram,
+            sram,
+        )
+    bits = node.get("bits").value if node.has("bits") else None
+    if isinstance(bits, int) and not isinstance(bits, bool) and bits > 32:
+        where = node.get("bits")
+        log.warning(
+            "%s:%s: bits %d: wider than any accelerator computes (8 for int8, 16, 32 for "
+            "fp32); the energy per MAC scales with (bits/8)^2, %gx that at 8 bits",
+            where.file,
+            where.line,
+            bits,
+            (bits / 8) ** 2,
+        )
 
 
 def _check_scale(node: Node) -> None:

@@ -268,6 +268,35 @@ def test_a_value_in_the_wrong_unit_is_refused_or_warned_of(tmp_path, caplog):
     assert not caplog.records  # the built-in profiles are all in range
 
 
+def test_an_energy_constant_of_zero_is_refused_and_unlikely_ones_are_warned_of(tmp_path, caplog):
+    """mac_pj_at_8bit: 0 (and the per-byte energies 0) loaded silently, and energy_mj@DEVICE
+    was 0.0 for every trial of a search that minimized it; DRAM cheaper than SRAM and 64-bit
+    arithmetic passed without a word."""
+    import logging
+
+    path = tmp_path / "e.yaml"
+    text = (
+        "device: e\nkind: analytic\nmemory_bandwidth_bytes_per_s: 2e9\nmac_pj_at_8bit: 0.2\n"
+        "dram_pj_per_byte: 160\nsram_pj_per_byte: 1.25\nsram_bytes: 524288\nbits: 8\n"
+        "peak_macs_per_s: 1e12\n"
+    )
+    for key, line in (("mac_pj_at_8bit: 0.2", 4), ("dram_pj_per_byte: 160", 5)):
+        path.write_text(text.replace(key, key.split(":")[0] + ": 0"))
+        with pytest.raises(NasConfigError) as info:
+            load_cost_model(str(path))
+        assert str(info.value).startswith(f"{path}:{line}: {key.split(':')[0]}: 0 makes that")
+    path.write_text(
+        text.replace("dram_pj_per_byte: 160", "dram_pj_per_byte: 1").replace("bits: 8", "bits: 64")
+    )
+    with caplog.at_level(logging.WARNING, logger="nas.cost"):
+        load_cost_model(str(path))
+    said = [r.message for r in caplog.records]
+    assert any(
+        m.startswith(f"{path}:5: dram_pj_per_byte 1 is below sram_pj_per_byte") for m in said
+    )
+    assert any(m.startswith(f"{path}:8: bits 64: wider than") for m in said)
+
+
 # -- against measured data --------------------------------------------------------------------
 
 
