@@ -758,10 +758,18 @@ def _warn_of_outliers(
         if off[i] <= max(np.log(2.0), 5 * typical):
             break
         arch, value = measurements[i]
+        if predicted[i] <= 0:  # the fit without it leans so far that it has no time left
+            said = "far from what the other measurements predict for it (fitted without it"
+            said += f", they give {predicted[i]:.4g} ms)"
+        elif value > predicted[i]:
+            said = f"{value / predicted[i]:.1f}x what the other measurements predict for it"
+            said += f" ({predicted[i]:.4g} ms)"
+        else:
+            said = f"1/{predicted[i] / value:.1f} of what the other measurements predict for it"
+            said += f" ({predicted[i]:.4g} ms)"
         print(
-            f"nas: warning: {path}:{line_of[arch.arch_id]}: latency_ms {value:g} is "
-            f"{max(ratio[i], 1 / ratio[i]):.1f}x what the other measurements predict for it "
-            f"({predicted[i]:.4g} ms): a typo, or a run timed while something else ran? check "
-            "it, or drop the row, and calibrate again",
+            f"nas: warning: {path}:{line_of[arch.arch_id]}: latency_ms {value:g} is {said}: a "
+            "typo, or a run timed while something else ran? check it, or drop the row, and "
+            "calibrate again",
             file=sys.stderr,
         )

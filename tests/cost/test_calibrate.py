@@ -322,6 +322,13 @@ def test_cli_names_a_measurement_the_others_disagree_with(tmp_path, capsys):
     assert main([*argv, "--measurements", str(m), "--force"]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if "other measurements" in line]
     assert len(err) == 1 and err[0].startswith(f"nas: warning: {m}:6: latency_ms ")
+    assert "x what the other measurements predict" in err[0]  # 1000x too slow
+    rows[4] = f"{space.format(archs[4])},{y[4] / 1000:.6g}"  # ms typed as seconds: too fast
+    m.write_text("arch,latency_ms\n" + "\n".join(rows) + "\n")
+    assert main([*argv, "--measurements", str(m), "--force"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "other measurements" in line]
+    # it said '22.1x what the others predict' of a row 1/22 of it
+    assert len(err) == 1 and " is 1/" in err[0] and " of what the other measurements" in err[0]
 
 
 def _help_measurements(space, n, keep=lambda arch: True):
