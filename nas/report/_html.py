@@ -215,11 +215,20 @@ def _summary(
     n_pareto: int,
     hypervolume: float | None,
     reference: Mapping[str, Any] | None,
+    constraints: Mapping[str, str],
 ) -> str:
     items: list[tuple[str, str]] = [("study", study_name), ("trials", str(len(trials)))]
     if "status" in trials.columns and len(trials):
         counts = trials["status"].fillna("unknown").astype(str).value_counts()
         items.append(("trials by status", ", ".join(f"{s}: {n}" for s, n in counts.items())))
+    if constraints:
+        bounds = "; ".join(f"{metric} {bound}" for metric, bound in constraints.items())
+        shut = ""
+        columns = [c for c in trials.columns if str(c).startswith("constraint[")]
+        if columns and len(trials):
+            out = int((trials[columns].astype(float) > 0).any(axis=1).sum())
+            shut = f" (trials that break one: {out} of {len(trials)}, none on the front)"
+        items.append(("constraints", bounds + shut))
     items.append(("Pareto members", str(n_pareto)))
     if hypervolume is not None and reference:
         ref = ", ".join(f"{r:g}" for r in reference.get("reference", []))
@@ -234,6 +243,19 @@ def _summary(
         items.append(("hypervolume", "none (no feasible trial)"))
     rows = "\n".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items)
     return f'<table class="summary">\n{rows}\n</table>'
+
+
+def _devices_section(devices: Mapping[str, str]) -> list[str]:
+    """Per device, how its costs were obtained (nothing without devices)."""
+    if not devices:
+        return []
+    rows = [[_cell(name, code=True), _cell(how)] for name, how in devices.items()]
+    return [
+        "<h2>Devices</h2>",
+        "<p class=\"note\">Where each device's latency and energy come from (the run's "
+        "<code>manifest.json</code> records the rest).</p>",
+        _table(["device", "latency and energy"], rows, sortable=False),
+    ]
 
 
 def _figures(run_dir: Path) -> str:
@@ -333,6 +355,8 @@ def write_html_report(
     hypervolume: float | None = None,
     reference: Mapping[str, Any] | None = None,
     filename: str = "report.html",
+    constraints: Mapping[str, str] | None = None,
+    devices: Mapping[str, str] | None = None,
 ) -> Path:
     """Write a self-contained HTML report of the run in ``run_dir``.
 
@@ -356,6 +380,10 @@ def write_html_report(
         reference: The normalization of the hypervolume (``lower``, ``upper``, ``reference``
             as from :meth:`Normalization.to_dict`), or None.
         filename: Name of the page inside ``run_dir``.
+        constraints: The search's constraints, metric -> bound (``"<= 1.0"``): stated in the
+            summary beside the trials they excluded from the front.
+        devices: Per device, how its latency and energy were obtained (measured, estimated
+            from power x latency and where the power comes from, an analytic profile).
 
     Returns:
         The path of the page, written atomically.
@@ -396,7 +424,7 @@ def write_html_report(
         f'<p class="note">Generated {_e(generated)}'
         + (f"; the tables are also in {', '.join(files)}." if files else ".")
         + "</p>",
-        _summary(study_name, trials, len(pareto), hypervolume, reference),
+        _summary(study_name, trials, len(pareto), hypervolume, reference, constraints or {}),
         "<h2>Objectives</h2>",
         '<p class="note">During the search, latency and energy (<code>latency_ms@&lt;device&gt;'
         "</code>, <code>energy_mj@&lt;device&gt;</code>) are <b>predicted</b> by each device's "
@@ -404,6 +432,7 @@ def write_html_report(
         "and parameter/MAC counts are exact. Figures mark predicted axes "
         "&ldquo;(predicted)&rdquo;.</p>",
         _objectives_table(objectives, directions, reference),
+        *_devices_section(devices or {}),
         "<h2>Figures</h2>",
         _figures(run_dir),
         f"<h2>Pareto members ({len(pareto)})</h2>",

@@ -186,3 +186,28 @@ def test_report_elsewhere_drops_stale_figures(tmp_path):
     assert not (four / "parallel.png").exists() and not (four / "pareto_devices.png").exists()
     page = (four / "report.html").read_text(encoding="utf-8")
     assert "NAS report: three" in page and f"<td>{report.n_pareto}</td>" in page
+
+
+def test_report_states_the_constraints_and_where_each_devices_costs_come_from(tmp_path):
+    """A constraint that made 13 of 15 trials infeasible appeared nowhere in report.html, and
+    energy estimated as 10 W x latency read only 'predicted (cost model)'."""
+    import html
+
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "name: c\nspace: mobilenet_small\nobjectives: [params, energy_mj@cpu-x86]\n"
+        "devices: [cpu-x86, ethos-u55]\nconstraints: {latency_ms@ethos-u55: '<= 0.3'}\n"
+        "search: {sampler: random, n_trials: 8, seed: 0}\n"
+    )
+    run = run_experiment(load_experiment(path), tmp_path / "c").run_dir
+    text = html.unescape(re.sub(r"<[^>]+>", " ", (run / "report.html").read_text()))
+    text = re.sub(r"\s+", " ", text)
+    broke = int(
+        (pd.read_csv(run / "trials.csv")["constraint[latency_ms@ethos-u55 <= 0.3]"] > 0).sum()
+    )
+    assert f"constraints latency_ms@ethos-u55 <= 0.3 (trials that break one: {broke} of 8" in text
+    assert "cpu-x86 lookup table (" in text
+    assert (
+        "latency measured, energy estimated (power x latency) at 10 W (latency_tables/cpu" in text
+    )
+    assert "ethos-u55 analytic profile, latency and energy estimated from its constants" in text
