@@ -163,10 +163,16 @@ def cmd_devices(args: argparse.Namespace) -> int:
         meta = getattr(model, "meta", None)
         if meta is not None:
             kinds = sorted({e.kind for e in model.entries.values()})  # type: ignore[attr-defined]
+            said = meta.get("value_kinds") or {}
+            if said.get("latency") and said.get("energy"):  # energy is often estimated
+                energy = str(said["energy"]).split(" ")[0]  # 'estimated (power x latency)'
+                kind = f"table (latency {said['latency']}, energy {energy})"
+            else:
+                kind = f"table ({', '.join(kinds)})"
             rows.append(
                 (
                     name,
-                    f"table ({', '.join(kinds)})",
+                    kind,
                     ", ".join(
                         f"{n} (interrupted profile)" if n in meta.get(UNFINISHED, []) else n
                         for n in meta.get("spaces", {})
@@ -176,7 +182,9 @@ def cmd_devices(args: argparse.Namespace) -> int:
                 )
             )
         else:
-            rows.append((name, "analytic", "any space", getattr(model, "description", "")))
+            rows.append(
+                (name, "analytic (estimated)", "any space", getattr(model, "description", ""))
+            )
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for row in rows:
         print("  ".join(v.ljust(w) for v, w in zip(row[:3], widths, strict=True)) + "  " + row[3])
