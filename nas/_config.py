@@ -24,7 +24,7 @@ from nas._io import not_utf8
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Node", "load_yaml"]
+__all__ = ["Node", "load_yaml", "override_of"]
 
 T = TypeVar("T")
 _MISSING = object()
@@ -116,6 +116,15 @@ def _kind(value: object) -> str:
     )
 
 
+def override_of(origins: Mapping[Path_, str], path: Path_) -> str | None:
+    """The override (``--set ...``) that set the value at ``path`` or a mapping holding it,
+    among ``origins`` (path -> override); None when the file set it."""
+    for end in range(len(path), 0, -1):
+        if path[:end] in origins:
+            return origins[path[:end]]
+    return None
+
+
 def _format_path(path: Path_) -> str:
     out = ""
     for part in path:
@@ -165,16 +174,13 @@ class Node:
     @property
     def origin(self) -> str | None:
         """The override that set this value (or a mapping holding it), None if from the file."""
-        for end in range(len(self.path), 0, -1):
-            if self.path[:end] in self._origins:
-                return self._origins[self.path[:end]]
-        return None
+        return override_of(self._origins, self.path)
 
     @property
-    def overridden(self) -> dict[str, str]:
-        """The keys of the document that overrides set (dotted paths) and the override that
-        set each."""
-        return {_format_path(path): origin for path, origin in self._origins.items() if path}
+    def overridden(self) -> dict[Path_, str]:
+        """The paths of the document that overrides set and the override that set each (what
+        :func:`override_of` looks a value up in)."""
+        return {path: origin for path, origin in self._origins.items() if path}
 
     def error(self, message: str, **kwargs: Any) -> NasConfigError:
         """A :class:`NasConfigError` located at this node (or at the override that set it)."""

@@ -270,6 +270,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     """``nas train ARCH.json --experiment EXP.yaml``: fine-tune, compress, export one model."""
     from nas.export import read_architecture_file
+    from nas.final import finish_members
+    from nas.pipeline import environment
     from nas.search import load_experiment
     from nas.search._study import adapt_space
     from nas.train import FinetuneConfig, load_data
@@ -317,55 +319,38 @@ def cmd_train(args: argparse.Namespace) -> int:
             _final_progress(event, info)
 
     try:
-        results = _train_one(out, space, arch, data, exp, args, doc, progress)
+        results = finish_members(
+            out,
+            space,
+            [arch.arch_id],
+            {arch.arch_id: arch},
+            data,
+            finetune_config=exp.finetune or FinetuneConfig(),
+            compress=exp.compress,
+            accuracy={},
+            origin={
+                "arch_json": str(Path(args.arch).resolve()),
+                "experiment": str(Path(exp.source).resolve()) if exp.source else None,
+                # where the input came from (a search's study and trial, or an earlier nas train)
+                "parent": doc.get("origin")
+                or (
+                    {"trial": doc["metrics"]["trial"]}
+                    if "trial" in doc.get("metrics", {})
+                    else "not recorded in the input"
+                ),
+            },
+            environment=environment(),
+            progress=progress,
+            start=args.arch,
+            keep_others=True,
+            locate=exp.locate,
+        )
     except NasConfigError:
         if new_folder and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # a fine-tune that diverged at once leaves nothing to resume
         raise
     _print_final(results, out)
     return 0
-
-
-def _train_one(
-    out: Path,
-    space: Any,
-    arch: Any,
-    data: Any,
-    exp: Any,
-    args: argparse.Namespace,
-    doc: Any,
-    progress: Any,
-) -> Any:
-    from nas.final import finish_members
-    from nas.pipeline import environment
-    from nas.train import FinetuneConfig
-
-    return finish_members(
-        out,
-        space,
-        [arch.arch_id],
-        {arch.arch_id: arch},
-        data,
-        finetune_config=exp.finetune or FinetuneConfig(),
-        compress=exp.compress,
-        accuracy={},
-        origin={
-            "arch_json": str(Path(args.arch).resolve()),
-            "experiment": str(Path(exp.source).resolve()) if exp.source else None,
-            # where the input came from (a search's study and trial, or an earlier nas train)
-            "parent": doc.get("origin")
-            or (
-                {"trial": doc["metrics"]["trial"]}
-                if "trial" in doc.get("metrics", {})
-                else "not recorded in the input"
-            ),
-        },
-        environment=environment(),
-        progress=progress,
-        start=args.arch,
-        keep_others=True,
-        locate=exp.locate,
-    )
 
 
 def cmd_export(args: argparse.Namespace) -> int:

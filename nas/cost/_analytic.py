@@ -350,8 +350,8 @@ class AnalyticDevice:
         return cls.from_node(load_yaml(path))
 
 
-#: key -> (smallest plausible value, what a value below it most likely is): every device from a
-#: microcontroller NPU up is far above these, so a value below is in the wrong unit
+#: (key, test of a value no device from a microcontroller NPU up has, what such a value most
+#: likely is): possible, so warned of, not refused
 _UNLIKELY: tuple[tuple[str, Callable[[float], bool], str], ...] = (
     (
         "layer_overhead_ms",
@@ -369,6 +369,12 @@ _UNLIKELY: tuple[tuple[str, Callable[[float], bool], str], ...] = (
         "mac_pj_at_8bit",
         lambda v: 0 < v < 1e-3,
         "pJ per 8-bit MAC is below any silicon (0.01-1 pJ): written in nJ? 0.2 pJ is 0.2",
+    ),
+    (
+        "bits",
+        lambda v: v > 32,
+        "bits is wider than any accelerator computes (8 for int8, 16, 32 for fp32); the "
+        "energy per MAC scales with (bits/8)^2",
     ),
 )
 _PLAUSIBLE_MIN = {
@@ -392,7 +398,7 @@ _ENERGY_KEYS = {
 def _check_energy(node: Node) -> None:
     """Refuse an energy constant of 0 (every architecture's energy from it would be free, and
     ``energy_mj@DEVICE`` a column of zeros nobody asked for); warn of DRAM cheaper per byte than
-    on-chip SRAM (one of the two in the wrong unit) and of a width wider than any NPU's."""
+    on-chip SRAM (one of the two in the wrong unit)."""
     for key, typical in _ENERGY_KEYS.items():
         if node.has(key) and node.get(key).value == 0:
             raise node.get(key).error(
@@ -413,17 +419,6 @@ def _check_energy(node: Node) -> None:
             where.line,
             dram,
             sram,
-        )
-    bits = node.get("bits").value if node.has("bits") else None
-    if isinstance(bits, int) and not isinstance(bits, bool) and bits > 32:
-        where = node.get("bits")
-        log.warning(
-            "%s:%s: bits %d: wider than any accelerator computes (8 for int8, 16, 32 for "
-            "fp32); the energy per MAC scales with (bits/8)^2, %gx that at 8 bits",
-            where.file,
-            where.line,
-            bits,
-            (bits / 8) ** 2,
         )
 
 

@@ -245,11 +245,35 @@ def _summary(
     return f'<table class="summary">\n{rows}\n</table>'
 
 
-def _devices_section(devices: Mapping[str, str]) -> list[str]:
+def _device_text(d: Mapping[str, Any]) -> str:
+    """How a device's latency and energy were obtained, from its description in a run's
+    manifest: an analytic profile's constants, or a table's measured/estimated values and, for
+    estimated energy, the power and where that figure comes from."""
+    if d.get("kind") == "analytic":
+        return (
+            f"analytic profile, latency and energy estimated from its constants "
+            f"({d.get('mac_pj_at_8bit')} pJ per 8-bit MAC, {d.get('sram_pj_per_byte')}/"
+            f"{d.get('dram_pj_per_byte')} pJ per SRAM/DRAM byte, "
+            f"{d.get('static_power_w')} W static): {d.get('description') or ''}"
+        )
+    kinds = d.get("value_kinds") or {}
+    energy = d.get("energy") or {}
+    how = f"energy {kinds.get('energy', 'of unknown origin')}"
+    if energy.get("power_w") is not None:
+        how += f" at {energy['power_w']:g} W"
+    if energy.get("power_source"):
+        how += f" ({energy['power_source']})"
+    return (
+        f"lookup table ({d.get('path') or 'path not recorded'}), latency "
+        f"{kinds.get('latency', 'of unknown origin')}, {how}: {d.get('description') or ''}"
+    )
+
+
+def _devices_section(devices: Mapping[str, Mapping[str, Any]]) -> list[str]:
     """Per device, how its costs were obtained (nothing without devices)."""
     if not devices:
         return []
-    rows = [[_cell(name, code=True), _cell(how)] for name, how in devices.items()]
+    rows = [[_cell(name, code=True), _cell(_device_text(d))] for name, d in devices.items()]
     return [
         "<h2>Devices</h2>",
         "<p class=\"note\">Where each device's latency and energy come from (the run's "
@@ -356,7 +380,7 @@ def write_html_report(
     reference: Mapping[str, Any] | None = None,
     filename: str = "report.html",
     constraints: Mapping[str, str] | None = None,
-    devices: Mapping[str, str] | None = None,
+    devices: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> Path:
     """Write a self-contained HTML report of the run in ``run_dir``.
 
@@ -382,8 +406,9 @@ def write_html_report(
         filename: Name of the page inside ``run_dir``.
         constraints: The search's constraints, metric -> bound (``"<= 1.0"``): stated in the
             summary beside the trials they excluded from the front.
-        devices: Per device, how its latency and energy were obtained (measured, estimated
-            from power x latency and where the power comes from, an analytic profile).
+        devices: Per device, its cost model as a run's ``manifest.json`` describes it: the
+            page says how its latency and energy were obtained (measured, estimated from power
+            x latency and where the power comes from, an analytic profile's constants).
 
     Returns:
         The path of the page, written atomically.

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from nas._config import Node, load_yaml
+from nas._config import Node, load_yaml, override_of
 from nas._errors import NasConfigError, nearest
 from nas.cost import list_devices
 from nas.cost._registry import names_a_file
@@ -224,8 +224,9 @@ class Experiment:
     select: SelectConfig | None = None  # which Pareto members are finished after the search
     finetune: FinetuneConfig | None = None  # None: stop after the search
     compress: CompressConfig | None = None  # None: no compression
-    #: keys set on the command line (``--set``), dotted, and the argument that set each
-    set_by: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: paths set on the command line (``--set``; ``("finetune", "lr")``), and the argument
+    #: that set each
+    set_by: Mapping[tuple[object, ...], str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if not self.objectives:
@@ -257,12 +258,7 @@ class Experiment:
         """Where the value of ``key`` (dotted) came from, for an error about it found later
         (a fine-tune that diverged): the ``--set`` that set it or a mapping holding it, else
         the experiment file."""
-        parts = key.split(".")
-        for end in range(len(parts), 0, -1):
-            origin = self.set_by.get(".".join(parts[:end]))
-            if origin is not None:
-                return origin
-        return self.source
+        return override_of(self.set_by, tuple(key.split("."))) or self.source
 
     def to_dict(self) -> dict[str, Any]:
         return {

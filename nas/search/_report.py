@@ -259,37 +259,14 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
     return Report(out_dir, len(frame), len(pareto), hv_final, reference)
 
 
-def _devices_said(run_dir: Path) -> dict[str, str]:
-    """Per device of the run (its ``manifest.json``), how its latency and energy were obtained:
-    measured, estimated from power x latency (and where the power figure comes from), or an
-    analytic profile's datasheet constants; empty without a manifest (a report elsewhere)."""
+def _devices_said(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Per device of the run, its cost model as the run's ``manifest.json`` describes it (an
+    analytic profile's constants, a table's provenance); empty without a manifest (a report
+    written elsewhere)."""
     import json
 
     try:
         devices = json.loads((run_dir / "manifest.json").read_text()).get("devices") or {}
     except (OSError, ValueError, AttributeError):
         return {}
-    said = {}
-    for name, d in devices.items():
-        if not isinstance(d, dict):
-            continue
-        if d.get("kind") == "analytic":
-            said[name] = (
-                f"analytic profile, latency and energy estimated from its constants "
-                f"({d.get('mac_pj_at_8bit')} pJ per 8-bit MAC, {d.get('sram_pj_per_byte')}/"
-                f"{d.get('dram_pj_per_byte')} pJ per SRAM/DRAM byte, "
-                f"{d.get('static_power_w')} W static): {d.get('description') or ''}"
-            )
-            continue
-        kinds = d.get("value_kinds") or {}
-        energy = d.get("energy") or {}
-        how = f"energy {kinds.get('energy', 'of unknown origin')}"
-        if energy.get("power_w") is not None:
-            how += f" at {energy['power_w']:g} W"
-        if energy.get("power_source"):
-            how += f" ({energy['power_source']})"
-        said[name] = (
-            f"lookup table ({d.get('path') or 'path not recorded'}), latency "
-            f"{kinds.get('latency', 'of unknown origin')}, {how}: {d.get('description') or ''}"
-        )
-    return said
+    return {name: d for name, d in devices.items() if isinstance(d, dict)}

@@ -294,7 +294,7 @@ def test_an_energy_constant_of_zero_is_refused_and_unlikely_ones_are_warned_of(t
     assert any(
         m.startswith(f"{path}:5: dram_pj_per_byte 1 is below sram_pj_per_byte") for m in said
     )
-    assert any(m.startswith(f"{path}:8: bits 64: wider than") for m in said)
+    assert any(m.startswith(f"{path}:8: bits: 64 bits is wider than any") for m in said)
 
 
 # -- against measured data --------------------------------------------------------------------
