@@ -414,8 +414,9 @@ def import_table(
         One ``kind="imported"`` fp32, batch-1 entry per layer signature of the space, its
         ``source`` column naming the original key(s); ``model_overhead_ms`` is 0 (the sources
         predict a network as the plain sum of its layers). Where the source has no energy,
-        entries hold ``energy_mj`` 0.0, ``meta["value_kinds"]["energy"]`` says
-        ``"absent in source"`` and estimates give NaN energy (unknown).
+        entries hold ``energy_mj`` 0.0 (the saved CSV leaves the cell empty),
+        ``meta["value_kinds"]["energy"]`` says ``"absent in source"`` and estimates give NaN
+        energy (unknown).
 
     Raises:
         NasConfigError: Unknown format or device, an unreadable source, or a layer of the space

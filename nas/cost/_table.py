@@ -9,7 +9,8 @@ A table is two files in ``latency_tables/`` (or anywhere):
 
   ``signature`` is :attr:`nas.space.Layer.signature` (``op-in:CxHxW-out:CxHxW-s<stride>``);
   ``kind`` says where the number comes from: ``measured``, ``analytic``, ``imported`` or
-  ``calibrated``.
+  ``calibrated``. A table that holds latency only (``value_kinds.energy`` starts with
+  ``absent``) leaves ``energy_mj`` empty.
 - ``<device>.json``: metadata: ``schema_version``, ``device``, ``units``, the device
   ``fingerprint`` (CPU/GPU, threads, runtime and version), the measurement ``protocol`` (warm-up,
   repeats, statistic), how energy was obtained, and ``model_overhead_ms``: the part of an
@@ -501,6 +502,8 @@ class LookupTable:
             row = entry.row()
             for name in _FLOATS:
                 row[name] = f"{row[name]:.6g}" if entry.kind == "measured" else repr(row[name])
+            if not self.has_energy:
+                row["energy_mj"] = ""  # latency only: an empty cell, not a made-up 0
             writer.writerow(row)
         meta = {
             "schema_version": TABLE_SCHEMA_VERSION,
@@ -558,7 +561,8 @@ class LookupTable:
                 f'{csv_path.name} beside its JSON; set "table": "{csv_path.name}" (a '
                 "renamed or copied table), or give the JSON the name of its rows file"
             )
-        entries = _read_csv(csv_path)
+        energy = str(meta.get("value_kinds", {}).get("energy", ""))
+        entries = _read_csv(csv_path, energy_absent=energy.startswith("absent"))
         stated = meta.get("entries", len(entries))
         if stated != len(entries):
             # rows lost in a copy, or added by hand: either way, not the table that was made
@@ -611,7 +615,9 @@ def _check_numbers(path: Path, meta: Mapping[str, Any]) -> None:
             number(f"in_model.{space}.{key}", fix.get(key), signed=True)
 
 
-def _read_csv(path: Path) -> list[TableEntry]:
+def _read_csv(path: Path, *, energy_absent: bool = False) -> list[TableEntry]:
+    """The rows of ``path``; with ``energy_absent`` (a latency-only table), ``energy_mj`` cells
+    are empty (older tables wrote 0.0) and read as 0.0, which no estimate uses."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # (a spreadsheet's byte-order mark)
     except FileNotFoundError:
@@ -638,6 +644,8 @@ def _read_csv(path: Path) -> list[TableEntry]:
     for row in reader:
         line = reader.line_num
         values: dict[str, Any] = {c: row.get(c) or "" for c in COLUMNS}
+        if energy_absent and not values["energy_mj"].strip():
+            values["energy_mj"] = "0"
         for c, kind in [(c, int) for c in _INTS] + [(c, float) for c in _FLOATS]:
             try:
                 values[c] = kind(values[c])

@@ -231,6 +231,22 @@ def test_imported_table_round_trips_through_save_and_load(tmp_path, fmt, src, de
         assert loaded.estimate(layers) == table.estimate(layers)
 
 
+def test_a_latency_only_table_leaves_its_energy_cells_empty(tmp_path):
+    table = import_table("ofa-yaml", shared_file(PIXEL1), "pixel1")
+    assert not table.has_energy
+    path = table.save(tmp_path / "pixel1.json")
+    with path.with_suffix(".csv").open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert rows and all(r["energy_mj"] == "" for r in rows)  # not a made-up 0.0
+    assert LookupTable.load(path).entries == table.entries
+    # a table that holds energy must give every row's
+    meta = json.loads(path.read_text())
+    meta["value_kinds"]["energy"] = "measured"
+    path.write_text(json.dumps(meta))
+    with pytest.raises(NasConfigError, match=r"pixel1.csv:2: column energy_mj: expected a number"):
+        LookupTable.load(path)
+
+
 # -- errors -------------------------------------------------------------------------------------
 
 
