@@ -25,7 +25,7 @@ from nas.space import (
     SCHEMA_VERSION,
     Architecture,
     SearchSpace,
-    import_op_module,
+    import_op_modules,
     list_spaces,
     load_space,
     op_module_folders,
@@ -101,31 +101,6 @@ def _arch_file(path: str | Path) -> Path:
     return path / "arch.json" if path.is_dir() and (path / "arch.json").is_file() else path
 
 
-def _import_op_modules(path: Path, doc: dict[str, Any]) -> None:
-    """Import the modules the file's space takes its ops from (its ``imports:``), looking
-    beside the file, then where they were found when it was written (``op_modules``), then in
-    the working directory and on ``sys.path``."""
-    spec = doc["space_spec"]
-    names = spec.get("imports") if isinstance(spec, dict) else None
-    if not isinstance(names, list):
-        return  # (none; or malformed, which the space's own checks name)
-    recorded = doc.get("op_modules") if isinstance(doc.get("op_modules"), dict) else {}
-    for name in (n for n in names if isinstance(n, str)):
-        folders = [path.resolve().parent, *([Path(recorded[name])] if name in recorded else [])]
-        problem = import_op_module(name, [*folders, Path.cwd()])
-        if problem is not None:
-            was = (
-                f"; it was found in {recorded[name]} when the file was written"
-                if name in recorded
-                else ""
-            )
-            raise NasConfigError(
-                f"{path}: the space's ops come from module '{name}', which cannot be imported "
-                f"({problem}){was}; put {name}.py beside {path.name}, in the working "
-                "directory, or on PYTHONPATH"
-            )
-
-
 def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture, dict[str, Any]]:
     """(space, architecture, whole document) of an ``arch.json`` (or of an export folder's);
     validates all of it."""
@@ -141,7 +116,12 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
         {k: v for k, v in doc.items() if k != "arch_id"}, source=str(path)
     )
     if "space_spec" in doc:
-        _import_op_modules(path, doc)
+        recorded = doc.get("op_modules") if isinstance(doc.get("op_modules"), dict) else {}
+        if isinstance(doc["space_spec"], dict):  # (else the space's own checks name it)
+            import_op_modules(
+                doc["space_spec"], recorded, [path.resolve().parent], where=str(path),
+                put=f"beside {path.name}",
+            )  # fmt: skip
         space = space_from_dict(doc["space_spec"], source=f"{path}: space_spec")
     else:  # a plain architecture (nas show --json): only a built-in space can be resolved
         builtin = load_space(arch.space) if arch.space in list_spaces() else None

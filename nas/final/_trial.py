@@ -27,8 +27,7 @@ def export_trial(
     from nas.pipeline import environment
     from nas.search import load_study
     from nas.search._evaluate import WORST
-    from nas.search._study import PREPROCESS_ATTR, SPACE_ATTR
-    from nas.space import space_from_dict
+    from nas.search._study import PREPROCESS_ATTR, SPACE_ATTR, study_space
 
     study = load_study(storage, study_name)
     trials = study.get_trials(deepcopy=False)
@@ -44,7 +43,7 @@ def export_trial(
             f"--trial {number}: the trial is {trial.state.name} and holds no architecture "
             "yet; export a finished trial (nas pareto lists them)"
         )
-    space = space_from_dict(study.user_attrs[SPACE_ATTR], source=f"study {study_name}")
+    space = study_space(study)
     arch = Architecture.from_dict(trial.user_attrs["architecture"])
     folder = Path(out or f"export-{study_name}-{number}")
     where = storage

@@ -29,9 +29,10 @@ from nas.search._study import (
     SPACE_ATTR,
     opening_storage,
     sqlite_file,
+    study_space,
 )
 from nas.search._workers import trial_weights
-from nas.space import Architecture, space_from_dict
+from nas.space import Architecture
 
 __all__ = ["Report", "load_study", "trials_frame", "write_report"]
 
@@ -179,6 +180,7 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
         write_html_report,
     )
 
+    space = study_space(study)  # before any file: a space that cannot be rebuilt writes none
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     objectives = _objectives(study)
@@ -222,7 +224,6 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
     else:
         (out_dir / "parallel.png").unlink(missing_ok=True)
 
-    space = space_from_dict(study.user_attrs[SPACE_ATTR], source=f"study {study.study_name}")
     trials = study.get_trials(deepcopy=False)  # once, not once per Pareto member
     preprocess = None
     if PREPROCESS_ATTR in study.user_attrs:

@@ -21,7 +21,13 @@ from nas._errors import NasConfigError
 from nas.cost import CostModel, LookupTable, for_space, load_cost_model
 from nas.search._evaluate import Evaluator
 from nas.search._experiment import Experiment, Metric, parse_metric
-from nas.space import SearchSpace, load_space
+from nas.space import (
+    SearchSpace,
+    import_op_modules,
+    load_space,
+    op_module_folders,
+    space_from_dict,
+)
 from nas.train import SplitData, load_data
 
 __all__ = ["Prepared", "default_storage", "open_study", "prepare", "storage_url"]
@@ -30,6 +36,8 @@ log = logging.getLogger(__name__)
 
 #: study user attributes written once when a study is created
 SPACE_ATTR = "nas.space_spec"
+#: module -> the folder it was imported from, for a space whose ops come from ``imports:``
+OP_MODULES_ATTR = "nas.op_modules"
 #: trial user attribute: a unique id, to tell our own trials from other workers' when mirroring
 UID_ATTR = "nas.uid"
 #: statuses of trials whose metrics were measured (and may be reused for the same architecture)
@@ -93,6 +101,11 @@ def adapt_space(space: SearchSpace, data: SplitData) -> SearchSpace:
 def prepare(experiment: Experiment) -> Prepared:
     """Load the space, the data and the cost models; raises NasConfigError on any problem."""
     space = original = load_space(experiment.space)
+    if space.to_dict().get("imports"):  # ops of the user's own: every layer built before a trial
+        try:
+            space.possible_layers()
+        except NasConfigError as exc:
+            raise NasConfigError(f"{space.source}: {exc.reason}") from None
     data = None
     if experiment.needs_training:
         data = load_data(experiment.data)
@@ -286,6 +299,16 @@ def check_study(
     _check_attrs(study.user_attrs, experiment, space, storage, costs or {})
 
 
+def study_space(study: optuna.Study) -> SearchSpace:
+    """The space a study searched, its ops' modules imported from where the study found them
+    (so that ``nas pareto``/``nas export`` work from any folder)."""
+    attrs = study.user_attrs
+    where = f"study {study.study_name}"
+    recorded = attrs.get(OP_MODULES_ATTR) or {}
+    import_op_modules(attrs[SPACE_ATTR], recorded, [], where=where, put="")
+    return space_from_dict(attrs[SPACE_ATTR], source=where)
+
+
 def open_study(
     experiment: Experiment,
     space: SearchSpace,
@@ -310,6 +333,9 @@ def open_study(
     if created and run_dir is not None:  # the first worker's folder holds the study's files
         study.set_user_attr("nas.run_dir", str(run_dir.resolve()))
     attrs = study.user_attrs
+    modules = op_module_folders(space)
+    if modules and attrs.get(OP_MODULES_ATTR) != modules:  # read from any folder later
+        study.set_user_attr(OP_MODULES_ATTR, modules)
     if OBJECTIVES_ATTR in attrs:
         _check_attrs(attrs, experiment, space, storage, costs or {})
         had = [d.name.lower() for d in study.directions]

@@ -7,9 +7,11 @@ from nas.space._layers import Layer, LayerTable
 from nas.space._ops import LayerProfile, Op, OpSpec, list_ops, parse_op, profile_layer, register_op
 from nas.space._slots import LayerSlots, SlotValues
 from nas.space._space import (
+    ImportFailure,
     SearchSpace,
     builtin_space_dir,
     import_op_module,
+    import_op_modules,
     list_spaces,
     load_space,
     op_module_folders,
@@ -30,7 +32,9 @@ __all__ = [
     "SearchSpace",
     "SlotValues",
     "builtin_space_dir",
+    "ImportFailure",
     "import_op_module",
+    "import_op_modules",
     "list_ops",
     "list_spaces",
     "load_space",

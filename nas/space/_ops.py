@@ -21,6 +21,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -135,8 +136,13 @@ class Op(ABC):
 
 def register_op(cls: type[Op]) -> type[Op]:
     """Class decorator adding an op type to the library; a duplicate name is an error."""
-    if cls.type_name in _REGISTRY:
-        raise ValueError(f"op type '{cls.type_name}' is already registered")
+    had = _REGISTRY.get(cls.type_name)
+    same = had is not None and had.__module__ == cls.__module__  # (a module imported again)
+    if had is not None and not (same and had.__qualname__ == cls.__qualname__):
+        raise ValueError(
+            f"op type '{cls.type_name}' is already registered (by {had.__module__}."
+            f"{had.__qualname__}); give {cls.__qualname__} another type_name"
+        )
     _REGISTRY[cls.type_name] = cls
     return cls
 
@@ -596,9 +602,44 @@ def profile_layer(op: OpSpec, in_shape: Shape, cout: int, stride: int) -> LayerP
     The module is built on the meta device (no memory, no initialization) and run once there,
     so the counts come from the very module :meth:`Op.build` returns.
     """
-    with torch.device("meta"):
-        module = op.op().build(in_shape[0], cout, stride).eval()
-        counter = LayerCounter(module).attach()
-        module(torch.empty(1, *in_shape, device="meta"))
+    impl = op.op()
+    what = f"op {op.name} ({in_shape[0]} -> {cout} channels, stride {stride})"
+    try:
+        with torch.device("meta"):
+            module = impl.build(in_shape[0], cout, stride).eval()
+            counter = LayerCounter(module).attach()
+            module(torch.empty(1, *in_shape, device="meta"))
+    except Exception as exc:
+        if type(impl).__module__.startswith("nas."):
+            raise  # a bug of ours: its traceback is what helps
+        raise NasConfigError(
+            f"{what}: {type(impl).__name__} from {type(impl).__module__} failed on a "
+            f"{'x'.join(map(str, in_shape))} input at {_user_frame(exc)}: "
+            f"{type(exc).__name__}: {exc}; fix its build() (or its module's forward)"
+        ) from None
     counter.detach()
-    return counter.profile()
+    profile = counter.profile()
+    expected = (cout, -(-in_shape[1] // stride), -(-in_shape[2] // stride))
+    if profile.out_shape != expected:  # every count, cost and shape after it would be wrong
+        got, want = ("x".join(map(str, t)) for t in (profile.out_shape, expected))
+        raise NasConfigError(
+            f"{what}: on a {'x'.join(map(str, in_shape))} input its module returns {got}, "
+            f"not {want}; an op's build(cin, cout, stride) must return (N, cout, "
+            "ceil(H/stride), ceil(W/stride)) (see nas.space.Op)"
+        )
+    return profile
+
+
+def _user_frame(exc: BaseException) -> str:
+    """``file.py:line`` where ``exc`` was raised, in the innermost frame outside torch."""
+    import traceback
+
+    package = str(Path(__file__).resolve().parents[1])
+    frames = [
+        f
+        for f in traceback.extract_tb(exc.__traceback__)
+        if "/torch/" not in f.filename and not str(Path(f.filename).resolve()).startswith(package)
+    ]
+    if not frames:
+        return "its module's forward, inside torch"
+    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}"

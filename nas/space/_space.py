@@ -481,30 +481,97 @@ def _import_module(node: Node) -> str:
     here = source.parent if source.is_file() else None
     problem = import_op_module(name, [f for f in (here, Path.cwd()) if f is not None])
     if problem is not None:
-        beside = "beside the space file or " if here is not None else ""
-        raise node.error(
-            f"cannot import module '{name}' ({problem}); put {name}.py {beside}in the working "
-            "directory, or add its folder to PYTHONPATH"
-        )
+        put = "beside the space file" if here is not None else ""
+        raise node.error(f"cannot import module '{name}' ({problem}); {problem.advice(name, put)}")
     return name
 
 
-def import_op_module(name: str, folders: Sequence[Path]) -> str | None:
+@dataclasses.dataclass(frozen=True)
+class ImportFailure:
+    """Why a module a space imports did not import: not ``found`` anywhere looked, or found
+    and broken (``reason`` then says where: a syntax error, an exception, an op type
+    registered twice)."""
+
+    reason: str
+    found: bool
+
+    def __str__(self) -> str:
+        return self.reason
+
+    def advice(self, name: str, put: str) -> str:
+        """What to do about it: fix the module where it broke, or put it where it is looked
+        for (``put``: 'beside the space file', ...)."""
+        if self.found:
+            return f"fix {name}.py"
+        places = ", ".join(p for p in (put, "in the working directory") if p)
+        return f"put {name}.py {places}, or on PYTHONPATH"
+
+
+def import_op_module(name: str, folders: Sequence[Path]) -> ImportFailure | None:
     """Import module ``name`` (one a space's ``imports:`` names), looking in ``folders`` first,
     then on ``sys.path``; why it cannot be imported, or None once it is."""
     import importlib
     import sys
+    import traceback
 
     added = [str(f) for f in folders if str(f) not in sys.path]
     sys.path[:0] = added
     try:
         importlib.import_module(name)
-    except ImportError as exc:
-        return str(exc)
+    except SyntaxError as exc:
+        where = f"{Path(exc.filename or name).name}:{exc.lineno}"
+        return ImportFailure(f"{where}: {type(exc).__name__}: {exc.msg}", found=True)
+    except ModuleNotFoundError as exc:
+        if exc.name == name:
+            return ImportFailure(str(exc), found=False)
+        # the module was found; something it imports was not
+        return ImportFailure(f"{_raised_at(exc, traceback)}: {exc}", found=True)
+    except Exception as exc:  # the user's module raised while it was imported
+        return ImportFailure(
+            f"{_raised_at(exc, traceback)}: {type(exc).__name__}: {exc}", found=True
+        )
     finally:
         for folder in added:
             sys.path.remove(folder)
     return None
+
+
+def _raised_at(exc: BaseException, traceback: Any) -> str:
+    """``file.py:line`` of the innermost frame outside this package (the user's code)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
+    own = str(Path(__file__).resolve().parents[1])
+    user = [f for f in frames if not str(Path(f.filename).resolve()).startswith(own)]
+    frame = (user or frames or [None])[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno}" if frame else "import"
+
+
+def import_op_modules(
+    spec: Mapping[str, Any],
+    recorded: Mapping[str, str],
+    first: Sequence[Path],
+    *,
+    where: str,
+    put: str,
+) -> None:
+    """Import the modules a space spec takes its ops from (its ``imports:``), looking in
+    ``first``, then where each was found when the spec was recorded (``recorded``: name ->
+    folder, :func:`op_module_folders`), then in the working directory and on ``sys.path``;
+    one that cannot be imported raises naming ``where`` and where to ``put`` it."""
+    names = spec.get("imports")
+    if not isinstance(names, list):
+        return  # (none; or malformed, which the space's own checks name)
+    for name in (n for n in names if isinstance(n, str)):
+        folders = [*first, *([Path(recorded[name])] if name in recorded else []), Path.cwd()]
+        problem = import_op_module(name, folders)
+        if problem is None:
+            continue
+        was = ""
+        if name in recorded and not problem.found:
+            was = f"; it was found in {recorded[name]} when {where} was written"
+        raise NasConfigError(
+            f"{where}: the space's ops come from module '{name}', which cannot be imported "
+            f"({problem}){was}; {problem.advice(name, put)}"
+        )
 
 
 def op_module_folders(space: SearchSpace) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import pytest
@@ -319,6 +320,7 @@ def plugin_space(tmp_path, monkeypatch):
     yield write(tmp_path, text)
     _ops._REGISTRY.pop("pluginconv", None)  # other tests see the built-in ops only
     _ops.parse_op.cache_clear()
+    _ops.profile_layer.cache_clear()  # counts of the plugin's modules, which tests rewrite
     sys.modules.pop("my_plugin_ops", None)
 
 
@@ -372,7 +374,7 @@ def test_an_arch_json_of_a_space_with_imports_loads_from_anywhere(plugin_space, 
         [sys.executable, "-c", load, str(saved)], cwd="/", capture_output=True, text=True
     )
     assert "put my_plugin_ops.py beside a.json" in done.stderr
-    assert f"it was found in {tmp_path} when the file was written" in done.stderr
+    assert f"it was found in {tmp_path} when {saved} was written" in done.stderr
 
 
 def test_an_import_that_fails_names_the_module_and_the_fix(tmp_path):
@@ -385,3 +387,108 @@ def test_an_import_that_fails_names_the_module_and_the_fix(tmp_path):
         and "imports[0]: cannot import " in message
     )
     assert "put no_such_ops_mod.py beside the space file" in message
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ("from torch import nn\ndef broken(:\n    pass\n", r"\.py:2: SyntaxError: invalid syntax"),
+        ('raise RuntimeError("boom at import")\n', r"\.py:1: RuntimeError: boom at import"),
+        ("import no_such_dependency_mod\n", r"\.py:1: No module named 'no_such_dependency_mod'"),
+        (
+            PLUGIN.replace('"pluginconv"', '"conv"'),
+            r"\.py:\d+: ValueError: op type 'conv' is already registered \(by "
+            r"nas\.space\._ops\.Conv\); give PluginConv another type_name",
+        ),
+    ],
+)
+def test_a_module_that_breaks_on_import_is_named_at_its_line(tmp_path, source, message):
+    """A module of ops that failed to import (a syntax error, an exception, an op type taken)
+    ended the command in a traceback."""
+    name = f"broken_ops_{zlib.crc32(source.encode())}"
+    (tmp_path / f"{name}.py").write_text(source)
+    text = BASE.replace("name: mobilenet_small", f"name: plugged\nimports: [{name}]")
+    with pytest.raises(NasConfigError, match=rf"imports\[0\]: cannot import module '{name}' "):
+        load_space(write(tmp_path, text))
+    with pytest.raises(NasConfigError, match=rf"{name}{message}.*; fix {name}\.py$"):
+        load_space(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (
+            'raise ValueError("my build is broken")',
+            r"PluginConv from my_plugin_ops failed on a 16x8x8 input at my_plugin_ops\.py:\d+: "
+            r"ValueError: my build is broken; fix its build\(\)",
+        ),
+        (
+            "return nn.Conv2d(cin, cout + 1, 3, 1, 1)",
+            r"its module returns 17x8x8, not 16x8x8; an op's build\(cin, cout, stride\) must "
+            r"return \(N, cout, ceil\(H/stride\), ceil\(W/stride\)\)",
+        ),
+        (
+            "return nn.Conv2d(cin + 1, cout, 3, stride, 1)",
+            "failed on a 16x8x8 input at its module's forward, inside torch: RuntimeError",
+        ),
+    ],
+)
+def test_an_op_of_ones_own_that_breaks_its_contract_is_named(
+    plugin_space, tmp_path, build, message
+):
+    """A build() that raised ended the command in a traceback; one that returned another shape
+    than the contract's was accepted, and every count after it was another network's."""
+    from nas.search import load_experiment
+    from nas.search._study import prepare
+
+    module = tmp_path / "my_plugin_ops.py"
+    module.write_text(PLUGIN.replace(
+        "return nn.Conv2d(cin, cout, self.kernel, stride, self.kernel // 2)", build
+    ))  # fmt: skip
+    space = load_space(plugin_space)
+    arch = space.parse("w16 pc_k3 | w24 mb_k3_e3 | w32 mb_k3_e3")
+    with pytest.raises(NasConfigError, match=r"op pluginconv_k3 \(16 -> 16 channels, stride 1\)"):
+        space.layers(arch)
+    with pytest.raises(NasConfigError, match=message):
+        space.layers(arch)
+    # a search checks every layer the space can hold before its study exists
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"name: e\nspace: {plugin_space}\nobjectives: [params, macs]\n")
+    with pytest.raises(NasConfigError, match=rf"^{plugin_space}: op pluginconv_k3 .*{message}"):
+        prepare(load_experiment(exp))
+
+
+def test_a_study_of_a_space_with_imports_reports_from_any_folder(plugin_space, tmp_path):
+    """nas pareto/nas export from another folder failed ('cannot import module ... put it in
+    the working directory'), and nas pareto left the files it had written before failing."""
+    import subprocess
+    import sys
+
+    from nas.pipeline import run_experiment
+    from nas.search import load_experiment
+
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        f"name: plug\nspace: {plugin_space}\nobjectives: [params, macs]\n"
+        "search: {sampler: random, n_trials: 3, seed: 0}\n"
+    )
+    run_experiment(load_experiment(exp), tmp_path / "run")
+    storage = f"sqlite:///{tmp_path / 'run' / 'study.db'}"
+    report = (
+        "import sys; from nas.search import load_study, write_report; "
+        "write_report(load_study(sys.argv[1], 'plug'), sys.argv[2])"
+    )
+
+    def pareto(out):
+        return subprocess.run(
+            [sys.executable, "-c", report, storage, str(out)], cwd="/", capture_output=True,
+            text=True,
+        )  # fmt: skip
+
+    done = pareto(tmp_path / "again")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "again" / "pareto.csv").is_file()
+    (tmp_path / "my_plugin_ops.py").unlink()  # found nowhere: nothing written
+    done = pareto(tmp_path / "never")
+    assert f"it was found in {tmp_path} when study plug was written" in done.stderr
+    assert not (tmp_path / "never").exists()
