@@ -30,6 +30,19 @@ def test_show_string_and_file(capsys, tmp_path):
     assert "1,531,546" in out  # NAS-Bench-201's own count for this cell (1.531546 M)
     doc = json.loads(out.strip().splitlines()[-1])
     assert doc["space"] == "nasbench201"
+    # an export folder, as --help says (it was refused: 'is not an arch.json file')
+    from nas.export import write_architecture_file
+    from nas.space import load_space
+
+    space = load_space("nasbench201")
+    (tmp_path / "export").mkdir()
+    write_architecture_file(tmp_path / "export" / "arch.json", space, space.parse(arch))
+    assert main(["show", str(tmp_path / "export")]) == 0
+    assert "1,531,546" in capsys.readouterr().out
+    assert main(["show", "--space", "nasbench201", ""]) == 2
+    assert capsys.readouterr().err.startswith(
+        "nas: error: expected an architecture string of space nasbench201, got an empty string"
+    )
 
 
 def test_sample_prints_parseable_strings(capsys):

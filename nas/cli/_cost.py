@@ -68,6 +68,12 @@ def _table_out(given: str, example: str, *inputs: str | Path) -> Path:
     ``<out>.json`` plus ``<out>.csv``, and ``phone.json`` writes ``phone.csv``."""
     if Path(given).is_dir():  # not 'given.json' beside the folder
         _check_out_file(Path(given), example)
+    if Path(given).suffix not in ("", ".json", ".csv"):  # p.txt, pi5.v2: not quietly p.json
+        raise NasConfigError(
+            f"--out {given}: a table is two files, NAME.json and NAME.csv (NAME names its "
+            f"device), so it would be written as {Path(given).with_suffix('.json')}; give "
+            f"--out {Path(given).with_suffix('.json')}, or --out {given}.json to keep the dot"
+        )
     out = Path(given).with_suffix(".json")
     _check_out_file(out, example, inputs=[str(source) for source in inputs])
     rows = out.with_suffix(".csv")
@@ -287,13 +293,20 @@ def cmd_profile(args: argparse.Namespace) -> int:
     # the table as it was, kept if this run changes what it predicts for the space
     before = _table_files(out)
     bar = _counter(f"profiling {space.name} on {args.device}")
+    saved = [len(existing.entries) if existing is not None else 0]
+
+    def checkpoint(partial: LookupTable) -> None:
+        partial.save(out)
+        saved[0] = len(partial.entries)
+
+    args.kept = lambda: f"{saved[0]} measured entr{'y' if saved[0] == 1 else 'ies'} in {out}"
     try:
         table = profile_space(
             space,
             config,
             device_name=name,
             existing=existing,
-            checkpoint=lambda t: t.save(out),
+            checkpoint=checkpoint,
             progress=bar,
             command=shlex.join(
                 [

@@ -38,6 +38,13 @@ def cmd_show(args: argparse.Namespace) -> int:
     from nas.space import load_space
 
     target = args.arch
+    if args.space and not target.strip():
+        raise NasConfigError(
+            f"expected an architecture string of space {args.space}, got an empty string; "
+            f"nas sample --space {args.space} prints some"
+        )
+    if Path(target).is_dir() and (Path(target) / "arch.json").is_file():  # an export folder
+        target = str(Path(target) / "arch.json")
     if args.space and (target.endswith(".json") or Path(target).exists()):
         where = "" if Path(target).exists() else " (and does not exist)"
         raise NasConfigError(

@@ -498,6 +498,22 @@ def profile_space(
         }
         new: list[TableEntry] = []
         energy_note = ""
+
+        def how_obtained() -> dict[str, Any]:  # (in checkpoints too: nas devices reads them)
+            return {
+                "energy": {
+                    "method": energy_note or table.meta.get("energy", {}).get("method", ""),
+                    "power_w": config.power_w,
+                    "power_source": config.power_source,
+                },
+                "value_kinds": {
+                    "latency": "measured",
+                    "energy": "estimated (power x latency)"
+                    if not energy_note or energy_note.startswith("power x latency")
+                    else f"measured ({energy_note})",
+                },
+            }
+
         chunk = 25  # layers timed together (interleaved); a checkpoint after each chunk
         for start in range(0, len(todo), chunk):
             layers = todo[start : start + chunk]
@@ -528,19 +544,11 @@ def profile_space(
                 progress(len(new), len(todo), layers[-1].signature)
             if checkpoint:  # with the protocol, so that a resumed run can check it
                 unfinished = sorted({*table.meta.get(UNFINISHED, []), space.name})
-                checkpoint(table.with_entries(new, **meta, **{UNFINISHED: unfinished}))
+                checkpoint(
+                    table.with_entries(new, **meta, **how_obtained(), **{UNFINISHED: unfinished})
+                )
         meta |= {
-            "energy": {
-                "method": energy_note or table.meta.get("energy", {}).get("method", ""),
-                "power_w": config.power_w,
-                "power_source": config.power_source,
-            },
-            "value_kinds": {
-                "latency": "measured",
-                "energy": "estimated (power x latency)"
-                if not energy_note or energy_note.startswith("power x latency")
-                else f"measured ({energy_note})",
-            },
+            **how_obtained(),
             # a rerun that measured nothing leaves the date of the measurements
             "measured": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
             if new or "measured" not in table.meta

@@ -17,6 +17,7 @@ Relative paths inside the file (space, data, table_dirs) are resolved against th
 from __future__ import annotations
 
 import copy
+import logging
 import operator
 import re
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,8 @@ from nas.cost import list_devices
 from nas.cost._registry import names_a_file
 from nas.space import list_spaces
 from nas.train import DataConfig, TrainConfig
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # the stage after the search; imported where parsed (search <- select cycle)
     from nas.compress import CompressConfig
@@ -354,6 +357,15 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     """
     path = Path(path)
     node = load_yaml(path).with_homes(SECTION_KEYS)
+    if (
+        isinstance(node.value, dict)
+        and {"type", "stages"} & set(node.value)
+        and not (node.has("objectives"))
+    ):
+        raise NasConfigError(
+            f"{path}: a search space file, not an experiment; an experiment names it (space: "
+            f"{path}) with its objectives: see experiments/quickstart.yaml"
+        )
     node.value = copy.deepcopy(node.value)
     _apply_overrides(node, overrides)
     base = path.resolve().parent
@@ -565,6 +577,18 @@ def _final_stage(
                     "'finetune:' section (e.g. 'finetune: {epochs: 30}') or remove it"
                 )
         return None, None, None
+    made_by = f_node.origin
+    if made_by is not None and any(  # made on the way to one of its keys: say what it starts
+        len(path) > 1 and path[0] == "finetune" and origin == made_by
+        for path, origin in node.overridden.items()
+    ):
+        log.warning(
+            "%s adds a 'finetune:' section, which %s does not have: after the search the run "
+            "fine-tunes the selected models with the default settings (then compresses them); "
+            "to stop at the Pareto front, leave out the finetune.* settings",
+            made_by,
+            node.file,
+        )
     select = SelectConfig.from_node(s_node) if s_node.value is not None else SelectConfig()
     finetune = FinetuneConfig.from_node(f_node, base)
     compress = None if c_node.value is None else CompressConfig.from_node(c_node)

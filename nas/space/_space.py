@@ -425,6 +425,12 @@ def read_op_choices(node: Node, library: dict[str, OpSpec]) -> dict[str, OpSpec]
                         allowed=[*library, *(op for op in list_ops() if op not in library)],
                         value=text,
                     ) from None
+                guess = nearest(text, list(library))
+                if guess is not None:  # a label mistyped into something op-like (skip_conect)
+                    raise item.error(
+                        f"unknown op '{text}': not a label under 'ops:' (did you mean "
+                        f"'{guess}'?), and as a built-in op spec: {exc.reason}"
+                    ) from None
                 raise item.error(exc.reason) from None
             read_label(item)
         if text in out:

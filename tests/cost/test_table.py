@@ -182,6 +182,11 @@ def test_an_interrupted_profile_is_refused_until_finished(tiny, tmp_path):
         profile_space(tiny, FAST, device_name="tinydev", checkpoint=checkpoint_then_stop)
     saved[-1].save(tmp_path / "tinydev.json")
     partial = LookupTable.load(tmp_path / "tinydev.json")
+    # says how its values were obtained already (nas devices listed it as 'table (measured)')
+    assert partial.meta["value_kinds"] == {
+        "latency": "measured",
+        "energy": "estimated (power x latency)",
+    }
     with pytest.raises(
         NasConfigError,
         match=r"profile of space 'tiny_cell' was interrupted.*"

@@ -128,6 +128,28 @@ def test_a_mapping_set_over_a_mapping_says_what_it_drops(tmp_path, caplog):
     assert not caplog.records  # nothing of the file's dropped
 
 
+def test_a_finetune_key_set_on_an_experiment_without_finetune_warns_it_adds_the_stage(
+    tmp_path, caplog
+):
+    """The README's advice for shared machines, --set finetune.threads=1, turned a search
+    into a 30-epoch fine-tune of the knee models without a word."""
+    assert "finetune" not in GOOD
+    with caplog.at_level("WARNING", logger="nas.search._experiment"):
+        exp = load_experiment(write(tmp_path, GOOD), ["finetune.threads=1"])
+    assert exp.finetune is not None and exp.finetune.threads == 1
+    (record,) = caplog.records
+    assert record.getMessage().startswith(
+        "--set 'finetune.threads=1' adds a 'finetune:' section, which "
+    )
+    assert "to stop at the Pareto front, leave out the finetune.* settings" in record.getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="nas.search._experiment"):  # asked for in so many words
+        load_experiment(write(tmp_path, GOOD), ["finetune={epochs: 3}"])
+        with_finetune = GOOD + "finetune: {epochs: 2}\n"
+        load_experiment(write(tmp_path, with_finetune), ["finetune.threads=1"])
+    assert not caplog.records
+
+
 def test_paths_set_on_the_command_line_are_relative_to_the_working_directory(
     tmp_path, monkeypatch
 ):
@@ -487,3 +509,11 @@ def test_yaml_false_for_a_choice_of_words_suggests_never(tmp_path):
             load_experiment(
                 write(tmp_path, GOOD), ["finetune={epochs: 1}", f"compress.quantize.qat={said}"]
             )
+
+
+def test_a_space_file_given_as_the_experiment_says_so(tmp_path):
+    """It said 'type: unknown key 'type'; choose one of compress, ...'."""
+    from nas.space import builtin_space_dir
+
+    with pytest.raises(NasConfigError, match=r"nasbench201\.yaml: a search space file, not an "):
+        load_experiment(builtin_space_dir() / "nasbench201.yaml")

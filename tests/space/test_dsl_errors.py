@@ -492,3 +492,16 @@ def test_a_study_of_a_space_with_imports_reports_from_any_folder(plugin_space, t
     done = pareto(tmp_path / "never")
     assert f"it was found in {tmp_path} when study plug was written" in done.stderr
     assert not (tmp_path / "never").exists()
+
+
+def test_a_mistyped_label_that_reads_as_a_built_in_op_is_offered_the_label(tmp_path):
+    """'skip_conect' starts with the built-in 'skip': the error named an unknown token 'conect'
+    and never the label 'skip_connect' it was meant to be."""
+    text = (builtin_space_dir() / "nasbench201.yaml").read_text()
+    text = text.replace("ops: [none, skip_connect,", "ops: [none, skip_conect,", 1)
+    with pytest.raises(
+        NasConfigError,
+        match=r"cell\.ops\[1\]: unknown op 'skip_conect': not a label under 'ops:' \(did you "
+        r"mean 'skip_connect'\?\), and as a built-in op spec: op 'skip_conect': unknown token",
+    ):
+        load_space(write(tmp_path, text.replace("name: nasbench201", "name: mine")))
