@@ -665,6 +665,49 @@ def test_nas_train_on_an_int8_file_names_the_float_model_beside_it(finished, tmp
     assert not (tmp_path / "t").exists()
 
 
+def test_nas_train_refuses_a_split_whose_test_images_it_was_trained_on(finished, tmp_path, capsys):
+    """With --set data.seed=1 it fine-tuned and reported 'test' accuracy on a split of whose
+    test images 231 of 360 were training images of its weights."""
+    first = pd.read_csv(finished / "run" / "final" / "summary.csv")["arch_id"].iloc[0]
+    trained = finished / "run" / "final" / first / "arch.json"
+    seed = json.loads(trained.read_text())["data_split"]["seed"]
+    args = ["train", str(trained), "--experiment", str(finished / "exp.yaml"), "-q"]
+    assert main([*args, "--set", f"data.seed={seed + 1}", "--out", str(tmp_path / "t")]) == 2
+    assert capsys.readouterr().err == (
+        f"nas: error: {trained}: its weights were trained on another split of digits (seed "
+        f"{seed}) than this run makes (seed {seed + 1} from --set 'data.seed={seed + 1}'): some "
+        "of this split's test images are images it was trained on, and its test accuracy "
+        f"would be inflated; split as it was: --set data.seed={seed}\n"
+    )
+    assert not (tmp_path / "t").exists()
+
+
+def test_nas_train_refuses_a_sparse_input_and_an_out_holding_its_input(finished, tmp_path, capsys):
+    """A -sparse/arch.json was fine-tuned dense and written as the plain model's folder; an
+    --out holding the input replaced the input's own weights and card."""
+    run = tmp_path / "run"
+    shutil.copytree(finished / "run", run)
+    first = pd.read_csv(run / "final" / "summary.csv")["arch_id"].iloc[0]
+    exp = ["--experiment", str(finished / "exp.yaml"), "-q"]
+    sparse = run / "final" / f"{first}-sparse" / "arch.json"
+    assert main(["train", str(sparse), *exp, "--out", str(tmp_path / "t")]) == 2
+    assert capsys.readouterr().err.startswith(
+        f"nas: error: {sparse}: a sparse variant (50% of its weights zero): fine-tuning it "
+        f"would fill its zeros in (nas train keeps no mask); name the dense model's arch.json "
+        f"({run / 'final' / first / 'arch.json'}), whose sparse twin"
+    )
+    dense = run / "final" / first / "arch.json"
+    before = (dense.parent / "weights.safetensors").read_bytes()
+    assert main(["train", str(dense), *exp, "--out", str(run)]) == 2
+    assert capsys.readouterr().err == (
+        f"nas: error: --out {run}: {dense} lies in {run / 'final'}, where nas train writes "
+        "the models it trains: it would replace its own input (weights, card and rows of "
+        "final/summary.csv); choose another --out\n"
+    )
+    assert (dense.parent / "weights.safetensors").read_bytes() == before
+    assert not (tmp_path / "t").exists()
+
+
 def test_cards_say_what_a_prune_removed_and_how_int8_was_made(finished):
     run = finished / "run"
     first = pd.read_csv(run / "final" / "summary.csv")["arch_id"].iloc[0]

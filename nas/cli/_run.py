@@ -267,6 +267,42 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: what decides a split's test images, given the same examples
+_TEST_SPLIT_KEYS = ("limit", "seed", "test_fraction")
+
+
+def _check_test_split(
+    arch_file: str, doc: dict[str, Any], split: dict[str, Any], locate: Any
+) -> None:
+    """Refuse to fine-tune trained weights on a split of the same data whose test images
+    differ from the split they were trained on: some of the new test images were then
+    training images, and the accuracy measured on them would be inflated."""
+    old = doc.get("data_split")
+    if not doc.get("weights") or not isinstance(old, dict) or not split:
+        return
+    source = ("dataset", "root", "path", "examples")
+    if any(old.get(k) != split.get(k) for k in source):
+        return  # other data: its test images are not the ones it was trained on
+    differ = [k for k in _TEST_SPLIT_KEYS if old.get(k) != split.get(k)]
+    if not differ:
+        return
+    def value(v: Any) -> str:
+        return "none" if v is None else str(v)
+
+    was = ", ".join(f"{k} {value(old.get(k))}" for k in differ)
+    now = ", ".join(
+        f"{k} {value(split.get(k))}"
+        + (f" from {by}" if (by := locate(f"data.{k}") or "").startswith("--set") else "")
+        for k in differ
+    )
+    fix = " ".join(f"--set data.{k}={'null' if old.get(k) is None else old[k]}" for k in differ)
+    raise NasConfigError(
+        f"{arch_file}: its weights were trained on another split of {split['dataset']} "
+        f"({was}) than this run makes ({now}): some of this split's test images are images it "
+        f"was trained on, and its test accuracy would be inflated; split as it was: {fix}"
+    )
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     """``nas train ARCH.json --experiment EXP.yaml``: fine-tune, compress, export one model."""
     from nas.export import read_architecture_file
@@ -297,9 +333,24 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"{args.arch}: an INT8 variant (an ONNX Runtime graph) cannot be fine-tuned; name "
             f"the float model's arch.json ({beside}), whose INT8 twin nas train then makes"
         )
+    if doc.get("sparsity") is not None:
+        dense = Path(args.arch).parent.with_name(arch.arch_id) / "arch.json"
+        raise NasConfigError(
+            f"{args.arch}: a sparse variant ({doc['sparsity']:.0%} of its weights zero): "
+            "fine-tuning it would fill its zeros in (nas train keeps no mask); name the dense "
+            f"model's arch.json ({dense}), whose sparse twin nas train makes with "
+            "compress.sparsity"
+        )
     out = Path(args.out or Path(exp.out) / "train")
     _check_out_folder(out)
+    if Path(args.arch).resolve().parent.parent == (out / "final").resolve():
+        raise NasConfigError(
+            f"--out {out}: {args.arch} lies in {out / 'final'}, where nas train writes the "
+            "models it trains: it would replace its own input (weights, card and rows of "
+            "final/summary.csv); choose another --out"
+        )
     data = load_data(exp.data)
+    _check_test_split(args.arch, doc, data.split_recipe, exp.locate)
     adapted = adapt_space(space, data)
     if adapted.hash != space.hash:
         raise NasConfigError(
