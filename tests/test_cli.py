@@ -278,6 +278,38 @@ def test_sigterm_cleans_up_as_an_interrupt_does(monkeypatch, capsys):
     assert signal.getsignal(signal.SIGTERM) == before  # the handler lives only while main runs
 
 
+def test_a_signal_landing_in_a_weakref_callback_still_stops_the_command(monkeypatch, capsys):
+    """A SIGTERM that arrived while torch ran a weakref callback was printed as 'Exception
+    ignored in ...' and dropped: the profile ran on for two more minutes."""
+    import gc
+    import signal
+    import time
+    import weakref
+
+    import nas.cli
+
+    class Tensorish:
+        pass
+
+    def killed(args):
+        obj = Tensorish()
+        # the signal arrives inside the callback, whose exception Python drops
+        ref = weakref.ref(obj, lambda _: (os.kill(os.getpid(), signal.SIGTERM), time.sleep(0.1)))
+        del obj
+        gc.collect()
+        assert ref() is None
+        time.sleep(5)  # delivered again after the callback: it ends before this
+        raise AssertionError("the SIGTERM was lost in the callback")
+
+    monkeypatch.setattr(nas.cli, "cmd_run", killed)
+    hook = sys.unraisablehook
+    assert main(["run", "experiments/quickstart.yaml"]) == 143
+    err = capsys.readouterr().err
+    assert "nas: terminated; what was finished before it is kept" in err
+    assert "Exception ignored" not in err
+    assert sys.unraisablehook is hook
+
+
 def test_an_out_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert main(["bench", "nasbench201", "--out", str(tmp_path / "file" / "x")]) == 2

@@ -401,10 +401,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         received.append(signum)
         raise _Terminated if signum == signal.SIGTERM else KeyboardInterrupt
 
+    def unraisable(info: Any) -> None:
+        # the signal landed in a weakref callback or a __del__ (torch runs some while it
+        # frees tensors), where Python prints the exception and drops it: the command would
+        # run on as if never stopped; deliver the signal again, after that callback
+        if isinstance(info.exc_value, KeyboardInterrupt) and received:
+            # from another thread, a moment later: a signal handled in this hook (or in the
+            # callback still running) would be dropped the same way; another lost one comes
+            # back here and is sent again
+            again = threading.Timer(0.05, os.kill, (os.getpid(), received[-1]))
+            again.daemon = True
+            again.start()
+            return
+        hook(info)
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         return _main(argv, received)
     finally:
+        sys.unraisablehook = hook
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
