@@ -472,7 +472,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from nas.cost import LookupTable, load_cost_model
     from nas.cost._profile import fingerprint
-    from nas.cost._validate import validate_table
+    from nas.cost._validate import timed_as_table, validate_table
     from nas.space import load_space
 
     space = load_space(args.space)
@@ -499,7 +499,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"{table_threads} to check the table itself)",
             file=sys.stderr,
         )
-    changed = _fingerprint_changes(table.meta.get("fingerprint") or {}, fingerprint(config))
+    changed = _fingerprint_changes(
+        table.meta.get("fingerprint") or {}, fingerprint(timed_as_table(config, table))
+    )
     if changed:
         print(
             f"nas: warning: {args.table} was measured with {', '.join(changed)}: the figures "

@@ -286,6 +286,7 @@ def _check_test_split(
     differ = [k for k in _TEST_SPLIT_KEYS if old.get(k) != split.get(k)]
     if not differ:
         return
+
     def value(v: Any) -> str:
         return "none" if v is None else str(v)
 

@@ -97,6 +97,19 @@ class ValidationReport:
         }
 
 
+def timed_as_table(config: ProfileConfig, table: LookupTable) -> ProfileConfig:
+    """``config`` with the table's dtype, batch and runtime: what its entries were measured
+    with, so what models are timed with to check it (and whose fingerprint, an int8 table's
+    ONNX Runtime version included, is compared with the table's)."""
+    protocol = table.meta.get("protocol") or {}
+    return replace(
+        config,
+        dtype=table.dtype,
+        batch=table.batch,
+        runtime=protocol.get("runtime", "torch"),  # tables before runtimes: all torch
+    )
+
+
 def validate_table(
     space: SearchSpace,
     table: LookupTable,
@@ -111,13 +124,7 @@ def validate_table(
     ``config`` gives the device, threads and timing; the models run at the table's own dtype,
     batch and runtime, the ones its entries were measured with.
     """
-    protocol = table.meta.get("protocol") or {}
-    config = replace(
-        config,
-        dtype=table.dtype,
-        batch=table.batch,
-        runtime=protocol.get("runtime", "torch"),  # tables before runtimes: all torch
-    )
+    config = timed_as_table(config, table)
     if seed == CALIBRATION_SEED:
         raise NasConfigError(f"--seed {seed} is the seed the table's overhead was fitted on")
     steady_allocator()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import optuna
 
 from nas._errors import NasConfigError
@@ -18,6 +20,14 @@ def make_sampler(
     jointly. For the genetic samplers the population defaults to a fifth of the budget (8..50)
     so that a short search still runs several generations.
     """
+    with warnings.catch_warnings():  # (experimental in Optuna's terms; stable in practice)
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return _make(name, seed, n_trials, population_size)
+
+
+def _make(
+    name: str, seed: int, n_trials: int, population_size: int | None
+) -> optuna.samplers.BaseSampler:
     pop = population_size or max(8, min(50, n_trials // 5))
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)

@@ -586,6 +586,20 @@ def test_cli_profile_validate_and_cost(tmp_path, capsys, monkeypatch):
     )
 
 
+def test_validation_times_and_fingerprints_models_as_the_table_was_measured():
+    """nas validate-table compared an int8 table's fingerprint with an fp32 torch one's, which
+    holds no ONNX Runtime version: the README's warning of another runtime never came."""
+    from nas.cost import load_cost_model
+    from nas.cost._profile import fingerprint
+    from nas.cost._validate import timed_as_table
+
+    int8 = load_cost_model("cpu-x86-int8")
+    timed = timed_as_table(ProfileConfig(), int8)
+    assert (timed.dtype, timed.engine) == ("int8", "onnxruntime")
+    assert "onnxruntime" in fingerprint(timed) and "onnxruntime" in int8.meta["fingerprint"]
+    assert timed_as_table(ProfileConfig(), load_cost_model("cpu-x86")).engine == "torch"
+
+
 def test_runtime_follows_dtype_and_refuses_what_it_cannot_profile():
     assert ProfileConfig(dtype="int8").engine == "onnxruntime"
     assert ProfileConfig().engine == "torch"

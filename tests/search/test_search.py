@@ -179,6 +179,18 @@ search: {{sampler: {sampler}, n_trials: 12, seed: 1}}
     assert not (tmp_path / "run" / "weights").exists()
 
 
+@pytest.mark.parametrize("sampler", ["tpe", "nsga2", "nsga3", "gp", "random"])
+def test_samplers_are_made_without_optuna_warnings(sampler):
+    """NSGA-III's ExperimentalWarning reached stderr as a raw Python warning, even with -q."""
+    import warnings
+
+    from nas.search._samplers import make_sampler
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        make_sampler(sampler, seed=0, n_trials=12)
+
+
 def test_seeded_search_is_deterministic(tmp_path):
     frames = []
     for i in range(2):
