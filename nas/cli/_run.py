@@ -459,6 +459,14 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     study = load_study(args.storage, args.study)
     out = Path(args.out or f"pareto-{args.study}")
     _check_out_folder(out)
+    others = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    if others and "trials.csv" not in others:  # neither new, nor a run's or a report's folder
+        shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
+        raise NasConfigError(
+            f"--out {out}: holds other files ({shown}), which the report's (trials.csv, "
+            "pareto.csv, report.html, figures, architectures/) would mix with or replace; "
+            "choose a new or empty --out, or the study's run folder"
+        )
     report = write_report(study, out)
     frame_path = out / "pareto.csv"
     if not frame_path.stat().st_size:

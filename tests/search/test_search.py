@@ -159,6 +159,16 @@ def test_pareto_command_reproduces_the_report_from_storage(tiny_experiment, tmp_
     # weights are found through the study even when the report goes elsewhere
     doc = json.loads(next((tmp_path / "again" / "architectures").glob("*.json")).read_text())
     assert "weights" in doc
+    # nas pareto: into a report's folder again, yes; into a folder of other files, no (it
+    # wrote its files among someone else's)
+    from nas.cli import main
+
+    args = ["pareto", "--storage", result.search.storage, "--study", "tiny", "--out"]
+    assert main([*args, str(tmp_path / "run")]) == 0
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("mine")
+    assert main([*args, str(tmp_path / "mine")]) == 2
+    assert sorted(p.name for p in (tmp_path / "mine").iterdir()) == ["notes.txt"]
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "nsga2", "nsga3", "gp", "random"])
