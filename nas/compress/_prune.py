@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from nas._errors import NasConfigError
-from nas.compress._quantize import check_images
+from nas._trace import check_images
 
 # Zero and ChannelShuffle are not public in nas.space, but their forward depends on channel
 # counts (Zero.cout) or on how channels are laid out (ChannelShuffle), so pruning must know them.
@@ -209,7 +209,8 @@ def prune_structured(
         raise NasConfigError(
             f"unknown pruning importance {importance!r}", allowed=IMPORTANCES, value=importance
         )
-    check_images(example_input, model, name="example_input")
+    # (the graph is traced to find the channel groups: the pruned model takes any size)
+    check_images(example_input, model, name="example_input", any_size=True)
     was_training = model.training
     pruned = copy.deepcopy(model).eval()  # eval: tracing must not update BatchNorm statistics
     if ratio == 0:

@@ -42,7 +42,7 @@ from nas._config import Node
 from nas._errors import NasConfigError
 from nas._io import atomic_path
 from nas._quiet import quiet_third_party
-from nas._trace import export_program
+from nas._trace import check_images, export_program
 
 __all__ = [
     "QUANTIZE_TOOLS",
@@ -144,28 +144,6 @@ def check_calibration(images: torch.Tensor, input_shape: tuple[int, ...], *, sou
         raise NasConfigError(
             f"{source}: calibration needs at least one float image, got "
             f"{images.shape[0]} of dtype {images.dtype}"
-        )
-
-
-def check_images(images: object, model: nn.Module, *, name: str) -> None:
-    """Raise a one-line error unless ``images`` is a non-empty float ``(N, C, H, W)`` tensor with
-    the channel count of ``model``'s first convolution."""
-    if not isinstance(images, torch.Tensor):
-        kind = type(images).__module__.split(".")[0] + "." + type(images).__name__
-        raise NasConfigError(
-            f"{name}: expected a torch.Tensor of float images (N, C, H, W), got {kind}; convert "
-            "it with torch.as_tensor(x, dtype=torch.float32)"
-        )
-    if images.ndim != 4 or images.shape[0] == 0 or not images.is_floating_point():
-        raise NasConfigError(
-            f"{name}: expected at least one float image (N, C, H, W), got shape "
-            f"{tuple(images.shape)} of dtype {images.dtype}"
-        )
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is not None and images.shape[1] != first.in_channels:
-        raise NasConfigError(
-            f"{name}: images have {images.shape[1]} channels but the model's first convolution "
-            f"takes {first.in_channels}; pass images of the data the model was trained on"
         )
 
 

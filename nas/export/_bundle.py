@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,14 +41,27 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
+def weights_bytes(state: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    """A safetensors file of ``state`` and ``metadata``, the same bytes for the same tensors
+    (safetensors writes its metadata in a random order: sorted here)."""
+    from safetensors.torch import save
+
+    blob = save(dict(state), metadata=dict(metadata))
+    n = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + n])
+    header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if len(text) > n:  # (never: the same keys, another order; but never a corrupt file)
+        return blob
+    return blob[:8] + text.ljust(n) + blob[8 + n :]
+
+
 def _save_weights(model: nn.Module, path: Path, space: SearchSpace, arch: Architecture) -> None:
     """Save the state dict with the architecture it belongs to in the file's metadata (two
     architectures can have the same tensors: a cell whose pooling became a skip)."""
-    from safetensors.torch import save
-
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     meta = {"arch_id": arch.arch_id, "space": space.name, "space_hash": space.hash}
-    atomic_write_bytes(path, save(state, metadata=meta))
+    atomic_write_bytes(path, weights_bytes(state, meta))
 
 
 def _save_program(program: torch.export.ExportedProgram, path: Path) -> None:

@@ -23,7 +23,7 @@ from torch import nn
 from nas._errors import NasConfigError
 from nas._io import atomic_path
 from nas._quiet import quiet_third_party
-from nas._trace import trace_inputs
+from nas._trace import check_images, trace_inputs
 
 __all__ = ["OnnxModule", "export_onnx", "onnx_session", "optimized_graph"]
 
@@ -164,6 +164,8 @@ def export_onnx(
         RuntimeError: The exported graph's outputs differ beyond ``atol``.
     """
     path = Path(path)
+    if isinstance(model, nn.Module) and not _is_quantized(model):
+        check_images(example, model, name="example")  # (torch's own error says little)
     relative = atol == "auto" and not _is_quantized(model)
     if atol == "auto":
         atol = None

@@ -376,7 +376,7 @@ class _Worker:
         self, p: _Proposal, status: str, state: TrialState, weights: dict[str, torch.Tensor]
     ) -> None:
         """Store ``p``'s trial (and its weights file), release the claim, say what it was."""
-        from safetensors.torch import save_file
+        from nas.export._bundle import weights_bytes
 
         p.attrs["status"] = status
         with interrupts_deferred():  # a trial is stored whole: its weights, then its row
@@ -384,7 +384,7 @@ class _Worker:
                 path = self.run_dir / "weights" / f"{p.arch.arch_id}.safetensors"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 with atomic_path(path, suffix=".safetensors") as tmp:
-                    save_file(weights, str(tmp), metadata={"arch_id": p.arch.arch_id})
+                    tmp.write_bytes(weights_bytes(weights, {"arch_id": p.arch.arch_id}))
                 p.attrs["weights"] = str(path.relative_to(self.run_dir))
             number = self._publish(p, state)
             self.claims.clear()

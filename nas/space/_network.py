@@ -13,8 +13,12 @@ __all__ = ["Network"]
 class Network(nn.Module):
     """stem -> body (stages, or cells and reduction blocks) -> head -> pool -> classifier.
 
-    Maps ``(N, C, H, W)`` images to ``(N, num_classes)`` logits.
+    Maps ``(N, C, H, W)`` images to ``(N, num_classes)`` logits; ``input_shape`` is the
+    ``(C, H, W)`` of its space (set by :meth:`nas.space.SearchSpace.build`): it runs on other
+    sizes too (global pooling), but a graph traced, quantized or exported holds that one.
     """
+
+    input_shape: tuple[int, ...] | None = None
 
     def __init__(
         self,

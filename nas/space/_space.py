@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import itertools
 import json
@@ -261,10 +262,13 @@ class SearchSpace(ABC):
         """
         self.check(arch)
         if seed is None:
-            return self._build(arch)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            return self._build(arch)
+            model = self._build(arch)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                model = self._build(arch)
+        model.input_shape = tuple(self.input_shape)  # what inputs it takes (Network)
+        return model
 
     @abstractmethod
     def layer_slots(self) -> dict[str, tuple[str, ...]]:
@@ -425,8 +429,11 @@ def read_op_choices(node: Node, library: dict[str, OpSpec]) -> dict[str, OpSpec]
                         allowed=[*library, *(op for op in list_ops() if op not in library)],
                         value=text,
                     ) from None
-                guess = nearest(text, list(library))
-                if guess is not None:  # a label mistyped into something op-like (skip_conect)
+                # a label mistyped into something op-like (skip_conect): only a near miss, or
+                # every mistyped spec (mbconv_k3_x3) would be offered a label (mb_k3_e3)
+                close = difflib.get_close_matches(text, list(library), n=1, cutoff=0.85)
+                guess = close[0] if close else None
+                if guess is not None:
                     raise item.error(
                         f"unknown op '{text}': not a label under 'ops:' (did you mean "
                         f"'{guess}'?), and as a built-in op spec: {exc.reason}"

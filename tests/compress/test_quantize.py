@@ -220,3 +220,26 @@ def test_post_training_conversion_skips_the_qat_batch_norm_search_without_changi
     searched = quantize_int8(model, images)
     assert fast.code == searched.code
     assert torch.equal(fast(images), searched(images))
+
+
+def test_images_of_another_size_are_refused_before_tracing(tmp_path):
+    """Calibration images of another height and width were taken (global pooling runs on any
+    size), and the INT8 graph, traced at that size, then failed on the model's own inputs with
+    'Guard failed: x.size()[2] == 28'; an export example of the wrong shape raised torch's
+    TorchExportError."""
+    import torch.nn.functional as F
+
+    space = load_space("mobilenet_small")
+    model = space.build(space.random(0), seed=0).eval()
+    assert model.input_shape == (1, 8, 8)
+    images = torch.randn(16, 1, 8, 8)
+    with pytest.raises(
+        NasConfigError,
+        match=r"^calibration: images are 1x28x28 but the model takes 1x8x8 \(its space's input\)",
+    ):
+        quantize_int8(model, F.interpolate(images, size=28))
+    with pytest.raises(NasConfigError, match=r"^example: images have 3 channels but the model"):
+        export_onnx(model, torch.randn(2, 3, 8, 8), tmp_path / "m.onnx")
+    with pytest.raises(NasConfigError, match=r"^example: images are 1x16x16 but the model takes"):
+        export_onnx(model, torch.randn(2, 1, 16, 16), tmp_path / "m.onnx")
+    assert not list(tmp_path.iterdir())

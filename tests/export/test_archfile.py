@@ -376,3 +376,21 @@ def test_an_architecture_without_weights_loads_as_its_seeded_initialization(tmp_
         assert torch.equal(x, y)
     built = space.build(arch, seed=0).state_dict()
     assert all(torch.equal(built[k], v) for k, v in a.state_dict().items())
+
+
+def test_weights_files_are_the_same_bytes_for_the_same_tensors(tmp_path):
+    """safetensors writes its metadata in a random order: two exports of one model differed,
+    and the deflated sizes in final/summary.csv moved by a byte or two from run to run."""
+    from safetensors import safe_open
+
+    from nas.export._bundle import weights_bytes
+
+    space = load_space("nasbench201")
+    state = space.build(space.random(0), seed=0).state_dict()
+    meta = {"arch_id": "a" * 12, "space": "nasbench201", "space_hash": "b" * 12}
+    files = {weights_bytes(state, meta) for _ in range(8)}
+    assert len(files) == 1
+    path = tmp_path / "w.safetensors"
+    path.write_bytes(files.pop())
+    with safe_open(str(path), "pt") as f:
+        assert f.metadata() == meta and set(f.keys()) == set(state)
