@@ -125,12 +125,17 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def read_json_object(path: str | Path, *, missing: str = "file not found") -> dict[str, Any]:
+def read_json_object(
+    path: str | Path,
+    *,
+    missing: str = "file not found",
+    expected: str = "an arch.json (or model_int8.json)",
+) -> dict[str, Any]:
     """A JSON object from ``path``; a missing file, bad JSON or a non-object raise
-    :class:`nas.NasConfigError` naming the file (and the line for bad JSON)."""
+    :class:`nas.NasConfigError` naming the file (and the line for bad JSON); a binary file
+    says it is one and names what was ``expected``."""
     from nas._errors import NasConfigError
 
-    expected = "an arch.json (or model_int8.json)"
     text = read_text(path, expected=expected, kind="JSON", missing=missing)
 
     def unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

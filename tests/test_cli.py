@@ -310,6 +310,24 @@ def test_a_signal_landing_in_a_weakref_callback_still_stops_the_command(monkeypa
     assert sys.unraisablehook is hook
 
 
+def test_files_that_are_not_what_a_command_takes_say_what_it_takes(tmp_path, capsys):
+    """nas train on weights advised 'name an arch.json (or model_int8.json)', and then refused
+    the INT8 file; a path to a file that is no cost model was an 'unknown device' with the
+    example './/tmp/...json'."""
+    weights = tmp_path / "weights.safetensors"
+    weights.write_bytes(b"\0" * 16)
+    assert main(["train", str(weights), "--experiment", "experiments/quickstart.yaml"]) == 2
+    assert capsys.readouterr().err == (
+        f"nas: error: {weights}: nas train takes a float model's arch.json "
+        f"({tmp_path / 'arch.json'}, which names its weights), not its weights or a compiled "
+        "graph\n"
+    )
+    onnx = tmp_path / "model.onnx"
+    args = ["cost", "--space", "nasbench201", "--archs", "-", "--table", str(onnx)]
+    assert main(args) == 2
+    assert capsys.readouterr().err.startswith(f"nas: error: {onnx}: not a cost model: name a ")
+
+
 def test_an_out_folder_that_cannot_be_made_is_refused_before_any_work(tmp_path, capsys):
     (tmp_path / "file").write_text("")
     assert main(["bench", "nasbench201", "--out", str(tmp_path / "file" / "x")]) == 2

@@ -327,6 +327,12 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"defaults ({FinetuneConfig().epochs} epochs) and does not compress",
             file=sys.stderr,
         )
+    if Path(args.arch).suffix in (".safetensors", ".onnx", ".pt2"):  # the files beside it
+        beside = Path(args.arch).parent / "arch.json"
+        raise NasConfigError(
+            f"{args.arch}: nas train takes a float model's arch.json ({beside}, which names "
+            "its weights), not its weights or a compiled graph"
+        )
     space, arch, doc = read_architecture_file(args.arch)
     if doc.get("precision") == "int8":
         beside = Path(args.arch).parent / "arch.json"

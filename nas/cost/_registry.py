@@ -120,6 +120,11 @@ def load_cost_model(device: str, extra_dirs: tuple[Path, ...] = ()) -> CostModel
         return LookupTable.load(device)
     if names_a_file(device):
         return _load_profile(Path(device), device)
+    if "/" in device:  # a path, but to no table or profile
+        raise NasConfigError(
+            f"{device}: not a cost model: name a table (NAME.json, its rows in the NAME.csv "
+            "beside it), an analytic profile (NAME.yaml), or a device by its name"
+        )
     for folder in (*extra_dirs, builtin_table_dir()):  # the first folder holding it wins
         found = [folder / f"{device}{suffix}" for suffix in (".json", ".yaml", ".yml")]
         found = [path for path in found if path.is_file()]

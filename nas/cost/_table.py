@@ -529,7 +529,9 @@ class LookupTable:
         """Read a table from its ``.json`` metadata (or its ``.csv``); validates everything."""
         json_path = Path(path).with_suffix(".json")
         meta = read_json_object(
-            json_path, missing="no such table (a .json table file or a device in latency_tables/)"
+            json_path,
+            missing="no such table (a .json table file or a device in latency_tables/)",
+            expected="a table's .json (beside its .csv)",
         )
         version = meta.get("schema_version")
         if "schema_version" not in meta:

@@ -109,8 +109,11 @@ class DataConfig:
         for key, needed_by in (("root", _NEEDS_ROOT), ("path", _NEEDS_PATH)):
             child = node.get(key, None)
             if child.value is None:
-                if dataset in needed_by:
-                    raise node.error(f"dataset {dataset!r} needs the key '{key}'")
+                if dataset in needed_by:  # located where the dataset was named (a --set)
+                    raise node.get("dataset").error(
+                        f"dataset {dataset!r} needs the key "
+                        f"'{f'{node.key}.{key}' if node.key else key}' too"
+                    )
                 locations[key] = None
                 continue
             if dataset not in needed_by:

@@ -159,7 +159,7 @@ def test_from_node_mnist_dir_without_idx_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "match"),
     [
-        ({"dataset": "mnist"}, "dataset 'mnist' needs the key 'root'"),
+        ({"dataset": "mnist"}, "dataset: dataset 'mnist' needs the key 'root' too"),
         ({"dataset": "digits", "path": "x.npz"}, "path: 'path' is not used by dataset 'digits'"),
         ({"dataset": "npz", "path": "x.npz"}, "path: no .npz file at"),
         ({"dataset": "digits", "val_fraction": 0}, "val_fraction: expected a number strictly"),
@@ -169,6 +169,22 @@ def test_from_node_mnist_dir_without_idx_files(tmp_path: Path) -> None:
 def test_from_node_errors_are_located(tmp_path: Path, value: dict, match: str) -> None:
     with pytest.raises(NasConfigError, match=match):
         DataConfig.from_node(Node(value, file="exp.yaml"), tmp_path)
+
+
+def test_a_dataset_set_on_the_command_line_that_needs_a_root_names_the_set(tmp_path):
+    """The error named the experiment file's data: line, not the --set that chose mnist."""
+    from nas.search import load_experiment
+
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(
+        "name: e\nspace: mobilenet_small\ndata: {dataset: digits}\nobjectives: [error]\n"
+    )
+    with pytest.raises(
+        NasConfigError,
+        match=r"^--set 'data.dataset=mnist': data.dataset: dataset 'mnist' needs the key "
+        r"'data.root' too$",
+    ):
+        load_experiment(exp, ["data.dataset=mnist"])
 
 
 # -- MNIST IDX ---------------------------------------------------------------------------------
