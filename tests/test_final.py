@@ -471,7 +471,17 @@ def test_export_reads_the_weights_of_the_run_folder_it_is_given(finished, tmp_pa
     storage = f"sqlite:///{copy / 'study.db'}"
     args = ["export", "--storage", storage, "--study", "final_small", "--trial", "0", "--out"]
     assert main([*args, str(tmp_path / "ok")]) == 0
-    assert json.loads((tmp_path / "ok" / "arch.json").read_text())["weights_trained"] is True
+    exported = json.loads((tmp_path / "ok" / "arch.json").read_text())
+    assert exported["weights_trained"] is True
+    # which images its weights saw, as a finished model's arch.json says (nas train checks it)
+    summary = pd.read_csv(finished / "run" / "final" / "summary.csv")
+    finished_doc = json.loads(
+        (finished / "run" / "final" / summary["arch_id"].iloc[0] / "arch.json").read_text()
+    )
+    assert exported["data_split"] == finished_doc["data_split"]
+    assert (
+        "proxy accuracy on the validation split" in (tmp_path / "ok" / "MODEL_CARD.md").read_text()
+    )
     for weights in (copy / "weights").glob("*.safetensors"):
         weights.write_bytes(weights.read_bytes()[:100])  # the copy's, not the original's
     capsys.readouterr()

@@ -126,6 +126,15 @@ def _strip_debug_metadata(path: Path, metadata: Mapping[str, str] | None = None)
     for function in model.functions:
         for node in function.node:
             del node.metadata_props[:]
+    # the batch dimension named 'batch' however it was traced (from a torch.export program the
+    # exporter names it by its symbol, 's77'): the input's first dimension, wherever it is used
+    first = model.graph.input[0].type.tensor_type.shape.dim if model.graph.input else []
+    symbol = first[0].dim_param if first else ""
+    if symbol and symbol != "batch":
+        for value in (*model.graph.input, *model.graph.output, *model.graph.value_info):
+            for dim in value.type.tensor_type.shape.dim:
+                if dim.dim_param == symbol:
+                    dim.dim_param = "batch"
     onnx.save(model, str(path))
 
 

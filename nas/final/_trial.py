@@ -27,7 +27,7 @@ def export_trial(
     from nas.pipeline import environment
     from nas.search import load_study
     from nas.search._evaluate import WORST
-    from nas.search._study import PREPROCESS_ATTR, SPACE_ATTR, study_space
+    from nas.search._study import PREPROCESS_ATTR, SPACE_ATTR, SPLIT_ATTR, study_space
 
     study = load_study(storage, study_name)
     trials = study.get_trials(deepcopy=False)
@@ -75,6 +75,8 @@ def export_trial(
     preprocess = study.user_attrs.get(PREPROCESS_ATTR)
     example = torch.randn(8, *space.input_shape, generator=torch.Generator().manual_seed(0))
     extra = {"origin": origin, "weights_trained": trained}
+    if trained and SPLIT_ATTR in study.user_attrs:  # the images its weights were trained on
+        extra["data_split"] = study.user_attrs[SPLIT_ATTR]
     # written beside it and moved in whole: an interrupted export leaves no partial folder
     partial = folder.with_name(f".{folder.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
@@ -95,7 +97,9 @@ def export_trial(
             else "not trained: weights.safetensors holds the seeded initialization (seed 0) "
             "that model.onnx was exported from; train it with nas train"
         ),
-        "search metrics (proxy accuracy, predicted costs)": "; ".join(lines),
+        "search metrics (proxy accuracy on the validation split, predicted costs)": "; ".join(
+            lines
+        ),
     }
     if status == "infeasible":
         training["search"] = (

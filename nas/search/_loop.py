@@ -37,6 +37,7 @@ from nas.search._study import (
     EVALUATED,
     PREPROCESS_ATTR,
     SEEDS_PREFIX,
+    SPLIT_ATTR,
     UID_ATTR,
     Prepared,
     cost_digests,
@@ -158,6 +159,8 @@ class _Worker:
         data = self.evaluator.data
         if data is not None and PREPROCESS_ATTR not in study.user_attrs:
             study.set_user_attr(PREPROCESS_ATTR, data.preprocess)
+        if data is not None and data.split_recipe and SPLIT_ATTR not in study.user_attrs:
+            study.set_user_attr(SPLIT_ATTR, data.split_recipe)
         seed = exp.search.seed
         if self.joined and seed is not None:
             seed = worker_seed(seed, worker_key(run_dir))

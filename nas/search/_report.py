@@ -27,6 +27,7 @@ from nas.search._study import (
     OBJECTIVES_ATTR,
     PREPROCESS_ATTR,
     SPACE_ATTR,
+    SPLIT_ATTR,
     opening_storage,
     sqlite_file,
     study_space,
@@ -225,9 +226,12 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
         (out_dir / "parallel.png").unlink(missing_ok=True)
 
     trials = study.get_trials(deepcopy=False)  # once, not once per Pareto member
-    preprocess = None
-    if PREPROCESS_ATTR in study.user_attrs:
-        preprocess = {"preprocess": study.user_attrs[PREPROCESS_ATTR]}
+    # how its inputs are made and which images its weights were trained on (nas train checks)
+    preprocess = {
+        key: study.user_attrs[attr]
+        for key, attr in (("preprocess", PREPROCESS_ATTR), ("data_split", SPLIT_ATTR))
+        if attr in study.user_attrs
+    }
     for _, row in pareto.iterrows():
         trial = trials[int(row["number"])]
         arch = Architecture.from_dict(trial.user_attrs["architecture"])
@@ -244,7 +248,7 @@ def write_report(study: optuna.Study, out_dir: str | Path) -> Report:
             arch,
             metrics={"trial": trial.number, **metrics},
             weights=trial_weights(trial, study.user_attrs, out_dir),
-            extra=preprocess,
+            extra=preprocess or None,
         )
     write_html_report(
         out_dir,

@@ -46,6 +46,8 @@ OBJECTIVES_ATTR = "nas.objectives"
 #: study user attribute: how the search's data was standardized (input shape, channel mean and
 #: std of the training split), so that models exported from the study preprocess like it did
 PREPROCESS_ATTR = "nas.preprocess"
+#: how the search's data was split (``SplitData.split_recipe``): what its weights saw
+SPLIT_ATTR = "nas.data_split"
 #: prefix of the study user attributes that record each worker's sampler seeds, by trial
 SEEDS_PREFIX = "nas.seeds."
 #: the arch_id of a trial's effective form (``SearchSpace.effective``): trials that share it

@@ -243,3 +243,17 @@ def test_images_of_another_size_are_refused_before_tracing(tmp_path):
     with pytest.raises(NasConfigError, match=r"^example: images are 1x16x16 but the model takes"):
         export_onnx(model, torch.randn(2, 1, 16, 16), tmp_path / "m.onnx")
     assert not list(tmp_path.iterdir())
+
+
+def test_fp32_and_int8_onnx_name_their_batch_dimension_alike(trained, tmp_path):
+    """model.onnx called its batch dimension 's77' (a torch symbol), model_int8.onnx 'batch'."""
+    import onnx
+
+    space, arch, model, data = trained
+    export_float(tmp_path / "f", space, arch, model, example=data.x_val[:2])
+    q = quantize_int8(model, data.x_train[:64])
+    export_int8(tmp_path / "q", space, arch, q, example=data.x_val[:2], check=data.x_val[:32])
+    for path in (tmp_path / "f" / "model.onnx", tmp_path / "q" / "model_int8.onnx"):
+        graph = onnx.load(str(path)).graph
+        for value in (graph.input[0], graph.output[0]):
+            assert value.type.tensor_type.shape.dim[0].dim_param == "batch", path
