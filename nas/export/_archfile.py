@@ -25,9 +25,11 @@ from nas.space import (
     SCHEMA_VERSION,
     Architecture,
     SearchSpace,
+    changed_op_modules,
     import_op_modules,
     list_spaces,
     load_space,
+    op_module_digests,
     op_module_folders,
     space_from_dict,
 )
@@ -82,7 +84,9 @@ def write_architecture_file(
         doc["weights"] = os.path.relpath(Path(weights).resolve(), path.resolve().parent)
     if pruned is not None:
         doc["pruned"] = pruned
-    reserved = set(doc) | {"space_spec", "metrics", "weights", "pruned", "op_modules"}
+    reserved = set(doc) | {
+        "space_spec", "metrics", "weights", "pruned", "op_modules", "op_module_sha256"
+    }  # fmt: skip
     for key, value in (extra or {}).items():
         if key in reserved:
             raise ValueError(f"extra key {key!r} would overwrite the file's own {key!r}")
@@ -91,6 +95,7 @@ def write_architecture_file(
     modules = op_module_folders(space)
     if modules:  # where its ops' modules were found, to import them again from anywhere
         doc["op_modules"] = modules
+        doc["op_module_sha256"] = op_module_digests(space)  # and what their code was
     atomic_write_json(path, doc)
     return path
 
@@ -298,6 +303,13 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
             )
             if wrong and "pruned" in doc:
                 hint = "; the file has pruned widths: save the weights of the pruned model"
+            changed = changed_op_modules(doc.get("op_module_sha256"), space)
+            if changed:  # the same architecture, built by other code
+                hint = (
+                    f"; {', '.join(changed)}, where its ops come from, has changed since the "
+                    "file was written: its ops now build other modules than the weights' "
+                    "(put the module back as it was)"
+                )
             raise NasConfigError(
                 f"{wpath}: weights do not match architecture {arch.arch_id} ({detail}){hint}"
             )

@@ -23,8 +23,10 @@ from nas.search._evaluate import Evaluator
 from nas.search._experiment import Experiment, Metric, parse_metric
 from nas.space import (
     SearchSpace,
+    changed_op_modules,
     import_op_modules,
     load_space,
+    op_module_digests,
     op_module_folders,
     space_from_dict,
 )
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 SPACE_ATTR = "nas.space_spec"
 #: module -> the folder it was imported from, for a space whose ops come from ``imports:``
 OP_MODULES_ATTR = "nas.op_modules"
+#: module -> sha256 of its file when the study began (its ops' code, which the space hash omits)
+OP_CODE_ATTR = "nas.op_module_sha256"
 #: trial user attribute: a unique id, to tell our own trials from other workers' when mirroring
 UID_ATTR = "nas.uid"
 #: statuses of trials whose metrics were measured (and may be reused for the same architecture)
@@ -338,6 +342,17 @@ def open_study(
     modules = op_module_folders(space)
     if modules and attrs.get(OP_MODULES_ATTR) != modules:  # read from any folder later
         study.set_user_attr(OP_MODULES_ATTR, modules)
+    changed = changed_op_modules(attrs.get(OP_CODE_ATTR), space)
+    if changed:  # kept as it was: every later run is told too
+        log.warning(
+            "study '%s' was searched with another %s than this one (its file changed since): "
+            "its earlier trials were built by the old code; if the ops now build other modules, "
+            "start a new search (another --out), or put the module back as it was",
+            experiment.study_name,
+            " and ".join(changed),
+        )
+    elif modules and OP_CODE_ATTR not in attrs:
+        study.set_user_attr(OP_CODE_ATTR, op_module_digests(space))
     if OBJECTIVES_ATTR in attrs:
         _check_attrs(attrs, experiment, space, storage, costs or {})
         had = [d.name.lower() for d in study.directions]

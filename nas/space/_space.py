@@ -601,6 +601,30 @@ def op_module_folders(space: SearchSpace) -> dict[str, str]:
     return found
 
 
+def op_module_digests(space: SearchSpace) -> dict[str, str]:
+    """The sha256 of each module file a space's ops come from (``imports:``): the space's
+    hash covers its YAML, not the code of its own ops, so a study or an ``arch.json`` records
+    these to say when that code has changed since."""
+    import hashlib
+    import sys
+
+    found = {}
+    for name in space.to_dict().get("imports", []):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        if file and Path(file).is_file():
+            found[name] = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+    return found
+
+
+def changed_op_modules(recorded: Any, space: SearchSpace) -> list[str]:
+    """The modules whose file differs now from the digests ``recorded`` (see
+    :func:`op_module_digests`), as ``my_ops.py``."""
+    if not isinstance(recorded, Mapping):
+        return []
+    now = op_module_digests(space)
+    return [f"{name}.py" for name, digest in recorded.items() if now.get(name, digest) != digest]
+
+
 def read_classifier(node: Node) -> dict[str, Any]:
     if node.value is None:
         return {"dropout": 0.0}

@@ -505,3 +505,42 @@ def test_a_mistyped_label_that_reads_as_a_built_in_op_is_offered_the_label(tmp_p
         r"mean 'skip_connect'\?\), and as a built-in op spec: op 'skip_conect': unknown token",
     ):
         load_space(write(tmp_path, text.replace("name: nasbench201", "name: mine")))
+
+
+def test_ops_code_changed_since_a_file_or_study_is_said(plugin_space, tmp_path, caplog):
+    """Editing the module of one's ops changed no hash: a study went on with trials built by
+    other code without a word, and weights then 'did not match' with no hint of why."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import save_file
+
+    from nas.export import write_architecture_file
+    from nas.search import load_experiment
+    from nas.search._study import open_study
+
+    space = load_space(plugin_space)
+    arch = space.parse("w16 pc_k3 | w24 mb_k3_e3 | w32 mb_k3_e3")
+    save_file(space.build(arch, seed=0).state_dict(), str(tmp_path / "w.safetensors"))
+    saved = write_architecture_file(
+        tmp_path / "a.json", space, arch, weights=tmp_path / "w.safetensors"
+    )
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"name: e\nspace: {plugin_space}\nobjectives: [params, macs]\n")
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    open_study(load_experiment(exp), space, storage)
+    module = tmp_path / "my_plugin_ops.py"
+    module.write_text(
+        module.read_text().replace("self.kernel // 2)", "self.kernel // 2, bias=False)")
+    )
+    load = "import sys, nas; nas.load_architecture(sys.argv[1])"
+    done = subprocess.run(
+        [sys.executable, "-c", load, str(saved)], cwd="/", capture_output=True, text=True
+    )
+    assert "weights do not match architecture" in done.stderr
+    assert "my_plugin_ops.py, where its ops come from, has changed since the file was" in (
+        done.stderr
+    )
+    with caplog.at_level("WARNING", logger="nas.search._study"):
+        open_study(load_experiment(exp), space, storage)  # (this process: the digest now)
+    assert "study 'e' was searched with another my_plugin_ops.py than this one" in caplog.text
