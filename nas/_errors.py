@@ -6,7 +6,24 @@ import difflib
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["NasConfigError", "nearest"]
+__all__ = ["NasConfigError", "nearest", "raised_in_user_code"]
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def raised_in_user_code(exc: BaseException) -> str | None:
+    """``file.py:line`` of the innermost frame of ``exc`` in the user's own code (a module of
+    ops: not this package, not torch, not the import machinery); None when there is none."""
+    import traceback
+
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        path = Path(frame.filename)
+        if "importlib" in frame.filename or "/torch/" in frame.filename:
+            continue
+        if path.resolve().is_relative_to(_PACKAGE):
+            continue
+        return f"{path.name}:{frame.lineno}"
+    return None
 
 
 def nearest(value: object, allowed: Iterable[object]) -> str | None:

@@ -21,13 +21,12 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from nas._errors import NasConfigError
+from nas._errors import NasConfigError, raised_in_user_code
 
 __all__ = [
     "ACTIVATIONS",
@@ -612,9 +611,10 @@ def profile_layer(op: OpSpec, in_shape: Shape, cout: int, stride: int) -> LayerP
     except Exception as exc:
         if type(impl).__module__.startswith("nas."):
             raise  # a bug of ours: its traceback is what helps
+        at = raised_in_user_code(exc) or "its module's forward, inside torch"
         raise NasConfigError(
             f"{what}: {type(impl).__name__} from {type(impl).__module__} failed on a "
-            f"{'x'.join(map(str, in_shape))} input at {_user_frame(exc)}: "
+            f"{'x'.join(map(str, in_shape))} input at {at}: "
             f"{type(exc).__name__}: {exc}; fix its build() (or its module's forward)"
         ) from None
     counter.detach()
@@ -628,18 +628,3 @@ def profile_layer(op: OpSpec, in_shape: Shape, cout: int, stride: int) -> LayerP
             "ceil(H/stride), ceil(W/stride)) (see nas.space.Op)"
         )
     return profile
-
-
-def _user_frame(exc: BaseException) -> str:
-    """``file.py:line`` where ``exc`` was raised, in the innermost frame outside torch."""
-    import traceback
-
-    package = str(Path(__file__).resolve().parents[1])
-    frames = [
-        f
-        for f in traceback.extract_tb(exc.__traceback__)
-        if "/torch/" not in f.filename and not str(Path(f.filename).resolve()).startswith(package)
-    ]
-    if not frames:
-        return "its module's forward, inside torch"
-    return f"{Path(frames[-1].filename).name}:{frames[-1].lineno}"

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 from nas._config import Node, load_yaml
-from nas._errors import NasConfigError, nearest
+from nas._errors import NasConfigError, nearest, raised_in_user_code
+from nas._io import file_sha256
 from nas.space._architecture import Architecture, Choice, short_hash
 from nas.space._layers import Layer, LayerTable
 from nas.space._ops import LayerCounter, OpSpec, list_ops, op_family, parse_op
@@ -525,7 +526,6 @@ def import_op_module(name: str, folders: Sequence[Path]) -> ImportFailure | None
     then on ``sys.path``; why it cannot be imported, or None once it is."""
     import importlib
     import sys
-    import traceback
 
     added = [str(f) for f in folders if str(f) not in sys.path]
     sys.path[:0] = added
@@ -538,24 +538,14 @@ def import_op_module(name: str, folders: Sequence[Path]) -> ImportFailure | None
         if exc.name == name:
             return ImportFailure(str(exc), found=False)
         # the module was found; something it imports was not
-        return ImportFailure(f"{_raised_at(exc, traceback)}: {exc}", found=True)
+        return ImportFailure(f"{raised_in_user_code(exc) or name}: {exc}", found=True)
     except Exception as exc:  # the user's module raised while it was imported
-        return ImportFailure(
-            f"{_raised_at(exc, traceback)}: {type(exc).__name__}: {exc}", found=True
-        )
+        where = raised_in_user_code(exc) or name
+        return ImportFailure(f"{where}: {type(exc).__name__}: {exc}", found=True)
     finally:
         for folder in added:
             sys.path.remove(folder)
     return None
-
-
-def _raised_at(exc: BaseException, traceback: Any) -> str:
-    """``file.py:line`` of the innermost frame outside this package (the user's code)."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "importlib" not in f.filename]
-    own = str(Path(__file__).resolve().parents[1])
-    user = [f for f in frames if not str(Path(f.filename).resolve()).startswith(own)]
-    frame = (user or frames or [None])[-1]
-    return f"{Path(frame.filename).name}:{frame.lineno}" if frame else "import"
 
 
 def import_op_modules(
@@ -605,14 +595,13 @@ def op_module_digests(space: SearchSpace) -> dict[str, str]:
     """The sha256 of each module file a space's ops come from (``imports:``): the space's
     hash covers its YAML, not the code of its own ops, so a study or an ``arch.json`` records
     these to say when that code has changed since."""
-    import hashlib
     import sys
 
     found = {}
     for name in space.to_dict().get("imports", []):
         file = getattr(sys.modules.get(name), "__file__", None)
         if file and Path(file).is_file():
-            found[name] = hashlib.sha256(Path(file).read_bytes()).hexdigest()
+            found[name] = file_sha256(file)
     return found
 
 
