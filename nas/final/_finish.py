@@ -138,7 +138,12 @@ def _finetune(
     except NasConfigError:
         forget_unstarted(state)
         raise
-    return result.to_dict()
+    record = result.to_dict()
+    # for the card: where an interrupted fine-tune went on, not the last call's start (a rerun
+    # that found every epoch done said resumed_from_epoch: 200)
+    del record["resumed_from_epoch"]
+    record["resumed_after_epochs"] = list(result.resumed_after) or "none (one run)"
+    return record
 
 
 def _params(model: nn.Module) -> int:

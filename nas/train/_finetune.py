@@ -339,7 +339,8 @@ class FinetuneResult:
         resumed_from_epoch: Epochs a checkpoint already held when the call started; 0 when
             fresh, ``epochs_run`` when the checkpoint had finished.
         history: One dict per epoch: ``epoch``, ``train_loss``, ``val_loss``, ``val_accuracy``,
-            ``lr`` (the learning rate of the epoch's last step).
+            ``lr`` (the learning rate of the epoch's last step), ``run`` (1 for the first call,
+            one more for each call that resumed: :attr:`resumed_after`).
     """
 
     val_accuracy: float
@@ -369,6 +370,13 @@ class FinetuneResult:
                 f"history must hold one entry per epoch, but got {len(self.history)} entries "
                 f"for {self.epochs_run=}"
             )
+
+    @property
+    def resumed_after(self) -> tuple[int, ...]:
+        """The epochs after which a later call went on (an interrupted fine-tune resumed),
+        from ``history``; empty when one call trained every epoch."""
+        runs = [int(h.get("run", 1)) for h in self.history]
+        return tuple(i for i in range(1, len(runs)) if runs[i] != runs[i - 1])
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a JSON-ready dict (``history`` a list); :meth:`from_dict` inverts it."""
@@ -675,6 +683,8 @@ def _run(
         ", distilled" if teacher_logits is not None else "",
     )
 
+    # which call of a resumed fine-tune trained each epoch (the card says where it resumed)
+    run = int(history[-1].get("run", 1)) + 1 if history else 1
     for epoch in range(start_epoch + 1, config.epochs + 1):
         start = time.perf_counter()
         train_loss, lr, seen = _train_epoch(
@@ -712,6 +722,7 @@ def _run(
                 "val_loss": val_loss,
                 "val_accuracy": val_accuracy,
                 "lr": lr,
+                "run": run,
             }
         )
         logger.info(
