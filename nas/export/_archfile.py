@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from nas._errors import NasConfigError
@@ -104,6 +105,25 @@ def _arch_file(path: str | Path) -> Path:
     """``path``, or the ``arch.json`` inside it when it names an export folder."""
     path = Path(path)
     return path / "arch.json" if path.is_dir() and (path / "arch.json").is_file() else path
+
+
+def state_mismatch(
+    expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]
+) -> str | None:
+    """How the tensors of ``state`` differ from those a model holds (``expected``): the keys
+    missing, unexpected and of the wrong shape (three of each); None when they fit."""
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = sorted(
+        k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape)
+    )
+    if not (missing or extra or wrong):
+        return None
+    return "; ".join(
+        f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
+        for label, keys in (("missing", missing), ("unexpected", extra), ("wrong shape", wrong))
+        if keys
+    )
 
 
 def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture, dict[str, Any]]:
@@ -279,24 +299,9 @@ def load_architecture(path: str | Path, *, weights: bool = True) -> nn.Module:
                 f"{arch.arch_id} that {path} describes: name {arch.arch_id}'s weights file, or "
                 "remove 'weights' from the file to start from the initialization"
             )
-        expected = model.state_dict()
-        missing = sorted(set(expected) - set(state))
-        extra = sorted(set(state) - set(expected))
-        wrong = sorted(
-            k
-            for k in set(expected) & set(state)
-            if tuple(expected[k].shape) != tuple(state[k].shape)
-        )
-        if missing or extra or wrong:
-            detail = "; ".join(
-                f"{label}: {', '.join(keys[:3])}{' ...' if len(keys) > 3 else ''}"
-                for label, keys in (
-                    ("missing", missing),
-                    ("unexpected", extra),
-                    ("wrong shape", wrong),
-                )
-                if keys
-            )
+        detail = state_mismatch(model.state_dict(), state)
+        if detail is not None:
+            wrong = "wrong shape" in detail
             hint = (
                 "; the weights are another network's: name this architecture's weights file, "
                 "or remove 'weights' from the file to start from the initialization"

@@ -13,21 +13,24 @@ One folder per model (and per structurally pruned variant)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from nas._errors import NasConfigError
 from nas._io import atomic_path, atomic_write_bytes, atomic_write_text, file_sha256
 from nas._quiet import quiet_third_party
-from nas._trace import export_program
-from nas.export._archfile import write_architecture_file
-from nas.export._onnx import export_onnx
+from nas._trace import check_images, export_program
+from nas.compress import apply_shape_overrides
+from nas.export._archfile import state_mismatch, write_architecture_file
+from nas.export._onnx import export_onnx, is_quantized
 from nas.space import Architecture, SearchSpace, op_module_folders
 
 __all__ = [
@@ -71,6 +74,17 @@ def _save_program(program: torch.export.ExportedProgram, path: Path) -> None:
         torch.export.save(program, file)  # a file object: the archive's folder is 'archive/'
 
 
+@contextlib.contextmanager
+def _exporting(model: nn.Module) -> Iterator[nn.Module]:
+    """``model`` on the CPU in eval mode, put back in its mode and on its device after."""
+    training = model.training
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        yield model.cpu().eval()
+    finally:
+        model.to(device).train(training)
+
+
 def export_float(
     out_dir: str | Path,
     space: SearchSpace,
@@ -95,16 +109,34 @@ def export_float(
         extra: More top-level keys for ``arch.json`` (preprocessing, origin).
 
     Returns:
-        ``{"files": {...}, "onnx_check": {...}}``.
+        ``{"files": [...], "onnx_check": {...}}``: the file names written, and ONNX Runtime's
+        agreement with PyTorch (:func:`export_onnx`).
+
+    Raises:
+        NasConfigError: ``model`` is not ``arch``'s (its tensors differ from those ``arch``,
+        with ``pruned``'s widths, builds), or ``example`` does not fit it. ``model`` is exported
+        on the CPU in eval mode, and left in the mode and on the device it was in.
     """
+    check_images(example, model, name="example")
+    with torch.device("meta"):  # the tensors arch builds, allocating none
+        reference = space.build(arch)
+        if pruned:
+            apply_shape_overrides(reference, pruned, source="pruned")
+    differ = state_mismatch(reference.state_dict(), model.state_dict())
+    if differ is not None:
+        raise NasConfigError(
+            f"model: not the model of architecture {arch.arch_id}"
+            f"{' with the pruned widths given' if pruned else ''} ({differ}); pass the model "
+            "space.build(arch) made (after pruning: the pruned widths, pruned=...)"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = model.cpu().eval()
-    _save_weights(model, out / "weights.safetensors", space, arch)
-    meta = onnx_metadata(space, arch, extra, pruned=pruned)
-    program = export_program(model, example)  # traced once, for model.onnx and model.pt2
-    check = export_onnx(model, example, out / "model.onnx", metadata=meta, program=program)
-    _save_program(program, out / "model.pt2")
+    with _exporting(model) as model:
+        _save_weights(model, out / "weights.safetensors", space, arch)
+        meta = onnx_metadata(space, arch, extra, pruned=pruned)
+        program = export_program(model, example)  # traced once, for model.onnx and model.pt2
+        check = export_onnx(model, example, out / "model.onnx", metadata=meta, program=program)
+        _save_program(program, out / "model.pt2")
     write_architecture_file(
         out / "arch.json",
         space,
@@ -135,7 +167,15 @@ def export_int8(
     pruned: dict[str, dict[str, int]] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write ``model_int8.onnx`` (QDQ) and ``model_int8.json`` beside the float files."""
+    """Write ``model_int8.onnx`` (QDQ) and ``model_int8.json`` beside the float files.
+
+    ``quantized`` is :func:`nas.compress.quantize_int8`'s graph; a float model is refused (its
+    file would say int8 of float arithmetic)."""
+    if not is_quantized(quantized):
+        raise NasConfigError(
+            "quantized: a float model, not an INT8 graph; quantize it first "
+            "(nas.compress.quantize_int8), or export it with export_float"
+        )
     out = Path(out_dir)
     result = export_onnx(
         quantized,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -94,7 +95,7 @@ class OnnxModule(nn.Module):
         return torch.from_numpy(self.run_numpy(array))
 
 
-def _is_quantized(model: nn.Module) -> bool:
+def is_quantized(model: nn.Module) -> bool:
     """Whether ``model`` is a PT2E graph holding quantize ops (``quantize_int8``'s output)."""
     if not isinstance(model, torch.fx.GraphModule):
         return False
@@ -138,6 +139,19 @@ def _strip_debug_metadata(path: Path, metadata: Mapping[str, str] | None = None)
     onnx.save(model, str(path))
 
 
+@contextlib.contextmanager
+def _in_eval(model: nn.Module) -> Iterator[None]:
+    """``model`` in eval mode, a float model put back in training mode after if it was in it
+    (a PT2E graph's mode is not switched back: its train() is not a module's)."""
+    training = model.training and not is_quantized(model)
+    model.eval()
+    try:
+        yield
+    finally:
+        if training:
+            model.train()
+
+
 def export_onnx(
     model: nn.Module,
     example: torch.Tensor,
@@ -173,15 +187,19 @@ def export_onnx(
         RuntimeError: The exported graph's outputs differ beyond ``atol``.
     """
     path = Path(path)
-    if isinstance(model, nn.Module) and not _is_quantized(model):
+    if not isinstance(model, nn.Module):
+        raise NasConfigError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not is_quantized(model):
         check_images(example, model, name="example")  # (torch's own error says little)
-    relative = atol == "auto" and not _is_quantized(model)
+    if atol not in ("auto", None) and not (
+        isinstance(atol, (int, float)) and not isinstance(atol, bool) and 0 <= atol < math.inf
+    ):
+        raise NasConfigError(f"atol: expected a number >= 0, None or 'auto', got {atol!r}")
+    relative = atol == "auto" and not is_quantized(model)
     if atol == "auto":
         atol = None
     args, dynamic_shapes = trace_inputs(example)
-    if isinstance(model, nn.Module):
-        model.eval()
-    with atomic_path(path, suffix=".onnx") as tmp:
+    with _in_eval(model), atomic_path(path, suffix=".onnx") as tmp:
         # the exporter prints its progress, and logs about ops of packages that are absent
         with contextlib.redirect_stdout(io.StringIO()), quiet_third_party():
             traced = {"dynamic_shapes": dynamic_shapes} if program is None else {}

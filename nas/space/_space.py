@@ -323,10 +323,12 @@ class SearchSpace(ABC):
             LayerCounter(model.get_submodule(self.layer_module(layer.name))).attach()
             for layer in layers
         ]
+        training = model.training
         try:
             with torch.no_grad():
                 model.eval()(torch.zeros(1, *self.input_shape))
         finally:
+            model.train(training)  # counted in eval mode, left in its own
             for counter in counters:
                 counter.detach()
         counted = []

@@ -257,3 +257,27 @@ def test_fp32_and_int8_onnx_name_their_batch_dimension_alike(trained, tmp_path):
         graph = onnx.load(str(path)).graph
         for value in (graph.input[0], graph.output[0]):
             assert value.type.tensor_type.shape.dim[0].dim_param == "batch", path
+
+
+def test_exports_refuse_a_model_that_is_not_what_they_write_and_leave_its_mode(tmp_path):
+    """export_float wrote an unloadable folder for another architecture's model; export_int8
+    labelled a float model INT8; exporting (and describe(model=)) left a training model in
+    eval mode; a negative atol blamed the export."""
+    space = load_space("mobilenet_small")
+    arch, other = space.random(0), next(a for a in space.random_distinct(5, rng=1))
+    model = space.build(arch, seed=0).train()
+    x = torch.randn(4, 1, 8, 8)
+    with pytest.raises(NasConfigError, match=r"^model: not the model of architecture "):
+        export_float(tmp_path / "a", space, other, model, example=x)
+    with pytest.raises(NasConfigError, match=r"^quantized: a float model, not an INT8 graph"):
+        export_int8(tmp_path / "b", space, arch, model, example=x[:1], check=x)
+    with pytest.raises(NasConfigError, match=r"^atol: expected a number >= 0"):
+        export_onnx(model, x, tmp_path / "c.onnx", atol=-1)
+    assert not list(tmp_path.iterdir()) and model.training
+    export_float(tmp_path / "ok", space, arch, model, example=x)
+    export_onnx(model, x, tmp_path / "ok.onnx")
+    space.describe(arch, model=model)
+    assert model.training  # exported and counted in eval mode, left as it was
+    assert torch.allclose(
+        load_architecture(tmp_path / "ok" / "arch.json")(x), model.eval()(x), atol=1e-5
+    )
