@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nas._errors import NasConfigError
 from nas.cost._base import CostModel
 from nas.space import Architecture, Layer, LayerSlots, SearchSpace
 
@@ -49,10 +50,18 @@ class VectorizedCost:
     """
 
     def __init__(
-        self, space: SearchSpace, model: CostModel, slots: LayerSlots | None = None
+        self, space: SearchSpace, model: CostModel | str, slots: LayerSlots | None = None
     ) -> None:
+        from nas.cost._registry import load_cost_model
         from nas.cost._table import LookupTable
 
+        if isinstance(model, str):  # a device's name, or a table's or profile's path
+            model = load_cost_model(model)
+        if not hasattr(model, "estimate"):
+            raise NasConfigError(
+                f"model: expected a cost model (nas.cost.load_cost_model) or a device name, got "
+                f"{type(model).__name__}"
+            )
         if isinstance(model, LookupTable) and model.space is None:
             model = model.bind(space)  # its in-model correction for this space
         self.space = space
@@ -90,11 +99,35 @@ class VectorizedCost:
     def bounds(self, which: str) -> tuple[float, float]:
         """(lowest, highest) ``latency_ms`` or ``energy_mj`` any architecture could have
         (:meth:`~nas.space.SlotValues.sum_bounds`)."""
+        if which not in self.values:
+            raise NasConfigError(f"unknown quantity {which!r}", allowed=list(self.values))
         return self.values[which].sum_bounds()
 
     def latency_ms(self, codes: np.ndarray) -> np.ndarray:
         """Latency of each row of ``codes`` (from :meth:`encode` or drawn directly)."""
-        return self.values["latency_ms"].sum(codes)
+        return self.values["latency_ms"].sum(self._checked(codes))
 
     def energy_mj(self, codes: np.ndarray) -> np.ndarray:
-        return self.values["energy_mj"].sum(codes)
+        """Energy of each row of ``codes`` (from :meth:`encode` or drawn directly)."""
+        return self.values["energy_mj"].sum(self._checked(codes))
+
+    def _checked(self, codes: np.ndarray) -> np.ndarray:
+        """``codes`` as an ``(N, P)`` integer array of choice indices in range; anything else
+        (architectures not encoded, a negative index numpy would wrap round) is refused."""
+        if isinstance(codes, (list, tuple)) and codes and isinstance(codes[0], Architecture):
+            raise NasConfigError("codes: architectures, not codes; pass encode(archs)")
+        array = np.asarray(codes)
+        sizes = np.array([len(self.parameters[n]) for n in self.names])
+        if array.ndim != 2 or array.shape[1] != len(sizes) or array.dtype.kind not in "iu":
+            raise NasConfigError(
+                f"codes: expected an (N, {len(sizes)}) integer array of choice indices (encode() "
+                f"makes one), got shape {array.shape} of dtype {array.dtype}"
+            )
+        bad = (array < 0) | (array >= sizes)
+        if bad.any():
+            row, col = map(int, np.argwhere(bad)[0])
+            raise NasConfigError(
+                f"codes[{row}, {col}]: {int(array[row, col])} is not an index of parameter "
+                f"'{self.names[col]}' (0..{sizes[col] - 1})"
+            )
+        return array

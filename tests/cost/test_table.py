@@ -1026,3 +1026,30 @@ def test_validate_table_times_models_with_the_tables_protocol_by_default(
     space = str(tmp_path / "tiny.yaml")
     assert main(["validate-table", "--space", space, "--table", str(out), *args]) == 2
     assert (seen[1].threads, seen[1].warmup, seen[1].repeats) == (2, 1, 5)
+
+
+def test_vectorized_cost_takes_a_device_name_and_refuses_codes_it_would_misread():
+    """A negative code was wrapped round by numpy into another architecture's cost; unencoded
+    architectures, float codes and a wrong column count gave numpy's IndexError."""
+    space = load_space("mobilenet_small")
+    fast = VectorizedCost(space, "cpu-x86")  # a device name, as load_cost_model takes
+    arch = space.random(0)
+    codes = fast.encode([arch])
+    assert fast.latency_ms(codes)[0] == pytest.approx(
+        for_space(load_cost_model("cpu-x86"), space).estimate(space.layers(arch)).latency_ms
+    )
+    wrapped = codes.copy()
+    wrapped[0, 0] = -1
+    name = fast.names[0]
+    for bad, message in (
+        (wrapped, rf"^codes\[0, 0\]: -1 is not an index of parameter '{re.escape(name)}'"),
+        ([arch], r"^codes: architectures, not codes; pass encode\(archs\)"),
+        (codes.astype(float), r"^codes: expected an \(N, \d+\) integer array"),
+        (codes[:, :-1], r"^codes: expected an \(N, \d+\) integer array"),
+    ):
+        with pytest.raises(NasConfigError, match=message):
+            fast.latency_ms(bad)
+    with pytest.raises(NasConfigError, match=r"unknown quantity 'latency'.*latency_ms"):
+        fast.bounds("latency")
+    with pytest.raises(NasConfigError, match=r"^model: expected a cost model"):
+        VectorizedCost(space, None)
