@@ -12,6 +12,7 @@ import ast
 import difflib
 import logging
 import math
+import numbers
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -428,3 +429,34 @@ class Node:
             raise self.error(exc.reason) from None
         except (ValueError, TypeError) as exc:
             raise self.error(str(exc)) from None
+
+
+#: plain field annotations and the types their values may have (numpy's numbers are numbers;
+#: bool is not one here)
+_PLAIN_TYPES: dict[str, tuple[type, ...]] = {
+    "int": (numbers.Integral,),
+    "float": (numbers.Real,),
+    "bool": (bool,),
+    "str": (str,),
+}
+
+
+def check_field_types(config: Any) -> None:
+    """Refuse a field of a config dataclass whose value is not of its plain annotated type
+    (``int``, ``float``, ``bool``, ``str``, each optionally ``| None``), naming the field: a
+    config made in Python with ``ratio="0.3"`` failed later with a ``TypeError`` about ``<``."""
+    import dataclasses
+
+    for field in dataclasses.fields(config):
+        spelled = str(field.type).replace(" ", "")
+        optional = spelled.endswith("|None")
+        allowed = _PLAIN_TYPES.get(spelled.removesuffix("|None"))
+        value = getattr(config, field.name)
+        if allowed is None or (optional and value is None):
+            continue
+        if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+            what = spelled.removesuffix("|None") + (" or None" if optional else "")
+            raise NasConfigError(
+                f"{type(config).__name__}.{field.name}: expected {what}, got {value!r} "
+                f"({type(value).__name__})"
+            )

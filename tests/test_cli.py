@@ -466,3 +466,29 @@ def test_an_interrupt_during_a_fine_tune_says_the_epochs_its_checkpoint_keeps():
     tuning.update("finetune_epoch", {"model": "d", "epoch": 5, "epochs": 5, "saved": True})
     # every epoch done, the model being compressed: its fine-tune is kept (it said nothing)
     assert tuning.said() == ", and d's finished fine-tuning (5 epochs)"
+
+
+def test_configs_made_in_python_name_a_field_of_the_wrong_type():
+    """PruneConfig(ratio="0.3") and the like failed later with "TypeError: '<' not supported
+    between instances of 'float' and 'str'"; LatencyConfig raised a plain ValueError."""
+    import numpy as np
+
+    from nas import NasConfigError
+    from nas.compress import CompressConfig, PruneConfig
+    from nas.compress._measure import LatencyConfig
+    from nas.search._experiment import SearchConfig
+    from nas.train import DataConfig, FinetuneConfig, TrainConfig
+
+    for make, message in (
+        (lambda: PruneConfig(ratio="0.3"), r"^PruneConfig\.ratio: expected float, got '0\.3'"),
+        (lambda: DataConfig("digits", val_fraction="0.2"), r"^DataConfig\.val_fraction: "),
+        (lambda: TrainConfig(epochs=True), r"^TrainConfig\.epochs: expected int, got True"),
+        (lambda: SearchConfig(seed=None), r"^SearchConfig\.seed: expected int, got None"),
+        (lambda: FinetuneConfig(threads="2"), r"^FinetuneConfig\.threads: expected int or None"),
+        (lambda: CompressConfig(sparsity="half"), r"^CompressConfig\.sparsity: expected float or"),
+        (lambda: LatencyConfig(threads=0), r"^`threads, repeats, rounds >= 1`"),
+    ):
+        with pytest.raises(NasConfigError, match=message):
+            make()
+    # numbers of numpy's are numbers
+    assert TrainConfig(epochs=np.int64(3), lr=np.float32(0.5)).epochs == 3

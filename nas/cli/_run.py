@@ -472,7 +472,8 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     out = Path(args.out or f"pareto-{args.study}")
     _check_out_folder(out)
     others = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if others and "trials.csv" not in others:  # neither new, nor a run's or a report's folder
+    ours = {"trials.csv", "manifest.json"}  # a report's folder, or a run's (stopped early too)
+    if others and not ours & set(others):  # neither new, nor a run's or a report's folder
         shown = ", ".join(others[:4]) + (f" and {len(others) - 4} more" if len(others) > 4 else "")
         raise NasConfigError(
             f"--out {out}: holds other files ({shown}), which the report's (trials.csv, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nas._config import Node
+from nas._config import Node, check_field_types
 from nas._errors import NasConfigError
 from nas.compress._measure import LatencyConfig
 from nas.compress._quantize import QuantizeConfig
@@ -39,6 +39,7 @@ class PruneConfig:
     epochs: int = 10
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if not 0.0 < self.ratio < 1.0 or self.round_to < 1 or self.epochs < 0:
             raise NasConfigError(
                 "`0 < ratio < 1`, `round_to >= 1` and `epochs >= 0` must hold, but got "
@@ -74,6 +75,7 @@ class CompressConfig:
     sparse_epochs: int | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.sparsity is not None and not 0.0 < self.sparsity < 1.0:
             raise NasConfigError(f"`0 < sparsity < 1` must hold, but got {self.sparsity}")
         if self.sparse_epochs is not None and self.sparse_epochs < 1:

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from nas._config import check_field_types
+from nas._errors import NasConfigError
 from nas._timing import fixed_threads, spin_up, split_repeats, time_calls
 
 __all__ = ["LatencyConfig", "Measurement", "deflated_size", "time_interleaved"]
@@ -47,10 +49,12 @@ class LatencyConfig:
     spin_up_s: float = 1.0
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if min(self.threads, self.repeats, self.rounds) < 1 or self.warmup < 0:
-            raise ValueError(
+            raise NasConfigError(
                 "`threads, repeats, rounds >= 1` and `warmup >= 0` must hold, but got "
-                f"{self.threads=}, {self.repeats=}, {self.rounds=}, {self.warmup=}"
+                f"threads={self.threads}, repeats={self.repeats}, rounds={self.rounds}, "
+                f"warmup={self.warmup}"
             )
 
     def to_dict(self) -> dict[str, Any]:

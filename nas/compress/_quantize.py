@@ -38,7 +38,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from nas._config import Node
+from nas._config import Node, check_field_types
 from nas._errors import NasConfigError
 from nas._io import atomic_path
 from nas._quiet import quiet_third_party
@@ -89,6 +89,7 @@ class QuantizeConfig:
     tool: str = "pt2e"
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.calibration < 1:
             raise NasConfigError(f"`calibration >= 1` must hold, but got {self.calibration}")
         if self.qat not in ("auto", "always", "never"):

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from nas._config import check_field_types
 from nas._errors import NasConfigError
 from nas._timing import fixed_threads, spin_up, split_repeats, time_calls
 from nas.cost._table import (
@@ -109,6 +110,7 @@ class ProfileConfig:
     overhead_archs: int = DEFAULT_FIT_ARCHS
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         dtypes = sorted({d for ds in RUNTIMES.values() for d in ds}, key=str.lower)
         if self.dtype not in dtypes:
             raise NasConfigError(f"unknown dtype '{self.dtype}'", allowed=dtypes, value=self.dtype)

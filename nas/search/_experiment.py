@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from nas._config import Node, load_yaml, override_of
+from nas._config import Node, check_field_types, load_yaml, override_of
 from nas._errors import NasConfigError, nearest
 from nas.cost import list_devices
 from nas.cost._registry import names_a_file
@@ -181,6 +181,7 @@ class SearchConfig:
     timeout_s: float | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.sampler not in SAMPLERS:
             raise NasConfigError(
                 f"unknown sampler '{self.sampler}'", allowed=SAMPLERS, value=self.sampler

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nas._config import Node
+from nas._config import Node, check_field_types
 from nas._errors import NasConfigError
 from nas.search._experiment import parse_metric
 
@@ -60,6 +60,7 @@ class SelectConfig:
     )
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.rule not in RULES:
             raise NasConfigError(f"unknown rule {self.rule!r}", allowed=RULES, value=self.rule)
         if self.k < 1:

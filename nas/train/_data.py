@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from nas._config import Node
+from nas._config import Node, check_field_types
 from nas._errors import NasConfigError
 
 __all__ = ["DATASETS", "DataConfig", "SplitData", "describe_split", "load_data"]
@@ -76,6 +76,7 @@ class DataConfig:
     normalize: bool = True
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.dataset not in DATASETS:
             raise NasConfigError(
                 f"unknown dataset {self.dataset!r}", allowed=DATASETS, value=self.dataset

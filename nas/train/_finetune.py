@@ -47,7 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas._config import Node
+from nas._config import Node, check_field_types
 from nas._errors import NasConfigError
 from nas._io import atomic_write_bytes, read_json_object
 from nas._timing import fixed_threads
@@ -113,6 +113,7 @@ class DistillConfig:
     weight: float = 0.5
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if not isinstance(self.teacher, str) or not self.teacher:
             raise NasConfigError(
                 f"`teacher` must be 'best' or the path of an arch.json, but got "
@@ -237,6 +238,7 @@ class FinetuneConfig:
     distill: DistillConfig | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         _check(
             (
                 (self.epochs >= 1, "epochs >= 1", f"epochs={self.epochs}"),

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas._config import Node
+from nas._config import Node, check_field_types
 from nas._errors import NasConfigError
 from nas._timing import fixed_threads
 from nas.train._data import SplitData
@@ -69,6 +69,7 @@ class TrainConfig:
     max_seconds: float | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         checks = (
             (self.epochs >= 1, "epochs >= 1", f"epochs={self.epochs}"),
             (self.batch_size >= 1, "batch_size >= 1", f"batch_size={self.batch_size}"),
