@@ -56,7 +56,7 @@ class CompressConfig:
 
     Args:
         prune: Structured pruning (a smaller dense model), or None.
-        sparsity: Unstructured magnitude sparsity of conv/linear weights in [0, 1), for size;
+        sparsity: Unstructured magnitude sparsity of conv/linear weights in (0, 1), for size;
             None for none.
         sparse_epochs: Epochs of the fine-tune under the sparsity mask; None for a third of
             the fine-tune's epochs (at least 1).

@@ -204,7 +204,7 @@ def prune_structured(
     """
     _check_fraction("ratio", ratio)
     if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
-        raise NasConfigError(f"`round_to >= 1` must hold, but got round_to={round_to!r}")
+        raise NasConfigError(f"round_to: expected an integer >= 1, got {round_to!r}")
     if importance not in IMPORTANCES:
         raise NasConfigError(
             f"unknown pruning importance {importance!r}", allowed=IMPORTANCES, value=importance

@@ -182,6 +182,8 @@ def quantize_int8(
         )
 
     check_images(calibration, model, name="calibration")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise NasConfigError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
     qat = train is not None
     with quiet_third_party():
         quantizer = _quantizer(qat)
@@ -361,7 +363,21 @@ def quantize_onnx(
 
     import onnx
 
-    name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
+    if not Path(fp32).is_file():
+        raise NasConfigError(f"{fp32}: no such ONNX file (the FP32 model to quantize)")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise NasConfigError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    graph = onnx.load(str(fp32), load_external_data=False).graph
+    name = graph.input[0].name
+    dims = graph.input[0].type.tensor_type.shape.dim
+    takes = tuple(d.dim_value for d in dims[1:])  # (C, H, W); 0 where not fixed
+    check_images(calibration, nn.Identity(), name="calibration")  # a float (N, C, H, W) batch
+    if any(t and t != n for t, n in zip(takes, calibration.shape[1:], strict=False)):
+        raise NasConfigError(
+            f"calibration: images of shape {tuple(calibration.shape)}, but {Path(fp32).name} "
+            f"takes (N, {', '.join(str(t or '?') for t in takes)}); pass images of the data the "
+            "model was trained on"
+        )
     images = calibration.detach().to("cpu", torch.float32).numpy()
 
     class Batches(CalibrationDataReader):  # type: ignore[misc]

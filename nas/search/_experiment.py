@@ -356,6 +356,11 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     Raises:
         NasConfigError: naming the file, line and key of the first problem.
     """
+    if isinstance(overrides, str):  # one 'key=value' would be read a character at a time
+        raise NasConfigError(
+            f"overrides: expected a list of 'KEY=VALUE' strings, got the string {overrides!r}; "
+            f"pass [{overrides!r}]"
+        )
     path = Path(path)
     node = load_yaml(path).with_homes(SECTION_KEYS)
     if (

@@ -460,7 +460,12 @@ class _Mirror:
         claims: Claims | None = None,
     ) -> None:
         self.study = study
-        self.shadow = optuna.create_study(directions=study.directions, sampler=sampler)
+        verbosity = optuna.logging.get_verbosity()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)  # (an internal study: no news)
+        try:
+            self.shadow = optuna.create_study(directions=study.directions, sampler=sampler)
+        finally:
+            optuna.logging.set_verbosity(verbosity)
         self.claims = claims
         self.seen: set[str] = set()
         # effective form's arch_id -> first trained trial (architectures that build the same

@@ -139,8 +139,9 @@ def test_bad_importance_and_round_to():
     model = space.build(space.random(0))
     with pytest.raises(NasConfigError, match=r"unknown pruning importance 'l3'.*did you mean"):
         prune_structured(model, _example(space), ratio=0.5, importance="l3")
-    with pytest.raises(NasConfigError, match=r"`round_to >= 1` must hold"):
-        prune_structured(model, _example(space), ratio=0.5, round_to=0)
+    for round_to in (0, 2.5):  # (2.5 'must hold round_to >= 1', which it does)
+        with pytest.raises(NasConfigError, match=r"^round_to: expected an integer >= 1, got "):
+            prune_structured(model, _example(space), ratio=0.5, round_to=round_to)
 
 
 def test_apply_shape_overrides_errors_name_module_key_and_source():

@@ -281,3 +281,28 @@ def test_exports_refuse_a_model_that_is_not_what_they_write_and_leave_its_mode(t
     assert torch.allclose(
         load_architecture(tmp_path / "ok" / "arch.json")(x), model.eval()(x), atol=1e-5
     )
+
+
+def test_quantize_onnx_checks_its_calibration_as_quantize_int8_does(tmp_path):
+    """numpy images: 'ndarray has no attribute detach'; 3-channel images: ONNX Runtime's
+    InvalidArgument; a missing file: the onnx package's FileNotFoundError; batch_size=0:
+    'range() arg 3 must not be zero'."""
+    space = load_space("mobilenet_small")
+    model = space.build(space.random(0), seed=0).eval()
+    x = torch.randn(16, 1, 8, 8)
+    fp32 = tmp_path / "f.onnx"
+    export_onnx(model, x, fp32)
+    out = tmp_path / "q.onnx"
+    for call, message in (
+        (lambda: quantize_onnx(fp32, out, x.numpy()), r"^calibration: expected a torch\.Tensor"),
+        (
+            lambda: quantize_onnx(fp32, out, torch.randn(4, 3, 8, 8)),
+            r"f\.onnx takes \(N, 1, 8, 8\)",
+        ),
+        (lambda: quantize_onnx(tmp_path / "no.onnx", out, x), r"no\.onnx: no such ONNX file"),
+        (lambda: quantize_onnx(fp32, out, x, batch_size=0), r"^batch_size: expected an integer"),
+        (lambda: quantize_int8(model, x, batch_size=0), r"^batch_size: expected an integer"),
+    ):
+        with pytest.raises(NasConfigError, match=message):
+            call()
+    assert not out.exists()

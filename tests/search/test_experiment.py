@@ -517,3 +517,10 @@ def test_a_space_file_given_as_the_experiment_says_so(tmp_path):
 
     with pytest.raises(NasConfigError, match=r"nasbench201\.yaml: a search space file, not an "):
         load_experiment(builtin_space_dir() / "nasbench201.yaml")
+
+
+def test_overrides_given_as_one_string_are_refused(tmp_path):
+    """load_experiment(path, "search.n_trials=3") read the string a character at a time and
+    said "--set 's': expected KEY=VALUE"."""
+    with pytest.raises(NasConfigError, match=r"^overrides: expected a list of 'KEY=VALUE' str"):
+        load_experiment(write(tmp_path, GOOD), "search.n_trials=3")
