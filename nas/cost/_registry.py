@@ -36,9 +36,26 @@ def list_devices(extra_dirs: tuple[Path, ...] = ()) -> list[str]:
     return sorted(n for n in names if not re.search(r"\.prev(-\d+)?$", n))
 
 
-def for_space(model: CostModel, space: SearchSpace) -> CostModel:
+def for_space(model: CostModel | str, space: SearchSpace | str) -> CostModel:
     """``model`` ready to cost architectures of ``space``: a table is checked to cover the space
-    (every layer it can hold) and bound to it; an analytic model serves every space as is."""
+    (every layer it can hold) and bound to it; an analytic model serves every space as is.
+    Either may be given by name (``load_cost_model``, ``load_space``)."""
+    from nas.space import load_space
+
+    if isinstance(model, str):
+        model = load_cost_model(model)
+    if not hasattr(model, "estimate"):
+        raise NasConfigError(
+            f"model: expected a cost model (nas.cost.load_cost_model) or a device name, got "
+            f"{type(model).__name__}"
+        )
+    if isinstance(space, str):
+        space = load_space(space)
+    if not isinstance(space, SearchSpace):
+        raise NasConfigError(
+            f"space: expected a search space (nas.load_space) or its name, got "
+            f"{type(space).__name__}"
+        )
     if isinstance(model, LookupTable):
         model = model.bind(space)
         missing = model.missing(space.possible_layers())
@@ -116,6 +133,10 @@ def load_cost_model(device: str, extra_dirs: tuple[Path, ...] = ()) -> CostModel
 
     A path to a table (``.json``/``.csv``) or to an analytic profile (``.yaml``) works too.
     """
+    if not isinstance(device, str) or not device:
+        raise NasConfigError(
+            f"device: expected a device name or a table's or profile's path, got {device!r}"
+        )
     if device.endswith(".json") or device.endswith(".csv"):
         return LookupTable.load(device)
     if names_a_file(device):

@@ -301,7 +301,8 @@ class LookupTable:
             if len(corrections) > 1:
                 raise NasConfigError(
                     f"table '{self.device}' holds in-model corrections for the spaces "
-                    f"{', '.join(corrections)}; bind it to one with table.bind(space)"
+                    f"{', '.join(corrections)}; bind it to one with "
+                    "nas.cost.for_space(table, space)"
                 )
             return next(iter(corrections.values()))
         return corrections.get(self.space)

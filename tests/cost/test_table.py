@@ -1053,3 +1053,17 @@ def test_vectorized_cost_takes_a_device_name_and_refuses_codes_it_would_misread(
         fast.bounds("latency")
     with pytest.raises(NasConfigError, match=r"^model: expected a cost model"):
         VectorizedCost(space, None)
+
+
+def test_for_space_and_load_cost_model_take_names_and_refuse_other_things():
+    """load_cost_model(None) and for_space(model, "mobilenet_small") ended in AttributeErrors;
+    for_space(None, space) returned None."""
+    bound = for_space("cpu-x86", "mobilenet_small")
+    assert isinstance(bound, LookupTable) and bound.space == "mobilenet_small"
+    for call, message in (
+        (lambda: load_cost_model(None), r"^device: expected a device name"),
+        (lambda: for_space(None, "nasbench201"), r"^model: expected a cost model"),
+        (lambda: for_space("cpu", 3), r"^space: expected a search space"),
+    ):
+        with pytest.raises(NasConfigError, match=message):
+            call()
