@@ -27,7 +27,7 @@ from nas.space import (
     Architecture,
     SearchSpace,
     changed_op_modules,
-    import_op_modules,
+    import_file_op_modules,
     list_spaces,
     load_space,
     op_module_digests,
@@ -141,12 +141,7 @@ def read_architecture_file(path: str | Path) -> tuple[SearchSpace, Architecture,
         {k: v for k, v in doc.items() if k != "arch_id"}, source=str(path)
     )
     if "space_spec" in doc:
-        recorded = doc.get("op_modules") if isinstance(doc.get("op_modules"), dict) else {}
-        if isinstance(doc["space_spec"], dict):  # (else the space's own checks name it)
-            import_op_modules(
-                doc["space_spec"], recorded, [path.resolve().parent], where=str(path),
-                put=f"beside {path.name}",
-            )  # fmt: skip
+        import_file_op_modules(path, doc)
         space = space_from_dict(doc["space_spec"], source=f"{path}: space_spec")
     else:  # a plain architecture (nas show --json): only a built-in space can be resolved
         builtin = load_space(arch.space) if arch.space in list_spaces() else None

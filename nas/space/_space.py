@@ -70,6 +70,16 @@ class SearchSpace(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r}, hash={self.hash!r})"
 
+    def __eq__(self, other: object) -> bool:
+        """Two spaces are equal when they define the same architectures (the same spec, so
+        the same hash), wherever they were read from."""
+        if not isinstance(other, SearchSpace):
+            return NotImplemented
+        return type(self) is type(other) and self.name == other.name and self.hash == other.hash
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.name, self.hash))
+
     # -- construction ---------------------------------------------------------------------------
     @classmethod
     def from_yaml(cls, path: str | Path) -> SearchSpace:
@@ -194,7 +204,7 @@ class SearchSpace(ABC):
 
     def random(self, rng: np.random.Generator | int | None = None) -> Architecture:
         """An architecture with every parameter drawn uniformly (seeded by ``rng``)."""
-        rng = np.random.default_rng(rng)
+        rng = _generator(rng)
         values = {k: c[int(rng.integers(len(c)))] for k, c in self._params.items()}
         return self.from_choices(values)
 
@@ -205,9 +215,11 @@ class SearchSpace(ABC):
         order first drawn; when ``n`` is most of the space, all of it shuffled and cut to ``n``.
         """
         size = self.size()
+        if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+            raise NasConfigError(f"n: expected an integer >= 0, got {n!r}")
         if n > size:
             raise NasConfigError(f"space '{self.name}' has only {size:,} architectures, not {n}")
-        rng = np.random.default_rng(rng)
+        rng = _generator(rng)
         if 2 * n > size:
             every = list(self.enumerate())
             return [every[i] for i in rng.permutation(len(every))[:n]]
@@ -414,6 +426,18 @@ def read_op_library(node: Node) -> dict[str, OpSpec]:
     return {read_label(node.child(k, k)): read_op(v) for k, v in node.items()}
 
 
+def _generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """``rng`` as a generator: a seed must be an integer >= 0 (numpy's own error for '1' or
+    -1 names its SeedSequence)."""
+    if rng is None or isinstance(rng, np.random.Generator):
+        return np.random.default_rng(rng)
+    if isinstance(rng, bool) or not isinstance(rng, (int, np.integer)) or rng < 0:
+        raise NasConfigError(
+            f"rng: expected a seed (an integer >= 0), a numpy Generator or None, got {rng!r}"
+        )
+    return np.random.default_rng(rng)
+
+
 def read_op_choices(node: Node, library: dict[str, OpSpec]) -> dict[str, OpSpec]:
     """A list of op labels (from ``library``) or op spec strings -> label -> spec."""
     out: dict[str, OpSpec] = {}
@@ -579,6 +603,20 @@ def import_op_modules(
         )
 
 
+def import_file_op_modules(path: Path, doc: Mapping[str, Any]) -> None:
+    """Import the modules of ops the space of an ``arch.json`` (``doc``, read from ``path``)
+    takes, looking beside the file, then where they were found when it was written."""
+    spec, recorded = doc.get("space_spec"), doc.get("op_modules")
+    if isinstance(spec, Mapping):  # (else the space's own checks say what is wrong)
+        import_op_modules(
+            spec,
+            recorded if isinstance(recorded, Mapping) else {},
+            [path.resolve().parent],
+            where=str(path),
+            put=f"beside {path.name}",
+        )
+
+
 def op_module_folders(space: SearchSpace) -> dict[str, str]:
     """The folder each module a space imports was loaded from (``imports:``), for a file that
     must find them again in another process (an ``arch.json``); modules that are packages'
@@ -653,7 +691,16 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
     adapts to its data), or a space (returned as is)."""
     if isinstance(name_or_path, SearchSpace):
         return name_or_path
+    if not isinstance(name_or_path, (str, Path)):
+        raise NasConfigError(
+            f"expected a search space's name or path, got {type(name_or_path).__name__}"
+        )
     text = str(name_or_path)
+    if "\n" in text:  # the YAML itself, not its path
+        raise NasConfigError(
+            "expected a search space's name or path, got YAML text; read text with "
+            "nas.space.space_from_dict(yaml.safe_load(text))"
+        )
     if not text.strip():
         raise NasConfigError(
             f"expected a search space (a built-in name: {', '.join(list_spaces())}; or a YAML "
@@ -672,7 +719,9 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
         space = load_space(base)
         classes = int(match[4]) if match[4] else space.num_classes
         return space.adapted(tuple(int(x) for x in match.groups()[:3]), classes)
-    if path.is_dir():
+    if path.is_dir() and (path / "arch.json").is_file():  # an export folder
+        path = path / "arch.json"
+    elif path.is_dir():
         raise NasConfigError(f"{path}: is a folder; name a space's YAML file in it")
     if path.suffix == ".json" and path.is_file():
         from nas._io import read_json_object
@@ -683,6 +732,7 @@ def load_space(name_or_path: str | Path | SearchSpace) -> SearchSpace:
                 f"{path}: no 'space_spec' key: not an architecture file of a run; pass a space "
                 "name, a space's YAML file, or a run's architectures/<arch_id>.json"
             )
+        import_file_op_modules(path, doc)
         return space_from_dict(doc["space_spec"], source=f"{path}: space_spec")
     if path.suffix in (".yaml", ".yml") or path.exists() or "/" in text:
         space = SearchSpace.from_yaml(path)

@@ -544,3 +544,28 @@ def test_ops_code_changed_since_a_file_or_study_is_said(plugin_space, tmp_path, 
     with caplog.at_level("WARNING", logger="nas.search._study"):
         open_study(load_experiment(exp), space, storage)  # (this process: the digest now)
     assert "study 'e' was searched with another my_plugin_ops.py than this one" in caplog.text
+
+
+def test_spaces_compare_by_what_they_define_and_refuse_bad_seeds(tmp_path):
+    """Two loads of one space were unequal; sp.random('x') and random(-1) raised numpy's
+    SeedSequence errors, random_distinct(-1) returned []; load_space(None) said "unknown search
+    space 'None'", YAML text gave 'File name too long', and an export folder was refused."""
+    import numpy as np
+
+    from nas.export import write_architecture_file
+
+    a, b = load_space("nasbench201"), load_space(builtin_space_dir() / "nasbench201.yaml")
+    assert a == b and hash(a) == hash(b) and a != load_space("fbnet")
+    for call, message in (
+        (lambda: a.random("x"), r"^rng: expected a seed \(an integer >= 0\)"),
+        (lambda: a.random(-1), r"^rng: expected a seed"),
+        (lambda: a.random_distinct(-1), r"^n: expected an integer >= 0, got -1"),
+        (lambda: load_space(None), r"^expected a search space's name or path, got NoneType"),
+        (lambda: load_space("name: x\ntype: chain\n"), r"got YAML text; read text with"),
+    ):
+        with pytest.raises(NasConfigError, match=message):
+            call()
+    assert a.random(np.int64(3)) == a.random(3)
+    (tmp_path / "export").mkdir()
+    write_architecture_file(tmp_path / "export" / "arch.json", a, a.random(0))
+    assert load_space(tmp_path / "export") == a
