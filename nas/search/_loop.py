@@ -84,7 +84,7 @@ class SearchOutcome:
 
 def run_search(
     prepared: Prepared,
-    run_dir: Path,
+    run_dir: str | Path,
     *,
     progress: Progress | None = None,
     save_weights: bool = True,
@@ -110,7 +110,9 @@ def run_search(
     ``"trial"`` after each trial and ``"epoch"`` during training, for a progress bar, and
     ``"waiting"`` while it waits for another worker.
     """
-    return _Worker(prepared, run_dir, progress, save_weights=save_weights, poll_s=poll_s).run()
+    return _Worker(
+        prepared, Path(run_dir), progress, save_weights=save_weights, poll_s=poll_s
+    ).run()
 
 
 @dataclass

@@ -167,6 +167,18 @@ def select_members(
     Raises:
         NasConfigError: No candidate, an unknown ``arch_id``, or a budget nothing meets.
     """
+    if len(directions) != len(objectives):
+        raise NasConfigError(
+            f"directions: {len(directions)} for {len(objectives)} objectives; give one "
+            "'minimize' or 'maximize' per objective"
+        )
+    unknown = [o for o in objectives if o not in frame.columns]
+    if unknown:
+        raise NasConfigError(
+            f"objectives: no column {unknown[0]!r} in the trial frame",
+            allowed=[c for c in frame.columns if c not in ("arch", "arch_id", "state")],
+            value=unknown[0],
+        )
     done = frame[frame["state"] == "COMPLETE"].drop_duplicates("arch_id")
     if config.rule == "ids":
         missing = [i for i in config.ids if i not in set(done["arch_id"])]

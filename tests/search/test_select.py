@@ -125,3 +125,15 @@ def test_odd_choices_are_said(caplog):
     caplog.clear()
     assert len(select_members(_frame(), OBJ, DIRS, SelectConfig("knee", k=9))) == 4
     assert "select.k: 9 asked, but the Pareto front has 4 members: finishing 4" in caplog.text
+
+
+def test_objectives_and_directions_that_do_not_fit_the_frame_are_named():
+    """Three directions for two objectives gave numpy's 'operands could not be broadcast'; an
+    objective missing from the frame gave pandas' KeyError."""
+    frame = _frame()
+    with pytest.raises(NasConfigError, match=r"^directions: 3 for 2 objectives"):
+        select_members(frame, ["error", "params"], ["minimize"] * 3, SelectConfig(k=1))
+    with pytest.raises(
+        NasConfigError, match=r"^objectives: no column 'eror'.*did you mean 'error'"
+    ):
+        select_members(frame, ["eror"], ["minimize"], SelectConfig(k=1))
