@@ -427,7 +427,7 @@ def offset_seed(seed: int, resumed_after: int) -> int:
     """The seed for a sampler that cannot redo a study's earlier draws, continuing a study of
     ``resumed_after`` finished trials: another stream than the first run's (a fresh run: the
     seed as given)."""
-    return seed + 1_000_003 * resumed_after
+    return (seed + 1_000_003 * resumed_after) % 2**32  # (samplers take 32 bits)
 
 
 def make_default_sampler(

@@ -168,6 +168,10 @@ class Constraint:
         return f"{self.metric.name} {self.op} {self.bound:g}"
 
 
+#: the largest sampler seed (numpy's and Optuna's samplers take 32 bits)
+MAX_SEED = 2**32 - 1
+
+
 @dataclass(frozen=True)
 class SearchConfig:
     """How the study runs: sampler, budget, seed, and where Optuna stores it."""
@@ -188,6 +192,8 @@ class SearchConfig:
             )
         if self.n_trials < 1:
             raise NasConfigError(f"search.n_trials must be >= 1, got {self.n_trials}")
+        if not 0 <= self.seed <= MAX_SEED:  # numpy's and Optuna's samplers take 32 bits
+            raise NasConfigError(f"search.seed must be in 0..{MAX_SEED}, got {self.seed}")
 
     @classmethod
     def from_node(cls, node: Node) -> SearchConfig:
@@ -200,7 +206,7 @@ class SearchConfig:
         out = cls(
             sampler=node.get("sampler", "auto").as_choice(SAMPLERS),
             n_trials=node.get("n_trials", 30).as_int(min=1),
-            seed=node.get("seed", 0).as_int(min=0),
+            seed=node.get("seed", 0).as_int(min=0, max=MAX_SEED),
             storage=storage.as_str() if storage.value is not None else None,
             study_name=study.as_str() if study.value is not None else None,
             population_size=pop.as_int(min=2) if pop.value is not None else None,

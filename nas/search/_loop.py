@@ -233,7 +233,8 @@ class _Worker:
         key = SEEDS_PREFIX + worker_key(self.run_dir)  # one per worker: no write races
         attrs = self.study.user_attrs
         mine = list(attrs.get(key) or [])
-        if not mine or mine[-1].get("seed") != self.seed:
+        full = self.mirror.finished >= self.exp.search.n_trials  # it draws nothing this run
+        if not full and (not mine or mine[-1].get("seed") != self.seed):
             mine.append(
                 {"seed": self.seed, "from_trial": self.mirror.finished, "run_dir": self.ours}
             )

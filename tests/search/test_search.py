@@ -692,8 +692,13 @@ def test_a_study_continued_with_another_seed_records_both(tmp_path):
     path = Path(__file__).resolve().parents[2] / "experiments" / "nasbench201_cost.yaml"
     run = tmp_path / "run"
     run_experiment(load_experiment(path, ["search.n_trials=10"]), run)
+    # a seed that draws nothing (the study already full) is not one it was searched with
+    run_experiment(load_experiment(path, ["search.n_trials=10", "search.seed=9"]), run)
     for n in (14, 16):  # the same seed twice: recorded once
         run_experiment(load_experiment(path, [f"search.n_trials={n}", "search.seed=5"]), run)
     manifest = json.loads((run / "manifest.json").read_text())
     seeds = [(s["seed"], s["from_trial"]) for s in manifest["search"]["seeds"]]
     assert seeds == [(0, 0), (5, 10)] and manifest["seeds"]["search"] == 5
+    # a seed numpy and Optuna cannot take is refused before anything runs
+    with pytest.raises(NasConfigError, match=r"search\.seed: expected an integer <= 4294967295"):
+        load_experiment(path, ["search.seed=4294967296"])
