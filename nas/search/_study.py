@@ -139,10 +139,19 @@ def _check_reachable(
     """Refuse a cost constraint no architecture of ``space`` can meet (``latency_ms@t <=
     0.0001``) before any trial: the search would try every trial and train nothing."""
     from nas.cost import VectorizedCost
+    from nas.space import LayerSlots
 
     compiled: dict[str, VectorizedCost] = {}  # one per device, however many constraints
+    counted: dict[str, tuple[float, float]] = {}  # params and macs: sums over the layers
 
     def bounds(metric: Metric) -> tuple[float, float] | None:
+        if metric.device is None and metric.name in ("params", "macs"):
+            if metric.name not in counted:
+                slots = LayerSlots(space)
+                for name in ("params", "macs"):
+                    values = slots.tabulate(lambda x, n=name: float(getattr(x, n)))
+                    counted[name] = values.sum_bounds()
+            return counted[metric.name]
         device = metric.device or ""
         if device not in models or metric.quantity not in ("latency_ms", "energy_mj"):
             return None
@@ -156,8 +165,9 @@ def _check_reachable(
         best = reach[0] if c.op in ("<=", "<") else reach[1]
         if not c.satisfied(best):
             side = "lowest" if c.op in ("<=", "<") else "highest"
+            where = experiment.locate(f"constraints.{c.metric.name}")
             raise NasConfigError(
-                f"{experiment.source}: constraints.{c.metric.name}: no architecture of space "
+                f"{where}: constraints.{c.metric.name}: no architecture of space "
                 f"'{space.name}' meets '{c.op} {c.bound:g}': the {side} it can reach is "
                 f"{best:.4g} at best; loosen the bound"
             )

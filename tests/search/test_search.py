@@ -570,12 +570,13 @@ def test_a_study_refuses_a_cost_model_changed_since_it_was_searched(tiny_experim
 def test_run_warns_when_no_architecture_meets_the_constraints(tiny_experiment, tmp_path, capsys):
     from nas.cli import main
 
-    path = tiny_experiment('constraints: {params: "<= 1"}', n_trials=3)
+    # each reachable alone (a bound nothing reaches is refused before the search), not both
+    path = tiny_experiment('constraints: {params: "<= 300", macs: ">= 100000"}', n_trials=3)
     assert main(["run", str(path), "--out", str(tmp_path / "run"), "-q"]) == 0
     err = capsys.readouterr().err
     assert (
-        "warning: no architecture of the 3 trials meets the constraints (params <= 1), so there "
-        "is no Pareto front; loosen them" in err
+        "warning: no architecture of the 3 trials meets the constraints (params <= 300, macs "
+        ">= 100000), so there is no Pareto front; loosen them" in err
     )
 
 
@@ -597,6 +598,12 @@ def test_a_cost_constraint_no_architecture_can_meet_is_refused_before_any_trial(
         f'constraints: {{"latency_ms@cpu": "<= {lowest * 1.5:.6g}"}}', n_trials=2
     )
     assert main(["search", str(path), "--out", str(tmp_path / "run2"), "-q"]) == 0
+    # and params or MACs no architecture has, as for a cost
+    path = tiny_experiment('constraints: {params: "<= 10"}', n_trials=3)
+    assert main(["search", str(path), "--out", str(tmp_path / "run3"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: constraints.params: no architecture of space 'tiny_cell' meets '<= 10'" in err
+    assert not (tmp_path / "run3").exists()
 
 
 def test_a_select_budget_no_architecture_can_meet_is_refused_before_any_trial(
