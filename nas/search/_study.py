@@ -405,6 +405,12 @@ def _check_attrs(
         )
     old = attrs.get(SPACE_ATTR, {})
     now = space.to_dict()
+    if old.get("name") != now.get("name"):  # another space, not another version of it
+        raise NasConfigError(
+            f"study '{experiment.study_name}' in {storage} searched space '{old.get('name')}', "
+            f"not '{now.get('name')}'; set space back to continue it, or for a new search pass "
+            "another --out (or choose another search.study_name)"
+        )
     if old != now:
         differ = _differences(old, now)
         shown = "; ".join(differ[:3]) + (
@@ -465,6 +471,8 @@ def _check_same_trials(experiment: Experiment, recorded: dict[str, Any], storage
     for section in _TRIAL_SETTINGS:
         if section not in recorded:
             continue  # a study from before the setting was recorded
+        if section in ("data", "train") and not experiment.needs_training:
+            continue  # a cost-only study trains nothing: its trials do not depend on them
         before, after = recorded[section], now[section]
         keys = sorted(set(before) | set(after)) if section != "constraints" else [None]
         for key in keys:

@@ -709,3 +709,16 @@ def test_a_study_continued_with_another_seed_records_both(tmp_path):
     # a seed numpy and Optuna cannot take is refused before anything runs
     with pytest.raises(NasConfigError, match=r"search\.seed: expected an integer <= 4294967295"):
         load_experiment(path, ["search.seed=4294967296"])
+
+
+def test_a_cost_only_study_goes_on_whatever_the_training_settings(tmp_path):
+    """A cost-only study refused --set train.epochs=3 ('trials measured both ways would share
+    one front'), though it trains nothing; another space was 'a different version of space
+    nasbench201 ... put the space file back'."""
+    path = Path(__file__).resolve().parents[2] / "experiments" / "nasbench201_cost.yaml"
+    run = tmp_path / "run"
+    run_experiment(load_experiment(path, ["search.n_trials=4"]), run)
+    more = ["search.n_trials=6", "train.epochs=3", "train.lr=0.5"]
+    assert run_experiment(load_experiment(path, more), run).search.n_trials == 6
+    with pytest.raises(NasConfigError, match=r"searched space 'nasbench201', not 'fbnet'; set "):
+        run_experiment(load_experiment(path, ["search.n_trials=8", "space=fbnet"]), run)
