@@ -294,14 +294,17 @@ def plot_hypervolume(
         )
     if ax is None:
         ax = Figure(figsize=(6.0, 4.0), layout="constrained").add_subplot()
-    trials = np.arange(hv.shape[0])
-    ax.plot(trials, hv, drawstyle="steps-post", color=_PARETO_COLOR, linewidth=1.5)
+    # each trial's value held until the next trial: the last one's, up to one trial past it
+    # (else its step, at the axis' edge, had no width and did not show)
+    held = np.append(hv, hv[-1:])
+    trials = np.arange(held.shape[0])
+    ax.plot(trials, held, drawstyle="steps-post", color=_PARETO_COLOR, linewidth=1.5)
     ax.set_xlabel("trial number")
     ax.set_ylabel("hypervolume (normalized units)")
     ax.set_title("Hypervolume of " + ", ".join(objectives))
     ax.set_ylim(bottom=0.0)
     if hv.shape[0] > 0:
-        ax.set_xlim(0, max(hv.shape[0] - 1, 1))
+        ax.set_xlim(0, hv.shape[0])
     ax.text(
         0.98,
         0.04,

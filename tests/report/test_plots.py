@@ -141,7 +141,10 @@ def test_plot_hypervolume(tmp_path):
     assert ax.get_xlabel() == "trial number"
     assert "error" in ax.get_title() and "params" in ax.get_title()
     (line,) = ax.get_lines()
-    np.testing.assert_allclose(line.get_ydata(), history)
+    # every trial's value, the last held one trial on: its step up drawn with a width (it
+    # ended at the axis' edge and did not show)
+    np.testing.assert_allclose(line.get_ydata(), [*history, history[-1]])
+    assert ax.get_xlim() == (0, len(history)) and line.get_xdata()[-1] == len(history)
     texts = " ".join(t.get_text() for t in ax.texts)
     assert "normalized to [0,1]" in texts and "reference point 1.1 in each" in texts
     path = save_figure(ax, tmp_path / "hv.png")
