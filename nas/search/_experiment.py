@@ -209,10 +209,17 @@ class SearchConfig:
             seed=node.get("seed", 0).as_int(min=0, max=MAX_SEED),
             storage=storage.as_str() if storage.value is not None else None,
             study_name=study.as_str() if study.value is not None else None,
-            population_size=pop.as_int(min=2) if pop.value is not None else None,
+            population_size=pop.as_int(min=2, max=100_000) if pop.value is not None else None,
             timeout_s=timeout.as_float(min=0.0) if timeout.value is not None else None,
         )
         node.done()
+        if out.population_size is not None and out.sampler not in ("nsga2", "nsga3"):
+            log.warning(
+                "%s: search.population_size is for the genetic samplers (nsga2, nsga3); "
+                "sampler %s does not use it",
+                pop.origin or node.file,
+                out.sampler,
+            )
         return out
 
 

@@ -524,3 +524,16 @@ def test_overrides_given_as_one_string_are_refused(tmp_path):
     said "--set 's': expected KEY=VALUE"."""
     with pytest.raises(NasConfigError, match=r"^overrides: expected a list of 'KEY=VALUE' str"):
         load_experiment(write(tmp_path, GOOD), "search.n_trials=3")
+
+
+def test_a_population_size_for_a_sampler_without_one_is_warned_of(tmp_path, caplog):
+    """search.population_size with tpe was taken without a word (only nsga2/nsga3 use it)."""
+    with caplog.at_level("WARNING", logger="nas.search._experiment"):
+        load_experiment(write(tmp_path, GOOD), ["search.population_size=7"])  # nsga2: used
+        assert not caplog.records
+        load_experiment(write(tmp_path, GOOD), ["search.population_size=7", "search.sampler=tpe"])
+    (record,) = caplog.records
+    assert record.getMessage() == (
+        "--set 'search.population_size=7': search.population_size is for the genetic samplers "
+        "(nsga2, nsga3); sampler tpe does not use it"
+    )
