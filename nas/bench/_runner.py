@@ -228,7 +228,8 @@ def format_summary(summary: pd.DataFrame) -> str:
 
     def cell(value: object) -> str:
         if isinstance(value, float):
-            return "-" if math.isnan(value) else f"{value:.4f}"
+            # (a gap of -1e-17 is rounding: no method beats the true front)
+            return "-" if math.isnan(value) else f"{value + 0.0:.4f}".replace("-0.0000", "0.0000")
         return str(value)
 
     columns = [

@@ -444,6 +444,11 @@ def _check_bench_out(out: Path, settings: dict[str, Any]) -> None:
     """Refuse an --out folder holding the results of a benchmark with other settings: writing
     would replace them. The same settings again (a rerun) replace them with the same figures."""
     if not (out / "summary.csv").is_file():
+        if out.is_dir() and any(out.iterdir()):  # a run's folder, or anything else of yours
+            raise NasConfigError(
+                f"--out {out}: holds other files, not a benchmark's results; choose a new or "
+                "empty --out"
+            )
         return
     try:
         before = json.loads((out / "settings.json").read_text(encoding="utf-8"))
@@ -577,7 +582,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         f"{where}, objectives {', '.join(problem.names)}: "
         f"{len(problem.true_front)} point{'' if len(problem.true_front) == 1 else 's'} on the "
         f"true front{exact} of {problem.n_archs:,} "
-        f"architectures; {args.budget} {evaluation_unit(problem)} x {args.seeds} seeds per method"
+        f"architectures; {args.budget} {evaluation_unit(problem)} x {args.seeds} "
+        f"seed{'s' * (args.seeds != 1)} per method"
     )
     print(format_summary(result.summary))
     print(NORMALIZATION_NOTE)

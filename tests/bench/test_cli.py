@@ -50,6 +50,12 @@ def test_bench_writes_results(data_dir, tmp_path, capsys):
     assert "holds the results of another benchmark run (budget)" in capsys.readouterr().err
     assert (out / "summary.csv").read_bytes() == before
     assert main([*argv, "--out", str(out), "-q"]) == 0
+    # nor does it write into a folder of other files (a search's run folder took them)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "trials.csv").write_text("number\n")
+    assert main([*argv, "--out", str(tmp_path / "run"), "-q"]) == 2
+    assert "holds other files, not a benchmark's results" in capsys.readouterr().err
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["trials.csv"]
 
 
 @pytest.mark.parametrize(
