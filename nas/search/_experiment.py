@@ -524,9 +524,13 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
     _check_tables(space, named_at, metrics_at, tuple(Path(d) for d in table_dirs))
     trained = [m.needs_training for m in objectives]
     if search.sampler == "cost-aware" and (all(trained) or not any(trained)):
-        raise node.get("search").get("sampler").error(  # (Experiment says it unlocated)
-            "'cost-aware' needs both a trained objective (error/accuracy) and a free one "
-            "(params, latency_ms@..., ...); use 'auto' or 'tpe'"
+        raise (
+            node.get("search")
+            .get("sampler")
+            .error(  # (Experiment says it unlocated)
+                "'cost-aware' needs both a trained objective (error/accuracy) and a free one "
+                "(params, latency_ms@..., ...); use 'auto' or 'tpe'"
+            )
         )
     exp = Experiment(
         name=name,

@@ -52,7 +52,7 @@ from nas._errors import NasConfigError
 from nas._io import atomic_write_bytes, read_json_object
 from nas._timing import fixed_threads
 from nas.train._data import SplitData, _known_fields
-from nas.train._trainer import _SGD_MOMENTUM, OPTIMIZERS, _forked_rng
+from nas.train._trainer import _SGD_MOMENTUM, OPTIMIZERS, _forked_rng, check_training_args
 
 __all__ = [
     "CHECKPOINT_NAME",
@@ -476,6 +476,14 @@ def evaluate(
         >>> evaluate(model, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 0]))[0]
         0.5
     """
+    for name, value in (("x", x), ("y", y)):
+        if not isinstance(value, torch.Tensor):
+            raise NasConfigError(
+                f"{name}: expected a torch.Tensor, got {type(value).__name__}; convert it with "
+                f"torch.as_tensor({name})"
+            )
+    if y.dtype != torch.int64:
+        raise NasConfigError(f"y: expected int64 class labels, got {y.dtype}; pass y.long()")
     n = int(x.shape[0])
     if n == 0 or tuple(y.shape) != (n,):
         raise ValueError(
@@ -546,6 +554,7 @@ def finetune(
             different config, data or model.
         FinetuneDivergedError: The training or validation loss became NaN or infinite.
     """
+    check_training_args(model, data, config, FinetuneConfig, function="finetune")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters; nothing to fine-tune")

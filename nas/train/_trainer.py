@@ -178,6 +178,27 @@ class TrainResult:
         return cls(**data)
 
 
+def check_training_args(
+    model: object, data: object, config: object, expected: type, *, function: str
+) -> None:
+    """Refuse arguments that would fail deep in torch: a model that is no module, data that
+    is no :class:`SplitData`, another function's config, or a model whose first convolution
+    takes another channel count (or whose space another input shape) than the data has."""
+    from nas._trace import check_images
+
+    if not isinstance(model, nn.Module):
+        raise NasConfigError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(data, SplitData):
+        raise NasConfigError(
+            f"data: expected a SplitData (nas.train.load_data), got {type(data).__name__}"
+        )
+    if not isinstance(config, expected):
+        raise NasConfigError(
+            f"config: {function} takes a {expected.__name__}, got {type(config).__name__}"
+        )
+    check_images(data.x_train[:1], model, name=f"data '{data.name}'")
+
+
 def train_and_evaluate(
     model: nn.Module,
     data: SplitData,
@@ -203,7 +224,10 @@ def train_and_evaluate(
 
     Raises:
         ValueError: The model has no trainable parameters.
+        NasConfigError: Arguments of another kind, or data the model does not take
+            (:func:`check_training_args`).
     """
+    check_training_args(model, data, config, TrainConfig, function="train_and_evaluate")
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ValueError("the model has no trainable parameters; nothing to train")

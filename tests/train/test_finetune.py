@@ -554,3 +554,24 @@ def test_a_temperature_past_100_is_refused_at_load() -> None:
     with pytest.raises(NasConfigError, match=r"`0 < temperature <= 100` must hold"):
         DistillConfig(temperature=101.0)
     assert DistillConfig(temperature=100.0).temperature == 100.0
+
+
+def test_arguments_of_another_kind_are_named_before_training(data: SplitData) -> None:
+    """finetune(model, data, TrainConfig()) failed with "'TrainConfig' object has no attribute
+    'distill'"; a model for 3 channels with torch's error 14 frames deep; evaluate() on numpy
+    arrays with "'numpy.ndarray' object has no attribute 'to'"."""
+    from nas.train import TrainConfig, train_and_evaluate
+
+    three = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Flatten(), nn.Linear(256, 4))
+    for call, message in (
+        (lambda: finetune(_net(), data, TrainConfig()), r"^config: finetune takes a Finetune"),
+        (lambda: train_and_evaluate(_net(), None, TrainConfig()), r"^data: expected a SplitData"),
+        (lambda: finetune(three, data, _QUICK), r"^data 'quadrants': images have 1 channels but"),
+        (
+            lambda: evaluate(_net(), data.x_val.numpy(), data.y_val),
+            r"^x: expected a torch\.Tensor",
+        ),
+        (lambda: evaluate(_net(), data.x_val, data.y_val.float()), r"^y: expected int64 class"),
+    ):
+        with pytest.raises(NasConfigError, match=message):
+            call()
