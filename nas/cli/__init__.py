@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///x.db")
     p.add_argument("--study", required=True, help="study name")
     p.add_argument("--out", help="output directory (default: pareto-<study>)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no table of the front")
     p.set_defaults(func=cmd_pareto)
 
     p = command("train", "fine-tune, compress, measure and export one arch.json")

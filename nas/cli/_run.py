@@ -487,7 +487,9 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         )
     report = write_report(study, out)
     frame_path = out / "pareto.csv"
-    if not frame_path.stat().st_size:
+    if args.quiet:
+        pass  # the summary line only
+    elif not frame_path.stat().st_size:
         print("(no trials)")
     else:
         import pandas as pd

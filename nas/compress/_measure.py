@@ -114,6 +114,8 @@ def deflated_size(path: str | Path) -> int:
 
 
 def nonzero_params(model: nn.Module) -> int:
+    """Parameters of ``model`` that are not zero: what a sparse model keeps (its zeros pay off
+    only compressed, or in a sparse kernel)."""
     return int(sum(int(torch.count_nonzero(p)) for p in model.parameters()))
 
 

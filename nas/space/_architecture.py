@@ -105,6 +105,8 @@ class Architecture:
         return {"schema_version": SCHEMA_VERSION, "arch_id": self.arch_id, **self._content()}
 
     def to_json(self) -> str:
+        """:meth:`to_dict` as canonical JSON (sorted keys, no whitespace): the same text for
+        the same architecture on every machine."""
         return canonical_json(self.to_dict())
 
     @classmethod

@@ -148,7 +148,7 @@ def test_diverging_training_is_a_failed_trial_and_search_goes_on(tiny_experiment
     assert result.search.n_failed == len(failed)
 
 
-def test_pareto_command_reproduces_the_report_from_storage(tiny_experiment, tmp_path):
+def test_pareto_command_reproduces_the_report_from_storage(tiny_experiment, tmp_path, capsys):
     result = run_experiment(load_experiment(tiny_experiment()), tmp_path / "run")
     study = load_study(result.search.storage, "tiny")
     report = write_report(study, tmp_path / "again")
@@ -165,6 +165,9 @@ def test_pareto_command_reproduces_the_report_from_storage(tiny_experiment, tmp_
 
     args = ["pareto", "--storage", result.search.storage, "--study", "tiny", "--out"]
     assert main([*args, str(tmp_path / "run")]) == 0
+    capsys.readouterr()
+    assert main([*args, str(tmp_path / "run"), "-q"]) == 0  # the summary line alone
+    assert capsys.readouterr().out.count("\n") == 1
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("mine")
     assert main([*args, str(tmp_path / "mine")]) == 2
