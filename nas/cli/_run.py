@@ -111,10 +111,6 @@ def _final_progress(event: str, info: dict[str, Any]) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _epochs(n: int) -> str:
-    return f"{n} epoch{'s' * (n != 1)}"
-
-
 class _Tuning:
     """The fine-tune in progress, from the progress events, for what an interrupt keeps: the
     epochs its checkpoint holds (a rerun resumes after them)."""
@@ -134,6 +130,8 @@ class _Tuning:
         if not self.model:
             return ""
         if self.epoch >= self.epochs:  # compressing it now: a rerun does not train it again
+            from nas.final._finish import _epochs
+
             return f", and {self.model}'s finished fine-tuning ({_epochs(self.epochs)})"
         return f", and {self.model}'s fine-tuning up to epoch {self.epoch}/{self.epochs}"
 

@@ -148,6 +148,12 @@ def check_calibration(images: torch.Tensor, input_shape: tuple[int, ...], *, sou
         )
 
 
+def _check_batch_size(batch_size: object) -> None:
+    """Refuse a calibration batch size other than an integer >= 1 (0 failed in ``range``)."""
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise NasConfigError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+
+
 def capture(model: nn.Module, example: torch.Tensor) -> torch.fx.GraphModule:
     """``torch.export`` graph of ``model`` in eval mode with a dynamic batch dimension."""
     return export_program(model.eval(), example).module()
@@ -182,8 +188,7 @@ def quantize_int8(
         )
 
     check_images(calibration, model, name="calibration")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise NasConfigError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    _check_batch_size(batch_size)
     qat = train is not None
     with quiet_third_party():
         quantizer = _quantizer(qat)
@@ -365,8 +370,7 @@ def quantize_onnx(
 
     if not Path(fp32).is_file():
         raise NasConfigError(f"{fp32}: no such ONNX file (the FP32 model to quantize)")
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise NasConfigError(f"batch_size: expected an integer >= 1, got {batch_size!r}")
+    _check_batch_size(batch_size)
     graph = onnx.load(str(fp32), load_external_data=False).graph
     name = graph.input[0].name
     dims = graph.input[0].type.tensor_type.shape.dim

@@ -42,13 +42,7 @@ def for_space(model: CostModel | str, space: SearchSpace | str) -> CostModel:
     Either may be given by name (``load_cost_model``, ``load_space``)."""
     from nas.space import load_space
 
-    if isinstance(model, str):
-        model = load_cost_model(model)
-    if not hasattr(model, "estimate"):
-        raise NasConfigError(
-            f"model: expected a cost model (nas.cost.load_cost_model) or a device name, got "
-            f"{type(model).__name__}"
-        )
+    model = as_cost_model(model)
     if isinstance(space, str):
         space = load_space(space)
     if not isinstance(space, SearchSpace):
@@ -75,6 +69,19 @@ def for_space(model: CostModel | str, space: SearchSpace | str) -> CostModel:
                 space.hash,
                 model.refit_hint(),
             )
+    return model
+
+
+def as_cost_model(model: CostModel | str) -> CostModel:
+    """``model``, or the cost model of the device (or table or profile path) it names; anything
+    else is refused."""
+    if isinstance(model, str):
+        model = load_cost_model(model)
+    if not hasattr(model, "estimate"):
+        raise NasConfigError(
+            f"model: expected a cost model (nas.cost.load_cost_model) or a device name, got "
+            f"{type(model).__name__}"
+        )
     return model
 
 

@@ -52,16 +52,10 @@ class VectorizedCost:
     def __init__(
         self, space: SearchSpace, model: CostModel | str, slots: LayerSlots | None = None
     ) -> None:
-        from nas.cost._registry import load_cost_model
+        from nas.cost._registry import as_cost_model
         from nas.cost._table import LookupTable
 
-        if isinstance(model, str):  # a device's name, or a table's or profile's path
-            model = load_cost_model(model)
-        if not hasattr(model, "estimate"):
-            raise NasConfigError(
-                f"model: expected a cost model (nas.cost.load_cost_model) or a device name, got "
-                f"{type(model).__name__}"
-            )
+        model = as_cost_model(model)  # (a device's name, or a table's or profile's path)
         if isinstance(model, LookupTable) and model.space is None:
             model = model.bind(space)  # its in-model correction for this space
         self.space = space

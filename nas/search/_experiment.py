@@ -168,6 +168,18 @@ class Constraint:
         return f"{self.metric.name} {self.op} {self.bound:g}"
 
 
+def _sampler_problem(sampler: str, objectives: Sequence[Metric]) -> str | None:
+    """Why ``sampler`` cannot search ``objectives``, or None: the cost-aware sampler predicts
+    trained objectives from free ones, so it needs one of each."""
+    trained = [m.needs_training for m in objectives]
+    if sampler == "cost-aware" and (all(trained) or not any(trained)):
+        return (
+            "'cost-aware' needs both a trained objective (error/accuracy) and a free one "
+            "(params, latency_ms@..., ...); use 'auto' or 'tpe'"
+        )
+    return None
+
+
 #: the largest sampler seed (numpy's and Optuna's samplers take 32 bits)
 MAX_SEED = 2**32 - 1
 
@@ -248,12 +260,9 @@ class Experiment:
     def __post_init__(self) -> None:
         if not self.objectives:
             raise NasConfigError("an experiment needs at least one objective")
-        trained = [m.needs_training for m in self.objectives]
-        if self.search.sampler == "cost-aware" and (all(trained) or not any(trained)):
-            raise NasConfigError(
-                "search.sampler 'cost-aware' needs both a trained objective (error/accuracy) "
-                "and a free one (params, latency_ms@..., ...); use 'auto' or 'tpe'"
-            )
+        unusable = _sampler_problem(self.search.sampler, self.objectives)
+        if unusable is not None:
+            raise NasConfigError(f"search.sampler {unusable}")
 
     @property
     def metrics(self) -> tuple[Metric, ...]:
@@ -522,16 +531,9 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = ()) -> Experime
                 )
             metrics_at.append((where.convert(parse_metric), where))
     _check_tables(space, named_at, metrics_at, tuple(Path(d) for d in table_dirs))
-    trained = [m.needs_training for m in objectives]
-    if search.sampler == "cost-aware" and (all(trained) or not any(trained)):
-        raise (
-            node.get("search")
-            .get("sampler")
-            .error(  # (Experiment says it unlocated)
-                "'cost-aware' needs both a trained objective (error/accuracy) and a free one "
-                "(params, latency_ms@..., ...); use 'auto' or 'tpe'"
-            )
-        )
+    unusable = _sampler_problem(search.sampler, objectives)
+    if unusable is not None:  # located at its line, or its --set
+        raise node.get("search").get("sampler").error(unusable)
     exp = Experiment(
         name=name,
         space=space,
